@@ -1,0 +1,150 @@
+/**
+ * The typed option registry. Built-in options and script options live here alike; `--set name=value`,
+ * the confdir's config file and the `set` command all go through `set()`, which parses by type and
+ * says clearly what is wrong with a bad value.
+ */
+export type OptionType = "string" | "int" | "bool" | "size" | "strings" | "optional-string";
+
+export interface OptionSpec<T = unknown> {
+  name: string;
+  type: OptionType;
+  default: T;
+  help: string;
+  choices?: readonly string[];
+}
+
+export class OptionError extends Error {}
+
+type Listener = (updated: Set<string>) => void;
+
+export class Options {
+  private specs = new Map<string, OptionSpec>();
+  private values = new Map<string, unknown>();
+  private listeners: Listener[] = [];
+  /** Values set before their option was registered (e.g. a script option given on the command line). */
+  private deferred = new Map<string, string>();
+
+  add<T>(spec: OptionSpec<T>): void {
+    if (this.specs.has(spec.name)) {
+      const old = this.specs.get(spec.name)!;
+      if (old.type !== spec.type) throw new OptionError(`option ${spec.name} is already registered with type ${old.type}`);
+      return;
+    }
+    this.specs.set(spec.name, spec as OptionSpec);
+    this.values.set(spec.name, spec.default);
+    const pending = this.deferred.get(spec.name);
+    if (pending !== undefined) {
+      this.deferred.delete(spec.name);
+      this.set(spec.name, pending);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.specs.has(name);
+  }
+
+  get<T = unknown>(name: string): T {
+    if (!this.specs.has(name)) throw new OptionError(`unknown option ${name}: see \`sluice options\``);
+    return this.values.get(name) as T;
+  }
+
+  spec(name: string): OptionSpec | undefined {
+    return this.specs.get(name);
+  }
+
+  all(): OptionSpec[] {
+    return [...this.specs.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Parse `raw` by the option's type and set it. Unknown names throw unless `allowDeferred`. */
+  set(name: string, raw: string, allowDeferred = false): void {
+    const spec = this.specs.get(name);
+    if (!spec) {
+      if (allowDeferred) {
+        this.deferred.set(name, raw);
+        return;
+      }
+      throw new OptionError(`unknown option ${name}: see \`sluice options\` for the list`);
+    }
+    this.update({ [name]: parseValue(spec, raw) });
+  }
+
+  /** Names given with --set that no addon or script registered; reported once start-up is done. */
+  unknownDeferred(): string[] {
+    return [...this.deferred.keys()];
+  }
+
+  /** Set typed values at once and notify listeners with the names that changed. */
+  update(values: Record<string, unknown>): void {
+    const changed = new Set<string>();
+    for (const [name, value] of Object.entries(values)) {
+      const spec = this.specs.get(name);
+      if (!spec) throw new OptionError(`unknown option ${name}: see \`sluice options\``);
+      checkType(spec, value);
+      if (this.values.get(name) !== value) {
+        this.values.set(name, value);
+        changed.add(name);
+      }
+    }
+    if (changed.size) for (const l of this.listeners) l(changed);
+  }
+
+  onChange(listener: Listener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+}
+
+function parseValue(spec: OptionSpec, raw: string): unknown {
+  const bad = (what: string) => new OptionError(`option ${spec.name} expects ${what}, got ${JSON.stringify(raw)}`);
+  switch (spec.type) {
+    case "string":
+      if (spec.choices && !spec.choices.includes(raw)) throw bad(`one of ${spec.choices.join(", ")}`);
+      return raw;
+    case "optional-string":
+      return raw === "" || raw === "null" ? null : raw;
+    case "int": {
+      if (!/^-?\d+$/.test(raw.trim())) throw bad("a whole number");
+      return Number(raw);
+    }
+    case "bool": {
+      const v = raw.trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(v)) return true;
+      if (["false", "0", "no", "off"].includes(v)) return false;
+      throw bad("true or false");
+    }
+    case "size": {
+      const n = parseSize(raw);
+      if (n === null) throw bad("a size such as 512k, 1m or 2g");
+      return n;
+    }
+    case "strings":
+      return raw === "" ? [] : raw.split(",").map((s) => s.trim());
+  }
+}
+
+function checkType(spec: OptionSpec, value: unknown): void {
+  const ok =
+    spec.type === "string" ? typeof value === "string" :
+    spec.type === "optional-string" ? value === null || typeof value === "string" :
+    spec.type === "int" || spec.type === "size" ? typeof value === "number" && Number.isFinite(value) :
+    spec.type === "bool" ? typeof value === "boolean" :
+    Array.isArray(value);
+  if (!ok) throw new OptionError(`option ${spec.name} expects a ${spec.type}, got ${JSON.stringify(value)}`);
+}
+
+/** "1m" → 1048576; "512k", "2g", plain bytes. Null when unreadable. */
+export function parseSize(raw: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(raw);
+  if (!m) return null;
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
+  return Math.round(Number(m[1]) * mult);
+}
+
+export function formatOptionValue(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  if (Array.isArray(value)) return value.join(",");
+  return String(value);
+}
