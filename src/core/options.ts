@@ -120,8 +120,20 @@ function parseValue(spec: OptionSpec, raw: string): unknown {
       if (n === null) throw bad("a size such as 512k, 1m or 2g");
       return n;
     }
-    case "strings":
+    case "strings": {
+      // A JSON array keeps items that contain commas (regexes, specs); otherwise split on commas.
+      if (raw.trim().startsWith("[")) {
+        let list: unknown;
+        try {
+          list = JSON.parse(raw);
+        } catch {
+          throw bad("a JSON array of strings or a comma-separated list");
+        }
+        if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) throw bad("a JSON array of strings");
+        return list;
+      }
       return raw === "" ? [] : raw.split(",").map((s) => s.trim());
+    }
   }
 }
 

@@ -1,0 +1,16 @@
+/** `npm run bench`: every benchmark side by side, printed as tables with ratios. */
+import { benchProxy } from "./proxy-bench.js";
+
+const only = process.argv[2];
+const suites: [string, () => Promise<string>][] = [["proxy", benchProxy]];
+
+for (const [name, fn] of suites) {
+  if (only && only !== name) continue;
+  process.stdout.write(`\n=== ${name} ===\n`);
+  try {
+    process.stdout.write((await fn()) + "\n");
+  } catch (err) {
+    process.stdout.write(`${name} benchmark failed: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,72 @@
+/** Command-line parsing for the proxy front ends, with mitmproxy's flag names. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export class UsageError extends Error {}
+
+export const PROXY_FLAGS = {
+  mode: { type: "string", short: "m" },
+  "listen-port": { type: "string", short: "p" },
+  "listen-host": { type: "string" },
+  set: { type: "string", multiple: true },
+  "ssl-insecure": { type: "boolean", short: "k" },
+  "ignore-hosts": { type: "string", multiple: true },
+  "allow-hosts": { type: "string", multiple: true },
+  "map-remote": { type: "string", short: "M", multiple: true },
+  confdir: { type: "string" },
+  "flow-detail": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+export interface ProxyArgs {
+  /** Option values as strings, as if given with --set. */
+  set: Record<string, string>;
+  quiet: boolean;
+  verbose: boolean;
+  help: boolean;
+  positionals: string[];
+}
+
+export function parseProxyArgs(argv: string[]): ProxyArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: PROXY_FLAGS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(cleanParseError((err as Error).message));
+  }
+  const v = parsed.values;
+  const set: Record<string, string> = {};
+  for (const item of v.set ?? []) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--set expects name=value, got ${JSON.stringify(item)}`);
+    const name = item.slice(0, eq).trim();
+    const value = item.slice(eq + 1);
+    // Repeated list options accumulate, as they do in mitmproxy.
+    set[name] = set[name] !== undefined && LIST_OPTIONS.has(name) ? `${set[name]},${value}` : value;
+  }
+  if (v.mode !== undefined) set.mode = v.mode;
+  if (v["listen-port"] !== undefined) set.listen_port = v["listen-port"];
+  if (v["listen-host"] !== undefined) set.listen_host = v["listen-host"];
+  if (v["ssl-insecure"]) set.ssl_insecure = "true";
+  if (v.confdir !== undefined) set.confdir = v.confdir;
+  if (v["flow-detail"] !== undefined) set.flow_detail = v["flow-detail"];
+  if (v.quiet) set.flow_detail = "0";
+  // Regexes and specs may contain commas: these lists are passed whole, not split.
+  const lists: Record<string, string[]> = {};
+  if (v["ignore-hosts"]) lists.ignore_hosts = v["ignore-hosts"];
+  if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
+  if (v["map-remote"]) lists.map_remote = v["map-remote"];
+  for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
+  return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals };
+}
+
+const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote"]);
+
+function cleanParseError(message: string): string {
+  const m = /Unknown option '([^']+)'/.exec(message);
+  if (m) return `unknown option ${m[1]}: see \`sluice --help\``;
+  const missing = /Option '([^']+)' argument missing/.exec(message);
+  if (missing) return `option ${missing[1]} needs a value`;
+  return message.replace(/\. To specify a positional argument.*$/s, "");
+}

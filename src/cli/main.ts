@@ -1,0 +1,173 @@
+/** `sluice` — the one executable. Thin: parses arguments, wires addons, reports errors in one line. */
+import { Dump } from "../addons/dump.js";
+import { MapRemote } from "../addons/map-remote.js";
+import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
+import { LineLogger } from "../core/log.js";
+import { formatOptionValue } from "../core/options.js";
+import { Master } from "../proxy/master.js";
+import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
+import { parseProxyArgs, UsageError } from "./args.js";
+import type { Addon } from "../core/addons.js";
+
+const VERSION = "0.1.0";
+
+const MAIN_HELP = `sluice ${VERSION} — see, shape and break the HTTP traffic of your programs
+
+Usage: sluice COMMAND [options]
+
+Commands:
+  dump      run the proxy and print one line per flow (like mitmdump)
+  ca        show where sluice's CA certificate is and how to make clients trust it
+  options   list every option with its type, default and help
+  help      show this help, or \`sluice help COMMAND\`
+
+Run \`sluice COMMAND --help\` for the options of a command.
+`;
+
+const DUMP_HELP = `Usage: sluice dump [options] [FILTER]
+
+Runs the proxy (regular mode on 127.0.0.1:8080 unless told otherwise) and prints one line per
+finished flow: client, method, URL, status, content type, size, duration. FILTER is a
+mitmproxy filter expression; only matching flows are printed.
+
+Proxy:
+  -m, --mode SPEC            regular (default) | reverse:http[s]://host[:port] | upstream:http://host:port
+  -p, --listen-port PORT     port to listen on (default 8080; 0 picks a free one)
+      --listen-host HOST     address to listen on (default 127.0.0.1)
+  -k, --ssl-insecure         do not verify upstream server certificates
+      --ignore-hosts REGEX   pass TLS to matching hosts through untouched (repeatable)
+      --allow-hosts REGEX    intercept only matching hosts (repeatable)
+  -M, --map-remote SPEC      |filter|url-regex|replacement: send matching requests elsewhere (repeatable)
+      --confdir DIR          where the CA lives (default ~/.sluice)
+      --set NAME=VALUE       set any option (see \`sluice options\`), repeatable
+
+Output:
+      --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
+  -q, --quiet                print no flows and only errors
+  -v, --verbose              debug logging
+  -h, --help                 this help
+`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`sluice: ${message}\n`);
+  process.exit(code);
+}
+
+async function runDump(argv: string[]): Promise<void> {
+  const args = parseProxyArgs(argv);
+  if (args.help) {
+    process.stdout.write(DUMP_HELP);
+    return;
+  }
+  if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
+  const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
+  const dump = new Dump();
+  const addons: Addon[] = [new MapRemote(), dump];
+  const master = new Master({ set: args.set, addons, log });
+  try {
+    await master.configure();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  let address;
+  try {
+    address = await master.start();
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
+  const modeSpec = master.options.get<string>("mode");
+  log.info(`sluice ${modeSpec} proxy listening at ${address.address}:${address.port}`);
+  if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    await master.stop();
+    dump.flush();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
+function runCa(argv: string[]): void {
+  let confdir = DEFAULT_CONFDIR;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--confdir") confdir = argv[++i] ?? fail("--confdir needs a folder");
+    else if (a.startsWith("--confdir=")) confdir = a.slice("--confdir=".length);
+    else if (a === "-h" || a === "--help") {
+      process.stdout.write("Usage: sluice ca [--confdir DIR]\n\nCreates the CA on first use and prints where its files are and how to trust it.\n");
+      return;
+    } else fail(`unknown argument ${a} for \`sluice ca\``);
+  }
+  let ca: CertificateAuthority;
+  try {
+    ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
+  const files = caFilesIn(confdir);
+  const d = ca.describe();
+  process.stdout.write(`sluice CA in ${confdir}
+  ${files.keyAndCert}   key + certificate (private: mode 0600, never share it)
+  ${files.certPem}   certificate (PEM) — give this to clients
+  ${files.certCer}   certificate (DER) — Windows, Android
+  ${files.p12}   certificate + key (PKCS#12, no password) — browsers, Java
+
+  subject      ${d.subject}
+  sha256       ${d.fingerprint256}
+  valid until  ${d.validTo}
+
+Trust it:
+  curl           curl --cacert ${files.certPem} -x http://127.0.0.1:8080 https://…
+  boto3, AWS CLI export AWS_CA_BUNDLE=${files.certPem} HTTPS_PROXY=http://127.0.0.1:8080
+  requests       export REQUESTS_CA_BUNDLE=${files.certPem}
+  Node.js        export NODE_EXTRA_CA_CERTS=${files.certPem}
+  Debian system  cp ${files.certPem} /usr/local/share/ca-certificates/sluice.crt && update-ca-certificates
+`);
+}
+
+async function runOptions(): Promise<void> {
+  const master = new Master({ addons: [new MapRemote(), new Dump()], log: new LineLogger("error") });
+  await master.configure();
+  for (const o of master.options.all()) {
+    const def = formatOptionValue(o.default);
+    process.stdout.write(`${o.name}  (${o.type}, default: ${def === "" ? '""' : def})\n    ${o.help}\n`);
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "dump":
+        return await runDump(rest);
+      case "ca":
+        return runCa(rest);
+      case "options":
+        return await runOptions();
+      case "help":
+        if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
+        else process.stdout.write(MAIN_HELP);
+        return;
+      case "-h":
+      case "--help":
+        process.stdout.write(MAIN_HELP);
+        return;
+      case "--version":
+      case "-V":
+        process.stdout.write(`sluice ${VERSION}\n`);
+        return;
+      case undefined:
+        process.stdout.write(MAIN_HELP);
+        process.exitCode = 2;
+        return;
+      default:
+        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, options, help (see \`sluice --help\`)`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) fail(err.message);
+    fail((err as Error).message, 1);
+  }
+}

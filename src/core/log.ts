@@ -1,0 +1,33 @@
+/** A leveled logger writing lines to a sink (stderr by default); addons log through it. */
+import type { Logger } from "./addons.js";
+
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
+
+export interface LogEntry {
+  level: Exclude<LogLevel, "silent">;
+  message: string;
+  timestamp: number;
+}
+
+export class LineLogger implements Logger {
+  /** The latest entries, for the console's event log. */
+  readonly recent: LogEntry[] = [];
+  constructor(
+    public level: LogLevel = "info",
+    private readonly sink: (line: string) => void = (line) => process.stderr.write(line + "\n"),
+  ) {}
+
+  private write(level: Exclude<LogLevel, "silent">, message: string): void {
+    this.recent.push({ level, message, timestamp: Date.now() });
+    if (this.recent.length > 1000) this.recent.splice(0, this.recent.length - 1000);
+    if (RANK[level] < RANK[this.level]) return;
+    const t = new Date().toISOString().slice(11, 23);
+    const tag = level === "info" ? "" : `${level}: `;
+    this.sink(`[${t}] ${tag}${message}`);
+  }
+  debug(m: string) { this.write("debug", m); }
+  info(m: string) { this.write("info", m); }
+  warn(m: string) { this.write("warn", m); }
+  error(m: string) { this.write("error", m); }
+}

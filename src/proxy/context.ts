@@ -1,0 +1,11 @@
+/** What every part of the proxy shares: options, addons, the log and the CA. */
+import type { AddonManager, Logger } from "../core/addons.js";
+import type { Options } from "../core/options.js";
+import type { CertificateAuthority } from "./tls/ca.js";
+
+export interface ProxyContext {
+  options: Options;
+  addons: AddonManager;
+  log: Logger;
+  ca: CertificateAuthority;
+}

@@ -1,0 +1,552 @@
+/**
+ * One HTTP exchange, from the client's request to the response it gets, for HTTP/1.1 and HTTP/2
+ * clients alike: build the flow, run the hooks, forward upstream (or not), stream or keep bodies.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { Readable } from "node:stream";
+import type { Dispatcher } from "undici";
+import { Headers } from "../core/headers.js";
+import { HTTPFlow, Request, Response, now, newServerConnection, reasonPhrase, type ClientConnection } from "../core/flow.js";
+import type { ProxyContext } from "./context.js";
+import type { ClientUpstreams, UpstreamTarget } from "./upstream.js";
+import { describeConnectError } from "./upstream.js";
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+
+/** Per client connection: who it is and where its requests go by default. */
+export interface ConnectionContext {
+  clientConn: ClientConnection;
+  /** Scheme of the client's side of the connection (TLS terminated by sluice or not). */
+  clientTls: boolean;
+  /** Target given by CONNECT or reverse mode; null for absolute-form requests. */
+  target: UpstreamTarget | null;
+  /** True when requests may use absolute form (regular/upstream mode, outside a tunnel). */
+  absoluteForm: boolean;
+  upstreams: ClientUpstreams;
+  /** Reverse mode: rewrite Host to the target unless keep_host_header. */
+  rewriteHost: boolean;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and ones undici frames itself: never forwarded. */
+const HOP_BY_HOP = new Set([
+  "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
+  "transfer-encoding", "upgrade", "expect", "http2-settings",
+]);
+
+export class BadRequestError extends Error {}
+
+/** Builds the flow's Request from what the client sent. Throws BadRequestError for unusable ones. */
+export function requestFromClient(req: ClientRequest, cc: ConnectionContext): Request {
+  const isH2 = req.httpVersionMajor === 2;
+  const raw = req.rawHeaders;
+  let headers: Headers;
+  let authority = "";
+  if (isH2) {
+    const list: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 58 /* ":" */) {
+        if (name === ":authority") authority = raw[i + 1]!;
+        continue;
+      }
+      list.push(name, raw[i + 1]!);
+    }
+    headers = new Headers(list);
+  } else {
+    headers = new Headers(raw.slice());
+    authority = headers.get("host") ?? "";
+  }
+  const url = req.url ?? "/";
+  let scheme: "http" | "https";
+  let host: string;
+  let port: number;
+  let path: string;
+  if (cc.target) {
+    scheme = cc.target.scheme;
+    host = cc.target.host;
+    port = cc.target.port;
+    path = url;
+  } else if (url.startsWith("http://") || url.startsWith("https://")) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new BadRequestError(`malformed absolute URL ${JSON.stringify(url)}`);
+    }
+    scheme = u.protocol === "https:" ? "https" : "http";
+    host = u.hostname.replace(/^\[|\]$/g, "");
+    port = u.port ? Number(u.port) : scheme === "https" ? 443 : 80;
+    path = u.pathname + u.search;
+    if (!authority) authority = u.host;
+  } else if (!cc.absoluteForm && authority) {
+    scheme = cc.clientTls ? "https" : "http";
+    const a = new URL(`${scheme}://${authority}`);
+    host = a.hostname.replace(/^\[|\]$/g, "");
+    port = a.port ? Number(a.port) : scheme === "https" ? 443 : 80;
+    path = url;
+  } else {
+    throw new BadRequestError(
+      `sluice is running as an HTTP proxy and got an origin-form request (${req.method} ${url}); ` +
+        "configure your client to use sluice as its proxy (e.g. curl -x http://127.0.0.1:8080), or start sluice in reverse mode",
+    );
+  }
+  if (!path.startsWith("/") && path !== "*") path = "/" + path;
+  const request = new Request({
+    method: req.method ?? "GET",
+    scheme,
+    host,
+    port,
+    path,
+    authority,
+    httpVersion: isH2 ? "HTTP/2.0" : `HTTP/${req.httpVersion}`,
+    headers,
+    content: null,
+  });
+  if (cc.target && cc.rewriteHost) {
+    const hostValue = defaultPortFor(scheme) === port ? host : `${host}:${port}`;
+    if (request.headers.has("host")) request.headers.set("host", hostValue);
+    request.authority = hostValue;
+  }
+  return request;
+}
+
+function defaultPortFor(scheme: string): number {
+  return scheme === "https" ? 443 : 80;
+}
+
+/** Reads a body into memory up to `limit` bytes; past that, hands back what it has and the rest stays unread. */
+async function readUpTo(stream: ClientRequest, limit: number): Promise<{ chunks: Buffer[]; size: number; ended: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) {
+        stream.pause();
+        cleanup();
+        resolve({ chunks, size, ended: false });
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve({ chunks, size, ended: true });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onAborted = () => {
+      cleanup();
+      reject(new Error("client closed the connection before the request body was complete"));
+    };
+    const cleanup = () => {
+      stream.removeListener("data", onData);
+      stream.removeListener("end", onEnd);
+      stream.removeListener("error", onError);
+      stream.removeListener("aborted", onAborted);
+    };
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("error", onError);
+    stream.once("aborted", onAborted);
+    stream.resume();
+  });
+}
+
+function hasNoBody(req: ClientRequest): boolean {
+  if (req.httpVersionMajor === 2) return (req as Http2ServerRequest).stream.readableEnded || (req as Http2ServerRequest).stream.endAfterHeaders;
+  const h = (req as IncomingMessage).headers;
+  return h["content-length"] === undefined && h["transfer-encoding"] === undefined;
+}
+
+/** Handles one request end to end. Never throws: failures become responses or errors on the flow. */
+export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, req: ClientRequest, res: ClientResponse): Promise<void> {
+  let request: Request;
+  try {
+    request = requestFromClient(req, cc);
+  } catch (err) {
+    sendPlain(res, 400, `sluice: bad request: ${(err as Error).message}\n`);
+    return;
+  }
+  const flow = new HTTPFlow(cc.clientConn, newServerConnection(), request);
+  flow.live = true;
+  let clientGone = false;
+  res.once("close", () => {
+    if (!res.writableFinished) clientGone = true;
+  });
+
+  await run(ctx, "requestHeaders", flow);
+  if (flow.isKilled) return killClient(ctx, flow, req, res);
+
+  // Body: kept up to the limit, streamed past it.
+  const limit = ctx.options.get<number>("stream_large_bodies");
+  let streamedBody: AsyncIterable<Buffer> | null = null;
+  if (hasNoBody(req)) {
+    request.content = Buffer.alloc(0);
+    req.resume();
+  } else {
+    const declared = Number(request.headers.get("content-length") ?? NaN);
+    try {
+      if (declared > limit) {
+        streamedBody = bodyStream(req, [], request);
+      } else {
+        const got = await readUpTo(req, limit);
+        if (got.ended) {
+          request.content = got.chunks.length === 1 ? got.chunks[0]! : Buffer.concat(got.chunks, got.size);
+          request.contentLength = got.size;
+        } else {
+          streamedBody = bodyStream(req, got.chunks, request);
+        }
+      }
+    } catch (err) {
+      return failFlow(ctx, flow, res, 400, (err as Error).message);
+    }
+    if (streamedBody) {
+      request.streamed = true;
+      request.content = null;
+    }
+  }
+  if (!streamedBody) request.timestampEnd = now();
+
+  await run(ctx, "request", flow);
+  if (flow.isKilled) return killClient(ctx, flow, req, res);
+
+  if (flow.response) {
+    // Answered by an addon (fault, replay, script): the server is never contacted.
+    if (streamedBody) drain(streamedBody);
+    await run(ctx, "responseHeaders", flow);
+    if (flow.isKilled) return killClient(ctx, flow, req, res);
+    await run(ctx, "response", flow);
+    if (flow.isKilled) return killClient(ctx, flow, req, res);
+    sendComplete(res, flow.response, request.method);
+    flow.live = false;
+    return;
+  }
+
+  if (clientGone) return clientLeft(ctx, flow);
+  await forward(ctx, cc, flow, req, res, streamedBody, limit);
+}
+
+/** A request body that streams: first the chunks already read, then the rest as it arrives. */
+async function* bodyStream(req: ClientRequest, first: Buffer[], request: Request): AsyncGenerator<Buffer> {
+  let n = 0;
+  for (const c of first) {
+    n += c.length;
+    yield c;
+  }
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    yield c;
+  }
+  request.contentLength = n;
+  request.timestampEnd = now();
+}
+
+function drain(body: AsyncIterable<Buffer>): void {
+  (async () => {
+    for await (const _ of body) {
+      // discard: the answer did not need it
+    }
+  })().catch(() => {});
+}
+
+function run(ctx: ProxyContext, hook: "requestHeaders" | "request" | "responseHeaders" | "response" | "error", flow: HTTPFlow): Promise<void> | void {
+  return ctx.addons.trigger(hook, flow);
+}
+
+/** Sends the request upstream with undici and relays the answer, keeping or streaming its body. */
+function forward(
+  ctx: ProxyContext,
+  cc: ConnectionContext,
+  flow: HTTPFlow,
+  req: ClientRequest,
+  res: ClientResponse,
+  streamedBody: AsyncIterable<Buffer> | null,
+  limit: number,
+): Promise<void> {
+  const request = flow.request;
+  const target: UpstreamTarget = { scheme: request.scheme, host: request.host, port: request.port };
+  const entry = cc.upstreams.entryFor(target);
+  const upstreamHeaders: string[] = [];
+  const raw = request.headers.raw;
+  let hasHost = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (lower === "host") hasHost = true;
+    upstreamHeaders.push(raw[i]!, raw[i + 1]!);
+  }
+  if (!hasHost) upstreamHeaders.push("host", request.authority || hostHeaderFor(target));
+  const path = cc.upstreams.usesAbsoluteForm(target) ? request.url : request.path;
+  const body: Dispatcher.DispatchOptions["body"] = streamedBody ? Readable.from(streamedBody, { objectMode: false }) : request.content && request.content.length ? request.content : null;
+
+  return new Promise<void>((resolve) => {
+    let abort: ((err?: Error) => void) | null = null;
+    let response: Response | null = null;
+    let chunks: Buffer[] = [];
+    let size = 0;
+    let streaming = false;
+    let headSent = false;
+    let resumeUpstream: (() => void) | null = null; // undici's resume, called when the client drains
+    let settled = false;
+    const finish = () => {
+      if (!settled) {
+        settled = true;
+        flow.live = false;
+        resolve();
+      }
+    };
+    const onClientClose = () => {
+      if (!res.writableFinished && !settled) {
+        abort?.(new Error("client disconnected"));
+        if (!flow.error) flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
+        void Promise.resolve(run(ctx, "error", flow)).finally(finish);
+      }
+    };
+    res.once("close", onClientClose);
+    res.on("drain", () => resumeUpstream?.());
+
+    const startStreaming = () => {
+      streaming = true;
+      response!.streamed = true;
+      response!.content = null;
+      writeHead(res, response!);
+      headSent = true;
+      for (const c of chunks) (res as ServerResponse).write(c);
+      chunks = [];
+    };
+
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect(abortFn) {
+        abort = abortFn as (err?: Error) => void;
+      },
+      onHeaders(statusCode, rawHeaders, resume, statusText) {
+        flow.serverConn = entry.serverConn;
+        resumeUpstream = resume;
+        if (statusCode < 200 && statusCode !== 101) return true; // interim (100/103): not relayed
+        const list: string[] = new Array(rawHeaders.length);
+        for (let i = 0; i < rawHeaders.length; i++) list[i] = (rawHeaders[i] as Buffer).toString("latin1");
+        response = new Response({
+          statusCode,
+          reason: statusText || reasonPhrase(statusCode),
+          httpVersion: entry.serverConn.alpn === "h2" ? "HTTP/2.0" : "HTTP/1.1",
+          headers: new Headers(list),
+          content: null,
+          timestampStart: now(),
+        });
+        flow.response = response;
+        const declared = Number(response.headers.get("content-length") ?? NaN);
+        const hooked = run(ctx, "responseHeaders", flow);
+        const decide = () => {
+          if (flow.isKilled) {
+            abort?.(new Error("killed"));
+            return;
+          }
+          if (flow.response !== response) {
+            // An addon replaced the response: it wins, the server's body is dropped.
+            abort?.(new Error("response replaced"));
+            return;
+          }
+          if (declared > limit) startStreaming();
+        };
+        if (hooked) {
+          hooked.then(() => {
+            decide();
+            resume();
+          });
+          return false;
+        }
+        decide();
+        return true;
+      },
+      onData(chunk) {
+        size += chunk.length;
+        if (!streaming) {
+          chunks.push(chunk);
+          if (size > limit) startStreaming();
+          return true;
+        }
+        // false pauses undici until the client drains: bounded memory for any body size.
+        return (res as ServerResponse).write(chunk);
+      },
+      onComplete(trailers) {
+        const resp = response!;
+        resp.contentLength = size;
+        resp.timestampEnd = now();
+        if (trailers && trailers.length) {
+          const list: string[] = [];
+          for (const t of trailers) list.push(Buffer.isBuffer(t) ? t.toString("latin1") : String(t));
+          resp.trailers = new Headers(list);
+        }
+        if (streaming) {
+          res.end();
+          Promise.resolve(run(ctx, "response", flow)).finally(finish);
+          return;
+        }
+        resp.content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+        chunks = [];
+        Promise.resolve(run(ctx, "response", flow)).then(() => {
+          if (flow.isKilled) return killClient(ctx, flow, req, res);
+          if (!clientWritable(res)) return;
+          sendComplete(res, flow.response!, request.method);
+        }).finally(finish);
+      },
+      onError(err) {
+        if (flow.response && flow.response !== response && !flow.isKilled) {
+          // Replaced by an addon in responseHeaders: answer with it.
+          Promise.resolve(run(ctx, "response", flow)).then(() => sendComplete(res, flow.response!, request.method)).finally(finish);
+          return;
+        }
+        if (flow.isKilled) {
+          killClient(ctx, flow, req, res);
+          finish();
+          return;
+        }
+        if (settled) return;
+        const serverConnErr = (err as { sluiceServerConn?: typeof flow.serverConn }).sluiceServerConn;
+        if (serverConnErr) flow.serverConn = serverConnErr;
+        else flow.serverConn = entry.serverConn;
+        const msg = serverConnErr ? err.message : describeUpstreamError(err as NodeJS.ErrnoException, target);
+        if (headSent) {
+          flow.error = { msg, timestamp: now() };
+          destroyClient(res);
+          Promise.resolve(run(ctx, "error", flow)).finally(finish);
+          return;
+        }
+        failFlow(ctx, flow, res, 502, msg).finally(finish);
+      },
+    };
+    try {
+      entry.client.dispatch(
+        {
+          path,
+          method: request.method,
+          headers: upstreamHeaders,
+          body,
+          // Idempotency is the client's business; never let undici replay a request on its own.
+          idempotent: false,
+          blocking: false,
+          upgrade: null,
+        } as Dispatcher.DispatchOptions,
+        handler,
+      );
+    } catch (err) {
+      failFlow(ctx, flow, res, 502, `could not send the request upstream: ${(err as Error).message}`).finally(finish);
+    }
+  });
+}
+
+function hostHeaderFor(t: UpstreamTarget): string {
+  const h = t.host.includes(":") ? `[${t.host}]` : t.host;
+  return t.port === defaultPortFor(t.scheme) ? h : `${h}:${t.port}`;
+}
+
+function describeUpstreamError(err: NodeJS.ErrnoException, target: UpstreamTarget): string {
+  const where = `${target.host}:${target.port}`;
+  switch (err.code) {
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return `${where} did not answer in time (read_timeout)`;
+    case "UND_ERR_BODY_TIMEOUT":
+      return `${where} stopped sending the response body (read_timeout)`;
+    case "UND_ERR_SOCKET":
+    case "ECONNRESET":
+      return `connection to ${where} closed before the response was complete: ${err.message}`;
+    case "UND_ERR_INVALID_ARG":
+    case "UND_ERR_NOT_SUPPORTED":
+      return `request cannot be forwarded to ${where}: ${err.message}`;
+    default:
+      return describeConnectError(err, target);
+  }
+}
+
+function clientWritable(res: ClientResponse): boolean {
+  return !res.writableEnded && !(res as ServerResponse).destroyed && !(res.socket?.destroyed ?? false);
+}
+
+async function failFlow(ctx: ProxyContext, flow: HTTPFlow, res: ClientResponse, status: number, msg: string): Promise<void> {
+  flow.error = { msg, timestamp: now() };
+  await run(ctx, "error", flow);
+  flow.live = false;
+  if (clientWritable(res) && !res.headersSent) sendPlain(res, status, `sluice: ${msg}\n`);
+}
+
+function clientLeft(ctx: ProxyContext, flow: HTTPFlow): Promise<void> | void {
+  flow.error = { msg: "client disconnected before the request was sent", timestamp: now() };
+  flow.live = false;
+  return run(ctx, "error", flow);
+}
+
+function killClient(ctx: ProxyContext, flow: HTTPFlow, _req: ClientRequest, res: ClientResponse): void {
+  flow.live = false;
+  destroyClient(res);
+  void run(ctx, "error", flow);
+}
+
+function destroyClient(res: ClientResponse): void {
+  if ("stream" in res && res.stream) {
+    // HTTP/2: reset just this stream, the connection's other streams go on.
+    res.stream.close(0x2 /* INTERNAL_ERROR */);
+  } else {
+    (res as ServerResponse).socket?.destroy();
+  }
+}
+
+/** Response headers for the client: hop-by-hop removed; an object for HTTP/2. */
+function writeHead(res: ClientResponse, response: Response): void {
+  const raw = response.headers.raw;
+  const isH2 = "stream" in res && !!(res as Http2ServerResponse).stream;
+  if (isH2) {
+    const obj: Record<string, string | string[]> = {};
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(name) || name === "host") continue;
+      const prev = obj[name];
+      if (prev === undefined) obj[name] = raw[i + 1]!;
+      else if (Array.isArray(prev)) prev.push(raw[i + 1]!);
+      else obj[name] = [prev, raw[i + 1]!];
+    }
+    (res as Http2ServerResponse).writeHead(response.statusCode, obj);
+    return;
+  }
+  const list: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (lower === "connection" || lower === "keep-alive" || lower === "proxy-connection" || lower === "transfer-encoding" || lower === "upgrade" || lower === "trailer") continue;
+    list.push(raw[i]!, raw[i + 1]!);
+  }
+  (res as ServerResponse).writeHead(response.statusCode, response.reason || reasonPhrase(response.statusCode) || "Unknown", list);
+}
+
+/** Sends a response whose body is in memory; Content-Length follows the body actually sent. */
+export function sendComplete(res: ClientResponse, response: Response, method: string): void {
+  if (!clientWritable(res) || res.headersSent) return;
+  const body = response.content ?? Buffer.alloc(0);
+  const bodyless = method === "HEAD" || response.statusCode === 204 || response.statusCode === 304 || response.statusCode < 200;
+  if (!bodyless) {
+    const declared = response.headers.get("content-length");
+    if (declared !== String(body.length)) response.headers.set("content-length", String(body.length));
+  }
+  try {
+    writeHead(res, response);
+  } catch (err) {
+    sendPlain(res, 502, `sluice: cannot send the response to the client: ${(err as Error).message}\n`);
+    return;
+  }
+  if (bodyless) res.end();
+  else (res as ServerResponse).end(body);
+}
+
+export function sendPlain(res: ClientResponse, status: number, text: string): void {
+  if (!clientWritable(res) || res.headersSent) return;
+  const body = Buffer.from(text, "utf8");
+  const isH2 = "stream" in res && !!(res as Http2ServerResponse).stream;
+  if (isH2) {
+    (res as Http2ServerResponse).writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(body.length) });
+  } else {
+    (res as ServerResponse).writeHead(status, reasonPhrase(status), ["content-type", "text/plain; charset=utf-8", "content-length", String(body.length)]);
+  }
+  (res as ServerResponse).end(body);
+}

@@ -1,0 +1,88 @@
+/**
+ * Wires a running sluice: options, addons, CA and the listener. Front ends (dump, console, web)
+ * differ only in the addons they pass in.
+ */
+import { AddonManager, type Addon, type AddonContext } from "../core/addons.js";
+import { registerCoreOptions } from "../core/builtin-options.js";
+import { LineLogger } from "../core/log.js";
+import { Options } from "../core/options.js";
+import { CertificateAuthority } from "./tls/ca.js";
+import { ProxyServer } from "./server.js";
+import { parseMode } from "./mode.js";
+import type { ProxyContext } from "./context.js";
+import type { AddressInfo } from "node:net";
+
+export interface MasterInit {
+  /** Option values as strings, parsed by type (as with --set). */
+  set?: Record<string, string>;
+  /** Typed option values. */
+  values?: Record<string, unknown>;
+  addons?: Addon[];
+  log?: LineLogger;
+}
+
+export class Master {
+  readonly options = new Options();
+  readonly log: LineLogger;
+  readonly addons: AddonManager;
+  ca!: CertificateAuthority;
+  server: ProxyServer | null = null;
+  readonly context: AddonContext;
+
+  constructor(init: MasterInit = {}) {
+    this.log = init.log ?? new LineLogger();
+    this.addons = new AddonManager(this.log);
+    registerCoreOptions(this.options);
+    this.context = { options: this.options, log: this.log, addons: this.addons, master: this };
+    this.pendingAddons = init.addons ?? [];
+    this.init = init;
+  }
+
+  private pendingAddons: Addon[];
+  private init: MasterInit;
+  private configured = false;
+
+  /** Loads addons and applies options; throws with a user-facing message on bad configuration. */
+  async configure(): Promise<void> {
+    if (this.configured) return;
+    this.configured = true;
+    for (const addon of this.pendingAddons) {
+      this.addons.add(addon);
+      await addon.load?.(this.context);
+    }
+    this.pendingAddons = [];
+    for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
+    if (this.init.values) this.options.update(this.init.values);
+    const unknown = this.options.unknownDeferred();
+    if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: see \`sluice options\``);
+    parseMode(this.options.get<string>("mode")); // a bad mode is a usage error, before any CA is made
+    const all = new Set(this.options.all().map((o) => o.name));
+    for (const addon of this.addons.list) await addon.configure?.(all);
+    this.options.onChange((changed) => {
+      for (const addon of this.addons.list) {
+        try {
+          const r = addon.configure?.(changed);
+          if (r) r.catch((err: Error) => this.log.error(`addon ${addon.name ?? "?"}: ${err.message}`));
+        } catch (err) {
+          this.log.error(`addon ${addon.name ?? "?"} rejected the new options: ${(err as Error).message}`);
+        }
+      }
+    });
+  }
+
+  /** Configures (if not yet), creates the CA if needed and starts listening. */
+  async start(): Promise<AddressInfo> {
+    await this.configure();
+    this.ca = CertificateAuthority.loadOrCreate(this.options.get<string>("confdir"), (m) => this.log.info(m));
+    const ctx: ProxyContext = { options: this.options, addons: this.addons, log: this.log, ca: this.ca };
+    this.server = new ProxyServer(ctx);
+    const address = await this.server.listen();
+    await this.addons.trigger("running");
+    return address;
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.close();
+    await this.addons.trigger("done");
+  }
+}

@@ -1,0 +1,393 @@
+/**
+ * The listener: accepts client connections and routes them by mode — explicit proxy requests and
+ * CONNECT tunnels (regular, upstream) or server impersonation (reverse) — to HTTP/1.1 or HTTP/2,
+ * intercepting TLS with leaf certificates from sluice's CA or passing it through untouched.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
+import { Duplex } from "node:stream";
+import { HTTPFlow, Request, newClientConnection, newServerConnection, now, type ClientConnection } from "../core/flow.js";
+import { Headers } from "../core/headers.js";
+import type { ProxyContext } from "./context.js";
+import { handleExchange, sendPlain, type ConnectionContext } from "./exchange.js";
+import { parseMode, type ProxyMode } from "./mode.js";
+import { looksLikeTls, parseClientHello } from "./tls/client-hello.js";
+import { ClientUpstreams, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
+import { handleWebSocketUpgrade } from "./websocket.js";
+
+const CONTEXT = Symbol("sluice.connection");
+type WithContext = { [CONTEXT]?: ConnectionContext };
+
+/** Reads the connection context from a socket (HTTP/2 hands out a proxy that forwards property reads). */
+function contextOf(socket: unknown): ConnectionContext | undefined {
+  return (socket as WithContext | null)?.[CONTEXT];
+}
+
+export class ProxyServer {
+  readonly mode: ProxyMode;
+  private readonly listener: net.Server;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly sockets = new Set<net.Socket>();
+  private tlsSettings: UpstreamTlsSettings;
+  private ignoreHosts: RegExp[] = [];
+  private pendingH2Context: ConnectionContext | null = null;
+  private readonly h2Contexts = new WeakMap<http2.Http2Session, ConnectionContext>();
+  private allowHosts: RegExp[] = [];
+
+  constructor(private readonly ctx: ProxyContext) {
+    this.mode = parseMode(ctx.options.get<string>("mode"));
+    this.tlsSettings = upstreamTlsSettings(ctx);
+    this.compileHostPatterns();
+    ctx.options.onChange((changed) => {
+      if (changed.has("ssl_insecure") || changed.has("ssl_verify_upstream_trusted_ca")) this.tlsSettings = upstreamTlsSettings(ctx);
+      if (changed.has("ignore_hosts") || changed.has("allow_hosts")) this.compileHostPatterns();
+    });
+
+    this.h1 = http.createServer({
+      requestTimeout: 0, // uploads of any size; slow clients are the point of a debugging proxy
+      headersTimeout: 60_000,
+      keepAliveTimeout: 60_000,
+      maxHeaderSize: 256 * 1024,
+      noDelay: true,
+    });
+    this.h1.on("request", (req, res) => this.onRequest(req, res));
+    this.h1.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onConnect(req, socket, head));
+    this.h1.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      const cc = contextOf(socket);
+      if (!cc) return socket.destroy();
+      handleWebSocketUpgrade(this.ctx, cc, req, socket, head, this.tlsSettings);
+    });
+    this.h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => this.onClientError(err, socket));
+
+    this.h2 = http2.createServer({ maxSessionMemory: 64 });
+    this.h2.on("request", (req, res) => this.onRequest(req, res));
+    this.h2.on("session", (session) => {
+      if (this.pendingH2Context) this.h2Contexts.set(session, this.pendingH2Context);
+    });
+    this.h2.on("sessionError", (err) => ctx.log.debug(`HTTP/2 session error: ${err.message}`));
+
+    this.listener = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.onConnection(socket));
+  }
+
+  private compileHostPatterns(): void {
+    const compile = (name: string) =>
+      this.ctx.options.get<string[]>(name).map((p) => {
+        try {
+          return new RegExp(p, "i");
+        } catch (err) {
+          throw new Error(`${name}: ${JSON.stringify(p)} is not a valid regular expression: ${(err as Error).message}`);
+        }
+      });
+    this.ignoreHosts = compile("ignore_hosts");
+    this.allowHosts = compile("allow_hosts");
+  }
+
+  listen(): Promise<net.AddressInfo> {
+    const host = this.ctx.options.get<string>("listen_host");
+    const port = this.ctx.options.get<number>("listen_port");
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        if (err.code === "EADDRINUSE") reject(new Error(`cannot listen on ${host}:${port}: the port is in use; pick another with -p PORT`));
+        else if (err.code === "EACCES") reject(new Error(`cannot listen on ${host}:${port}: permission denied; use a port above 1023`));
+        else reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+      };
+      this.listener.once("error", onError);
+      this.listener.listen(port, host, () => {
+        this.listener.removeListener("error", onError);
+        resolve(this.listener.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  address(): net.AddressInfo {
+    return this.listener.address() as net.AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.listener.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+    this.h1.close();
+    this.h2.close();
+  }
+
+  private onConnection(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    const clientConn = newClientConnection(this.mode.spec);
+    clientConn.peername = [socket.remoteAddress ?? "", socket.remotePort ?? 0];
+    clientConn.sockname = [socket.localAddress ?? "", socket.localPort ?? 0];
+    clientConn.timestampStart = now();
+    socket.on("error", (err) => this.ctx.log.debug(`client ${clientConn.peername?.join(":")}: ${err.message}`));
+    const upstreams = new ClientUpstreams(this.ctx, clientConn, this.mode, () => this.tlsSettings, false);
+    socket.once("close", () => {
+      this.sockets.delete(socket);
+      clientConn.timestampEnd = now();
+      upstreams.close();
+      this.ctx.addons.trigger("clientDisconnected", clientConn);
+    });
+    this.ctx.addons.trigger("clientConnected", clientConn);
+
+    if (this.mode.kind === "reverse") {
+      const target: UpstreamTarget = { scheme: this.mode.scheme, host: this.mode.host, port: this.mode.port };
+      this.peekAndRoute(socket, clientConn, target, upstreams, this.mode.host);
+      return;
+    }
+    const cc: ConnectionContext = { clientConn, clientTls: false, target: null, absoluteForm: true, upstreams, rewriteHost: false };
+    (socket as WithContext)[CONTEXT] = cc;
+    this.h1.emit("connection", socket);
+  }
+
+  /** HTTP/2 sessions are created synchronously on "connection": remember whose session it is. */
+  private startH2Session(stream: Duplex, cc: ConnectionContext): void {
+    this.pendingH2Context = cc;
+    try {
+      this.h2.emit("connection", stream);
+    } finally {
+      this.pendingH2Context = null;
+    }
+  }
+
+  private onRequest(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+    const cc = "stream" in req ? this.h2Contexts.get(req.stream.session!) : contextOf(req.socket);
+    if (!cc) {
+      sendPlain(res, 500, "sluice: internal error: connection context missing\n");
+      return;
+    }
+    handleExchange(this.ctx, cc, req, res).catch((err: Error) => {
+      this.ctx.log.error(`internal error while handling ${req.method} ${req.url}: ${err.stack ?? err.message}`);
+      sendPlain(res, 502, `sluice: internal error: ${err.message}\n`);
+    });
+  }
+
+  /** Regular/upstream mode: CONNECT host:port. Answered at once; upstream is opened only when needed. */
+  private async onConnect(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+    const outer = contextOf(socket);
+    if (!outer) return void socket.destroy();
+    const target = parseConnectTarget(req.url ?? "");
+    if (!target) {
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nsluice: CONNECT needs host:port, got ${JSON.stringify(req.url)}\n`);
+      return;
+    }
+    const flow = new HTTPFlow(
+      outer.clientConn,
+      newServerConnection(),
+      new Request({ method: "CONNECT", scheme: "http", host: target.host, port: target.port, path: "", authority: req.url ?? "", httpVersion: `HTTP/${req.httpVersion}`, headers: new Headers(req.rawHeaders.slice()) }),
+    );
+    const pending = this.ctx.addons.trigger("httpConnect", flow);
+    if (pending) await pending;
+    if (flow.isKilled) return void socket.destroy();
+    if (flow.response) {
+      const r = flow.response;
+      const body = r.content ?? Buffer.alloc(0);
+      socket.end(`HTTP/1.1 ${r.statusCode} ${r.reason}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
+      return;
+    }
+    socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
+    if (head.length) socket.unshift(head);
+    this.peekAndRoute(socket, outer.clientConn, { scheme: "https", host: target.host, port: target.port }, outer.upstreams, target.host);
+  }
+
+  /**
+   * Looks at the first bytes of a connection (after CONNECT, or a reverse-mode client) and routes it:
+   * TLS → intercept or pass through; otherwise plain HTTP/1.1 (or HTTP/2 with prior knowledge).
+   */
+  private peekAndRoute(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget, upstreams: ClientUpstreams, fallbackSni: string): void {
+    let buffered: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      if (looksLikeTls(buffered)) {
+        const hello = parseClientHello(buffered);
+        if (hello === "incomplete") return;
+        socket.removeListener("data", onData);
+        socket.pause();
+        socket.unshift(buffered);
+        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni);
+        return;
+      }
+      socket.removeListener("data", onData);
+      socket.pause();
+      socket.unshift(buffered);
+      // Plain HTTP: in a tunnel the scheme is http; in reverse mode keep the configured server scheme.
+      const plainTarget: UpstreamTarget = this.mode.kind === "reverse" ? target : { ...target, scheme: "http" };
+      const cc: ConnectionContext = { clientConn, clientTls: false, target: plainTarget, absoluteForm: false, upstreams, rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header") };
+      (socket as WithContext)[CONTEXT] = cc;
+      if (buffered.subarray(0, 4).toString("latin1") === "PRI ") this.startH2Session(socket, cc);
+      else this.h1.emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+  }
+
+  private async onTlsClient(
+    socket: net.Socket,
+    clientConn: ClientConnection,
+    target: UpstreamTarget,
+    upstreams: ClientUpstreams,
+    sni: string | null,
+    alpnOffers: string[],
+    fallbackSni: string,
+  ): Promise<void> {
+    const hello = { clientConn, sni, alpnProtocols: alpnOffers, ignoreConnection: false };
+    const host = sni ?? target.host;
+    hello.ignoreConnection = this.shouldPassThrough(host);
+    const pending = this.ctx.addons.trigger("tlsClientHello", hello);
+    if (pending) await pending;
+    if (hello.ignoreConnection) return this.passThrough(socket, clientConn, { ...target, scheme: "https" });
+
+    const certHost = sni ?? fallbackSni;
+    const offerH2 = this.ctx.options.get<boolean>("http2") && alpnOffers.includes("h2");
+    let secureContext: tls.SecureContext;
+    try {
+      secureContext = this.ctx.ca.secureContextFor(certHost);
+    } catch (err) {
+      this.ctx.log.error(`cannot make a certificate for ${certHost}: ${(err as Error).message}`);
+      return void socket.destroy();
+    }
+    const tlsSocket = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext,
+      ALPNProtocols: offerH2 ? ["h2", "http/1.1"] : ["http/1.1"],
+    });
+    // No socket.resume() here: the TLS socket reads the bytes we unshifted on its first tick,
+    // and resuming the raw socket would flow them away to nobody first.
+    tlsSocket.once("error", (err: NodeJS.ErrnoException) => {
+      if (!clientConn.timestampTlsSetup) this.reportClientTlsFailure(err, clientConn, certHost);
+      else this.ctx.log.debug(`client ${clientConn.peername?.join(":")} TLS error: ${err.message}`);
+    });
+    tlsSocket.once("secure", () => {
+      clientConn.tls = true;
+      clientConn.sni = sni;
+      clientConn.alpnOffers = alpnOffers;
+      clientConn.alpn = tlsSocket.alpnProtocol || null;
+      clientConn.tlsVersion = tlsSocket.getProtocol();
+      clientConn.cipher = tlsSocket.getCipher()?.name ?? null;
+      clientConn.timestampTlsSetup = now();
+      clientConn.certificateList = [this.ctx.ca.leafCertFor(certHost.toLowerCase())];
+      const isH2 = tlsSocket.alpnProtocol === "h2";
+      // A fresh upstream set that knows whether to offer h2 to the server as this client speaks it.
+      const scoped = isH2 ? new ClientUpstreams(this.ctx, clientConn, this.mode, () => this.tlsSettings, true) : upstreams;
+      if (isH2) tlsSocket.once("close", () => scoped.close());
+      const cc: ConnectionContext = {
+        clientConn,
+        clientTls: true,
+        target,
+        absoluteForm: false,
+        upstreams: scoped,
+        rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header"),
+      };
+      (tlsSocket as WithContext)[CONTEXT] = cc;
+      if (isH2) this.startH2Session(streamOver(tlsSocket), cc);
+      else this.h1.emit("connection", tlsSocket);
+    });
+  }
+
+  private shouldPassThrough(host: string): boolean {
+    if (this.allowHosts.length) return !this.allowHosts.some((r) => r.test(host));
+    return this.ignoreHosts.some((r) => r.test(host));
+  }
+
+  /** `--ignore-hosts`: splice the client to the server without looking inside. */
+  private passThrough(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget): void {
+    const upstream = this.mode.kind === "upstream" ? this.connectViaProxy(target) : net.connect({ host: target.host, port: target.port });
+    Promise.resolve(upstream).then(
+      (server) => {
+        server.on("error", () => socket.destroy());
+        socket.on("error", () => server.destroy());
+        socket.pipe(server);
+        server.pipe(socket);
+        socket.resume();
+      },
+      (err: Error) => {
+        this.ctx.log.warn(`pass-through to ${target.host}:${target.port} failed: ${err.message}`);
+        socket.destroy();
+      },
+    );
+    this.ctx.log.debug(`passing ${clientConn.peername?.join(":")} → ${target.host}:${target.port} through untouched`);
+  }
+
+  private connectViaProxy(target: UpstreamTarget): Promise<net.Socket> {
+    const mode = this.mode as Extract<ProxyMode, { kind: "upstream" }>;
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: `${target.host}:${target.port}`, agent: false });
+      req.once("connect", (res, s) => (res.statusCode === 200 ? resolve(s) : reject(new Error(`upstream proxy answered ${res.statusCode}`))));
+      req.once("error", reject);
+      req.end();
+    });
+  }
+
+  private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string): void {
+    const who = clientConn.peername?.join(":") ?? "client";
+    const alert = /alert (?:number )?\d*\s*|sslv3 alert |tlsv1 alert /i;
+    const msg = err.message;
+    const rejectedCert = /unknown ca|bad certificate|certificate unknown|unsupported certificate|access denied|decrypt error/i.test(msg);
+    if (rejectedCert) {
+      this.ctx.log.warn(
+        `client ${who} rejected sluice's certificate for ${host} (${msg.replace(alert, "").trim()}): ` +
+          `the client does not trust sluice's CA; trust ${this.ctx.ca.files.certPem} (see \`sluice ca\`) or pass ${host} through with --ignore-hosts`,
+      );
+    } else if (err.code === "ECONNRESET" || /socket hang up|EOF/i.test(msg)) {
+      this.ctx.log.warn(
+        `client ${who} closed the connection during the TLS handshake for ${host}: it probably does not trust sluice's CA; trust ${this.ctx.ca.files.certPem} (see \`sluice ca\`)`,
+      );
+    } else {
+      this.ctx.log.warn(`TLS handshake with client ${who} for ${host} failed: ${msg}`);
+    }
+  }
+
+  /** Malformed requests get a 400 that says why; the proxy keeps serving everyone else. */
+  private onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+    const who = contextOf(socket)?.clientConn.peername?.join(":") ?? "client";
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const reason = err.code === "HPE_HEADER_OVERFLOW" ? "request headers too large" : `malformed HTTP request (${err.code ?? "parse error"}: ${err.message})`;
+    this.ctx.log.info(`${who}: ${reason}`);
+    const body = `sluice: bad request: ${reason}\n`;
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+    socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+}
+
+/**
+ * A plain Duplex over a server-side TLS socket. Node's HTTP/2 session cannot take over the read
+ * side of a TLS socket created by hand (the decrypted bytes stay in the socket's JS buffer), but
+ * it reads any Duplex through JS streams.
+ */
+function streamOver(tlsSocket: tls.TLSSocket): Duplex {
+  const duplex = new Duplex({
+    read() {
+      tlsSocket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      tlsSocket.write(chunk, cb);
+    },
+    final(cb) {
+      tlsSocket.end(cb);
+    },
+    destroy(err, cb) {
+      tlsSocket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  tlsSocket.on("data", (chunk: Buffer) => {
+    if (!duplex.push(chunk)) tlsSocket.pause();
+  });
+  tlsSocket.once("end", () => duplex.push(null));
+  tlsSocket.once("close", () => duplex.destroy());
+  tlsSocket.on("error", (err) => duplex.destroy(err));
+  return duplex;
+}
+
+function parseConnectTarget(authority: string): { host: string; port: number } | null {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(authority) ?? /^([^:]+):(\d+)$/.exec(authority);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (!(port > 0 && port < 65536)) return null;
+  return { host: m[1]!, port };
+}

@@ -1,0 +1,266 @@
+/**
+ * Server-side connections. Each client connection gets its own upstream connections, opened lazily
+ * when a request first needs one (so faults, map-remote and replay work with the real host
+ * unreachable), and reused for its later requests, as mitmproxy does; that keeps every flow's
+ * `serverConn` and timings true to the socket that carried it.
+ *
+ * undici drives HTTP/1.1 and HTTP/2 (chosen by ALPN, as the server supports); sluice's own
+ * connector opens the sockets so it can record timings and TLS details and go through an
+ * upstream proxy.
+ */
+import http from "node:http";
+import net from "node:net";
+import tls from "node:tls";
+import { readFileSync } from "node:fs";
+import { Client } from "undici";
+import { newServerConnection, now, type ClientConnection, type ServerConnection } from "../core/flow.js";
+import type { ProxyContext } from "./context.js";
+import type { ProxyMode } from "./mode.js";
+
+export interface UpstreamTarget {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+}
+
+interface Entry {
+  client: Client;
+  /** The connection currently serving this origin for this client (replaced on reconnect). */
+  serverConn: ServerConnection;
+}
+
+/** Upstream TLS settings derived from options; rebuilt on `configure`. */
+export interface UpstreamTlsSettings {
+  rejectUnauthorized: boolean;
+  ca: string[] | undefined;
+}
+
+export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
+  const insecure = ctx.options.get<boolean>("ssl_insecure");
+  const extra = ctx.options.get<string | null>("ssl_verify_upstream_trusted_ca");
+  let ca: string[] | undefined;
+  if (extra) {
+    let pem: string;
+    try {
+      pem = readFileSync(extra, "utf8");
+    } catch (err) {
+      throw new Error(`ssl_verify_upstream_trusted_ca: cannot read ${extra}: ${(err as Error).message}`);
+    }
+    ca = [...tls.rootCertificates, pem];
+  }
+  return { rejectUnauthorized: !insecure, ca };
+}
+
+/** The upstream connections of one client connection. */
+export class ClientUpstreams {
+  private entries = new Map<string, Entry>();
+  private closed = false;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly clientConn: ClientConnection,
+    private readonly mode: ProxyMode,
+    private readonly tlsSettings: () => UpstreamTlsSettings,
+    private readonly clientSpeaksH2: boolean,
+  ) {}
+
+  /** The undici client and current server connection for `target`, created on first use. */
+  entryFor(target: UpstreamTarget): Entry {
+    const key = `${target.scheme}://${target.host}:${target.port}`;
+    let entry = this.entries.get(key);
+    if (entry) return entry;
+    const hostForUrl = net.isIPv6(target.host) ? `[${target.host}]` : target.host;
+    const viaHttpProxy = this.mode.kind === "upstream" && target.scheme === "http";
+    // Through an upstream proxy, plain HTTP goes to the proxy in absolute form; HTTPS is tunnelled.
+    const origin = viaHttpProxy ? `http://${this.mode.host}:${this.mode.port}` : `${target.scheme}://${hostForUrl}:${target.port}`;
+    const connectTimeout = this.ctx.options.get<number>("connect_timeout") * 1000;
+    const newEntry: Entry = { client: undefined as unknown as Client, serverConn: newServerConnection() };
+    newEntry.client = new Client(origin, {
+      connect: (_opts, callback) => {
+        this.connect(target, newEntry, connectTimeout).then(
+          (socket) => callback(null, socket),
+          (err: Error) => callback(err, null),
+        );
+      },
+      allowH2: this.clientSpeaksH2 && target.scheme === "https" && this.ctx.options.get<boolean>("http2"),
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.ctx.options.get<number>("read_timeout") * 1000,
+      bodyTimeout: this.ctx.options.get<number>("read_timeout") * 1000,
+      strictContentLength: false,
+      maxHeaderSize: 256 * 1024,
+    });
+    this.entries.set(key, newEntry);
+    entry = newEntry;
+    return entry;
+  }
+
+  /** Whether plain-HTTP requests to `target` must carry an absolute-form URL (upstream proxy). */
+  usesAbsoluteForm(target: UpstreamTarget): boolean {
+    return this.mode.kind === "upstream" && target.scheme === "http";
+  }
+
+  private async connect(target: UpstreamTarget, entry: Entry, timeoutMs: number): Promise<net.Socket> {
+    if (this.closed) throw new Error("client connection closed");
+    const conn = newServerConnection();
+    conn.address = [target.host, target.port];
+    conn.timestampStart = now();
+    if (this.mode.kind === "upstream") conn.via = this.mode.spec;
+    entry.serverConn = conn;
+    const hookData = { clientConn: this.clientConn, serverConn: conn };
+    const pending = this.ctx.addons.trigger("serverConnect", hookData);
+    if (pending) await pending;
+    if (conn.error) throw new Error(conn.error);
+
+    let socket: net.Socket;
+    try {
+      socket = await withTimeout(this.openSocket(target, conn), timeoutMs, `connect to ${target.host}:${target.port} timed out after ${timeoutMs / 1000}s`);
+    } catch (err) {
+      conn.error = describeConnectError(err as NodeJS.ErrnoException, target);
+      conn.timestampEnd = now();
+      throw Object.assign(new Error(conn.error), { code: (err as NodeJS.ErrnoException).code, sluiceServerConn: conn });
+    }
+    socket.once("close", () => {
+      conn.timestampEnd = now();
+      this.ctx.addons.trigger("serverDisconnected", hookData);
+    });
+    const connected = this.ctx.addons.trigger("serverConnected", hookData);
+    if (connected) await connected;
+    return socket;
+  }
+
+  private async openSocket(target: UpstreamTarget, conn: ServerConnection): Promise<net.Socket> {
+    let raw: net.Socket;
+    if (this.mode.kind === "upstream") {
+      raw = target.scheme === "https" ? await tunnelThroughProxy(this.mode, target) : await tcpConnect(this.mode.host, this.mode.port);
+    } else {
+      raw = await tcpConnect(target.host, target.port);
+    }
+    conn.timestampTcpSetup = now();
+    conn.peername = raw.remoteAddress ? [raw.remoteAddress, raw.remotePort ?? 0] : null;
+    conn.sockname = raw.localAddress ? [raw.localAddress, raw.localPort ?? 0] : null;
+    if (target.scheme === "http") return raw;
+
+    const settings = this.tlsSettings();
+    const alpn = this.clientSpeaksH2 && this.ctx.options.get<boolean>("http2") ? ["h2", "http/1.1"] : ["http/1.1"];
+    const servername = net.isIP(target.host) ? undefined : target.host;
+    const secure = tls.connect({
+      socket: raw,
+      host: target.host, // what the certificate is checked against (an IP needs its IP SAN)
+      servername,
+      ALPNProtocols: alpn,
+      rejectUnauthorized: settings.rejectUnauthorized,
+      ca: settings.ca,
+    });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", reject);
+    });
+    conn.tls = true;
+    conn.sni = servername ?? null;
+    conn.alpnOffers = alpn;
+    conn.alpn = secure.alpnProtocol || null;
+    conn.tlsVersion = secure.getProtocol();
+    conn.cipher = secure.getCipher()?.name ?? null;
+    conn.timestampTlsSetup = now();
+    const peer = secure.getPeerCertificate(true);
+    conn.certificateList = certificateChainPem(peer);
+    return secure;
+  }
+
+  /** Closes every upstream connection of this client (client went away). */
+  close(): void {
+    this.closed = true;
+    for (const entry of this.entries.values()) entry.client.destroy().catch(() => {});
+    this.entries.clear();
+  }
+}
+
+function tcpConnect(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, noDelay: true });
+    s.once("connect", () => {
+      s.removeListener("error", reject);
+      resolve(s);
+    });
+    s.once("error", reject);
+  });
+}
+
+/** HTTP CONNECT through the upstream proxy, using Node's own client. */
+function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: UpstreamTarget): Promise<net.Socket> {
+  const authority = `${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority }, agent: false });
+    req.once("connect", (res, socket, head) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        reject(Object.assign(new Error(`upstream proxy ${mode.host}:${mode.port} refused CONNECT ${authority}: ${res.statusCode} ${res.statusMessage}`), { code: "EPROXY" }));
+        return;
+      }
+      if (head.length) socket.unshift(head);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+    req.once("response", (res) => {
+      res.resume();
+      reject(Object.assign(new Error(`upstream proxy ${mode.host}:${mode.port} answered CONNECT with ${res.statusCode}`), { code: "EPROXY" }));
+    });
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  if (!(ms > 0)) return p;
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(Object.assign(new Error(message), { code: "ETIMEDOUT" })), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+function certificateChainPem(peer: tls.DetailedPeerCertificate): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  let c: tls.DetailedPeerCertificate | undefined = peer;
+  while (c && c.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    out.push(`-----BEGIN CERTIFICATE-----\n${c.raw.toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")}-----END CERTIFICATE-----\n`);
+    c = c.issuerCertificate;
+  }
+  return out;
+}
+
+const TLS_TRUST_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "UNABLE_TO_GET_ISSUER_CERT", "CERT_UNTRUSTED", "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID", "ERR_TLS_CERT_ALTNAME_INVALID", "CERT_SIGNATURE_FAILURE",
+]);
+
+/** One sentence a user can act on, for the 502 body and the flow's error. */
+export function describeConnectError(err: NodeJS.ErrnoException, target: UpstreamTarget): string {
+  const where = `${target.host}:${target.port}`;
+  const code = err.code ?? "";
+  if (code === "ECONNREFUSED") return `could not connect to ${where}: connection refused (is the server running?)`;
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return `could not resolve ${target.host}: DNS lookup failed (${code})`;
+  if (code === "ETIMEDOUT" || code === "UND_ERR_CONNECT_TIMEOUT") return err.message.startsWith("connect to") ? err.message : `connect to ${where} timed out`;
+  if (code === "ECONNRESET") return `connection to ${where} was reset during set-up`;
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return `could not connect to ${where}: host unreachable`;
+  if (code === "EPROXY") return err.message;
+  if (TLS_TRUST_CODES.has(code)) {
+    return `TLS handshake with ${where} failed: the server's certificate is not trusted (${code}: ${err.message}); trust its CA with --set ssl_verify_upstream_trusted_ca=FILE or skip verification with --ssl-insecure`;
+  }
+  if (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS") || /ssl|tls/i.test(err.message)) {
+    return `TLS handshake with ${where} failed: ${err.message}`;
+  }
+  return `could not connect to ${where}: ${err.message}${code ? ` (${code})` : ""}`;
+}

@@ -1,0 +1,56 @@
+/** Runs real programs (curl, python3, aws, mitmdump) for tests, with a timeout and captured output. */
+import { spawn } from "node:child_process";
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.stderr.on("data", (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${cmd}: ${e.message}`));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+/** Environment for SDK clients: fake credentials, no metadata lookups, nothing inherited that points elsewhere. */
+export function awsEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (/^(AWS_|HTTPS?_PROXY|https?_proxy|NO_PROXY|no_proxy|ALL_PROXY|all_proxy)/.test(k)) delete env[k];
+  return {
+    ...env,
+    AWS_ACCESS_KEY_ID: "AKIDEXAMPLE",
+    AWS_SECRET_ACCESS_KEY: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    AWS_DEFAULT_REGION: "eu-west-1",
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+    ...extra,
+  };
+}
+
+let python: string | null = null;
+/** The machine's python3 if it has boto3 (pyenv's does), else Debian's /usr/bin/python3 with python3-boto3. */
+export async function pythonWithBoto3(): Promise<string> {
+  if (python) return python;
+  for (const candidate of ["python3", "/usr/bin/python3"]) {
+    const r = await run(candidate, ["-c", "import boto3"]).catch(() => null);
+    if (r?.code === 0) return (python = candidate);
+  }
+  throw new Error("no python3 with boto3: install it with `apt-get install -y python3-boto3`");
+}
