@@ -12,6 +12,8 @@ export const PROXY_FLAGS = {
   "ignore-hosts": { type: "string", multiple: true },
   "allow-hosts": { type: "string", multiple: true },
   "map-remote": { type: "string", short: "M", multiple: true },
+  scripts: { type: "string", short: "s", multiple: true },
+  intercept: { type: "string" },
   confdir: { type: "string" },
   "flow-detail": { type: "string" },
   quiet: { type: "boolean", short: "q" },
@@ -57,11 +59,13 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["ignore-hosts"]) lists.ignore_hosts = v["ignore-hosts"];
   if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
   if (v["map-remote"]) lists.map_remote = v["map-remote"];
+  if (v.scripts) lists.scripts = v.scripts;
+  if (v.intercept !== undefined) set.intercept = v.intercept;
   for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals };
 }
 
-const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote"]);
+const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "scripts"]);
 
 function cleanParseError(message: string): string {
   const m = /Unknown option '([^']+)'/.exec(message);

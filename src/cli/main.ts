@@ -1,6 +1,8 @@
 /** `sluice` — the one executable. Thin: parses arguments, wires addons, reports errors in one line. */
 import { Dump } from "../addons/dump.js";
 import { MapRemote } from "../addons/map-remote.js";
+import { Scripts } from "../addons/scripts.js";
+import { Intercept } from "../addons/intercept.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
@@ -19,6 +21,7 @@ Commands:
   dump      run the proxy and print one line per flow (like mitmdump)
   ca        show where sluice's CA certificate is and how to make clients trust it
   options   list every option with its type, default and help
+  commands  list the commands (for the console's : prompt, the admin API and scripts)
   help      show this help, or \`sluice help COMMAND\`
 
 Run \`sluice COMMAND --help\` for the options of a command.
@@ -38,6 +41,8 @@ Proxy:
       --ignore-hosts REGEX   pass TLS to matching hosts through untouched (repeatable)
       --allow-hosts REGEX    intercept only matching hosts (repeatable)
   -M, --map-remote SPEC      |filter|url-regex|replacement: send matching requests elsewhere (repeatable)
+  -s, --scripts FILE         load a script (.ts or .js exporting an addon); reloaded on change (repeatable)
+      --intercept FILTER     pause matching flows until resumed (flow.resume) or intercept_timeout
       --confdir DIR          where the CA lives (default ~/.sluice)
       --set NAME=VALUE       set any option (see \`sluice options\`), repeatable
 
@@ -62,7 +67,7 @@ async function runDump(argv: string[]): Promise<void> {
   if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const dump = new Dump();
-  const addons: Addon[] = [new MapRemote(), dump];
+  const addons: Addon[] = frontEndAddons(dump);
   const master = new Master({ set: args.set, addons, log });
   try {
     await master.configure();
@@ -128,13 +133,24 @@ Trust it:
 `);
 }
 
+/** The addons every proxy front end loads, in hook order; the output addon comes last. */
+function frontEndAddons(output: Addon): Addon[] {
+  return [new Scripts(), new MapRemote(), new Intercept(), output];
+}
+
 async function runOptions(): Promise<void> {
-  const master = new Master({ addons: [new MapRemote(), new Dump()], log: new LineLogger("error") });
+  const master = new Master({ addons: frontEndAddons(new Dump()), log: new LineLogger("error") });
   await master.configure();
   for (const o of master.options.all()) {
     const def = formatOptionValue(o.default);
     process.stdout.write(`${o.name}  (${o.type}, default: ${def === "" ? '""' : def})\n    ${o.help}\n`);
   }
+}
+
+async function runCommands(): Promise<void> {
+  const master = new Master({ addons: frontEndAddons(new Dump()), log: new LineLogger("error") });
+  await master.configure();
+  for (const c of master.commands.list()) process.stdout.write(`${master.commands.usage(c)}\n    ${c.help}\n`);
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -147,6 +163,8 @@ export async function main(argv: string[]): Promise<void> {
         return runCa(rest);
       case "options":
         return await runOptions();
+      case "commands":
+        return await runCommands();
       case "help":
         if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
         else process.stdout.write(MAIN_HELP);
@@ -164,7 +182,7 @@ export async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       default:
-        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, options, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, options, commands, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

@@ -67,6 +67,10 @@ export interface AddonContext {
   options: import("./options.js").Options;
   log: Logger;
   addons: AddonManager;
+  commands: import("./commands.js").CommandManager;
+  view: import("./view.js").FlowView;
+  /** Compiles a filter expression (throws FilterSyntaxError on a bad one). */
+  filter: (expression: string) => import("./filter.js").FlowPredicate;
   [extra: string]: unknown;
 }
 

@@ -87,6 +87,11 @@ abstract class Message {
   contentLength = 0;
   /** True when the body streamed through without being kept on the flow. */
   streamed = false;
+  /**
+   * Bytes per second at which the proxy sends this body on (null: as fast as possible). Set it in
+   * a hook (e.g. a bandwidth fault); the proxy paces its writes, whether the body is kept or streamed.
+   */
+  bandwidthLimit: number | null = null;
   trailers: Headers | null = null;
   timestampStart: number;
   timestampEnd: number | null = null;
@@ -211,6 +216,11 @@ export class Request extends Message {
 export class Response extends Message {
   statusCode: number;
   reason: string;
+  /**
+   * Send the headers as they are but only this many body bytes, then close the connection: the
+   * client sees an incomplete body (a truncate fault). Null sends the whole body.
+   */
+  truncateAt: number | null = null;
 
   constructor(init: {
     statusCode: number;
@@ -280,6 +290,8 @@ export class HTTPFlow {
   intercepted = false;
   private resumeWaiters: (() => void)[] = [];
   private killed = false;
+  /** How a kill ends the client connection: a normal close, or a TCP reset (RST). */
+  killMode: "close" | "reset" = "close";
 
   constructor(clientConn: ClientConnection, serverConn: ServerConnection, request: Request, id: string = randomUUID()) {
     this.clientConn = clientConn;
@@ -289,9 +301,13 @@ export class HTTPFlow {
     this.timestampCreated = request.timestampStart;
   }
 
-  /** Drop the connection instead of answering; takes effect at the next step of the flow. */
-  kill(): void {
+  /**
+   * Drop the connection instead of answering; takes effect at the next step of the flow.
+   * `"reset"` ends it with a TCP RST (the client sees "connection reset by peer").
+   */
+  kill(mode: "close" | "reset" = "close"): void {
     this.killed = true;
+    this.killMode = mode;
     if (!this.error) this.error = { msg: "Connection killed.", timestamp: now() };
     this.resume();
   }

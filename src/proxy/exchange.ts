@@ -5,6 +5,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Readable } from "node:stream";
+import net from "node:net";
+import tls from "node:tls";
 import type { Dispatcher } from "undici";
 import { Headers } from "../core/headers.js";
 import { HTTPFlow, Request, Response, now, newServerConnection, reasonPhrase, type ClientConnection } from "../core/flow.js";
@@ -369,8 +371,23 @@ function forward(
           if (size > limit) startStreaming();
           return true;
         }
+        const resp = response!;
+        if (resp.truncateAt !== null && size > resp.truncateAt) {
+          const keep = chunk.length - (size - resp.truncateAt);
+          if (keep > 0) (res as ServerResponse).write(chunk.subarray(0, keep));
+          resp.truncateAt = -1; // written: what remains is dropped
+          destroyClient(res);
+          abort?.(new Error("response truncated by an addon"));
+          return false;
+        }
+        const ok = (res as ServerResponse).write(chunk);
+        if (resp.bandwidthLimit) {
+          // Pause upstream for as long as this chunk takes at the limit.
+          setTimeout(() => resumeUpstream?.(), (chunk.length / resp.bandwidthLimit) * 1000);
+          return false;
+        }
         // false pauses undici until the client drains: bounded memory for any body size.
-        return (res as ServerResponse).write(chunk);
+        return ok;
       },
       onComplete(trailers) {
         const resp = response!;
@@ -481,17 +498,33 @@ function clientLeft(ctx: ProxyContext, flow: HTTPFlow): Promise<void> | void {
 
 function killClient(ctx: ProxyContext, flow: HTTPFlow, _req: ClientRequest, res: ClientResponse): void {
   flow.live = false;
-  destroyClient(res);
+  destroyClient(res, flow.killMode);
   void run(ctx, "error", flow);
 }
 
-function destroyClient(res: ClientResponse): void {
+/** Ends the client's connection (HTTP/1) or stream (HTTP/2); `reset` sends a TCP RST. */
+function destroyClient(res: ClientResponse, mode: "close" | "reset" = "close"): void {
   if ("stream" in res && res.stream) {
     // HTTP/2: reset just this stream, the connection's other streams go on.
     res.stream.close(0x2 /* INTERNAL_ERROR */);
-  } else {
-    (res as ServerResponse).socket?.destroy();
+    return;
   }
+  const socket = (res as ServerResponse).socket as (net.Socket & { _parent?: net.Socket }) | null;
+  if (!socket) return;
+  if (mode === "reset") {
+    // A TLS socket has no TCP handle of its own: reset the TCP socket under it.
+    const tcp = socket instanceof tls.TLSSocket ? (socket as unknown as { _parent?: net.Socket })._parent : socket;
+    if (tcp && typeof tcp.resetAndDestroy === "function") {
+      try {
+        tcp.resetAndDestroy();
+        socket.destroy();
+        return;
+      } catch {
+        // not a TCP handle (e.g. a test double): fall back to a plain close
+      }
+    }
+  }
+  socket.destroy();
 }
 
 /** Response headers for the client: hop-by-hop removed; an object for HTTP/2. */
@@ -535,8 +568,30 @@ export function sendComplete(res: ClientResponse, response: Response, method: st
     sendPlain(res, 502, `sluice: cannot send the response to the client: ${(err as Error).message}\n`);
     return;
   }
-  if (bodyless) res.end();
-  else (res as ServerResponse).end(body);
+  if (bodyless) return void res.end();
+  if (response.truncateAt === null && response.bandwidthLimit === null) return void (res as ServerResponse).end(body);
+  void writeShapedBody(res, body, response);
+}
+
+/** Writes a kept body at `bandwidthLimit` bytes/s and/or cut at `truncateAt` (then closes). */
+async function writeShapedBody(res: ClientResponse, body: Buffer, response: Response): Promise<void> {
+  const end = response.truncateAt === null ? body.length : Math.min(body.length, Math.max(0, response.truncateAt));
+  const rate = response.bandwidthLimit;
+  // Ten slices a second keeps the pace smooth without a timer per byte.
+  const slice = rate ? Math.max(1, Math.floor(rate / 10)) : end;
+  for (let off = 0; off < end; off += slice) {
+    if (!clientWritable(res)) return;
+    const chunk = body.subarray(off, Math.min(end, off + slice));
+    const ok = (res as ServerResponse).write(chunk);
+    if (rate) await sleep((chunk.length / rate) * 1000);
+    else if (!ok) await new Promise((r) => res.once("drain", r));
+  }
+  if (response.truncateAt !== null && end < body.length) destroyClient(res);
+  else res.end();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 export function sendPlain(res: ClientResponse, status: number, text: string): void {

@@ -6,6 +6,11 @@ import { AddonManager, type Addon, type AddonContext } from "../core/addons.js";
 import { registerCoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
+import { CommandManager } from "../core/commands.js";
+import { FlowView } from "../core/view.js";
+import { CoreCommands } from "../addons/core-commands.js";
+import { loadConfigFile } from "../core/config-file.js";
+import { compileFilter } from "../core/filter.js";
 import { CertificateAuthority } from "./tls/ca.js";
 import { ProxyServer } from "./server.js";
 import { parseMode } from "./mode.js";
@@ -28,13 +33,16 @@ export class Master {
   ca!: CertificateAuthority;
   server: ProxyServer | null = null;
   readonly context: AddonContext;
+  /** The flows this front end knows about; commands select from it. */
+  readonly view = new FlowView();
+  readonly commands = new CommandManager(() => this.view);
 
   constructor(init: MasterInit = {}) {
     this.log = init.log ?? new LineLogger();
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
-    this.context = { options: this.options, log: this.log, addons: this.addons, master: this };
-    this.pendingAddons = init.addons ?? [];
+    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, master: this };
+    this.pendingAddons = [this.view, new CoreCommands(this.commands, this.view), ...(init.addons ?? [])];
     this.init = init;
   }
 
@@ -51,13 +59,20 @@ export class Master {
       await addon.load?.(this.context);
     }
     this.pendingAddons = [];
+    // The config file sets defaults; the command line wins over it.
+    const confdir = this.init.set?.confdir ?? (this.init.values?.confdir as string | undefined) ?? this.options.get<string>("confdir");
+    for (const [name, value] of Object.entries(loadConfigFile(confdir))) {
+      if (this.init.set?.[name] === undefined) this.options.set(name, value, true);
+    }
     for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
     if (this.init.values) this.options.update(this.init.values);
-    const unknown = this.options.unknownDeferred();
-    if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: see \`sluice options\``);
     parseMode(this.options.get<string>("mode")); // a bad mode is a usage error, before any CA is made
     const all = new Set(this.options.all().map((o) => o.name));
-    for (const addon of this.addons.list) await addon.configure?.(all);
+    // A copy: configuring the scripts addon loads scripts, which adds (and configures) their addons.
+    for (const addon of [...this.addons.list]) await addon.configure?.(all);
+    // Only now: scripts register options of their own while they load.
+    const unknown = this.options.unknownDeferred();
+    if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: see \`sluice options\``);
     this.options.onChange((changed) => {
       for (const addon of this.addons.list) {
         try {

@@ -1,0 +1,146 @@
+/**
+ * The flow view: the flows a front end knows about, in arrival order, with a focus, and the
+ * selectors commands use (`@all`, `@focus`, `@shown`, `@hidden`, `@marked`, `@unmarked`, or a filter).
+ * Bounded: past `view_max_flows`, the oldest finished flows are forgotten so memory stays flat.
+ */
+import type { Addon, AddonContext } from "./addons.js";
+import type { HTTPFlow } from "./flow.js";
+import { compileFilter, type FlowPredicate } from "./filter.js";
+
+export type ViewListener = (event: "add" | "update" | "remove" | "clear", flow: HTTPFlow | null) => void;
+
+export class FlowView implements Addon {
+  name = "view";
+  private flows: HTTPFlow[] = [];
+  private byId = new Map<string, HTTPFlow>();
+  private listeners: ViewListener[] = [];
+  private shownFilter: FlowPredicate | null = null;
+  private max = 50_000;
+  private ctx: AddonContext | null = null;
+  focusId: string | null = null;
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    ctx.options.add({ name: "view_filter", type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" });
+    ctx.options.add({ name: "view_max_flows", type: "int", default: 50_000, help: "Flows kept in the view; the oldest finished ones are dropped past this" });
+  }
+
+  configure(updated: Set<string>): void {
+    if (!this.ctx) return;
+    if (updated.has("view_filter")) {
+      const expr = this.ctx.options.get<string | null>("view_filter");
+      this.shownFilter = expr ? compileFilter(expr) : null;
+      this.emit("clear", null);
+    }
+    if (updated.has("view_max_flows")) this.max = Math.max(1, this.ctx.options.get<number>("view_max_flows"));
+  }
+
+  requestHeaders(flow: HTTPFlow): void {
+    this.add(flow);
+  }
+  response(flow: HTTPFlow): void {
+    this.update(flow);
+  }
+  error(flow: HTTPFlow): void {
+    this.update(flow);
+  }
+
+  onChange(listener: ViewListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  private emit(event: Parameters<ViewListener>[0], flow: HTTPFlow | null): void {
+    for (const l of this.listeners) l(event, flow);
+  }
+
+  add(flow: HTTPFlow): void {
+    if (this.byId.has(flow.id)) return this.update(flow);
+    this.flows.push(flow);
+    this.byId.set(flow.id, flow);
+    this.focusId ??= flow.id;
+    if (this.flows.length > this.max) this.trim();
+    this.emit("add", flow);
+  }
+
+  update(flow: HTTPFlow): void {
+    if (!this.byId.has(flow.id)) return this.add(flow);
+    this.emit("update", flow);
+  }
+
+  remove(flow: HTTPFlow): void {
+    if (!this.byId.delete(flow.id)) return;
+    this.flows.splice(this.flows.indexOf(flow), 1);
+    if (this.focusId === flow.id) this.focusId = this.flows.at(-1)?.id ?? null;
+    this.emit("remove", flow);
+  }
+
+  clear(): void {
+    this.flows = [];
+    this.byId.clear();
+    this.focusId = null;
+    this.emit("clear", null);
+  }
+
+  private trim(): void {
+    const excess = this.flows.length - this.max;
+    let removed = 0;
+    this.flows = this.flows.filter((f) => {
+      if (removed < excess && !f.live && !f.intercepted && !f.marked) {
+        removed++;
+        this.byId.delete(f.id);
+        return false;
+      }
+      return true;
+    });
+  }
+
+  get all(): readonly HTTPFlow[] {
+    return this.flows;
+  }
+
+  get(id: string): HTTPFlow | undefined {
+    return this.byId.get(id);
+  }
+
+  get focus(): HTTPFlow | undefined {
+    return this.focusId ? this.byId.get(this.focusId) : undefined;
+  }
+
+  isShown(flow: HTTPFlow): boolean {
+    return !this.shownFilter || this.shownFilter(flow);
+  }
+
+  get shown(): HTTPFlow[] {
+    return this.shownFilter ? this.flows.filter(this.shownFilter) : this.flows.slice();
+  }
+
+  /** Resolves a selector to flows. Throws (with the filter's message) on a bad expression. */
+  resolve(selector: string): HTTPFlow[] {
+    switch (selector) {
+      case "@all":
+        return this.flows.slice();
+      case "@focus": {
+        const f = this.focus;
+        return f ? [f] : [];
+      }
+      case "@shown":
+        return this.shown;
+      case "@hidden":
+        return this.shownFilter ? this.flows.filter((f) => !this.shownFilter!(f)) : [];
+      case "@marked":
+        return this.flows.filter((f) => f.marked);
+      case "@unmarked":
+        return this.flows.filter((f) => !f.marked);
+      default: {
+        if (selector.startsWith("@")) throw new Error(`unknown selector ${selector}: use @all, @focus, @shown, @hidden, @marked, @unmarked or a filter expression`);
+        const byId = this.byId.get(selector);
+        if (byId) return [byId];
+        const filter = compileFilter(selector);
+        return this.flows.filter(filter);
+      }
+    }
+  }
+}
