@@ -13,6 +13,9 @@ export const PROXY_FLAGS = {
   "allow-hosts": { type: "string", multiple: true },
   "map-remote": { type: "string", short: "M", multiple: true },
   scripts: { type: "string", short: "s", multiple: true },
+  "save-stream-file": { type: "string", short: "w" },
+  rfile: { type: "string", short: "r" },
+  "no-server": { type: "boolean", short: "n" },
   intercept: { type: "string" },
   confdir: { type: "string" },
   "flow-detail": { type: "string" },
@@ -28,6 +31,10 @@ export interface ProxyArgs {
   verbose: boolean;
   help: boolean;
   positionals: string[];
+  /** `-r FILE`: flows to load (and print) before the proxy starts. */
+  rfile: string | null;
+  /** `-n`: read only, start no proxy. */
+  noServer: boolean;
 }
 
 export function parseProxyArgs(argv: string[]): ProxyArgs {
@@ -61,8 +68,10 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["map-remote"]) lists.map_remote = v["map-remote"];
   if (v.scripts) lists.scripts = v.scripts;
   if (v.intercept !== undefined) set.intercept = v.intercept;
+  if (v["save-stream-file"] !== undefined) set.save_stream_file = v["save-stream-file"];
   for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
-  return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals };
+  if (v["no-server"] && !v.rfile) throw new UsageError("-n (no server) needs -r FILE: there is nothing else to do");
+  return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
 }
 
 const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "scripts"]);

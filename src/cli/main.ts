@@ -3,6 +3,8 @@ import { Dump } from "../addons/dump.js";
 import { MapRemote } from "../addons/map-remote.js";
 import { Scripts } from "../addons/scripts.js";
 import { Intercept } from "../addons/intercept.js";
+import { Save } from "../addons/save.js";
+import { convertFile, readFlowFile } from "../store/index.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
@@ -20,6 +22,7 @@ Usage: sluice COMMAND [options]
 Commands:
   dump      run the proxy and print one line per flow (like mitmdump)
   ca        show where sluice's CA certificate is and how to make clients trust it
+  convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har, by extension)
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   help      show this help, or \`sluice help COMMAND\`
@@ -45,6 +48,11 @@ Proxy:
       --intercept FILTER     pause matching flows until resumed (flow.resume) or intercept_timeout
       --confdir DIR          where the CA lives (default ~/.sluice)
       --set NAME=VALUE       set any option (see \`sluice options\`), repeatable
+
+Flow files:
+  -w, --save-stream-file FILE  write finished flows to FILE as they complete (+FILE appends; .har for HAR)
+  -r, --rfile FILE           read flows from FILE (mitmproxy flow file or HAR) and print them
+  -n, --no-server            with -r: read and print only, start no proxy
 
 Output:
       --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
@@ -74,6 +82,15 @@ async function runDump(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
+  if (args.rfile) {
+    const loaded = await loadFlows(args.rfile, master, dump, log);
+    if (args.noServer) {
+      dump.flush();
+      await master.addons.trigger("done");
+      if (loaded === null) process.exitCode = 1;
+      return;
+    }
+  }
   let address;
   try {
     address = await master.start();
@@ -93,6 +110,43 @@ async function runDump(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
+}
+
+/** `-r FILE`: flows go into the view and through the dump output. Null when the file is unreadable. */
+async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogger): Promise<number | null> {
+  let count = 0;
+  try {
+    for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m) })) {
+      master.view.add(flow);
+      dump.show(flow);
+      count++;
+    }
+  } catch (err) {
+    log.error((err as Error).message);
+    return null;
+  }
+  log.info(`loaded ${count} flow${count === 1 ? "" : "s"} from ${path}`);
+  return count;
+}
+
+async function runConvert(argv: string[]): Promise<void> {
+  if (argv.includes("-h") || argv.includes("--help") || argv.length !== 2) {
+    const usage = "Usage: sluice convert IN OUT\n\nConverts between mitmproxy flow files (.mitm, .flows, anything else) and HAR (.har).\nThe input format is recognised by content, the output format by OUT's extension.\n";
+    if (argv.length === 2 || argv.includes("-h") || argv.includes("--help")) return void process.stdout.write(usage);
+    fail("convert needs IN and OUT: sluice convert capture.mitm capture.har");
+  }
+  const [input, output] = argv as [string, string];
+  const tty = process.stderr.isTTY;
+  const result = await convertFile(input, output, {
+    onWarning: (m) => process.stderr.write(`sluice: warning: ${m}\n`),
+    onProgress: (p) => {
+      if (!tty || p.done) return;
+      const pct = p.bytesTotal ? ` ${((p.bytesRead / p.bytesTotal) * 100).toFixed(0)}%` : "";
+      process.stderr.write(`\r${p.flows} flows${pct}`);
+    },
+  });
+  if (tty) process.stderr.write("\r");
+  process.stderr.write(`converted ${result.flows} flow${result.flows === 1 ? "" : "s"}: ${input} → ${output}\n`);
 }
 
 function runCa(argv: string[]): void {
@@ -135,7 +189,7 @@ Trust it:
 
 /** The addons every proxy front end loads, in hook order; the output addon comes last. */
 function frontEndAddons(output: Addon): Addon[] {
-  return [new Scripts(), new MapRemote(), new Intercept(), output];
+  return [new Scripts(), new MapRemote(), new Intercept(), new Save(), output];
 }
 
 async function runOptions(): Promise<void> {
@@ -161,6 +215,8 @@ export async function main(argv: string[]): Promise<void> {
         return await runDump(rest);
       case "ca":
         return runCa(rest);
+      case "convert":
+        return await runConvert(rest);
       case "options":
         return await runOptions();
       case "commands":
@@ -182,7 +238,7 @@ export async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       default:
-        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, options, commands, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, convert, options, commands, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);
