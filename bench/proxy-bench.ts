@@ -133,7 +133,7 @@ export async function benchProxy(): Promise<string> {
     children.push(origin.child);
     const ports = JSON.parse(origin.match[1]!) as { http: number; https: number; ca: string };
     const confdir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
-    const common = ["--confdir", confdir, "-q", "--set", `ssl_verify_upstream_trusted_ca=${ports.ca}`, "-p", "0"];
+    const common = ["--confdir", confdir, "--flow-detail", "0", "--set", `ssl_verify_upstream_trusted_ca=${ports.ca}`, "-p", "0"];
     const reverse = await start(process.execPath, [SLUICE, "dump", ...common, "--mode", `reverse:http://127.0.0.1:${ports.http}`], /listening at [^\s]+:(\d+)/);
     const regular = await start(process.execPath, [SLUICE, "dump", ...common], /listening at [^\s]+:(\d+)/);
     children.push(reverse.child, regular.child);

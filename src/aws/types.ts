@@ -17,4 +17,18 @@ export interface AwsRequestInfo {
   sdk: string | null;
   /** From User-Agent `cfg/retry-mode#…`: "legacy" | "standard" | "adaptive". */
   retryMode: string | null;
+  /**
+   * The protocol the request itself shows (`X-Amz-Target`, `application/x-amz-json-1.x`,
+   * `Action=`, `smithy-protocol`), when it shows one. It beats the per-service table because one
+   * service can speak two: SQS is query for old SDKs and JSON for new ones.
+   */
+  protocol?: AwsProtocol | null;
+  /** "1.0" or "1.1" from `Content-Type: application/x-amz-json-1.x`, echoed in error responses. */
+  jsonVersion?: string | null;
 }
+
+/**
+ * How an AWS API frames requests and errors. "rpc-v2-cbor" is the Smithy RPC v2 CBOR protocol
+ * newer SDKs use for a few services (CloudWatch among them).
+ */
+export type AwsProtocol = "rest-xml" | "json" | "rest-json" | "query" | "ec2" | "rpc-v2-cbor";

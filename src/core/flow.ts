@@ -75,7 +75,7 @@ export function newServerConnection(): ServerConnection {
 }
 
 /** Shared by Request and Response: headers, body and its decoded view. */
-abstract class Message {
+export abstract class Message {
   httpVersion: string;
   headers: Headers;
   /**

@@ -1,0 +1,28 @@
+/** AWS awareness as pure functions: what a request is, and how AWS would answer it. */
+export type { AwsProtocol, AwsRequestInfo } from "./types.js";
+export {
+  recognizeAwsRequest,
+  awsInfoOf,
+  forgetAwsInfo,
+  keyPrefixOf,
+  awsHostOf,
+  credentialScopeOf,
+  parseSdkRequestHeader,
+  sdkOf,
+  retryModeOf,
+  s3OperationOf,
+  lambdaOperationOf,
+} from "./recognize.js";
+export {
+  protocolOf,
+  awsErrorResponse,
+  throttlingErrorOf,
+  throttleResponse,
+  serviceErrorOf,
+  serviceErrorResponse,
+  throttlingCodeOf,
+  errorCodeOf,
+  THROTTLING_ERROR_CODES,
+  type AwsError,
+  type ErrorResponseOptions,
+} from "./errors.js";

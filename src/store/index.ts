@@ -1,0 +1,147 @@
+/**
+ * Flow persistence: mitmproxy-compatible flow files, HAR 1.2, and the format registry that picks
+ * a reader by a file's first bytes and a writer by its extension.
+ */
+import { open, rename, rm } from "node:fs/promises";
+import { extname, resolve } from "node:path";
+import type { HTTPFlow } from "../core/flow.js";
+import { detectFlowFileKind, FlowWriter, readFlows, type ReadFlowsOptions } from "./flowfile.js";
+import { HarWriter } from "./har.js";
+
+export { decode, decodeAt, encode, encodeChunks, EncodeArena, readLengthPrefix, TnetBytes, TnetFloat, TnetstringError, MAX_LENGTH_DIGITS } from "./tnetstring.js";
+export type { TnetDict, TnetValue, LengthPrefix } from "./tnetstring.js";
+export {
+  flowFromState,
+  flowToState,
+  migrateState,
+  newMigrationContext,
+  stateVersion,
+  FlowFormatError,
+  FLOW_FORMAT_CURRENT,
+  FLOW_FORMAT_WRITTEN,
+  SLUICE_METADATA_KEY,
+} from "./mitm-format.js";
+export type { FlowFormatErrorKind, MigrationContext } from "./mitm-format.js";
+export { detectFlowFileKind, FlowFileError, FlowWriter, readFlows } from "./flowfile.js";
+export type { FlowFileKind, FlowWriterOptions, ReadFlowsOptions } from "./flowfile.js";
+export { flowsToHar, harToFlows, HarEntryExporter, HarWriter } from "./har.js";
+export type { HarContent, HarCookie, HarCreator, HarEntry, HarLog, HarNameValue, HarPostData, HarRequest, HarResponse, HarTimings } from "./har.js";
+
+/** Where converted or saved flows go. */
+export interface FlowSink {
+  write(flow: HTTPFlow): void;
+  close(): Promise<void>;
+}
+
+/** A flow file format sluice can read and write. Register more with registerFlowFileFormat. */
+export interface FlowFileFormat {
+  name: string;
+  /** Lower-case extensions with the dot (".har") that select this format for writing. */
+  extensions: string[];
+  /** Recognizes the format from a file's first 64 bytes (fewer for short files). */
+  sniff(head: Buffer): boolean;
+  read(path: string, options: ReadFlowsOptions): AsyncIterable<HTTPFlow>;
+  openWriter(path: string): Promise<FlowSink>;
+}
+
+const MITMPROXY_FORMAT: FlowFileFormat = {
+  name: "mitmproxy",
+  extensions: [".mitm", ".flows"],
+  sniff: (head) => detectFlowFileKind(head) === "tnetstring",
+  read: readFlows,
+  openWriter: (path) => FlowWriter.open(path),
+};
+
+const HAR_FORMAT: FlowFileFormat = {
+  name: "har",
+  extensions: [".har"],
+  sniff: (head) => detectFlowFileKind(head) === "har",
+  read: readFlows,
+  openWriter: (path) => HarWriter.open(path),
+};
+
+/** Later registrations are asked first, so a new format can claim its extension and magic bytes. */
+const formats: FlowFileFormat[] = [HAR_FORMAT, MITMPROXY_FORMAT];
+
+export function registerFlowFileFormat(format: FlowFileFormat): void {
+  formats.unshift(format);
+}
+
+/** The format a file is written in, by extension; anything unknown is a mitmproxy flow file. */
+export function formatForWriting(path: string): FlowFileFormat {
+  const ext = extname(path).toLowerCase();
+  return formats.find((f) => f.extensions.includes(ext)) ?? MITMPROXY_FORMAT;
+}
+
+/** Reads flows from any registered format, recognized by content rather than by name. */
+export async function* readFlowFile(path: string, options: ReadFlowsOptions = {}): AsyncGenerator<HTTPFlow> {
+  const head = Buffer.alloc(64);
+  let length = 0;
+  try {
+    const fh = await open(path, "r");
+    try {
+      length = (await fh.read(head, 0, head.length, 0)).bytesRead;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // readFlows reports the unreadable file with a FlowFileError.
+  }
+  const sniffed = head.subarray(0, length);
+  const format = length > 0 ? formats.find((f) => f.sniff(sniffed)) : undefined;
+  yield* (format ?? MITMPROXY_FORMAT).read(path, options);
+}
+
+export interface ConvertProgress {
+  flows: number;
+  bytesRead: number;
+  bytesTotal: number;
+  done: boolean;
+}
+
+export interface ConvertOptions {
+  /** Called at most every 100 ms while converting, and once at the end with `done: true`. */
+  onProgress?: (progress: ConvertProgress) => void;
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Converts a flow file to another format: the input format is recognized by content, the output
+ * format chosen by extension (`.har` is HAR, `.mitm`, `.flows` and anything else a mitmproxy flow
+ * file). The output appears under its name only once complete.
+ */
+export async function convertFile(inPath: string, outPath: string, options: ConvertOptions = {}): Promise<{ flows: number }> {
+  if (resolve(inPath) === resolve(outPath)) throw new Error(`cannot convert ${inPath} onto itself; choose a different output file`);
+  const partial = `${outPath}.partial`;
+  const sink = await formatForWriting(outPath).openWriter(partial);
+  const progress: ConvertProgress = { flows: 0, bytesRead: 0, bytesTotal: 0, done: false };
+  let lastReport = 0;
+  try {
+    const flows = readFlowFile(inPath, {
+      onWarning: options.onWarning,
+      onProgress: (read, total) => {
+        progress.bytesRead = read;
+        progress.bytesTotal = total;
+      },
+    });
+    for await (const flow of flows) {
+      sink.write(flow);
+      progress.flows++;
+      const now = Date.now();
+      if (options.onProgress && now - lastReport >= 100) {
+        lastReport = now;
+        options.onProgress({ ...progress });
+      }
+    }
+    await sink.close();
+  } catch (err) {
+    await sink.close().catch(() => undefined);
+    await rm(partial, { force: true });
+    throw err;
+  }
+  await rename(partial, outPath);
+  progress.done = true;
+  progress.bytesRead = progress.bytesTotal;
+  options.onProgress?.({ ...progress });
+  return { flows: progress.flows };
+}
