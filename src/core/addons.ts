@@ -71,6 +71,11 @@ export interface AddonContext {
   view: import("./view.js").FlowView;
   /** Compiles a filter expression (throws FilterSyntaxError on a bad one). */
   filter: (expression: string) => import("./filter.js").FlowPredicate;
+  /**
+   * One Prometheus registry per proxy: addons register their counters and gauges here (prefix
+   * `sluice_`), and the metrics addon serves it. Registering never opens a socket.
+   */
+  metrics: import("prom-client").Registry;
   [extra: string]: unknown;
 }
 

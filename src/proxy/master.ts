@@ -11,6 +11,7 @@ import { FlowView } from "../core/view.js";
 import { CoreCommands } from "../addons/core-commands.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter } from "../core/filter.js";
+import { Registry } from "prom-client";
 import { CertificateAuthority } from "./tls/ca.js";
 import { ProxyServer } from "./server.js";
 import { parseMode } from "./mode.js";
@@ -41,7 +42,7 @@ export class Master {
     this.log = init.log ?? new LineLogger();
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
-    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, master: this };
+    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), master: this };
     this.pendingAddons = [this.view, new CoreCommands(this.commands, this.view), ...(init.addons ?? [])];
     this.init = init;
   }

@@ -1,0 +1,139 @@
+/**
+ * Token buckets, the one rate primitive shared by fault rate budgets (admit or throttle) and
+ * request shaping (wait until admitted). Time is passed in (milliseconds), so both the proxy and
+ * the tests decide what "now" is.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  /**
+   * @param rate  tokens added per second (> 0)
+   * @param burst bucket size: how many requests may pass back to back after an idle period
+   */
+  constructor(
+    public rate: number,
+    public burst: number,
+    now: number,
+  ) {
+    if (!(rate > 0)) throw new RangeError(`token bucket rate must be positive, got ${rate}`);
+    if (!(burst >= 1)) throw new RangeError(`token bucket burst must be at least 1, got ${burst}`);
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  private refill(now: number): void {
+    if (now > this.last) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+      this.last = now;
+    }
+  }
+
+  /** Takes one token if there is one. */
+  tryTake(now: number): boolean {
+    this.refill(now);
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** Milliseconds until one token is available (0 if one is available now). */
+  waitTime(now: number): number {
+    this.refill(now);
+    return this.tokens >= 1 ? 0 : ((1 - this.tokens) / this.rate) * 1000;
+  }
+
+  /** Takes a token that may not exist yet (the balance goes negative): for queues that reserve. */
+  reserve(now: number): number {
+    this.refill(now);
+    const wait = this.tokens >= 1 ? 0 : ((1 - this.tokens) / this.rate) * 1000;
+    this.tokens -= 1;
+    return wait;
+  }
+
+  /** Changes the rate, keeping the tokens earned so far (adaptive shaping). */
+  setRate(rate: number, now: number): void {
+    if (!(rate > 0)) throw new RangeError(`token bucket rate must be positive, got ${rate}`);
+    this.refill(now);
+    this.rate = rate;
+  }
+
+  available(now: number): number {
+    this.refill(now);
+    return this.tokens;
+  }
+}
+
+/**
+ * One bucket per key (host, service, prefix, …), created on first use and forgotten when idle
+ * and full, so a key space of millions of prefixes stays bounded by the active ones.
+ */
+export class KeyedTokenBuckets {
+  private readonly buckets = new Map<string, TokenBucket>();
+  private lastSweep = 0;
+
+  constructor(
+    public rate: number,
+    public burst: number,
+    /** Sweep idle buckets at most this often (ms). */
+    private readonly sweepEvery = 10_000,
+  ) {}
+
+  get(key: string, now: number): TokenBucket {
+    let b = this.buckets.get(key);
+    if (!b) {
+      b = new TokenBucket(this.rate, this.burst, now);
+      this.buckets.set(key, b);
+    }
+    if (now - this.lastSweep > this.sweepEvery) this.sweep(now, key);
+    return b;
+  }
+
+  tryTake(key: string, now: number): boolean {
+    return this.get(key, now).tryTake(now);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.buckets.keys();
+  }
+
+  private sweep(now: number, keep: string): void {
+    this.lastSweep = now;
+    for (const [k, b] of this.buckets) if (k !== keep && b.available(now) >= b.burst) this.buckets.delete(k);
+  }
+}
+
+/** Parses "3500/s", "100/m", "5/min", "2.5" (per second) into requests per second. */
+export function parseRate(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(s|sec|second|m|min|minute|h|hour))?\s*$/i.exec(text);
+  if (!m) throw new RangeError(`bad rate ${JSON.stringify(text)}: expected N/s, N/min or N/h, e.g. 3500/s`);
+  const n = Number(m[1]);
+  const unit = (m[2] ?? "s").toLowerCase();
+  const perSecond = unit.startsWith("h") ? n / 3600 : unit.startsWith("m") ? n / 60 : n;
+  if (!(perSecond > 0)) throw new RangeError(`bad rate ${JSON.stringify(text)}: must be more than zero`);
+  return perSecond;
+}
+
+/** Parses "250ms", "2s", "1.5m", "500" (milliseconds) into milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/i.exec(text);
+  if (!m) throw new RangeError(`bad duration ${JSON.stringify(text)}: expected e.g. 250ms, 2s, 1m`);
+  const n = Number(m[1]);
+  switch ((m[2] ?? "ms").toLowerCase()) {
+    case "s":
+      return n * 1000;
+    case "m":
+    case "min":
+      return n * 60_000;
+    case "h":
+      return n * 3_600_000;
+    default:
+      return n;
+  }
+}
