@@ -24,6 +24,8 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       clearTimeout(timer);
       resolve({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
     });
+    // A program that exits without reading its input (truncate, rm) closes the pipe first: that is not an error.
+    child.stdin.on("error", () => {});
     child.stdin.end(opts.input ?? "");
   });
 }
