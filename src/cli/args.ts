@@ -17,6 +17,12 @@ export const PROXY_FLAGS = {
   rfile: { type: "string", short: "r" },
   "no-server": { type: "boolean", short: "n" },
   intercept: { type: "string" },
+  fault: { type: "string", multiple: true },
+  faults: { type: "string" },
+  shape: { type: "string", multiple: true },
+  shapes: { type: "string" },
+  "client-replay": { type: "string", short: "C", multiple: true },
+  "server-replay": { type: "string", short: "S", multiple: true },
   confdir: { type: "string" },
   "flow-detail": { type: "string" },
   quiet: { type: "boolean", short: "q" },
@@ -67,6 +73,13 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
   if (v["map-remote"]) lists.map_remote = v["map-remote"];
   if (v.scripts) lists.scripts = v.scripts;
+  // Feature addons register these options in their `load`; values wait there until then.
+  if (v.fault) lists.fault_rules = v.fault;
+  if (v.faults !== undefined) set.fault_file = v.faults;
+  if (v.shape) lists.shape_rules = v.shape;
+  if (v.shapes !== undefined) set.shape_file = v.shapes;
+  if (v["client-replay"]) lists.client_replay = v["client-replay"];
+  if (v["server-replay"]) lists.server_replay = v["server-replay"];
   if (v.intercept !== undefined) set.intercept = v.intercept;
   if (v["save-stream-file"] !== undefined) set.save_stream_file = v["save-stream-file"];
   for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
@@ -74,7 +87,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
 }
 
-const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "scripts"]);
+const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
 
 function cleanParseError(message: string): string {
   const m = /Unknown option '([^']+)'/.exec(message);

@@ -49,10 +49,18 @@ Proxy:
       --confdir DIR          where the CA lives (default ~/.sluice)
       --set NAME=VALUE       set any option (see \`sluice options\`), repeatable
 
+Faults and shaping:
+      --fault 'FILTER => ACTION [k=v …]'  inject a fault (throttle, status, error, delay, reset, …) (repeatable)
+      --faults FILE          fault rules from a YAML file
+      --shape 'FILTER => RATE [k=v …]'    queue matching requests to leave at RATE (repeatable)
+      --shapes FILE          shaping rules from a YAML file
+
 Flow files:
   -w, --save-stream-file FILE  write finished flows to FILE as they complete (+FILE appends; .har for HAR)
   -r, --rfile FILE           read flows from FILE (mitmproxy flow file or HAR) and print them
   -n, --no-server            with -r: read and print only, start no proxy
+  -C, --client-replay FILE   re-send the requests recorded in FILE (repeatable)
+  -S, --server-replay FILE   answer requests from the responses recorded in FILE (repeatable)
 
 Output:
       --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
