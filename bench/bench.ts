@@ -1,8 +1,14 @@
 /** `npm run bench`: every benchmark side by side, printed as tables with ratios. */
 import { benchProxy } from "./proxy-bench.js";
+import { benchFilter } from "./filter-bench.js";
+import { benchFlowFiles } from "./flowfile-bench.js";
 
 const only = process.argv[2];
-const suites: [string, () => Promise<string>][] = [["proxy", benchProxy]];
+const suites: [string, () => Promise<string>][] = [
+  ["proxy", benchProxy],
+  ["filter", benchFilter],
+  ["flowfile", benchFlowFiles],
+];
 
 for (const [name, fn] of suites) {
   if (only && only !== name) continue;

@@ -34,6 +34,8 @@ describe("sluice executable", () => {
       [["dump", "--set", "nonexistent=1"], /unknown option nonexistent/],
       [["dump", "--mode", "sideways"], /unknown mode "sideways"/],
       [["dump", "--flow-detail", "9"], /flow_detail must be 0 to 4/],
+      [["dump", "~c ("], /~c expects an integer at position 3/],
+      [["dump", "~s & ~zz"], /unknown operator ~zz at position 5/],
     ] as const) {
       const r = await sluice(args[0] === "dump" ? [...args, "--confdir", confdir] : [...args]);
       assert.notEqual(r.code, 0, args.join(" "));
@@ -42,6 +44,12 @@ describe("sluice executable", () => {
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
     }
     assert.equal(existsSync(join(confdir, "sluice-ca.pem")), false, "bad configuration is caught before a CA is made");
+  });
+
+  test("sluice filters lists the filter operators, AWS ones included", async () => {
+    const r = await sluice(["filters"]);
+    assert.equal(r.code, 0);
+    for (const op of ["~d regex", "~c int", "~svc regex", "~op regex", "~retry", "~throttled"]) assert.ok(r.stdout.includes(op), op);
   });
 
   test("a port in use is reported clearly", async () => {

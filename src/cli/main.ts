@@ -8,6 +8,7 @@ import { convertFile, readFlowFile } from "../store/index.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
+import { filterHelpText } from "../core/filter.js";
 import { Master } from "../proxy/master.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
@@ -25,6 +26,7 @@ Commands:
   convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har, by extension)
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
+  filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
   help      show this help, or \`sluice help COMMAND\`
 
 Run \`sluice COMMAND --help\` for the options of a command.
@@ -229,6 +231,9 @@ export async function main(argv: string[]): Promise<void> {
         return await runOptions();
       case "commands":
         return await runCommands();
+      case "filters":
+        process.stdout.write(`Filter expressions (mitmproxy's language, plus AWS operators):\n\n${filterHelpText()}\n\nRegexes are searched and case-insensitive; quote arguments with spaces: ~h 'x-amz-target: .*GetItem'.\n`);
+        return;
       case "help":
         if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
         else process.stdout.write(MAIN_HELP);
@@ -246,7 +251,7 @@ export async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       default:
-        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, convert, options, commands, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, convert, options, commands, filters, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

@@ -28,8 +28,9 @@ export class FilterSyntaxError extends Error {
     message: string,
     readonly expression: string,
     readonly position: number,
+    hint?: string,
   ) {
-    super(`${message} at position ${position} in filter ${JSON.stringify(expression)}`);
+    super(`${message} at position ${position} in filter ${JSON.stringify(expression)}${hint ? `; ${hint}` : ""}`);
     this.name = "FilterSyntaxError";
   }
 }
@@ -403,7 +404,7 @@ class Parser {
       const match = int.match;
       return (f) => match(f, n);
     }
-    throw new FilterSyntaxError(`unknown operator ~${name} (see \`sluice filters\` for the list)`, this.expr, pos);
+    throw new FilterSyntaxError(`unknown operator ~${name}`, this.expr, pos, "`sluice filters` lists them");
   }
 }
 
