@@ -259,6 +259,9 @@ function run(ctx: ProxyContext, hook: "requestHeaders" | "request" | "responseHe
   return ctx.addons.trigger(hook, flow);
 }
 
+/** Bytes a streamed response may queue towards a slow client before upstream is paused. */
+const STREAM_BUFFER = 4 * 1024 * 1024;
+
 /** Sends the request upstream with undici and relays the answer, keeping or streaming its body. */
 function forward(
   ctx: ProxyContext,
@@ -386,8 +389,9 @@ function forward(
           setTimeout(() => resumeUpstream?.(), (chunk.length / resp.bandwidthLimit) * 1000);
           return false;
         }
-        // false pauses undici until the client drains: bounded memory for any body size.
-        return ok;
+        // Pausing undici until the client drains bounds memory for any body size; letting up to
+        // STREAM_BUFFER bytes queue first avoids a pause/resume round trip per chunk.
+        return ok || (res as ServerResponse).writableLength < STREAM_BUFFER;
       },
       onComplete(trailers) {
         const resp = response!;
