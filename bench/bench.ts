@@ -2,12 +2,14 @@
 import { benchProxy } from "./proxy-bench.js";
 import { benchFilter } from "./filter-bench.js";
 import { benchFlowFiles } from "./flowfile-bench.js";
+import { benchSqlite } from "./sqlite-bench.js";
 
 const only = process.argv[2];
 const suites: [string, () => Promise<string>][] = [
   ["proxy", benchProxy],
   ["filter", benchFilter],
   ["flowfile", benchFlowFiles],
+  ["sqlite", benchSqlite],
 ];
 
 for (const [name, fn] of suites) {

@@ -83,7 +83,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v.intercept !== undefined) set.intercept = v.intercept;
   if (v["save-stream-file"] !== undefined) set.save_stream_file = v["save-stream-file"];
   for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
-  if (v["no-server"] && !v.rfile) throw new UsageError("-n (no server) needs -r FILE: there is nothing else to do");
+  if (v["no-server"] && !v.rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
 }
 

@@ -4,6 +4,8 @@ import { MapRemote } from "../addons/map-remote.js";
 import { Scripts } from "../addons/scripts.js";
 import { Intercept } from "../addons/intercept.js";
 import { Save } from "../addons/save.js";
+import { ServerReplay } from "../addons/server-replay.js";
+import { ClientReplay } from "../addons/client-replay.js";
 import { convertFile, readFlowFile } from "../store/index.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
@@ -23,7 +25,7 @@ Usage: sluice COMMAND [options]
 Commands:
   dump      run the proxy and print one line per flow (like mitmdump)
   ca        show where sluice's CA certificate is and how to make clients trust it
-  convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har, by extension)
+  convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
@@ -58,9 +60,9 @@ Faults and shaping:
       --shapes FILE          shaping rules from a YAML file
 
 Flow files:
-  -w, --save-stream-file FILE  write finished flows to FILE as they complete (+FILE appends; .har for HAR)
-  -r, --rfile FILE           read flows from FILE (mitmproxy flow file or HAR) and print them
-  -n, --no-server            with -r: read and print only, start no proxy
+  -w, --save-stream-file FILE  write finished flows to FILE as they complete (+FILE appends; .har for HAR, .sqlite for SQLite)
+  -r, --rfile FILE           read flows from FILE (mitmproxy flow file, HAR or SQLite) and print them
+  -n, --no-server            with -r: read and print only; with -C: replay, then exit (no proxy for others)
   -C, --client-replay FILE   re-send the requests recorded in FILE (repeatable)
   -S, --server-replay FILE   answer requests from the responses recorded in FILE (repeatable)
 
@@ -86,6 +88,9 @@ async function runDump(argv: string[]): Promise<void> {
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const dump = new Dump();
   const addons: Addon[] = frontEndAddons(dump);
+  // -n -C FILE: replay through a private listener on a free port, then exit.
+  const replayOnly = args.noServer && !!args.set.client_replay;
+  if (replayOnly) Object.assign(args.set, { listen_host: "127.0.0.1", listen_port: "0" });
   const master = new Master({ set: args.set, addons, log });
   try {
     await master.configure();
@@ -93,8 +98,9 @@ async function runDump(argv: string[]): Promise<void> {
     fail((err as Error).message);
   }
   if (args.rfile) {
-    const loaded = await loadFlows(args.rfile, master, dump, log);
-    if (args.noServer) {
+    // With -n only matching flows matter, so an SQLite capture can answer FILTER from its indexes.
+    const loaded = await loadFlows(args.rfile, master, dump, log, args.noServer ? args.set.dumper_filter : undefined);
+    if (args.noServer && !replayOnly) {
       dump.flush();
       await master.addons.trigger("done");
       if (loaded === null) process.exitCode = 1;
@@ -106,6 +112,12 @@ async function runDump(argv: string[]): Promise<void> {
     address = await master.start();
   } catch (err) {
     fail((err as Error).message, 1);
+  }
+  if (replayOnly) {
+    await addons.find((a): a is ClientReplay => a instanceof ClientReplay)!.finished;
+    await master.stop();
+    dump.flush();
+    return;
   }
   const modeSpec = master.options.get<string>("mode");
   log.info(`sluice ${modeSpec} proxy listening at ${address.address}:${address.port}`);
@@ -123,10 +135,10 @@ async function runDump(argv: string[]): Promise<void> {
 }
 
 /** `-r FILE`: flows go into the view and through the dump output. Null when the file is unreadable. */
-async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogger): Promise<number | null> {
+async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogger, filter?: string): Promise<number | null> {
   let count = 0;
   try {
-    for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m) })) {
+    for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m), filter })) {
       master.view.add(flow);
       dump.show(flow);
       count++;
@@ -141,7 +153,7 @@ async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogg
 
 async function runConvert(argv: string[]): Promise<void> {
   if (argv.includes("-h") || argv.includes("--help") || argv.length !== 2) {
-    const usage = "Usage: sluice convert IN OUT\n\nConverts between mitmproxy flow files (.mitm, .flows, anything else) and HAR (.har).\nThe input format is recognised by content, the output format by OUT's extension.\n";
+    const usage = "Usage: sluice convert IN OUT\n\nConverts between mitmproxy flow files (.mitm, .flows, anything else), HAR (.har) and SQLite (.sqlite, .db).\nThe input format is recognised by content, the output format by OUT's extension.\n";
     if (argv.length === 2 || argv.includes("-h") || argv.includes("--help")) return void process.stdout.write(usage);
     fail("convert needs IN and OUT: sluice convert capture.mitm capture.har");
   }
@@ -199,7 +211,7 @@ Trust it:
 
 /** The addons every proxy front end loads, in hook order; the output addon comes last. */
 function frontEndAddons(output: Addon): Addon[] {
-  return [new Scripts(), new MapRemote(), new Intercept(), new Save(), output];
+  return [new ClientReplay(), new Scripts(), new MapRemote(), new ServerReplay(), new Intercept(), new Save(), output];
 }
 
 async function runOptions(): Promise<void> {

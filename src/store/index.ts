@@ -7,6 +7,7 @@ import { extname, resolve } from "node:path";
 import type { HTTPFlow } from "../core/flow.js";
 import { detectFlowFileKind, FlowWriter, readFlows, type ReadFlowsOptions } from "./flowfile.js";
 import { HarWriter } from "./har.js";
+import { readSqlite, SQLITE_MAGIC, SqliteWriter } from "./sqlite.js";
 
 export { decode, decodeAt, encode, encodeChunks, EncodeArena, readLengthPrefix, TnetBytes, TnetFloat, TnetstringError, MAX_LENGTH_DIGITS } from "./tnetstring.js";
 export type { TnetDict, TnetValue, LengthPrefix } from "./tnetstring.js";
@@ -25,6 +26,8 @@ export type { FlowFormatErrorKind, MigrationContext } from "./mitm-format.js";
 export { detectFlowFileKind, FlowFileError, FlowWriter, readFlows } from "./flowfile.js";
 export type { FlowFileKind, FlowWriterOptions, ReadFlowsOptions } from "./flowfile.js";
 export { flowsToHar, harToFlows, HarEntryExporter, HarWriter } from "./har.js";
+export { openSqliteCapture, readSqlite, sqlForFilter, SqliteStoreError, SqliteWriter } from "./sqlite.js";
+export { filterToSql } from "./sqlite-query.js";
 export type { HarContent, HarCookie, HarCreator, HarEntry, HarLog, HarNameValue, HarPostData, HarRequest, HarResponse, HarTimings } from "./har.js";
 
 /** Where converted or saved flows go. */
@@ -40,7 +43,7 @@ export interface FlowFileFormat {
   extensions: string[];
   /** Recognizes the format from a file's first 64 bytes (fewer for short files). */
   sniff(head: Buffer): boolean;
-  read(path: string, options: ReadFlowsOptions): AsyncIterable<HTTPFlow>;
+  read(path: string, options: ReadFlowsOptions & FilterHint): AsyncIterable<HTTPFlow>;
   openWriter(path: string): Promise<FlowSink>;
 }
 
@@ -60,8 +63,21 @@ const HAR_FORMAT: FlowFileFormat = {
   openWriter: (path) => HarWriter.open(path),
 };
 
+/** Formats with indexes (SQLite) may yield only the flows matching `filter`; others ignore it. */
+export interface FilterHint {
+  filter?: string;
+}
+
+const SQLITE_FORMAT: FlowFileFormat = {
+  name: "sqlite",
+  extensions: [".sqlite", ".sqlite3", ".db"],
+  sniff: (head) => head.length >= 16 && head.subarray(0, 16).equals(SQLITE_MAGIC),
+  read: (path, options) => readSqlite(path, { filter: options.filter }),
+  openWriter: (path) => SqliteWriter.open(path),
+};
+
 /** Later registrations are asked first, so a new format can claim its extension and magic bytes. */
-const formats: FlowFileFormat[] = [HAR_FORMAT, MITMPROXY_FORMAT];
+const formats: FlowFileFormat[] = [SQLITE_FORMAT, HAR_FORMAT, MITMPROXY_FORMAT];
 
 export function registerFlowFileFormat(format: FlowFileFormat): void {
   formats.unshift(format);
@@ -74,7 +90,7 @@ export function formatForWriting(path: string): FlowFileFormat {
 }
 
 /** Reads flows from any registered format, recognized by content rather than by name. */
-export async function* readFlowFile(path: string, options: ReadFlowsOptions = {}): AsyncGenerator<HTTPFlow> {
+export async function* readFlowFile(path: string, options: ReadFlowsOptions & FilterHint = {}): AsyncGenerator<HTTPFlow> {
   const head = Buffer.alloc(64);
   let length = 0;
   try {

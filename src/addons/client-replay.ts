@@ -1,0 +1,131 @@
+/**
+ * `-C FILE` (client_replay): re-sends the requests recorded in FILE. Each request goes in through
+ * sluice's own listener, as a client's would, so it takes the proxy's whole path — addons,
+ * map-remote, faults, shaping, saving, and the upstream connections — and shows up as a flow
+ * marked isReplay="request". Progress goes to stderr; a summary of status codes ends the run.
+ */
+import { readFileSync } from "node:fs";
+import { ProxyAgent, request as undiciRequest } from "undici";
+import type { Addon, AddonContext } from "../core/addons.js";
+import type { HTTPFlow } from "../core/flow.js";
+import { readFlowFile } from "../store/index.js";
+
+/** Marks a request as ours on its way through the listener; removed before anything else sees it. */
+const MARKER = "x-sluice-client-replay";
+/** Headers undici frames itself (or refuses) — the recorded values would be wrong or rejected. */
+const NOT_SENT = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "te", "trailer", "expect", "http2-settings"]);
+
+interface ListeningMaster {
+  server: { address(): { address: string; port: number } } | null;
+  ca: { files: { certPem: string } };
+}
+
+export class ClientReplay implements Addon {
+  name = "client_replay";
+  private ctx!: AddonContext;
+  private resolveFinished!: () => void;
+  /** Settles when every recorded request has been sent and answered (or failed). */
+  readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
+  readonly statuses = new Map<string, number>();
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    ctx.options.add({ name: "client_replay", type: "strings", default: [] as string[], help: "Re-send the requests recorded in these flow files (-C)" });
+    ctx.options.add({ name: "client_replay_concurrency", type: "int", default: 1, help: "How many replayed requests are in flight at once" });
+  }
+
+  configure(updated: Set<string>): void {
+    if (updated.has("client_replay_concurrency") && this.ctx.options.get<number>("client_replay_concurrency") < 1) {
+      throw new Error("client_replay_concurrency must be at least 1");
+    }
+  }
+
+  /** True when there is something to replay. */
+  get active(): boolean {
+    return this.ctx.options.get<string[]>("client_replay").length > 0;
+  }
+
+  requestHeaders(flow: HTTPFlow): void {
+    if (!flow.request.headers.has(MARKER)) return;
+    flow.request.headers.delete(MARKER);
+    flow.isReplay = "request";
+  }
+
+  running(): void {
+    if (!this.active) return void this.resolveFinished();
+    void this.replayAll()
+      .catch((err: Error) => {
+        this.ctx.log.error(`client replay: ${err.message}`);
+        process.exitCode = 1;
+      })
+      .finally(() => this.resolveFinished());
+  }
+
+  private async replayAll(): Promise<void> {
+    const master = this.ctx.master as ListeningMaster;
+    const address = master.server!.address();
+    const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+    const agent = new ProxyAgent({ uri: `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${address.port}`, requestTls: { ca: readFileSync(master.ca.files.certPem, "utf8") } });
+    const flows: HTTPFlow[] = [];
+    for (const path of this.ctx.options.get<string[]>("client_replay")) {
+      for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) flows.push(flow);
+    }
+    const total = flows.length;
+    let done = 0;
+    let next = 0;
+    const tty = process.stderr.isTTY;
+    let lastReport = 0;
+    const report = (final: boolean) => {
+      const now = Date.now();
+      if (!final && now - lastReport < 250) return;
+      lastReport = now;
+      const line = `client replay: ${done}/${total} requests`;
+      if (tty) process.stderr.write(`\r${line}${final ? "\n" : ""}`);
+      else if (final || done % 100 === 0) process.stderr.write(`${line}\n`);
+    };
+    const worker = async () => {
+      while (next < flows.length) {
+        const flow = flows[next++]!;
+        const outcome = await this.send(flow, agent);
+        this.statuses.set(outcome, (this.statuses.get(outcome) ?? 0) + 1);
+        done++;
+        report(false);
+      }
+    };
+    const concurrency = Math.max(1, this.ctx.options.get<number>("client_replay_concurrency"));
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, total)) }, worker));
+    await agent.close();
+    report(true);
+    process.stderr.write(`client replay: ${total} request${total === 1 ? "" : "s"} replayed — ${this.summary()}\n`);
+  }
+
+  /** "200×8, 404×2, error×1", most frequent first. */
+  summary(): string {
+    return [...this.statuses].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}×${n}`).join(", ") || "nothing sent";
+  }
+
+  /** Sends one recorded request through the proxy; returns its status code or "error". */
+  private async send(flow: HTTPFlow, agent: ProxyAgent): Promise<string> {
+    const r = flow.request;
+    const headers: string[] = [];
+    for (const [name, value] of r.headers) {
+      const lower = name.toLowerCase();
+      if (NOT_SENT.has(lower) || lower.startsWith(":")) continue;
+      headers.push(name, value);
+    }
+    headers.push(MARKER, "1");
+    try {
+      const res = await undiciRequest(r.url, {
+        method: r.method,
+        headers,
+        body: r.content && r.content.length > 0 ? r.content : r.method === "GET" || r.method === "HEAD" ? undefined : r.content ?? undefined,
+        dispatcher: agent,
+      });
+      await res.body.dump();
+      return String(res.statusCode);
+    } catch (err) {
+      this.ctx.log.warn(`client replay: ${r.method} ${r.prettyUrl}: ${(err as Error).message}`);
+      return "error";
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * `-S FILE` (server_replay): answers requests from the responses recorded in FILE, without
+ * contacting the server. As in mitmproxy, requests match on method, scheme, host, port, path,
+ * query and body; headers are ignored (so SigV4 signatures, dates, invocation ids and user agents
+ * never stop a match) unless named in server_replay_use_headers. Each recorded response is used
+ * once, in order, unless server_replay_reuse is set.
+ */
+import type { Addon, AddonContext } from "../core/addons.js";
+import type { HTTPFlow, Response } from "../core/flow.js";
+import { Response as FlowResponse } from "../core/flow.js";
+import { Headers } from "../core/headers.js";
+import { readFlowFile } from "../store/index.js";
+
+export class ServerReplay implements Addon {
+  name = "server_replay";
+  private ctx!: AddonContext;
+  private recorded = new Map<string, Response[]>();
+  private served = 0;
+  private active = false;
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    const o = ctx.options;
+    o.add({ name: "server_replay", type: "strings", default: [] as string[], help: "Answer requests from the responses recorded in these flow files (-S)" });
+    o.add({ name: "server_replay_extra", type: "string", default: "forward", help: "Unmatched requests: forward (to the server), kill, or 204/404/… (answer with that status)" });
+    o.add({ name: "server_replay_reuse", type: "bool", default: false, help: "Keep answering with a recorded response instead of using each once" });
+    o.add({ name: "server_replay_ignore_params", type: "strings", default: [] as string[], help: "Query parameters left out of matching" });
+    o.add({ name: "server_replay_ignore_content", type: "bool", default: false, help: "Leave request bodies out of matching" });
+    o.add({ name: "server_replay_ignore_host", type: "bool", default: false, help: "Leave host and port out of matching" });
+    o.add({ name: "server_replay_use_headers", type: "strings", default: [] as string[], help: "Request headers that must also match" });
+  }
+
+  async configure(updated: Set<string>): Promise<void> {
+    const extra = this.ctx.options.get<string>("server_replay_extra");
+    if (updated.has("server_replay_extra") && !/^(forward|kill|\d{3})$/.test(extra)) {
+      throw new Error(`server_replay_extra: ${JSON.stringify(extra)} is not forward, kill or a status code such as 404`);
+    }
+    if (!["server_replay", "server_replay_ignore_params", "server_replay_ignore_content", "server_replay_ignore_host", "server_replay_use_headers"].some((n) => updated.has(n))) return;
+    this.recorded.clear();
+    this.active = this.ctx.options.get<string[]>("server_replay").length > 0;
+    let count = 0;
+    for (const path of this.ctx.options.get<string[]>("server_replay")) {
+      try {
+        for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) {
+          if (!flow.response) continue;
+          const key = this.keyOf(flow);
+          const list = this.recorded.get(key) ?? [];
+          list.push(flow.response);
+          this.recorded.set(key, list);
+          count++;
+        }
+      } catch (err) {
+        throw new Error(`server_replay: ${(err as Error).message}`);
+      }
+    }
+    if (count) this.ctx.log.info(`server replay: ${count} recorded response${count === 1 ? "" : "s"} loaded`);
+  }
+
+  /** What a request must agree on to be answered by a recorded response. */
+  private keyOf(flow: HTTPFlow): string {
+    const o = this.ctx.options;
+    const r = flow.request;
+    // Where the client sent the request, before map-remote redirected it (kept in the flow's metadata),
+    // so a capture recorded against one origin replays whatever map-remote points at now.
+    const mapped = flow.metadata.map_remote as { from?: unknown } | undefined;
+    const u = new URL(typeof mapped?.from === "string" ? mapped.from : r.url);
+    const ignoreParams = new Set(o.get<string[]>("server_replay_ignore_params"));
+    const params = [...u.searchParams].filter(([k]) => !ignoreParams.has(k));
+    const parts: unknown[] = [r.method, u.protocol, u.pathname, params];
+    if (!o.get<boolean>("server_replay_ignore_host")) parts.push(u.hostname.toLowerCase(), u.port);
+    if (!o.get<boolean>("server_replay_ignore_content")) parts.push(r.content?.toString("base64") ?? null);
+    for (const h of o.get<string[]>("server_replay_use_headers")) parts.push([h.toLowerCase(), r.headers.getAll(h)]);
+    return JSON.stringify(parts);
+  }
+
+  request(flow: HTTPFlow): void {
+    if (!this.active || flow.response) return;
+    const key = this.keyOf(flow);
+    const list = this.recorded.get(key);
+    if (list && list.length) {
+      // Without reuse each recorded response answers once, in recorded order (mitmproxy's default).
+      const recorded = this.ctx.options.get<boolean>("server_replay_reuse") ? list[0]! : list.shift()!;
+      if (list.length === 0) this.recorded.delete(key);
+      flow.response = copyResponse(recorded);
+      flow.isReplay = "response";
+      this.served++;
+      return;
+    }
+    const extra = this.ctx.options.get<string>("server_replay_extra");
+    if (extra === "kill") flow.kill();
+    else if (/^\d{3}$/.test(extra)) flow.response = FlowResponse.make(Number(extra), `sluice server replay: no recorded response for ${flow.request.method} ${flow.request.prettyUrl}\n`, { "content-type": "text/plain" });
+  }
+
+  done(): void {
+    if (this.served) this.ctx.log.info(`server replay: answered ${this.served} request${this.served === 1 ? "" : "s"} from recorded responses`);
+  }
+}
+
+function copyResponse(r: Response): Response {
+  const out = FlowResponse.make(r.statusCode, r.content ?? Buffer.alloc(0), new Headers([...r.headers]));
+  out.reason = r.reason;
+  out.httpVersion = r.httpVersion;
+  return out;
+}

@@ -1,0 +1,191 @@
+/**
+ * Translates the indexable part of a filter expression into an SQL WHERE clause over the `flows`
+ * table of a sluice SQLite capture. The clause selects a SUPERSET of the matching flows; the caller
+ * then runs the full compiled filter on the candidates, so answers are always exact.
+ *
+ * Indexed terms (~d ~m ~svc ~op ~region ~bucket with a regex, ~c ~attempt with an int) become
+ * `column IN (values)`: the regex is run over the column's DISTINCT values (read from its index),
+ * which is exact and lets SQLite use the index. Any other operator becomes TRUE where it appears
+ * positively and FALSE under a `!`, which keeps the result a superset. Unknown syntax returns null:
+ * the caller then scans everything (and compileFilter reports the error).
+ */
+
+/** Columns with an index, by the filter operator that reads them. */
+const REGEX_COLUMNS: Record<string, string[]> = {
+  m: ["method"],
+  d: ["host", "host_header"],
+  svc: ["aws_service"],
+  op: ["aws_operation"],
+  region: ["aws_region"],
+  bucket: ["aws_bucket"],
+};
+const INT_COLUMNS: Record<string, string> = { c: "status", attempt: "aws_attempt" };
+/** Operators of filter.ts that take no argument / one argument (not indexed here). */
+const FLAG_OPS = new Set(["all", "a", "e", "http", "tcp", "udp", "dns", "websocket", "marked", "q", "s", "replay", "replayq", "replays", "retry", "throttled"]);
+const ARG_OPS = new Set(["b", "bq", "bs", "t", "tq", "ts", "h", "hq", "hs", "u", "src", "dst", "meta", "marker", "comment"]);
+
+type Token = { kind: "op"; name: string } | { kind: "arg"; value: string } | { kind: "(" | ")" | "!" | "&" | "|" | "end" };
+
+class Unsupported extends Error {}
+
+function tokenize(expr: string): Token[] {
+  const out: Token[] = [];
+  let i = 0;
+  while (i < expr.length) {
+    const c = expr[i]!;
+    if (/\s/.test(c)) i++;
+    else if ("()!&|".includes(c)) {
+      out.push({ kind: c as "(" });
+      i++;
+    } else if (c === "~") {
+      const m = /^~([A-Za-z]+)/.exec(expr.slice(i));
+      if (!m) throw new Unsupported();
+      out.push({ kind: "op", name: m[1]! });
+      i += m[0].length;
+    } else if (c === "'" || c === '"') {
+      let value = "";
+      let j = i + 1;
+      for (;;) {
+        if (j >= expr.length) throw new Unsupported();
+        const d = expr[j]!;
+        if (d === "\\" && j + 1 < expr.length) {
+          const next = expr[j + 1]!;
+          value += next === c ? next : d + next;
+          j += 2;
+        } else if (d === c) {
+          j++;
+          break;
+        } else {
+          value += d;
+          j++;
+        }
+      }
+      out.push({ kind: "arg", value });
+      i = j;
+    } else {
+      let j = i;
+      while (j < expr.length && !/[\s()~'"]/.test(expr[j]!)) j++;
+      out.push({ kind: "arg", value: expr.slice(i, j) });
+      i = j;
+    }
+  }
+  out.push({ kind: "end" });
+  return out;
+}
+
+/** Reads the distinct values of an indexed column (cheap: SQLite walks the index). */
+export type DistinctValues = (column: string) => string[];
+
+export interface SqlWhere {
+  sql: string;
+  params: (string | number)[];
+}
+
+/** Python-flavoured regex as filter.ts compiles it (case-insensitive). */
+function regexOf(pattern: string): RegExp {
+  let s = pattern;
+  let flags = "i";
+  const leading = /^\(\?([aiLmsux]+)\)/.exec(s);
+  if (leading) {
+    s = s.slice(leading[0].length);
+    if (leading[1]!.includes("s")) flags += "s";
+    if (leading[1]!.includes("m")) flags += "m";
+  }
+  s = s.replace(/\(\?P<([A-Za-z_]\w*)>/g, "(?<$1>").replace(/\(\?P=([A-Za-z_]\w*)\)/g, "\\k<$1>").replace(/\\Z/g, "$");
+  return new RegExp(s, flags);
+}
+
+/** The WHERE clause for `expr`, or null when it cannot be translated (scan everything). */
+export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | null {
+  let tokens: Token[];
+  try {
+    tokens = tokenize(expr);
+  } catch {
+    return null;
+  }
+  let i = 0;
+  const params: (string | number)[] = [];
+  const peek = () => tokens[i]!;
+  const startsTerm = (t: Token) => t.kind === "op" || t.kind === "arg" || t.kind === "(" || t.kind === "!";
+
+  // `positive` is false under an odd number of `!`: untranslatable terms must then be FALSE.
+  const orExpr = (positive: boolean): string => {
+    const parts = [andExpr(positive)];
+    while (peek().kind === "|") {
+      i++;
+      parts.push(andExpr(positive));
+    }
+    return parts.length === 1 ? parts[0]! : `(${parts.join(" OR ")})`;
+  };
+  const andExpr = (positive: boolean): string => {
+    const parts = [unary(positive)];
+    for (;;) {
+      if (peek().kind === "&") {
+        i++;
+        parts.push(unary(positive));
+      } else if (startsTerm(peek())) parts.push(unary(positive));
+      else break;
+    }
+    return parts.length === 1 ? parts[0]! : `(${parts.join(" AND ")})`;
+  };
+  const unary = (positive: boolean): string => {
+    const t = peek();
+    if (t.kind === "!") {
+      i++;
+      return `(NOT ${unary(!positive)})`;
+    }
+    if (t.kind === "(") {
+      i++;
+      const inner = orExpr(positive);
+      if (peek().kind !== ")") throw new Unsupported();
+      i++;
+      return inner;
+    }
+    if (t.kind === "arg") {
+      i++; // a bare word is a URL regex: not indexed
+      return positive ? "1" : "0";
+    }
+    if (t.kind !== "op") throw new Unsupported();
+    i++;
+    const name = t.name;
+    if (FLAG_OPS.has(name)) return positive ? "1" : "0";
+    const arg = peek();
+    if (arg.kind !== "arg") throw new Unsupported();
+    i++;
+    if (ARG_OPS.has(name)) return positive ? "1" : "0";
+    const cols = REGEX_COLUMNS[name];
+    if (cols) {
+      let re: RegExp;
+      try {
+        re = regexOf(arg.value);
+      } catch {
+        throw new Unsupported();
+      }
+      // Exact for both polarities: NULL columns never match, and `IS NOT NULL` keeps NOT boolean.
+      const ors = cols.map((col) => {
+        const values = distinct(col).filter((v) => re.test(v));
+        if (values.length === 0) return "0";
+        params.push(...values);
+        return `(${col} IS NOT NULL AND ${col} IN (${values.map(() => "?").join(",")}))`;
+      });
+      return ors.length === 1 ? ors[0]! : `(${ors.join(" OR ")})`;
+    }
+    const intCol = INT_COLUMNS[name];
+    if (intCol) {
+      if (!/^-?\d+$/.test(arg.value)) throw new Unsupported();
+      params.push(Number(arg.value));
+      return `(${intCol} IS NOT NULL AND ${intCol} = ?)`;
+    }
+    throw new Unsupported();
+  };
+
+  try {
+    if (peek().kind === "end") return null;
+    const sql = orExpr(true);
+    if (peek().kind !== "end") return null;
+    return { sql, params };
+  } catch (err) {
+    if (err instanceof Unsupported) return null;
+    throw err;
+  }
+}

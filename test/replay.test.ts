@@ -1,0 +1,159 @@
+/**
+ * Server replay with a real boto3: record S3 calls through sluice (-w) against a fake S3, then
+ * replay them (-S) with no origin running — SigV4 signatures and dates differ between the runs.
+ */
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startFakeS3 } from "./support/fake-aws.js";
+import { startSluice, type TestSluice } from "./support/sluice.js";
+import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { Save } from "../src/addons/save.js";
+import { ServerReplay } from "../src/addons/server-replay.js";
+import { Headers } from "../src/core/headers.js";
+import { HTTPFlow, Request, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import { FlowWriter, readFlowFile } from "../src/store/index.js";
+import { startOrigin, echo } from "./support/origins.js";
+import { SLUICE_BIN } from "./support/cli.js";
+
+const S3_HOST = "s3.eu-west-1.amazonaws.com";
+const S3_PATTERN = `https://${S3_HOST.replace(/\./g, "\\.")}`;
+
+const SCRIPT = `
+import sys, boto3, botocore.config
+cfg = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"})
+s3 = boto3.client("s3", region_name="eu-west-1", config=cfg)
+what = sys.argv[1]
+if what == "record":
+    s3.create_bucket(Bucket="replay-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket="replay-bucket", Key="a.txt", Body=b"recorded body " * 100)
+    print("got", s3.get_object(Bucket="replay-bucket", Key="a.txt")["Body"].read()[:13].decode())
+    print("keys", [o["Key"] for o in s3.list_objects_v2(Bucket="replay-bucket")["Contents"]])
+else:
+    try:
+        s3.get_object(Bucket="replay-bucket", Key="never-recorded.txt")
+        print("unexpected success")
+    except botocore.exceptions.ClientError as e:
+        print("client error", e.response["ResponseMetadata"]["HTTPStatusCode"])
+    except Exception as e:
+        print("failed", type(e).__name__)
+`;
+
+/** A port with nothing listening on it. */
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe("server replay (-S) with boto3", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-replay-"));
+  const capture = join(dir, "s3.mitm");
+  let python: string;
+  let recorded: string;
+  let deadPort: number;
+
+  before(async () => {
+    python = await pythonWithBoto3();
+    const fake = await startFakeS3();
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|${S3_PATTERN}|${fake.url}`]), save_stream_file: capture }, addons: [new Save()] });
+    try {
+      const r = await run(python, ["-c", SCRIPT, "record"], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      recorded = r.stdout;
+      assert.match(recorded, /got recorded body/);
+      assert.match(recorded, /keys \['a\.txt'\]/);
+      await sluice.waitForFlows(4);
+    } finally {
+      await sluice.close();
+      await fake.close();
+    }
+    deadPort = await closedPort();
+  });
+
+  async function replaying(extra: string): Promise<TestSluice> {
+    return startSluice({
+      set: { map_remote: JSON.stringify([`|${S3_PATTERN}|https://127.0.0.1:${deadPort}`]), server_replay: JSON.stringify([capture]), server_replay_extra: extra },
+      addons: [new ServerReplay()],
+    });
+  }
+
+  test("the same boto3 calls succeed from the recording with the origin gone", async () => {
+    const sluice = await replaying("forward");
+    after(() => sluice.close());
+    const r = await run(python, ["-c", SCRIPT, "record"], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, recorded);
+    const flows = await sluice.waitForFlows(4);
+    assert.deepEqual(flows.map((f) => f.isReplay), ["response", "response", "response", "response"]);
+    assert.ok(flows.every((f) => f.request.headers.get("authorization")?.startsWith("AWS4-HMAC-SHA256")));
+  });
+
+  for (const [extra, expected] of [["404", /client error 404/], ["kill", /failed /], ["forward", /client error 502|failed /]] as const) {
+    test(`an unrecorded request with server_replay_extra=${extra}`, async () => {
+      const sluice = await replaying(extra);
+      try {
+        const r = await run(python, ["-c", SCRIPT, "unmatched"], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, expected);
+        if (extra === "kill") return; // a killed flow reaches neither the response nor the error hook
+        const [flow] = await sluice.waitForFlows(1);
+        assert.equal(flow!.isReplay, null);
+        if (extra === "404") assert.equal(flow!.response?.statusCode, 404);
+        if (extra === "forward") assert.ok(flow!.error !== null || (flow!.response?.statusCode ?? 0) >= 500, "forwarded to the closed port");
+      } finally {
+        await sluice.close();
+      }
+    });
+  }
+});
+
+describe("client replay (-C)", () => {
+  test("sluice dump -n -C re-sends every recorded request through the proxy and summarises the statuses", async () => {
+    const origin = await startOrigin({
+      handler: (req, res, body) => {
+        if (req.url?.startsWith("/missing")) {
+          res.writeHead(404, { "content-type": "text/plain" });
+          res.end("no");
+        } else echo(req, res, body);
+      },
+    });
+    const dir = mkdtempSync(join(tmpdir(), "sluice-creplay-"));
+    const recorded = join(dir, "recorded.mitm");
+    const replayed = join(dir, "replayed.mitm");
+    try {
+      const w = await FlowWriter.open(recorded);
+      const host = `127.0.0.1`;
+      for (let i = 0; i < 12; i++) {
+        const post = i % 4 === 3;
+        const path = post ? `/missing/${i}` : `/item/${i}?n=${i}`;
+        const body = post ? Buffer.from(`{"i":${i}}`) : Buffer.alloc(0);
+        const headers = new Headers(["Host", `${host}:${origin.port}`, "X-Test", `n${i}`, "Content-Length", String(body.length), "Connection", "keep-alive"]);
+        const req = new Request({ method: post ? "POST" : "GET", scheme: "http", host, port: origin.port, path, authority: "", headers, content: body, timestampStart: 1_700_000_000 + i });
+        w.write(new HTTPFlow(newClientConnection(), newServerConnection(), req));
+      }
+      await w.close();
+      const confdir = mkdtempSync(join(tmpdir(), "sluice-creplay-conf-"));
+      const r = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-C", recorded, "-w", replayed, "--confdir", confdir, "--set", "client_replay_concurrency=3"], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /client replay: 12 requests replayed — 200×9, 404×3/);
+      assert.equal(origin.requests.length, 12);
+      assert.deepEqual(origin.requests.map((q) => q.url).sort(), Array.from({ length: 12 }, (_, i) => (i % 4 === 3 ? `/missing/${i}` : `/item/${i}?n=${i}`)).sort());
+      assert.ok(origin.requests.every((q) => !("x-sluice-client-replay" in q.headers)), "the replay marker never reaches the server");
+      const posted = origin.requests.find((q) => q.url === "/missing/3")!;
+      assert.equal(posted.body.toString(), '{"i":3}');
+      const flows: HTTPFlow[] = [];
+      for await (const f of readFlowFile(replayed)) flows.push(f);
+      assert.equal(flows.length, 12);
+      assert.ok(flows.every((f) => f.isReplay === "request"));
+      assert.equal(r.stdout.trim().split("\n").length, 12, "one dump line per replayed flow");
+    } finally {
+      await origin.close();
+    }
+  });
+});
