@@ -84,8 +84,9 @@ export class FlowView implements Addon {
     this.emit("clear", null);
   }
 
+  /** Drops the oldest finished flows down to 90% of the cap, so a full view trims once per max/10 flows, not per flow. */
   private trim(): void {
-    const excess = this.flows.length - this.max;
+    const excess = this.flows.length - this.max + Math.floor(this.max / 10);
     let removed = 0;
     this.flows = this.flows.filter((f) => {
       if (removed < excess && !f.live && !f.intercepted && !f.marked) {
@@ -95,6 +96,7 @@ export class FlowView implements Addon {
       }
       return true;
     });
+    if (this.focusId !== null && !this.byId.has(this.focusId)) this.focusId = this.flows[0]?.id ?? null;
   }
 
   get all(): readonly HTTPFlow[] {

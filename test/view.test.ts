@@ -1,0 +1,55 @@
+/** The flow view's bound: old finished flows go, live, intercepted and marked ones stay, focus follows. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { FlowView } from "../src/core/view.js";
+import { Headers } from "../src/core/headers.js";
+import { HTTPFlow, Request, newClientConnection, newServerConnection } from "../src/core/flow.js";
+
+function flow(path: string): HTTPFlow {
+  const req = new Request({
+    method: "GET", scheme: "http", host: "origin.test", port: 80, path, httpVersion: "HTTP/1.1",
+    headers: new Headers(["Host", "origin.test"]), content: null, timestampStart: 1_700_000_000,
+  });
+  return new HTTPFlow(newClientConnection(), newServerConnection(), req);
+}
+
+function viewWithMax(max: number): FlowView {
+  const view = new FlowView();
+  (view as unknown as { max: number }).max = max;
+  return view;
+}
+
+test("past the cap the oldest finished flows are dropped down to 90% of it, in one pass", () => {
+  const view = viewWithMax(100);
+  const flows = Array.from({ length: 101 }, (_, i) => flow(`/${i}`));
+  for (const f of flows.slice(0, 100)) view.add(f);
+  assert.equal(view.all.length, 100);
+  view.add(flows[100]!);
+  assert.equal(view.all.length, 90);
+  assert.equal(view.all[0]!.request.path, "/11");
+  assert.equal(view.get(flows[0]!.id), undefined);
+  for (let i = 0; i < 10; i++) view.add(flow(`/more${i}`));
+  assert.equal(view.all.length, 100, "no trimming until the cap is passed again");
+});
+
+test("live, intercepted and marked flows survive trimming; a dropped focus moves to the oldest kept flow", () => {
+  const view = viewWithMax(10);
+  const flows = Array.from({ length: 11 }, (_, i) => flow(`/${i}`));
+  flows[0]!.live = true;
+  flows[1]!.marked = ":default:";
+  flows[2]!.intercept();
+  for (const f of flows) view.add(f);
+  const kept = view.all.map((f) => f.request.path);
+  assert.deepEqual(kept.slice(0, 3), ["/0", "/1", "/2"]);
+  assert.equal(kept.length, 9);
+  assert.ok(!kept.includes("/3") && !kept.includes("/4"));
+  assert.equal(view.focus?.request.path, "/0", "the first flow was focused and is kept");
+});
+
+test("focus on a dropped flow moves to a kept one", () => {
+  const view = viewWithMax(10);
+  const flows = Array.from({ length: 11 }, (_, i) => flow(`/${i}`));
+  for (const f of flows) view.add(f);
+  assert.ok(view.focus, "focus points at a flow still in the view");
+  assert.equal(view.focus!.request.path, "/2");
+});
