@@ -14,7 +14,7 @@ import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { Save } from "../src/addons/save.js";
 import { ServerReplay } from "../src/addons/server-replay.js";
 import { Headers } from "../src/core/headers.js";
-import { HTTPFlow, Request, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
 import { FlowWriter, readFlowFile } from "../src/store/index.js";
 import { startOrigin, echo } from "./support/origins.js";
 import { SLUICE_BIN } from "./support/cli.js";
@@ -154,6 +154,78 @@ describe("client replay (-C)", () => {
       assert.equal(r.stdout.trim().split("\n").length, 12, "one dump line per replayed flow");
     } finally {
       await origin.close();
+    }
+  });
+});
+
+describe("server replay matching knobs", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-replay-knobs-"));
+  const capture = join(dir, "knobs.mitm");
+  let deadPort: number;
+
+  before(async () => {
+    deadPort = await closedPort();
+    const w = await FlowWriter.open(capture);
+    const recorded = (method: string, path: string, body: string, answer: string, host = "127.0.0.1") => {
+      const type = body ? ["Content-Type", "application/x-www-form-urlencoded"] : [];
+      const headers = new Headers(["Host", `${host}:${deadPort}`, ...type, "Content-Length", String(body.length)]);
+      const req = new Request({ method, scheme: "http", host, port: deadPort, path, authority: "", headers, content: Buffer.from(body), timestampStart: 1_700_000_000 });
+      const f = new HTTPFlow(newClientConnection(), newServerConnection(), req);
+      f.response = Response.make(200, answer, { "content-type": "text/plain" });
+      w.write(f);
+    };
+    recorded("GET", "/q?a=1&ts=111", "", "by query");
+    recorded("POST", "/", "Action=ListQueues&Version=2012-11-05&Timestamp=2023-01-01T00%3A00%3A00Z", "by form");
+    recorded("GET", "/elsewhere", "", "by path", "localhost");
+    await w.close();
+  });
+
+  async function fetchThrough(sluice: TestSluice, path: string, init: { method?: string; body?: string } = {}): Promise<{ status: number; text: string }> {
+    const { fetch, ProxyAgent } = await import("undici");
+    const agent = new ProxyAgent(sluice.url);
+    try {
+      const r = await fetch(`http://127.0.0.1:${deadPort}${path}`, {
+        method: init.method ?? "GET",
+        body: init.body,
+        headers: init.body ? { "content-type": "application/x-www-form-urlencoded" } : {},
+        dispatcher: agent,
+      });
+      return { status: r.status, text: await r.text() };
+    } finally {
+      await agent.close();
+    }
+  }
+
+  test("without knobs, a changed query parameter, form parameter or host does not match", async () => {
+    const sluice = await startSluice({ set: { server_replay: JSON.stringify([capture]), server_replay_extra: "404", server_replay_reuse: "true" }, addons: [new ServerReplay()] });
+    try {
+      assert.equal((await fetchThrough(sluice, "/q?a=1&ts=111")).text, "by query");
+      assert.equal((await fetchThrough(sluice, "/q?a=1&ts=999")).status, 404);
+      const form = "Action=ListQueues&Version=2012-11-05&Timestamp=2024-06-01T12%3A00%3A00Z";
+      assert.equal((await fetchThrough(sluice, "/", { method: "POST", body: form })).status, 404);
+      assert.equal((await fetchThrough(sluice, "/elsewhere")).status, 404, "recorded for host localhost");
+    } finally {
+      await sluice.close();
+    }
+  });
+
+  test("ignore_params, ignore_payload_params and ignore_host widen the match", async () => {
+    const sluice = await startSluice({
+      set: {
+        server_replay: JSON.stringify([capture]), server_replay_extra: "404", server_replay_reuse: "true",
+        server_replay_ignore_params: JSON.stringify(["ts"]), server_replay_ignore_payload_params: JSON.stringify(["Timestamp"]), server_replay_ignore_host: "true",
+      },
+      addons: [new ServerReplay()],
+    });
+    try {
+      assert.deepEqual(await fetchThrough(sluice, "/q?a=1&ts=999"), { status: 200, text: "by query" });
+      assert.equal((await fetchThrough(sluice, "/q?a=2&ts=111")).status, 404, "other parameters still count");
+      const form = "Action=ListQueues&Version=2012-11-05&Timestamp=2024-06-01T12%3A00%3A00Z";
+      assert.deepEqual(await fetchThrough(sluice, "/", { method: "POST", body: form }), { status: 200, text: "by form" });
+      assert.equal((await fetchThrough(sluice, "/", { method: "POST", body: "Action=DeleteQueue&Version=2012-11-05" })).status, 404);
+      assert.deepEqual(await fetchThrough(sluice, "/elsewhere"), { status: 200, text: "by path" });
+    } finally {
+      await sluice.close();
     }
   });
 });

@@ -26,6 +26,7 @@ export class ServerReplay implements Addon {
     o.add({ name: "server_replay_reuse", type: "bool", default: false, help: "Keep answering with a recorded response instead of using each once" });
     o.add({ name: "server_replay_ignore_params", type: "strings", default: [] as string[], help: "Query parameters left out of matching" });
     o.add({ name: "server_replay_ignore_content", type: "bool", default: false, help: "Leave request bodies out of matching" });
+    o.add({ name: "server_replay_ignore_payload_params", type: "strings", default: [] as string[], help: "Form parameters (urlencoded request bodies, e.g. the AWS query protocol) left out of matching" });
     o.add({ name: "server_replay_ignore_host", type: "bool", default: false, help: "Leave host and port out of matching" });
     o.add({ name: "server_replay_use_headers", type: "strings", default: [] as string[], help: "Request headers that must also match" });
   }
@@ -35,7 +36,7 @@ export class ServerReplay implements Addon {
     if (updated.has("server_replay_extra") && !/^(forward|kill|\d{3})$/.test(extra)) {
       throw new Error(`server_replay_extra: ${JSON.stringify(extra)} is not forward, kill or a status code such as 404`);
     }
-    if (!["server_replay", "server_replay_ignore_params", "server_replay_ignore_content", "server_replay_ignore_host", "server_replay_use_headers"].some((n) => updated.has(n))) return;
+    if (!["server_replay", "server_replay_ignore_params", "server_replay_ignore_content", "server_replay_ignore_payload_params", "server_replay_ignore_host", "server_replay_use_headers"].some((n) => updated.has(n))) return;
     this.recorded.clear();
     this.active = this.ctx.options.get<string[]>("server_replay").length > 0;
     let count = 0;
@@ -68,9 +69,20 @@ export class ServerReplay implements Addon {
     const params = [...u.searchParams].filter(([k]) => !ignoreParams.has(k));
     const parts: unknown[] = [r.method, u.protocol, u.pathname, params];
     if (!o.get<boolean>("server_replay_ignore_host")) parts.push(u.hostname.toLowerCase(), u.port);
-    if (!o.get<boolean>("server_replay_ignore_content")) parts.push(r.content?.toString("base64") ?? null);
+    if (!o.get<boolean>("server_replay_ignore_content")) parts.push(this.contentKey(flow));
     for (const h of o.get<string[]>("server_replay_use_headers")) parts.push([h.toLowerCase(), r.headers.getAll(h)]);
     return JSON.stringify(parts);
+  }
+
+  /** The body as matched: a form body without the ignored payload params, otherwise the bytes. */
+  private contentKey(flow: HTTPFlow): unknown {
+    const r = flow.request;
+    const ignored = this.ctx.options.get<string[]>("server_replay_ignore_payload_params");
+    const form = /^application\/x-www-form-urlencoded/i.test(r.headers.get("content-type") ?? "");
+    if (!r.content?.length) return null;
+    if (ignored.length === 0 || !form) return r.content.toString("base64");
+    const skip = new Set(ignored);
+    return [...new URLSearchParams(r.content.toString("utf8"))].filter(([k]) => !skip.has(k));
   }
 
   request(flow: HTTPFlow): void {
