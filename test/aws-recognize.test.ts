@@ -486,4 +486,15 @@ describe("key prefixes and the per-flow cache", () => {
     assert.equal(awsInfoOf(plain), null);
     assert.equal(awsInfoOf(plain), null);
   });
+
+  test("awsInfoOf recognised before the body arrived learns a query-protocol operation from the form body", () => {
+    // map-remote recognises a call from its headers, then rewrites the host; EC2 names the
+    // operation only in the POSTed form.
+    const auth = AUTH_S3.replace("/s3/", "/ec2/");
+    const flow = new HTTPFlow(newClientConnection(), newServerConnection(), request("POST", "https://ec2.eu-west-1.amazonaws.com/", { Authorization: auth, "Content-Type": "application/x-www-form-urlencoded; charset=utf-8" }));
+    assert.deepEqual(pick(awsInfoOf(flow), "service", "operation"), { service: "ec2", operation: null });
+    flow.request.host = "127.0.0.1";
+    flow.request.content = Buffer.from("Action=DescribeSnapshots&Version=2016-11-15");
+    assert.deepEqual(pick(awsInfoOf(flow), "service", "region", "operation", "protocol"), { service: "ec2", region: "eu-west-1", operation: "DescribeSnapshots", protocol: "ec2" });
+  });
 });

@@ -225,6 +225,19 @@ describe("interception and commands", () => {
     await assert.rejects(sluice.master.commands.execute("set listen_port=abc"), /expects a whole number/);
   });
 
+  test("a trailing text parameter keeps quotes when it spans words, and drops them around one word", async () => {
+    const seen: string[] = [];
+    sluice.master.commands.add({ name: "test.echo", help: "records its text", params: [{ name: "text", type: "rest" }], run: (t) => void seen.push(t as string) });
+    try {
+      await sluice.master.commands.execute(`test.echo ~h "x-team: a b" & ~m POST => throttle`);
+      await sluice.master.commands.execute(`test.echo "hello world"`);
+      await sluice.master.commands.execute(`test.echo plain`);
+      assert.deepEqual(seen, [`~h "x-team: a b" & ~m POST => throttle`, "hello world", "plain"]);
+    } finally {
+      sluice.master.commands.remove("test.echo");
+    }
+  });
+
   test("selectors: @all, @marked, @unmarked and filter expressions", async () => {
     await run("curl", [...CURL, "-x", sluice.url, `${origin.url}/sel/a`]);
     await run("curl", [...CURL, "-x", sluice.url, `${origin.url}/sel/b`]);

@@ -481,6 +481,14 @@ export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
   if (info === undefined) {
     info = recognizeAwsRequest(flow.request);
     infoByFlow.set(flow, info);
+  } else if (info && info.operation === null && flow.request.content) {
+    // Recognised from the headers alone (map-remote does that before the body arrives): a
+    // query-protocol call names its operation in the form body, read it now.
+    const action = actionOf(flow.request, flow.request.headers.get("content-type") ?? undefined, null);
+    if (action) {
+      info = { ...info, operation: action, protocol: info.service === "ec2" ? "ec2" : "query" };
+      infoByFlow.set(flow, info);
+    }
   }
   return info;
 }

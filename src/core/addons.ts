@@ -143,7 +143,8 @@ export class AddonManager {
   trigger<H extends HookName>(hook: H, ...args: HookArgs<H>): void | Promise<void> {
     const list = this.handlers.get(hook);
     if (!list || list.length === 0) return;
-    const flow = isFlow(args[0]) ? args[0] : null;
+    // A killed flow stops the chain, except in `error`: every addon should see how a flow ended.
+    const flow = hook !== "error" && isFlow(args[0]) ? args[0] : null;
     for (let i = 0; i < list.length; i++) {
       const { addon, fn } = list[i]!;
       let result: MaybePromise;

@@ -62,20 +62,25 @@ export class CommandManager {
 
   /** Parses and runs one command line. */
   async execute(line: string): Promise<unknown> {
-    const words = splitWords(line.trim().replace(/^:/, ""), false);
+    const text = line.trim().replace(/^:/, "");
+    const starts: number[] = [];
+    const words = splitWords(text, false, starts);
     if (words.length === 0) throw new CommandError("empty command");
     const [name, ...rest] = words;
     const spec = this.commands.get(name!);
     if (!spec) throw new CommandError(`unknown command ${name}: \`sluice commands\` lists them`);
-    return this.call(spec, rest);
+    return this.call(spec, rest, (i) => text.slice(starts[i + 1]));
   }
 
-  private async call(spec: CommandSpec, words: string[]): Promise<unknown> {
+  /** `rawFrom(i)` is the line as typed from word i on: a `rest` parameter keeps its quotes. */
+  private async call(spec: CommandSpec, words: string[], rawFrom: (i: number) => string): Promise<unknown> {
     const args: unknown[] = [];
     let i = 0;
     for (const p of spec.params) {
       if (p.type === "rest") {
-        args.push(words.slice(i).join(" "));
+        // One word is taken unquoted ("hello world" → hello world); several are kept as typed,
+        // so a filter such as ~h "x y" => throttle reaches its parser with its quotes.
+        args.push(i >= words.length ? "" : words.length - i === 1 ? words[i]! : rawFrom(i).trim());
         i = words.length;
         continue;
       }
@@ -121,7 +126,7 @@ export class CommandManager {
 }
 
 /** Splits a command line into words; "…" and '…' group, backslash escapes inside quotes. */
-export function splitWords(line: string, keepTrailingEmpty: boolean): string[] {
+export function splitWords(line: string, keepTrailingEmpty: boolean, starts?: number[]): string[] {
   const words: string[] = [];
   let cur = "";
   let quote: string | null = null;
@@ -133,6 +138,7 @@ export function splitWords(line: string, keepTrailingEmpty: boolean): string[] {
       else if (ch === quote) quote = null;
       else cur += ch;
     } else if (ch === '"' || ch === "'") {
+      if (!inWord) starts?.push(i);
       quote = ch;
       inWord = true;
     } else if (/\s/.test(ch)) {
@@ -140,6 +146,7 @@ export function splitWords(line: string, keepTrailingEmpty: boolean): string[] {
       cur = "";
       inWord = false;
     } else {
+      if (!inWord) starts?.push(i);
       cur += ch;
       inWord = true;
     }

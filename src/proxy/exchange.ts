@@ -294,6 +294,7 @@ function forward(
     let chunks: Buffer[] = [];
     let size = 0;
     let streaming = false;
+    let truncated = false; // a truncation fault cut the body: the abort that follows is not a failure
     let headSent = false;
     let resumeUpstream: (() => void) | null = null; // undici's resume, called when the client drains
     let settled = false;
@@ -305,7 +306,7 @@ function forward(
       }
     };
     const onClientClose = () => {
-      if (!res.writableFinished && !settled) {
+      if (!res.writableFinished && !settled && !truncated) {
         abort?.(new Error("client disconnected"));
         if (!flow.error) flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
         void Promise.resolve(run(ctx, "error", flow)).finally(finish);
@@ -320,8 +321,24 @@ function forward(
       response!.content = null;
       writeHead(res, response!);
       headSent = true;
-      for (const c of chunks) (res as ServerResponse).write(c);
+      let offset = 0;
+      for (const c of chunks) {
+        offset += c.length;
+        writeStreamed(c, offset);
+        if (truncated) break;
+      }
       chunks = [];
+    };
+    /** Writes a streamed chunk ending at body offset `end`; a truncation fault cuts it and the exchange. */
+    const writeStreamed = (chunk: Buffer, end: number): boolean => {
+      const cutAt = response!.truncateAt;
+      if (cutAt !== null && end > cutAt) {
+        truncated = true;
+        writeThenCut(res, chunk.subarray(0, Math.max(0, chunk.length - (end - cutAt))));
+        abort?.(new Error("response truncated by an addon"));
+        return false;
+      }
+      return (res as ServerResponse).write(chunk);
     };
 
     const handler: Dispatcher.DispatchHandler = {
@@ -372,18 +389,12 @@ function forward(
         if (!streaming) {
           chunks.push(chunk);
           if (size > limit) startStreaming();
-          return true;
+          return !truncated;
         }
+        if (truncated) return false;
         const resp = response!;
-        if (resp.truncateAt !== null && size > resp.truncateAt) {
-          const keep = chunk.length - (size - resp.truncateAt);
-          if (keep > 0) (res as ServerResponse).write(chunk.subarray(0, keep));
-          resp.truncateAt = -1; // written: what remains is dropped
-          destroyClient(res);
-          abort?.(new Error("response truncated by an addon"));
-          return false;
-        }
-        const ok = (res as ServerResponse).write(chunk);
+        const ok = writeStreamed(chunk, size);
+        if (truncated) return false;
         if (resp.bandwidthLimit) {
           // Pause upstream for as long as this chunk takes at the limit.
           setTimeout(() => resumeUpstream?.(), (chunk.length / resp.bandwidthLimit) * 1000);
@@ -416,6 +427,12 @@ function forward(
         }).finally(finish);
       },
       onError(err) {
+        if (truncated && !flow.isKilled) {
+          response!.contentLength = size;
+          response!.timestampEnd = now();
+          Promise.resolve(run(ctx, "response", flow)).finally(finish);
+          return;
+        }
         if (flow.response && flow.response !== response && !flow.isKilled) {
           // Replaced by an addon in responseHeaders: answer with it.
           Promise.resolve(run(ctx, "response", flow)).then(() => sendComplete(res, flow.response!, request.method)).finally(finish);
@@ -583,15 +600,31 @@ async function writeShapedBody(res: ClientResponse, body: Buffer, response: Resp
   const rate = response.bandwidthLimit;
   // Ten slices a second keeps the pace smooth without a timer per byte.
   const slice = rate ? Math.max(1, Math.floor(rate / 10)) : end;
+  const cut = response.truncateAt !== null && end < body.length;
   for (let off = 0; off < end; off += slice) {
     if (!clientWritable(res)) return;
     const chunk = body.subarray(off, Math.min(end, off + slice));
+    if (cut && off + slice >= end) return writeThenCut(res, chunk);
     const ok = (res as ServerResponse).write(chunk);
     if (rate) await sleep((chunk.length / rate) * 1000);
     else if (!ok) await new Promise((r) => res.once("drain", r));
   }
-  if (response.truncateAt !== null && end < body.length) destroyClient(res);
+  if (cut) writeThenCut(res, Buffer.alloc(0));
   else res.end();
+}
+
+/**
+ * Writes the last bytes of a truncated body, then closes the client's connection once they are
+ * on the wire: destroying at once would drop the queued head and bytes, and the client would see
+ * an empty reply instead of a short body.
+ */
+function writeThenCut(res: ClientResponse, chunk: Buffer): void {
+  const cut = () => setImmediate(() => destroyClient(res));
+  if (chunk.length > 0) return void (res as ServerResponse).write(chunk, cut);
+  (res as ServerResponse).flushHeaders();
+  const socket = (res as ServerResponse).socket;
+  if (socket && !("stream" in res && res.stream)) socket.write("", cut);
+  else cut();
 }
 
 function sleep(ms: number): Promise<void> {
