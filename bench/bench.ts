@@ -3,6 +3,8 @@ import { benchProxy } from "./proxy-bench.js";
 import { benchFilter } from "./filter-bench.js";
 import { benchFlowFiles } from "./flowfile-bench.js";
 import { benchSqlite } from "./sqlite-bench.js";
+import { benchShaping } from "./shaping-bench.js";
+import { benchRetries } from "./retries-bench.js";
 
 const only = process.argv[2];
 const suites: [string, () => Promise<string>][] = [
@@ -10,6 +12,8 @@ const suites: [string, () => Promise<string>][] = [
   ["filter", benchFilter],
   ["flowfile", benchFlowFiles],
   ["sqlite", benchSqlite],
+  ["shaping", benchShaping],
+  ["retries", benchRetries],
 ];
 
 for (const [name, fn] of suites) {

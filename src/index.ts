@@ -11,3 +11,5 @@ export { CommandManager, type CommandSpec, type CommandParam } from "./core/comm
 export { FlowView } from "./core/view.js";
 export { Master, type MasterInit } from "./proxy/master.js";
 export * as aws from "./aws/index.js";
+export { Faults, type FaultRuleInfo } from "./addons/faults.js";
+export { parseFaultRule, FaultRuleError, type FaultRule, type FaultAction, type FaultTriggers } from "./addons/fault-rules.js";

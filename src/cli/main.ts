@@ -6,6 +6,13 @@ import { Intercept } from "../addons/intercept.js";
 import { Save } from "../addons/save.js";
 import { ServerReplay } from "../addons/server-replay.js";
 import { ClientReplay } from "../addons/client-replay.js";
+import { ConsoleAddon } from "../ui/console/console-addon.js";
+import { Shaping } from "../addons/shaping.js";
+import { Faults } from "../addons/faults.js";
+import { AdminApi } from "../addons/admin-api.js";
+import { Retries } from "../addons/retries.js";
+import { Metrics } from "../addons/metrics.js";
+import { REPORT_HELP, runReport } from "./report.js";
 import { convertFile, readFlowFile } from "../store/index.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
@@ -20,12 +27,15 @@ const VERSION = "0.1.0";
 
 const MAIN_HELP = `sluice ${VERSION} — see, shape and break the HTTP traffic of your programs
 
-Usage: sluice COMMAND [options]
+Usage: sluice [console] [options] [FILTER]   the proxy with the interactive console (like mitmproxy)
+       sluice COMMAND [options]
 
 Commands:
+  console   the default: run the proxy with the interactive console; same options as dump
   dump      run the proxy and print one line per flow (like mitmdump)
   ca        show where sluice's CA certificate is and how to make clients trust it
   convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
+  report    retries, throttles and back-off in a capture: sluice report FILE [--html OUT.html] [FILTER]
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
@@ -55,8 +65,10 @@ Proxy:
 
 Faults and shaping:
       --fault 'FILTER => ACTION [k=v …]'  inject a fault (throttle, status, error, delay, reset, …) (repeatable)
-      --faults FILE          fault rules from a YAML file
-      --shape 'FILTER => RATE [k=v …]'    queue matching requests to leave at RATE (repeatable)
+      --faults FILE          fault rules from a YAML file (see examples/faults.yaml)
+      --set admin_port=PORT  JSON admin API on 127.0.0.1 to add/remove/enable/disable faults at runtime (0: any free port)
+      --shape 'FILTER => RATE [k=v …]'    queue matching requests to leave at RATE, or at an adaptive
+                             rate ('FILTER => adaptive start=20/s') that learns from throttling (repeatable)
       --shapes FILE          shaping rules from a YAML file
 
 Flow files:
@@ -65,6 +77,10 @@ Flow files:
   -n, --no-server            with -r: read and print only; with -C: replay, then exit (no proxy for others)
   -C, --client-replay FILE   re-send the requests recorded in FILE (repeatable)
   -S, --server-replay FILE   answer requests from the responses recorded in FILE (repeatable)
+
+Retries and metrics (see also \`sluice report\`):
+      --set metrics_port=PORT    serve Prometheus metrics at http://127.0.0.1:PORT/metrics
+      --set statsd=HOST:PORT     send the same counters as StatsD lines over UDP
 
 Output:
       --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
@@ -135,12 +151,12 @@ async function runDump(argv: string[]): Promise<void> {
 }
 
 /** `-r FILE`: flows go into the view and through the dump output. Null when the file is unreadable. */
-async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogger, filter?: string): Promise<number | null> {
+async function loadFlows(path: string, master: Master, dump: Dump | null, log: LineLogger, filter?: string): Promise<number | null> {
   let count = 0;
   try {
     for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m), filter })) {
       master.view.add(flow);
-      dump.show(flow);
+      dump?.show(flow);
       count++;
     }
   } catch (err) {
@@ -149,6 +165,48 @@ async function loadFlows(path: string, master: Master, dump: Dump, log: LineLogg
   }
   log.info(`loaded ${count} flow${count === 1 ? "" : "s"} from ${path}`);
   return count;
+}
+
+const CONSOLE_HELP = `Usage: sluice [console] [options] [FILTER]
+
+Runs the proxy with the interactive console: the flow list, flow details (Request, Response,
+Detail), intercept, edit, resume, replay and save. FILTER sets the view filter. It takes the same
+options as \`sluice dump\` (see \`sluice dump --help\`); press ? in the console for its keys.
+It needs a terminal: without one, use \`sluice dump\`.
+`;
+
+/** `sluice` with no command: the proxy with the console as its front end instead of dump output. */
+async function runConsole(argv: string[]): Promise<void> {
+  const args = parseProxyArgs(argv);
+  if (args.help) return void process.stdout.write(CONSOLE_HELP);
+  if (!process.stdin.isTTY || !process.stdout.isTTY) {
+    fail(`the console needs a terminal, but ${process.stdin.isTTY ? "stdout" : "stdin"} is not one; run \`sluice dump\` (same options) to print flows instead`);
+  }
+  if (args.noServer) fail("-n does not apply to the console; use `sluice dump -n -r FILE` to print flows without a proxy");
+  // Dump's options mean nothing here (and dump is not loaded to register them).
+  delete args.set.flow_detail;
+  if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
+  // Log lines go to the console's event log (E), not over the screen.
+  const log = new LineLogger(args.verbose ? "debug" : "info", () => {});
+  const output = new ConsoleAddon();
+  const master = new Master({ set: args.set, addons: frontEndAddons(output), log });
+  try {
+    await master.configure();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
+  let address;
+  try {
+    address = await master.start();
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
+  const { runConsoleUi } = await import("../ui/console/index.js");
+  const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+  await runConsoleUi(master, output, `${host}:${address.port}`);
+  await master.stop();
+  process.exit(0);
 }
 
 async function runConvert(argv: string[]): Promise<void> {
@@ -211,7 +269,7 @@ Trust it:
 
 /** The addons every proxy front end loads, in hook order; the output addon comes last. */
 function frontEndAddons(output: Addon): Addon[] {
-  return [new ClientReplay(), new Scripts(), new MapRemote(), new ServerReplay(), new Intercept(), new Save(), output];
+  return [new ClientReplay(), new Scripts(), new MapRemote(), new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output];
 }
 
 async function runOptions(): Promise<void> {
@@ -239,6 +297,8 @@ export async function main(argv: string[]): Promise<void> {
         return runCa(rest);
       case "convert":
         return await runConvert(rest);
+      case "report":
+        return await runReport(rest);
       case "options":
         return await runOptions();
       case "commands":
@@ -248,6 +308,8 @@ export async function main(argv: string[]): Promise<void> {
         return;
       case "help":
         if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
+        else if (rest[0] === "console") process.stdout.write(CONSOLE_HELP);
+        else if (rest[0] === "report") process.stdout.write(REPORT_HELP);
         else process.stdout.write(MAIN_HELP);
         return;
       case "-h":
@@ -259,11 +321,12 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(`sluice ${VERSION}\n`);
         return;
       case undefined:
-        process.stdout.write(MAIN_HELP);
-        process.exitCode = 2;
-        return;
+      case "console":
+        return await runConsole(rest);
       default:
-        fail(`unknown command ${JSON.stringify(command)}; commands are dump, ca, convert, options, commands, filters, help (see \`sluice --help\`)`);
+        // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
+        if (command.startsWith("-")) return await runConsole(argv);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, ca, convert, report, options, commands, filters, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

@@ -1,0 +1,159 @@
+/**
+ * What each fault action does to a flow. Request-phase actions run in the `request` hook (the
+ * server is not contacted when they answer); response-phase ones in `responseHeaders`, once the
+ * server's status and headers are in but before the client has seen anything.
+ */
+import type { ClientConnection, HTTPFlow } from "../core/flow.js";
+import { now, reasonPhrase } from "../core/flow.js";
+import { awsInfoOf, serviceErrorResponse, throttleResponse } from "../aws/index.js";
+import type { DelayDistribution, FaultAction } from "./fault-rules.js";
+
+/** How a wait ended: its time ran out, it was let go (rule disabled), or it was cut short. */
+export type WaitOutcome = "elapsed" | "released" | "client-gone" | "stopped";
+
+interface Waiting {
+  flow: HTTPFlow;
+  ruleId: string;
+  finish: (outcome: WaitOutcome) => void;
+}
+
+/**
+ * Flows held by `delay` and `hang`, by client connection, so that nothing outlives its client or
+ * the proxy: a client that disconnects or a proxy that stops ends every wait at once.
+ */
+export class FlowWaits {
+  private byClient = new Map<ClientConnection, Set<Waiting>>();
+
+  /** Waits `ms` (null: until released). */
+  wait(flow: HTTPFlow, ruleId: string, ms: number | null): Promise<WaitOutcome> {
+    return new Promise((resolve) => {
+      const client = flow.clientConn;
+      let set = this.byClient.get(client);
+      if (!set) this.byClient.set(client, (set = new Set()));
+      const group = set;
+      let timer: ReturnType<typeof setTimeout> | null = null;
+      const entry: Waiting = {
+        flow,
+        ruleId,
+        finish: (outcome) => {
+          if (timer) clearTimeout(timer);
+          group.delete(entry);
+          if (group.size === 0 && this.byClient.get(client) === group) this.byClient.delete(client);
+          resolve(outcome);
+        },
+      };
+      group.add(entry);
+      if (ms !== null) timer = setTimeout(() => entry.finish("elapsed"), ms);
+    });
+  }
+
+  /** The client went away: its waiting flows end now. */
+  clientGone(client: ClientConnection): void {
+    const set = this.byClient.get(client);
+    if (set) for (const w of [...set]) w.finish("client-gone");
+  }
+
+  /** Lets the flows a rule holds go on (the rule was disabled or removed). */
+  releaseRule(ruleId: string): number {
+    let n = 0;
+    for (const set of [...this.byClient.values()]) {
+      for (const w of [...set]) {
+        if (w.ruleId === ruleId) {
+          w.finish("released");
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** The proxy stops: every wait ends. */
+  stopAll(): void {
+    for (const set of [...this.byClient.values()]) for (const w of [...set]) w.finish("stopped");
+  }
+
+  /** Flows waiting right now (tests check that none leak). */
+  get size(): number {
+    let n = 0;
+    for (const set of this.byClient.values()) n += set.size;
+    return n;
+  }
+}
+
+/** A delay drawn from the action's distribution, never negative. */
+export function delayOf(action: { ms: number; jitterMs: number; dist: DelayDistribution }, random: () => number = Math.random): number {
+  let ms: number;
+  switch (action.dist) {
+    case "uniform":
+      ms = action.ms + (random() * 2 - 1) * action.jitterMs;
+      break;
+    case "normal": {
+      // Box–Muller: jitter is the standard deviation.
+      const u = 1 - random();
+      const v = random();
+      ms = action.ms + Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v) * action.jitterMs;
+      break;
+    }
+    case "exponential":
+      // Mean ms: many short delays and a long tail, like a congested network.
+      ms = -Math.log(1 - random()) * action.ms + (random() * 2 - 1) * action.jitterMs;
+      break;
+  }
+  return Math.max(0, ms);
+}
+
+/**
+ * Applies a request-phase action. Returns a promise only for actions that wait (delay, hang).
+ * After it, the flow has a local answer, is killed, or goes on to the server.
+ */
+export function applyRequestAction(flow: HTTPFlow, ruleId: string, action: FaultAction, waits: FlowWaits): void | Promise<void> {
+  switch (action.name) {
+    case "throttle":
+      flow.response = throttleResponse(awsInfoOf(flow), action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds });
+      return;
+    case "error":
+      flow.response = serviceErrorResponse(action.status, awsInfoOf(flow), action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds });
+      return;
+    case "reset":
+    case "close":
+      flow.error = { msg: `connection ${action.name === "reset" ? "reset" : "closed"} by fault rule ${ruleId}`, timestamp: now() };
+      flow.kill(action.name);
+      return;
+    case "delay":
+      return waits.wait(flow, ruleId, delayOf(action)).then((outcome) => endWait(flow, ruleId, outcome, "delayed"));
+    case "hang":
+      return waits.wait(flow, ruleId, null).then((outcome) => endWait(flow, ruleId, outcome, "hung"));
+    default:
+      return applyResponseAction(flow, ruleId, action, waits);
+  }
+}
+
+/** Applies a response-phase action to the answer in `flow.response` (the server's, or a local one). */
+export function applyResponseAction(flow: HTTPFlow, ruleId: string, action: FaultAction, waits: FlowWaits): void | Promise<void> {
+  const response = flow.response;
+  if (!response) return;
+  switch (action.name) {
+    case "status":
+      response.statusCode = action.status;
+      response.reason = reasonPhrase(action.status);
+      return;
+    case "bandwidth":
+      response.bandwidthLimit = action.bytesPerSecond;
+      return;
+    case "truncate":
+      response.truncateAt = action.bytes;
+      return;
+    case "delay":
+      return waits.wait(flow, ruleId, delayOf(action)).then((outcome) => endWait(flow, ruleId, outcome, "delayed"));
+    default:
+      return applyRequestAction(flow, ruleId, action, waits);
+  }
+}
+
+/** A wait cut short by the client or the proxy leaves nobody to answer: the flow ends in an error. */
+function endWait(flow: HTTPFlow, ruleId: string, outcome: WaitOutcome, what: string): void {
+  if (outcome === "elapsed" || outcome === "released") return;
+  const why = outcome === "client-gone" ? "the client disconnected" : "the proxy stopped";
+  flow.error = { msg: `${why} while the request was ${what} by fault rule ${ruleId}`, timestamp: now() };
+  flow.kill("close");
+}

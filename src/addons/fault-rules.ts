@@ -1,0 +1,351 @@
+/**
+ * Fault rules: `FILTER => ACTION [args] [k=v …]` specs and rules-file entries parsed into typed,
+ * checked rules. Every mistake becomes one FaultRuleError line that names the rule and says what
+ * is wrong and how to write it instead.
+ */
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import type { HTTPFlow } from "../core/flow.js";
+import type { FlowPredicate } from "../core/filter.js";
+import { parseSize } from "../core/options.js";
+import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
+import { parseDuration, parseRate } from "../core/token-bucket.js";
+import { awsInfoOf, keyPrefixOf } from "../aws/index.js";
+
+export const FAULT_EXAMPLE = "'~svc s3 => throttle p=0.3'";
+
+export const FAULT_ACTIONS = ["status", "throttle", "error", "delay", "bandwidth", "reset", "close", "hang", "truncate"] as const;
+export type FaultActionName = (typeof FAULT_ACTIONS)[number];
+
+export type FaultAction =
+  | { name: "status"; status: number }
+  | { name: "throttle"; retryAfterSeconds: number | null }
+  | { name: "error"; status: 500 | 503; retryAfterSeconds: number | null }
+  | { name: "delay"; ms: number; jitterMs: number; dist: DelayDistribution; on: "request" | "response" }
+  | { name: "bandwidth"; bytesPerSecond: number }
+  | { name: "reset" }
+  | { name: "close" }
+  | { name: "hang" }
+  | { name: "truncate"; bytes: number };
+
+export const DELAY_DISTRIBUTIONS = ["uniform", "normal", "exponential"] as const;
+export type DelayDistribution = (typeof DELAY_DISTRIBUTIONS)[number];
+
+/** What a rate budget counts against: one token bucket per key. */
+export const BUDGET_KEYS = ["rule", "host", "service", "operation", "bucket", "prefix"] as const;
+export type BudgetKey = (typeof BUDGET_KEYS)[number];
+
+export interface FaultTriggers {
+  /** Chance that a matching request gets the fault (0..1); null: always. */
+  probability: number | null;
+  /** Only the first N matching requests. */
+  first: number | null;
+  /** Only every Nth matching request (N, 2N, …). */
+  every: number | null;
+  /** Only after N matching requests went through untouched. */
+  after: number | null;
+  /** Time window since the rule was loaded, in ms: [fromMs, untilMs). */
+  fromMs: number | null;
+  untilMs: number | null;
+  /** Requests within this budget pass; the excess gets the fault. */
+  rate: { perSecond: number; burst: number; per: BudgetKey } | null;
+}
+
+export interface FaultRule {
+  id: string;
+  /** The rule as written (a spec string, or the equivalent of a rules-file mapping). */
+  text: string;
+  filterText: string;
+  filter: FlowPredicate;
+  action: FaultAction;
+  triggers: FaultTriggers;
+  enabled: boolean;
+}
+
+export class FaultRuleError extends Error {}
+
+/** A rules-file entry: a spec string, or {filter, action, args, id, enabled, …options}. */
+export type FaultRuleSource = string | Record<string, unknown>;
+
+const TRIGGER_OPTIONS = ["p", "first", "every", "after", "window", "from", "until", "rate", "per", "burst"];
+const COMMON_OPTIONS = ["id", "enabled", ...TRIGGER_OPTIONS];
+const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
+  status: [],
+  throttle: ["retry-after"],
+  error: ["retry-after"],
+  delay: ["jitter", "dist", "on"],
+  bandwidth: [],
+  reset: [],
+  close: [],
+  hang: [],
+  truncate: [],
+};
+const ACTION_USAGE: Record<FaultActionName, string> = {
+  status: "status CODE (e.g. status 503): replace the status of the server's answer, keeping its body",
+  throttle: "throttle [retry-after=SECONDS]: answer with the service's own throttling error",
+  error: "error 500|503 [retry-after=SECONDS]: answer with the service's InternalError / ServiceUnavailable",
+  delay: "delay MS [jitter=MS] [dist=uniform|normal|exponential] [on=request|response], e.g. delay 200ms jitter=50ms",
+  bandwidth: "bandwidth KBPS (kilobytes per second), e.g. bandwidth 64",
+  reset: "reset: drop the connection with a TCP RST",
+  close: "close: close the connection without answering",
+  hang: "hang: never answer (until the client gives up)",
+  truncate: "truncate BYTES: send only the first BYTES of the body, then close, e.g. truncate 100",
+};
+
+/** Parses one rule; `defaultId` is used unless the rule says id=…. */
+export function parseFaultRule(source: FaultRuleSource, defaultId: string, compile: (expression: string) => FlowPredicate): FaultRule {
+  let spec: RuleSpec;
+  let enabledFromObject: boolean | null = null;
+  try {
+    if (typeof source === "string") spec = parseRuleSpec(source, FAULT_EXAMPLE);
+    else ({ spec, enabled: enabledFromObject } = specFromObject(source));
+  } catch (err) {
+    if (err instanceof FaultRuleError) throw err;
+    throw new FaultRuleError(err instanceof RuleSpecError ? `fault ${err.message}` : (err as Error).message);
+  }
+  const fail = (msg: string): never => {
+    throw new FaultRuleError(`fault rule ${JSON.stringify(spec.text)}: ${msg}`);
+  };
+  const actionName = spec.action.toLowerCase();
+  if (!(FAULT_ACTIONS as readonly string[]).includes(actionName)) {
+    fail(`unknown action ${JSON.stringify(spec.action)}; actions are ${FAULT_ACTIONS.join(", ")}, e.g. ${FAULT_EXAMPLE}`);
+  }
+  const name = actionName as FaultActionName;
+  const o = spec.options;
+  const allowed = [...COMMON_OPTIONS, ...ACTION_OPTIONS[name]];
+  for (const key of Object.keys(o)) {
+    if (!allowed.includes(key)) {
+      const elsewhere = FAULT_ACTIONS.filter((a) => ACTION_OPTIONS[a].includes(key));
+      fail(elsewhere.length
+        ? `${key}= does not apply to ${name} (only to ${elsewhere.join(", ")})`
+        : `unknown option ${key}=; options are ${allowed.map((k) => k + "=").join(" ")}`);
+    }
+  }
+  const action = parseAction(name, spec.args, o, fail);
+  const triggers = parseTriggers(o, fail);
+  let filter: FlowPredicate;
+  try {
+    filter = compile(spec.filter);
+  } catch (err) {
+    return fail(`bad filter ${JSON.stringify(spec.filter)}: ${(err as Error).message}`);
+  }
+  const id = o.id ?? defaultId;
+  if (!/^[\w.-]+$/.test(id)) fail(`id= must be letters, digits, '-', '_' or '.', got ${JSON.stringify(id)}`);
+  let enabled = enabledFromObject ?? true;
+  if (o.enabled !== undefined) enabled = parseBool(o.enabled) ?? fail(`enabled= expects true or false, got ${JSON.stringify(o.enabled)}`);
+  return { id, text: spec.text, filterText: spec.filter, filter, action, triggers, enabled };
+}
+
+function parseAction(name: FaultActionName, args: string[], o: Record<string, string>, fail: (msg: string) => never): FaultAction {
+  const usage = () => fail(`write ${ACTION_USAGE[name]}`);
+  const maxArgs = name === "reset" || name === "close" || name === "hang" || name === "throttle" ? 0 : 1;
+  if (args.length > maxArgs) fail(`unexpected ${JSON.stringify(args[maxArgs])}; write ${ACTION_USAGE[name]}`);
+  const duration = (text: string, what: string): number => {
+    try {
+      return parseDuration(text);
+    } catch (err) {
+      return fail(`${what}: ${(err as Error).message}`);
+    }
+  };
+  const retryAfter = (): number | null => {
+    const v = o["retry-after"];
+    if (v === undefined) return null;
+    // Plain numbers are seconds, as in the Retry-After header itself.
+    return /^\d+(\.\d+)?$/.test(v) ? Number(v) : duration(v, "retry-after") / 1000;
+  };
+  switch (name) {
+    case "status": {
+      const code = args[0];
+      if (code === undefined) return usage();
+      if (!/^\d{3}$/.test(code) || Number(code) < 100 || Number(code) > 599) fail(`status expects a code from 100 to 599, got ${JSON.stringify(code)}`);
+      return { name, status: Number(code) };
+    }
+    case "throttle":
+      return { name, retryAfterSeconds: retryAfter() };
+    case "error": {
+      const code = args[0] ?? "500";
+      if (code !== "500" && code !== "503") fail(`error expects 500 (InternalError) or 503 (ServiceUnavailable), got ${JSON.stringify(code)}; for any other code use status CODE`);
+      return { name, status: Number(code) as 500 | 503, retryAfterSeconds: retryAfter() };
+    }
+    case "delay": {
+      if (args[0] === undefined) return usage();
+      const ms = duration(args[0], "delay");
+      const jitterMs = o.jitter === undefined ? 0 : duration(o.jitter, "jitter");
+      const dist = (o.dist ?? "uniform").toLowerCase();
+      if (!(DELAY_DISTRIBUTIONS as readonly string[]).includes(dist)) fail(`dist= expects one of ${DELAY_DISTRIBUTIONS.join(", ")}, got ${JSON.stringify(o.dist)}`);
+      const on = (o.on ?? "request").toLowerCase();
+      if (on !== "request" && on !== "response") fail(`on= expects request or response, got ${JSON.stringify(o.on)}`);
+      return { name, ms, jitterMs, dist: dist as DelayDistribution, on };
+    }
+    case "bandwidth": {
+      const v = args[0];
+      if (v === undefined) return usage();
+      if (!/^\d+(\.\d+)?$/.test(v) || !(Number(v) > 0)) fail(`bandwidth expects kilobytes per second (a number above 0), got ${JSON.stringify(v)}`);
+      return { name, bytesPerSecond: Math.max(1, Math.round(Number(v) * 1024)) };
+    }
+    case "truncate": {
+      const v = args[0];
+      if (v === undefined) return usage();
+      const bytes = parseSize(v);
+      if (bytes === null) fail(`truncate expects a byte count such as 100 or 4k, got ${JSON.stringify(v)}`);
+      return { name, bytes: bytes! };
+    }
+    case "reset":
+    case "close":
+    case "hang":
+      return { name };
+  }
+}
+
+function parseTriggers(o: Record<string, string>, fail: (msg: string) => never): FaultTriggers {
+  const count = (key: string, min: number): number | null => {
+    const v = o[key];
+    if (v === undefined) return null;
+    if (!/^\d+$/.test(v) || Number(v) < min) fail(`${key}= expects a whole number of at least ${min}, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const duration = (key: string, text: string): number => {
+    try {
+      return parseDuration(text);
+    } catch (err) {
+      return fail(`${key}: ${(err as Error).message}`);
+    }
+  };
+  let probability: number | null = null;
+  if (o.p !== undefined) {
+    const m = /^(\d+(?:\.\d+)?|\.\d+)(%?)$/.exec(o.p.trim());
+    const value = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN;
+    if (!(value >= 0 && value <= 1)) fail(`p= expects a probability from 0 to 1 (or 0% to 100%), got ${JSON.stringify(o.p)}`);
+    probability = value;
+  }
+  let fromMs: number | null = null;
+  let untilMs: number | null = null;
+  if (o.window !== undefined) {
+    if (o.from !== undefined || o.until !== undefined) fail("write either window=START-END or from=/until=, not both");
+    const parts = o.window.split("-");
+    if (parts.length !== 2) fail(`window= expects START-END durations since the rule was loaded, e.g. window=10s-30s, got ${JSON.stringify(o.window)}`);
+    fromMs = parts[0]!.trim() === "" ? null : duration("window", parts[0]!);
+    untilMs = parts[1]!.trim() === "" ? null : duration("window", parts[1]!);
+  } else {
+    if (o.from !== undefined) fromMs = duration("from", o.from);
+    if (o.until !== undefined) untilMs = duration("until", o.until);
+  }
+  if (fromMs !== null && untilMs !== null && untilMs <= fromMs) fail(`the window ends (${untilMs}ms) before it starts (${fromMs}ms)`);
+  let rate: FaultTriggers["rate"] = null;
+  if (o.rate !== undefined) {
+    let perSecond: number;
+    try {
+      perSecond = parseRate(o.rate);
+    } catch (err) {
+      return fail(`rate: ${(err as Error).message}`);
+    }
+    const per = (o.per ?? "rule").toLowerCase();
+    if (!(BUDGET_KEYS as readonly string[]).includes(per)) fail(`per= expects one of ${BUDGET_KEYS.join(", ")}, got ${JSON.stringify(o.per)}`);
+    // Default burst: a tenth of a second's worth, so concurrent clients are not throttled for
+    // arriving together, while a sustained excess is still throttled at the stated rate.
+    const burst = count("burst", 1) ?? Math.max(1, Math.round(perSecond / 10));
+    rate = { perSecond, burst, per: per as BudgetKey };
+  } else if (o.per !== undefined || o.burst !== undefined) {
+    fail("per= and burst= only apply to a rate budget: add rate=N/s, e.g. rate=3500/s per=prefix");
+  }
+  return { probability, first: count("first", 1), every: count("every", 1), after: count("after", 0), fromMs, untilMs, rate };
+}
+
+function parseBool(v: string): boolean | null {
+  if (/^(true|1|yes|on)$/i.test(v)) return true;
+  if (/^(false|0|no|off)$/i.test(v)) return false;
+  return null;
+}
+
+/**
+ * A rules-file mapping: {filter, action, args, id, enabled, …options}. `action` may carry its
+ * arguments ("delay 200ms"); keys with underscores are options with dashes (retry_after).
+ */
+function specFromObject(obj: Record<string, unknown>): { spec: RuleSpec; enabled: boolean | null } {
+  const { filter, match, action, args, enabled, ...rest } = obj;
+  const filterText = String(filter ?? match ?? "~all");
+  const options: Record<string, string> = {};
+  for (const [k, v] of Object.entries(rest)) {
+    if (v === null || typeof v === "object") throw new FaultRuleError(`fault rule {filter: ${JSON.stringify(filterText)}, …}: option ${k} must be a plain value, got ${JSON.stringify(v)}`);
+    options[k.replace(/_/g, "-")] = String(v);
+  }
+  const extraArgs = args === undefined ? [] : Array.isArray(args) ? args.map(String) : [String(args)];
+  const actionText = [action === undefined ? "" : String(action), ...extraArgs].join(" ").trim();
+  const text = `${filterText} => ${actionText}${Object.entries(options).map(([k, v]) => ` ${k}=${v}`).join("")}`;
+  if (!actionText) throw new FaultRuleError(`fault rule ${JSON.stringify(text)} has no action: add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)`);
+  let enabledValue: boolean | null = null;
+  if (enabled !== undefined) {
+    enabledValue = typeof enabled === "boolean" ? enabled : parseBool(String(enabled));
+    if (enabledValue === null) throw new FaultRuleError(`fault rule ${JSON.stringify(text)}: enabled expects true or false, got ${JSON.stringify(enabled)}`);
+  }
+  const spec = parseRuleSpec(`${filterText} => ${actionText}`, FAULT_EXAMPLE);
+  return { spec: { ...spec, text, options: { ...spec.options, ...options } }, enabled: enabledValue };
+}
+
+/** Reads a YAML rules file: a list (or `faults:` / `rules:` holding a list) of strings or mappings. */
+export function readFaultFile(path: string): FaultRuleSource[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new FaultRuleError(`--faults ${path}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new FaultRuleError(`--faults ${path}: not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (doc && typeof doc === "object" && !Array.isArray(doc)) doc = (doc as Record<string, unknown>).faults ?? (doc as Record<string, unknown>).rules;
+  if (doc == null) return [];
+  if (!Array.isArray(doc)) throw new FaultRuleError(`--faults ${path}: expected a YAML list of rules, e.g. - "~svc s3 => throttle p=0.3" (see examples/faults.yaml)`);
+  return doc.map((item, i) => {
+    if (typeof item === "string") return item;
+    if (item && typeof item === "object" && !Array.isArray(item)) return item as Record<string, unknown>;
+    throw new FaultRuleError(`--faults ${path}: item ${i + 1} is neither a rule string nor a mapping`);
+  });
+}
+
+/** When an action acts: before the request goes upstream, or once the server's answer is in. */
+export function phaseOf(action: FaultAction): "request" | "response" {
+  switch (action.name) {
+    case "status":
+    case "bandwidth":
+    case "truncate":
+      return "response";
+    case "delay":
+      return action.on;
+    default:
+      return "request";
+  }
+}
+
+/** The budget key of a flow for `per=`: AWS keys fall back to the host for other traffic. */
+export function budgetKeyOf(per: BudgetKey, flow: HTTPFlow): string {
+  if (per === "rule") return "all";
+  if (per === "host") return hostOf(flow);
+  const info = awsInfoOf(flow);
+  switch (per) {
+    case "service":
+      return info?.service ?? hostOf(flow);
+    case "operation":
+      return info?.service && info.operation ? `${info.service}.${info.operation}` : (info?.service ?? hostOf(flow));
+    case "bucket":
+      return info?.bucket ?? hostOf(flow);
+    case "prefix":
+      return (info && keyPrefixOf(info)) ?? hostOf(flow);
+  }
+}
+
+/** host:port the client asked for, before any map-remote. */
+function hostOf(flow: HTTPFlow): string {
+  const mapped = flow.metadata.map_remote as { from?: unknown } | undefined;
+  if (typeof mapped?.from === "string") {
+    try {
+      return new URL(mapped.from).host;
+    } catch {
+      // fall through to the request's own host
+    }
+  }
+  return `${flow.request.prettyHost}:${flow.request.port}`;
+}

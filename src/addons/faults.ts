@@ -1,0 +1,268 @@
+/**
+ * `--fault 'FILTER => ACTION [k=v …]'` and `--faults FILE`: declared faults — protocol-correct AWS
+ * throttling and errors, status overrides, latency, bandwidth limits and connection faults —
+ * with triggers (probability, first/every/after N, a time window, rate budgets). Rules can be
+ * listed, added, removed, enabled and disabled at runtime through the `fault.*` commands (and so
+ * the admin API). Every injected fault is recorded on its flow and counted.
+ */
+import { Counter } from "prom-client";
+import type { Addon, AddonContext } from "../core/addons.js";
+import type { ClientConnection, HTTPFlow } from "../core/flow.js";
+import { CommandError } from "../core/commands.js";
+import { KeyedTokenBuckets } from "../core/token-bucket.js";
+import { budgetKeyOf, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
+import { applyRequestAction, applyResponseAction, FlowWaits } from "./fault-actions.js";
+
+export { FaultRuleError } from "./fault-rules.js";
+
+/** A rule as `fault.list` and the admin API show it. */
+export interface FaultRuleInfo {
+  id: string;
+  rule: string;
+  filter: string;
+  action: string;
+  enabled: boolean;
+  /** Where it came from: --fault / fault_rules, --faults FILE, or added at runtime. */
+  source: "option" | "file" | "runtime";
+  /** Requests that matched the filter while the rule was enabled. */
+  matched: number;
+  /** Faults this rule injected. */
+  injected: number;
+}
+
+export class FaultNotFoundError extends Error {}
+
+class ActiveRule {
+  matched = 0;
+  injected = 0;
+  /** When the rule was loaded (performance.now() ms): time windows count from here. */
+  loadedAt = performance.now();
+  readonly buckets: KeyedTokenBuckets | null;
+  readonly phase: "request" | "response";
+
+  constructor(
+    readonly rule: FaultRule,
+    readonly source: FaultRuleInfo["source"],
+  ) {
+    const rate = rule.triggers.rate;
+    this.buckets = rate ? new KeyedTokenBuckets(rate.perSecond, rate.burst) : null;
+    this.phase = phaseOf(rule.action);
+  }
+
+  /** Counts a matching request and says whether it gets the fault. */
+  fires(flow: HTTPFlow, t: number): boolean {
+    const n = ++this.matched;
+    const tr = this.rule.triggers;
+    const elapsed = t - this.loadedAt;
+    if (tr.fromMs !== null && elapsed < tr.fromMs) return false;
+    if (tr.untilMs !== null && elapsed >= tr.untilMs) return false;
+    if (tr.first !== null && n > tr.first) return false;
+    if (tr.after !== null && n <= tr.after) return false;
+    if (tr.every !== null && n % tr.every !== 0) return false;
+    // Within the budget: admitted untouched. Only the excess is faulted.
+    if (tr.rate && this.buckets!.tryTake(budgetKeyOf(tr.rate.per, flow), t)) return false;
+    if (tr.probability !== null && !(Math.random() < tr.probability)) return false;
+    return true;
+  }
+
+  info(): FaultRuleInfo {
+    const r = this.rule;
+    return { id: r.id, rule: r.text, filter: r.filterText, action: r.action.name, enabled: r.enabled, source: this.source, matched: this.matched, injected: this.injected };
+  }
+}
+
+export class Faults implements Addon {
+  name = "faults";
+  private ctx!: AddonContext;
+  /** Rules from fault_rules and fault_file, then rules added at runtime; first firing rule wins. */
+  private configured: ActiveRule[] = [];
+  private runtime: ActiveRule[] = [];
+  private readonly waits = new FlowWaits();
+  private injectedCounter!: Counter<"rule" | "action">;
+  /** Highest numeric id handed out, so runtime rules get fresh ones. */
+  private lastNumericId = 0;
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    ctx.options.add({ name: "fault_rules", type: "strings", default: [] as string[], help: "Fault rules 'FILTER => ACTION [args] [p=…] [first=N] [every=N] [after=N] [window=START-END] [rate=N/s per=… burst=N]' (repeatable with --fault)" });
+    ctx.options.add({ name: "fault_file", type: "optional-string", default: null, help: "YAML file with a list of fault rules (strings or mappings), as with --faults; see examples/faults.yaml" });
+    this.injectedCounter = new Counter({
+      name: "sluice_faults_injected_total",
+      help: "Faults injected, by rule id and action",
+      labelNames: ["rule", "action"],
+      registers: [ctx.metrics],
+    });
+    this.registerCommands(ctx);
+  }
+
+  private registerCommands(ctx: AddonContext): void {
+    const attempt = <T>(fn: () => T): T => {
+      try {
+        return fn();
+      } catch (err) {
+        if (err instanceof FaultRuleError || err instanceof FaultNotFoundError) throw new CommandError(err.message);
+        throw err;
+      }
+    };
+    ctx.commands.add({
+      name: "fault.list",
+      help: "List fault rules: id, on/off, rule, requests matched and faults injected",
+      params: [],
+      run: () => this.listText(),
+    });
+    ctx.commands.add({
+      name: "fault.add",
+      help: "Add a fault rule, e.g. fault.add ~svc s3 => throttle p=0.5",
+      params: [{ name: "spec", type: "rest" }],
+      run: (spec: string) => attempt(() => `added fault rule ${formatInfo(this.add(spec))}`),
+    });
+    ctx.commands.add({
+      name: "fault.remove",
+      help: "Remove a fault rule by id",
+      params: [{ name: "id", type: "string" }],
+      run: (id: string) => attempt(() => `removed fault rule ${formatInfo(this.remove(id))}`),
+    });
+    ctx.commands.add({
+      name: "fault.enable",
+      help: "Enable a fault rule by id",
+      params: [{ name: "id", type: "string" }],
+      run: (id: string) => attempt(() => `enabled fault rule ${formatInfo(this.setEnabled(id, true))}`),
+    });
+    ctx.commands.add({
+      name: "fault.disable",
+      help: "Disable a fault rule by id (requests it holds with hang or delay go on)",
+      params: [{ name: "id", type: "string" }],
+      run: (id: string) => attempt(() => `disabled fault rule ${formatInfo(this.setEnabled(id, false))}`),
+    });
+  }
+
+  configure(updated: Set<string>): void {
+    if (!updated.has("fault_rules") && !updated.has("fault_file")) return;
+    const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.ctx.options.get<string[]>("fault_rules").map((s) => ({ source: s, from: "option" }));
+    const file = this.ctx.options.get<string | null>("fault_file");
+    if (file) for (const s of readFaultFile(file)) sources.push({ source: s, from: "file" });
+    const rules = sources.map(({ source, from }, i) => new ActiveRule(parseFaultRule(source, String(i + 1), this.ctx.filter), from));
+    const ids = new Set<string>();
+    for (const a of [...rules, ...this.runtime]) {
+      if (ids.has(a.rule.id)) throw new FaultRuleError(`fault rule ${JSON.stringify(a.rule.text)}: id ${a.rule.id} is used by another rule; give it its own with id=NAME`);
+      ids.add(a.rule.id);
+    }
+    for (const old of this.configured) this.waits.releaseRule(old.rule.id);
+    this.configured = rules;
+    this.lastNumericId = Math.max(this.lastNumericId, rules.length);
+    if (rules.length) this.ctx.log.debug(`faults: ${rules.length} rule${rules.length === 1 ? "" : "s"}: ${rules.map((a) => `${a.rule.id}: ${a.rule.text}`).join("; ")}`);
+  }
+
+  running(): void {
+    // Time windows of rules given at start-up count from when the proxy starts listening.
+    const t = performance.now();
+    for (const a of this.configured) a.loadedAt = t;
+  }
+
+  done(): void {
+    this.waits.stopAll();
+  }
+
+  clientDisconnected(client: ClientConnection): void {
+    this.waits.clientGone(client);
+  }
+
+  request(flow: HTTPFlow): void | Promise<void> {
+    // Already answered (shaping, a script) or faulted: leave it alone.
+    if (flow.response || flow.metadata.fault) return;
+    return this.evaluate(flow, "request");
+  }
+
+  responseHeaders(flow: HTTPFlow): void | Promise<void> {
+    if (flow.metadata.fault || !flow.response) return;
+    return this.evaluate(flow, "response");
+  }
+
+  private evaluate(flow: HTTPFlow, phase: "request" | "response"): void | Promise<void> {
+    if (this.configured.length === 0 && this.runtime.length === 0) return;
+    const t = performance.now();
+    const a = firing(this.configured, flow, phase, t) ?? firing(this.runtime, flow, phase, t);
+    if (!a) return;
+    a.injected++;
+    const { id, action } = a.rule;
+    flow.metadata.fault = { rule: id, action: action.name };
+    this.injectedCounter.inc({ rule: id, action: action.name });
+    return phase === "request" ? applyRequestAction(flow, id, action, this.waits) : applyResponseAction(flow, id, action, this.waits);
+  }
+
+  /** Every rule, in the order they are tried. */
+  list(): FaultRuleInfo[] {
+    return [...this.configured, ...this.runtime].map((a) => a.info());
+  }
+
+  /** Adds a rule at runtime (after the configured ones); returns it with its id. */
+  add(source: FaultRuleSource): FaultRuleInfo {
+    const used = new Set([...this.configured, ...this.runtime].map((a) => a.rule.id));
+    // Never reuse the id of a removed rule: metrics and logs would mix the two up.
+    let next = Math.max(this.lastNumericId, used.size) + 1;
+    while (used.has(String(next))) next++;
+    const rule = parseFaultRule(source, String(next), this.ctx.filter);
+    if (used.has(rule.id)) throw new FaultRuleError(`fault rule ${JSON.stringify(rule.text)}: id ${rule.id} is already used; pick another with id=NAME or remove that rule first`);
+    const active = new ActiveRule(rule, "runtime");
+    this.runtime.push(active);
+    if (rule.id === String(next)) this.lastNumericId = next;
+    this.ctx.log.info(`faults: added rule ${rule.id}: ${rule.text}${rule.enabled ? "" : " (disabled)"}`);
+    return active.info();
+  }
+
+  remove(id: string): FaultRuleInfo {
+    const a = this.find(id);
+    this.configured = this.configured.filter((x) => x !== a);
+    this.runtime = this.runtime.filter((x) => x !== a);
+    this.waits.releaseRule(id);
+    this.ctx.log.info(`faults: removed rule ${id}: ${a.rule.text}`);
+    return a.info();
+  }
+
+  setEnabled(id: string, enabled: boolean): FaultRuleInfo {
+    const a = this.find(id);
+    if (a.rule.enabled !== enabled) {
+      a.rule.enabled = enabled;
+      // Held requests go on to the server: disabling a hang ends the outage, as with Toxiproxy.
+      if (!enabled) this.waits.releaseRule(id);
+      this.ctx.log.info(`faults: rule ${id} ${enabled ? "enabled" : "disabled"}`);
+    }
+    return a.info();
+  }
+
+  get(id: string): FaultRuleInfo {
+    return this.find(id).info();
+  }
+
+  /** Requests held right now by delay or hang. */
+  get waiting(): number {
+    return this.waits.size;
+  }
+
+  private find(id: string): ActiveRule {
+    const a = [...this.configured, ...this.runtime].find((x) => x.rule.id === id);
+    if (!a) {
+      const ids = [...this.configured, ...this.runtime].map((x) => x.rule.id);
+      throw new FaultNotFoundError(`no fault rule with id ${JSON.stringify(id)}; ${ids.length ? `rules are ${ids.join(", ")}` : "there are none"} (see fault.list)`);
+    }
+    return a;
+  }
+
+  private listText(): string {
+    const all = this.list();
+    if (all.length === 0) return "no fault rules (add one with --fault 'FILTER => ACTION' or fault.add, e.g. fault.add ~svc s3 => throttle p=0.3)";
+    return all.map(formatInfo).join("\n");
+  }
+}
+
+/** The first enabled rule of `phase` whose filter matches and whose triggers fire. */
+function firing(rules: ActiveRule[], flow: HTTPFlow, phase: "request" | "response", t: number): ActiveRule | null {
+  for (const a of rules) {
+    if (a.rule.enabled && a.phase === phase && a.rule.filter(flow) && a.fires(flow, t)) return a;
+  }
+  return null;
+}
+
+function formatInfo(i: FaultRuleInfo): string {
+  return `${i.id} [${i.enabled ? "on" : "off"}] ${i.rule}  (matched ${i.matched}, injected ${i.injected}, from ${i.source})`;
+}

@@ -1,0 +1,146 @@
+/**
+ * Retry observability, live: every finished flow goes through an InvocationTracker, which groups
+ * SDK attempts into invocations (or infers retries for clients without SDK headers). The flow gets
+ * `flow.metadata.retry = { invocationId, attempt, maxAttempts, inferred, backoffMs }`, Prometheus
+ * counters on the proxy's registry (served by the metrics addon) count requests, throttles,
+ * retries, give-ups and back-off, and `retries.summary` prints the table per service/operation.
+ */
+import { Counter, type Registry } from "prom-client";
+import type { Addon, AddonContext } from "../core/addons.js";
+import { now, type HTTPFlow } from "../core/flow.js";
+import { InvocationTracker, type AttemptEvent, type InvocationRecord, type OperationStats } from "../aws/invocations.js";
+
+interface RetryCounters {
+  requests: Counter<"service" | "operation" | "status">;
+  throttles: Counter<"service" | "operation">;
+  retries: Counter<"service" | "operation">;
+  giveups: Counter<"service" | "operation">;
+  backoff: Counter<"service" | "operation">;
+  invocations: Counter<"service" | "operation" | "outcome">;
+}
+
+/** Registers the counters once per registry (a second Retries on the same proxy shares them). */
+function countersOn(registry: Registry): RetryCounters {
+  const counter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
+  const op: ("service" | "operation")[] = ["service", "operation"];
+  return {
+    requests: counter("sluice_requests_total", "Requests (every attempt) by AWS service, operation and response status (\"error\": no response)", ["service", "operation", "status"]),
+    throttles: counter("sluice_throttles_total", "Responses that were throttling (429, SlowDown, ThrottlingException, RequestLimitExceeded, …)", op),
+    retries: counter("sluice_retries_total", "Attempts after the first of an SDK call (from amz-sdk-request, or inferred)", op),
+    giveups: counter("sluice_giveups_total", "SDK calls whose last attempt failed with a retryable error", op),
+    backoff: counter("sluice_backoff_seconds_total", "Seconds clients waited between a failed attempt's response and their retry", op),
+    invocations: counter("sluice_invocations_total", "Finished SDK calls by outcome: ok, retried (succeeded after retries), gave-up, failed", ["service", "operation", "outcome"]),
+  };
+}
+
+export class Retries implements Addon {
+  name = "retries";
+  private ctx!: AddonContext;
+  private tracker!: InvocationTracker;
+  private counters!: RetryCounters;
+  private seen = new WeakSet<HTTPFlow>();
+  private timer: NodeJS.Timeout | null = null;
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    ctx.options.add({ name: "retry_infer_window", type: "int", default: 30, help: "Seconds after a retryable failure within which the same request from the same client counts as an inferred retry (clients without amz-sdk-* headers)" });
+    ctx.options.add({ name: "retry_idle_window", type: "int", default: 60, help: "Seconds an SDK call may wait for its next attempt; after that a call whose last attempt failed counts as given up" });
+    this.counters = countersOn(ctx.metrics);
+    ctx.commands.add({
+      name: "retries.summary",
+      help: "Requests, retries, throttles, give-ups and back-off time per service and operation",
+      params: [],
+      run: () => retrySummaryTable(this.tracker.stats()),
+    });
+  }
+
+  configure(updated: Set<string>): void {
+    if (!updated.has("retry_infer_window") && !updated.has("retry_idle_window") && this.tracker) return;
+    const inferWindow = this.ctx.options.get<number>("retry_infer_window");
+    const idleWindow = this.ctx.options.get<number>("retry_idle_window");
+    if (inferWindow < 0 || idleWindow < 0) throw new Error("retry_infer_window and retry_idle_window must be 0 or more seconds");
+    // A new tracker starts from scratch; the Prometheus counters keep counting.
+    this.tracker?.finishAll();
+    this.tracker = new InvocationTracker({
+      inferWindow,
+      idleWindow,
+      onAttempt: (e) => this.countAttempt(e),
+      onInvocationEnd: (inv) => this.countInvocation(inv),
+    });
+  }
+
+  running(): void {
+    // Calls whose client stopped retrying must become give-ups even when no more traffic comes.
+    this.timer = setInterval(() => this.tracker.sweep(now()), 1000);
+    this.timer.unref();
+  }
+
+  response(flow: HTTPFlow): void {
+    this.record(flow);
+  }
+
+  error(flow: HTTPFlow): void {
+    this.record(flow);
+  }
+
+  done(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.tracker.finishAll();
+  }
+
+  /** The live tracker (for front ends that show more than the counters). */
+  get invocations(): InvocationTracker {
+    return this.tracker;
+  }
+
+  private record(flow: HTTPFlow): void {
+    if (this.seen.has(flow) || flow.websocket) return;
+    this.seen.add(flow);
+    const retry = this.tracker.add(flow);
+    if (retry) flow.metadata.retry = retry;
+  }
+
+  private countAttempt(e: AttemptEvent): void {
+    const labels = { service: e.service, operation: e.operation };
+    this.counters.requests.inc({ ...labels, status: e.status });
+    if (e.attempt.throttle) this.counters.throttles.inc(labels);
+    if (e.attempt.attempt > 1) this.counters.retries.inc(labels);
+    if (e.attempt.backoff) this.counters.backoff.inc(labels, e.attempt.backoff);
+  }
+
+  private countInvocation(inv: InvocationRecord): void {
+    const labels = { service: inv.service, operation: inv.operation };
+    if (inv.outcome === "gave-up") this.counters.giveups.inc(labels);
+    this.counters.invocations.inc({ ...labels, outcome: inv.outcome ?? "failed" });
+  }
+}
+
+/** The per service/operation table of `retries.summary` and `sluice report`. */
+export function retrySummaryTable(rows: OperationStats[], limit = Infinity): string {
+  if (rows.length === 0) return "No requests seen yet.";
+  const header = ["service", "operation", "requests", "retries", "throttled", "gave up", "back-off", "calls", "ok", "retried ok"];
+  const body = rows.slice(0, limit).map((r) => [
+    r.service,
+    r.operation,
+    String(r.requests),
+    r.inferredRetries ? `${r.retries} (${r.inferredRetries} inferred)` : String(r.retries),
+    r.throttles ? `${r.throttles} (${percent(r.throttles, r.requests)})` : "0",
+    String(r.outcomes["gave-up"]),
+    `${r.backoffSeconds.toFixed(2)}s`,
+    String(r.invocations),
+    String(r.outcomes.ok),
+    String(r.outcomes.retried),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  const more = rows.length > limit ? `\n… ${rows.length - limit} more operations` : "";
+  return [line(header), ...body.map(line)].join("\n") + more;
+}
+
+export function percent(part: number, whole: number): string {
+  if (whole === 0) return "0%";
+  const p = (part / whole) * 100;
+  return `${p < 10 && p > 0 ? p.toFixed(1) : p.toFixed(0)}%`;
+}

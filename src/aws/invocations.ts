@@ -1,0 +1,511 @@
+/**
+ * Reconstructs SDK calls ("invocations") and their retries from finished flows, without sockets.
+ *
+ * Attempts of one call share `amz-sdk-invocation-id`; `amz-sdk-request: attempt=N; max=M` numbers
+ * them. Clients that send neither get *inferred* retries: the same client address, method, URL and
+ * body again within `inferWindow` seconds after a retryable failure. Feed flows in the order they
+ * finish (live, or from a file); the tracker's clock is the latest end time it has seen, so the
+ * same code answers live and offline.
+ *
+ * Memory stays bounded over millions of flows: an invocation is kept only while it may still get
+ * another attempt, then folded into counters per service/operation, a time series whose bucket
+ * width doubles whenever it would exceed `maxBuckets`, an attempts-per-invocation histogram and a
+ * short list of the worst invocations.
+ */
+import { createHash } from "node:crypto";
+import type { HTTPFlow } from "../core/flow.js";
+import { awsInfoOf } from "./recognize.js";
+import { errorCodeOf, throttlingCodeOf } from "./errors.js";
+
+export type Outcome = "ok" | "retried" | "gave-up" | "failed";
+
+export const OUTCOMES: readonly Outcome[] = ["ok", "retried", "gave-up", "failed"];
+
+/** What the retries addon records on a flow as `flow.metadata.retry`. */
+export interface RetryMetadata {
+  invocationId: string;
+  attempt: number;
+  maxAttempts: number | null;
+  /** True when the attempt was recognized by repetition, not by SDK headers. */
+  inferred: boolean;
+  /** Time between the previous attempt's response and this request (null for a first attempt or an unseen predecessor). */
+  backoffMs: number | null;
+}
+
+export interface AttemptRecord {
+  attempt: number;
+  /** HTTP status, or null when the flow ended without a response (connection error, kill). */
+  status: number | null;
+  error: string | null;
+  /** Throttling error code (SlowDown, ThrottlingException, 429, …) or null. */
+  throttle: string | null;
+  /** Worth retrying: throttled, 5xx, connection failure or a transient error code. */
+  retryable: boolean;
+  /** Seconds since the epoch. */
+  start: number;
+  end: number;
+  /** Seconds waited before this attempt, null when unknown. */
+  backoff: number | null;
+  inferred: boolean;
+}
+
+export interface InvocationRecord {
+  id: string;
+  inferred: boolean;
+  service: string;
+  operation: string;
+  client: string;
+  maxAttempts: number | null;
+  attempts: AttemptRecord[];
+  start: number;
+  end: number;
+  backoff: number;
+  outcome: Outcome | null;
+}
+
+export interface OperationStats {
+  service: string;
+  operation: string;
+  requests: number;
+  retries: number;
+  inferredRetries: number;
+  throttles: number;
+  /** Attempts that failed with a retryable error (throttles included). */
+  retryableErrors: number;
+  backoffSeconds: number;
+  invocations: number;
+  outcomes: Record<Outcome, number>;
+  /** Requests per status ("200", "503", "error" for no response). */
+  statuses: Record<string, number>;
+}
+
+export interface SeriesBucket {
+  requests: number;
+  throttles: number;
+  retries: number;
+  errors: number;
+  giveups: number;
+  /** Seconds clients spent waiting in back-off during this bucket: divided by its width, how many were asleep at once. */
+  backoff: number;
+}
+
+export interface Series {
+  /** Start of the first bucket, seconds since the epoch (0 when empty). */
+  start: number;
+  bucketSeconds: number;
+  buckets: SeriesBucket[];
+}
+
+/** Everything seen about one attempt, for live consumers such as Prometheus counters. */
+export interface AttemptEvent {
+  service: string;
+  operation: string;
+  /** "200", "503", … or "error" for a flow without a response. */
+  status: string;
+  attempt: AttemptRecord;
+  retry: RetryMetadata | null;
+}
+
+/** Everything a report needs, as plain JSON-able data. */
+export interface TrackerSnapshot {
+  flows: number;
+  /** Earliest request start and latest end seen (seconds since the epoch; 0 when no flows). */
+  firstStart: number;
+  lastEnd: number;
+  totals: OperationStats;
+  operations: OperationStats[];
+  series: Series;
+  attemptsHistogram: [attempts: number, invocations: number][];
+  worstInvocations: InvocationRecord[];
+  /** Invocations still waiting for another attempt when the snapshot was taken. */
+  open: number;
+}
+
+export interface TrackerOptions {
+  /** Seconds after a retryable failure within which an identical request is an inferred retry (default 30). */
+  inferWindow?: number;
+  /** Seconds an invocation waits for its next attempt before it counts as given up (default 60). */
+  idleWindow?: number;
+  /** Invocations kept open at most; beyond that the longest idle is closed early (default 100,000). */
+  maxOpen?: number;
+  /** Time-series buckets at most; the bucket width doubles to stay under it (default 3,600). */
+  maxBuckets?: number;
+  /** How many of the worst invocations (most attempts, then most back-off) to keep (default 10). */
+  topInvocations?: number;
+  /** Distinct service/operation pairs at most; more are counted under "other" (default 2,000). */
+  maxOperations?: number;
+  onAttempt?: (event: AttemptEvent) => void;
+  onInvocationEnd?: (invocation: InvocationRecord) => void;
+}
+
+/** Error codes SDKs retry although they are neither throttling nor 5xx. */
+const TRANSIENT_CODES = new Set(["RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "IDPCommunicationError", "TransactionInProgressException"]);
+
+/** Service and operation labels for a flow: AWS's names when recognized, else host and method. */
+export function labelsOf(flow: HTTPFlow): { service: string; operation: string } {
+  const info = awsInfoOf(flow);
+  return { service: info?.service ?? flow.request.prettyHost, operation: info?.operation ?? flow.request.method };
+}
+
+/** The time a flow finished: response end, error time, or its start when neither is known. */
+export function flowEnd(flow: HTTPFlow): number {
+  return flow.response?.timestampEnd ?? flow.error?.timestamp ?? flow.response?.timestampStart ?? flow.request.timestampEnd ?? flow.request.timestampStart;
+}
+
+function emptyStats(service: string, operation: string): OperationStats {
+  return {
+    service, operation, requests: 0, retries: 0, inferredRetries: 0, throttles: 0, retryableErrors: 0, backoffSeconds: 0,
+    invocations: 0, outcomes: { ok: 0, retried: 0, "gave-up": 0, failed: 0 }, statuses: {},
+  };
+}
+
+function emptyBucket(): SeriesBucket {
+  return { requests: 0, throttles: 0, retries: 0, errors: 0, giveups: 0, backoff: 0 };
+}
+
+interface OpenInvocation extends InvocationRecord {
+  /** Inferred invocations: the repetition key and the body hash it was opened with. */
+  key: string;
+}
+
+export class InvocationTracker {
+  private readonly inferWindow: number;
+  private readonly idleWindow: number;
+  private readonly maxOpen: number;
+  private readonly maxBuckets: number;
+  private readonly topCount: number;
+  private readonly maxOperations: number;
+  /** Open invocations by SDK invocation id, least recently active first (re-inserted on activity). */
+  private readonly byId = new Map<string, OpenInvocation>();
+  /** Inferred invocations waiting for a repetition, by client/method/URL/body key, oldest first. */
+  private readonly byRepetition = new Map<string, OpenInvocation>();
+  /** How many open inferred invocations share a client/method/URL: lets most flows skip hashing their body. */
+  private readonly repetitionUrls = new Map<string, number>();
+  private readonly operations = new Map<string, OperationStats>();
+  private readonly histogram = new Map<number, number>();
+  private readonly top: InvocationRecord[] = [];
+  private seriesStart = 0;
+  private bucketSeconds = 1;
+  private buckets: SeriesBucket[] = [];
+  private inferredIds = 0;
+  private lastSweep = 0;
+  /** Latest end time seen: the tracker's notion of "now". */
+  clock = 0;
+  /** Earliest request start seen. */
+  firstStart = Infinity;
+  flows = 0;
+
+  constructor(private readonly opts: TrackerOptions = {}) {
+    this.inferWindow = opts.inferWindow ?? 30;
+    this.idleWindow = opts.idleWindow ?? 60;
+    this.maxOpen = opts.maxOpen ?? 100_000;
+    this.maxBuckets = Math.max(2, opts.maxBuckets ?? 3600);
+    this.topCount = opts.topInvocations ?? 10;
+    this.maxOperations = opts.maxOperations ?? 2000;
+  }
+
+  /** Records a finished flow; returns its retry metadata when it belongs to an SDK call or is an inferred retry. */
+  add(flow: HTTPFlow): RetryMetadata | null {
+    this.flows++;
+    const info = awsInfoOf(flow);
+    const { service, operation } = labelsOf(flow);
+    const start = flow.request.timestampStart;
+    const end = Math.max(start, flowEnd(flow));
+    const response = flow.response;
+    const status = response ? response.statusCode : null;
+    const throttle = response ? throttlingCodeOf(response, info) : null;
+    const retryable = isRetryable(flow, status, throttle);
+    const attempt: AttemptRecord = { attempt: 1, status, error: response ? null : (flow.error?.msg ?? "no response"), throttle, retryable, start, end, backoff: null, inferred: false };
+
+    let retry: RetryMetadata | null = null;
+    let inv: OpenInvocation | undefined;
+    if (info?.invocationId) {
+      inv = this.byId.get(info.invocationId);
+      const previous = inv?.attempts.at(-1);
+      attempt.attempt = info.attempt ?? (previous ? previous.attempt + 1 : 1);
+      if (previous && attempt.attempt > 1) attempt.backoff = Math.max(0, start - previous.end);
+      if (!inv) {
+        inv = this.open(info.invocationId, false, service, operation, flow, start, "");
+        this.byId.set(inv.id, inv);
+      } else {
+        this.byId.delete(inv.id); // re-inserted below: most recently active last
+        this.byId.set(inv.id, inv);
+      }
+      if (info.maxAttempts) inv.maxAttempts = info.maxAttempts;
+      this.append(inv, attempt);
+      retry = { invocationId: inv.id, attempt: attempt.attempt, maxAttempts: inv.maxAttempts, inferred: false, backoffMs: attempt.backoff === null ? null : Math.round(attempt.backoff * 1000) };
+      if (!retryable || (inv.maxAttempts !== null && attempt.attempt >= inv.maxAttempts)) this.close(inv, this.byId);
+    } else {
+      const client = clientOf(flow);
+      const urlKey = `${client}\0${flow.request.method}\0${flow.request.url}`;
+      let key: string | null = null;
+      if (this.repetitionUrls.has(urlKey)) {
+        key = `${urlKey}\0${bodyHashOf(flow)}`;
+        inv = this.byRepetition.get(key);
+        const previous = inv?.attempts.at(-1);
+        // A repetition counts only if it starts after the failure and soon enough.
+        if (inv && previous && start >= previous.end - 0.001 && start - previous.end <= this.inferWindow) {
+          this.dropRepetition(inv);
+          attempt.attempt = previous.attempt + 1;
+          attempt.backoff = Math.max(0, start - previous.end);
+          attempt.inferred = true;
+          this.append(inv, attempt);
+          retry = { invocationId: inv.id, attempt: attempt.attempt, maxAttempts: null, inferred: true, backoffMs: Math.round(attempt.backoff * 1000) };
+        } else {
+          inv = undefined;
+        }
+      }
+      if (!inv) {
+        inv = this.open(`inferred-${++this.inferredIds}`, true, service, operation, flow, start, "");
+        this.append(inv, attempt);
+      }
+      if (retryable) {
+        key ??= `${urlKey}\0${bodyHashOf(flow)}`;
+        const displaced = this.byRepetition.get(key);
+        if (displaced && displaced !== inv) this.close(displaced, this.byRepetition);
+        inv.key = key;
+        this.byRepetition.set(key, inv);
+        this.repetitionUrls.set(urlKey, (this.repetitionUrls.get(urlKey) ?? 0) + 1);
+      } else {
+        this.finish(inv);
+      }
+    }
+
+    this.count(service, operation, status, attempt, retry);
+    if (end > this.clock) this.clock = end;
+    if (start < this.firstStart) this.firstStart = start;
+    if (this.clock - this.lastSweep >= 1 || this.byId.size > this.maxOpen || this.byRepetition.size > this.maxOpen) this.sweep(this.clock);
+    return retry;
+  }
+
+  /** Closes invocations idle for longer than their window at time `now` (seconds since the epoch). */
+  sweep(now: number): void {
+    this.lastSweep = now;
+    this.closeIdle(this.byId, now - this.idleWindow, this.maxOpen);
+    this.closeIdle(this.byRepetition, now - this.inferWindow, this.maxOpen);
+  }
+
+  /** Closes every open invocation (end of a file, or shutdown). */
+  finishAll(): void {
+    this.closeIdle(this.byId, Infinity, 0);
+    this.closeIdle(this.byRepetition, Infinity, 0);
+  }
+
+  get openInvocations(): number {
+    return this.byId.size + this.byRepetition.size;
+  }
+
+  /** Per service/operation counters, most retried first. */
+  stats(): OperationStats[] {
+    return [...this.operations.values()].sort((a, b) => b.retries - a.retries || b.throttles - a.throttles || b.requests - a.requests || a.service.localeCompare(b.service) || a.operation.localeCompare(b.operation));
+  }
+
+  /** Sum over all operations. */
+  totals(): OperationStats {
+    const t = emptyStats("all", "all");
+    for (const s of this.operations.values()) {
+      t.requests += s.requests;
+      t.retries += s.retries;
+      t.inferredRetries += s.inferredRetries;
+      t.throttles += s.throttles;
+      t.retryableErrors += s.retryableErrors;
+      t.backoffSeconds += s.backoffSeconds;
+      t.invocations += s.invocations;
+      for (const o of OUTCOMES) t.outcomes[o] += s.outcomes[o];
+      for (const [k, v] of Object.entries(s.statuses)) t.statuses[k] = (t.statuses[k] ?? 0) + v;
+    }
+    return t;
+  }
+
+  series(): Series {
+    return { start: this.seriesStart, bucketSeconds: this.bucketSeconds, buckets: this.buckets.map((b) => ({ ...b })) };
+  }
+
+  /** [attempts, invocations] pairs, ascending. */
+  attemptsHistogram(): [attempts: number, invocations: number][] {
+    return [...this.histogram.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  /** The worst closed invocations: most attempts, then most back-off. */
+  topInvocations(): InvocationRecord[] {
+    return this.top.slice();
+  }
+
+  snapshot(): TrackerSnapshot {
+    return {
+      flows: this.flows,
+      firstStart: this.flows ? this.firstStart : 0,
+      lastEnd: this.clock,
+      totals: this.totals(),
+      operations: this.stats(),
+      series: this.series(),
+      attemptsHistogram: this.attemptsHistogram(),
+      worstInvocations: this.topInvocations(),
+      open: this.openInvocations,
+    };
+  }
+
+  private open(id: string, inferred: boolean, service: string, operation: string, flow: HTTPFlow, start: number, key: string): OpenInvocation {
+    return { id, inferred, service, operation, client: clientOf(flow), maxAttempts: null, attempts: [], start, end: start, backoff: 0, outcome: null, key };
+  }
+
+  private append(inv: OpenInvocation, attempt: AttemptRecord): void {
+    inv.attempts.push(attempt);
+    if (attempt.start < inv.start) inv.start = attempt.start;
+    if (attempt.end > inv.end) inv.end = attempt.end;
+    if (attempt.backoff !== null) inv.backoff += attempt.backoff;
+  }
+
+  private dropRepetition(inv: OpenInvocation): void {
+    this.byRepetition.delete(inv.key);
+    const urlKey = inv.key.slice(0, inv.key.lastIndexOf("\0"));
+    const n = (this.repetitionUrls.get(urlKey) ?? 1) - 1;
+    if (n <= 0) this.repetitionUrls.delete(urlKey);
+    else this.repetitionUrls.set(urlKey, n);
+  }
+
+  private close(inv: OpenInvocation, from: Map<string, OpenInvocation>): void {
+    if (from === this.byRepetition) this.dropRepetition(inv);
+    else from.delete(inv.id);
+    this.finish(inv);
+  }
+
+  /** Closes the least recently active invocations that ended before `before`, and any beyond `keep`. */
+  private closeIdle(map: Map<string, OpenInvocation>, before: number, keep: number): void {
+    for (const inv of map.values()) {
+      if (inv.end >= before && map.size <= keep) break;
+      this.close(inv, map);
+    }
+  }
+
+  private finish(inv: OpenInvocation): void {
+    const last = inv.attempts.at(-1)!;
+    const retried = inv.attempts.length > 1 || last.attempt > 1;
+    inv.outcome = !last.retryable
+      ? last.status !== null && last.status < 400 ? (retried ? "retried" : "ok") : "failed"
+      : retried || inv.maxAttempts !== null ? "gave-up" : "failed";
+    const stats = this.statsFor(inv.service, inv.operation);
+    stats.invocations++;
+    stats.outcomes[inv.outcome]++;
+    const n = inv.attempts.length;
+    this.histogram.set(n, (this.histogram.get(n) ?? 0) + 1);
+    if (inv.outcome === "gave-up") this.bucketAt(inv.end).giveups++;
+    this.rememberIfWorst(inv);
+    this.opts.onInvocationEnd?.(inv);
+  }
+
+  private rememberIfWorst(inv: InvocationRecord): void {
+    if (inv.attempts.length < 2 || this.topCount === 0) return;
+    const worse = (a: InvocationRecord, b: InvocationRecord) => a.attempts.length - b.attempts.length || a.backoff - b.backoff;
+    if (this.top.length >= this.topCount && worse(inv, this.top.at(-1)!) <= 0) return;
+    const { key: _key, ...record } = inv as OpenInvocation;
+    let i = this.top.findIndex((t) => worse(inv, t) > 0);
+    if (i < 0) i = this.top.length;
+    this.top.splice(i, 0, record);
+    if (this.top.length > this.topCount) this.top.pop();
+  }
+
+  private count(service: string, operation: string, status: number | null, attempt: AttemptRecord, retry: RetryMetadata | null): void {
+    const stats = this.statsFor(service, operation);
+    const statusLabel = status === null ? "error" : String(status);
+    stats.requests++;
+    stats.statuses[statusLabel] = (stats.statuses[statusLabel] ?? 0) + 1;
+    const isRetry = attempt.attempt > 1;
+    if (isRetry) stats.retries++;
+    if (attempt.inferred) stats.inferredRetries++;
+    if (attempt.throttle) stats.throttles++;
+    if (attempt.retryable) stats.retryableErrors++;
+    if (attempt.backoff !== null) stats.backoffSeconds += attempt.backoff;
+    const bucket = this.bucketAt(attempt.start);
+    bucket.requests++;
+    if (isRetry) bucket.retries++;
+    if (attempt.throttle) bucket.throttles++;
+    if (attempt.retryable) bucket.errors++;
+    if (attempt.backoff) this.addBackoff(attempt.start - attempt.backoff, attempt.start);
+    this.opts.onAttempt?.({ service: stats.service, operation: stats.operation, status: statusLabel, attempt, retry });
+  }
+
+  private statsFor(service: string, operation: string): OperationStats {
+    const key = `${service}\0${operation}`;
+    let s = this.operations.get(key);
+    if (!s) {
+      if (this.operations.size >= this.maxOperations) return this.statsFor("other", "other");
+      this.operations.set(key, (s = emptyStats(service, operation)));
+    }
+    return s;
+  }
+
+  private bucketAt(t: number): SeriesBucket {
+    if (this.buckets.length === 0) this.seriesStart = Math.floor(t);
+    const indexOf = () => Math.floor((t - this.seriesStart) / this.bucketSeconds);
+    let i = indexOf();
+    // Too far before the start or past the end for the cap: widen the buckets first.
+    while ((i < 0 && this.buckets.length - i > this.maxBuckets) || i >= this.maxBuckets) {
+      this.coarsen();
+      i = indexOf();
+    }
+    if (i < 0) {
+      // A request that started before the first one seen finished: grow the series backwards.
+      this.buckets.unshift(...Array.from({ length: -i }, emptyBucket));
+      this.seriesStart += i * this.bucketSeconds;
+      i = 0;
+    }
+    while (i >= this.buckets.length) this.buckets.push(emptyBucket());
+    return this.buckets[i]!;
+  }
+
+  /** Spreads a back-off interval over the buckets it covers, so the series shows clients asleep at once. */
+  private addBackoff(from: number, to: number): void {
+    let t = from;
+    while (to - t > 1e-9) {
+      const bucket = this.bucketAt(t);
+      const i = Math.floor((t - this.seriesStart) / this.bucketSeconds);
+      const bucketEnd = this.seriesStart + (i + 1) * this.bucketSeconds;
+      const until = Math.min(to, Math.max(bucketEnd, t + 1e-6));
+      bucket.backoff += until - t;
+      t = until;
+    }
+  }
+
+  /** Doubles the bucket width, merging neighbours. */
+  private coarsen(): void {
+    const merged: SeriesBucket[] = [];
+    for (let i = 0; i < this.buckets.length; i += 2) {
+      const a = this.buckets[i]!;
+      const b = this.buckets[i + 1];
+      if (b) {
+        a.requests += b.requests;
+        a.throttles += b.throttles;
+        a.retries += b.retries;
+        a.errors += b.errors;
+        a.giveups += b.giveups;
+        a.backoff += b.backoff;
+      }
+      merged.push(a);
+    }
+    this.buckets = merged;
+    this.bucketSeconds *= 2;
+  }
+}
+
+function isRetryable(flow: HTTPFlow, status: number | null, throttle: string | null): boolean {
+  if (throttle) return true;
+  if (status === null) return flow.error !== null;
+  if ((status >= 500 && status !== 501) || status === 429) return true;
+  if (status >= 400) {
+    const code = errorCodeOf(flow.response!);
+    return code !== null && TRANSIENT_CODES.has(code);
+  }
+  return false;
+}
+
+function clientOf(flow: HTTPFlow): string {
+  return flow.clientConn.peername?.[0] ?? "-";
+}
+
+function bodyHashOf(flow: HTTPFlow): string {
+  const req = flow.request;
+  if (!req.content) return req.streamed ? `streamed:${req.contentLength}` : "empty";
+  if (req.content.length === 0) return "empty";
+  return createHash("sha1").update(req.content).digest("base64");
+}

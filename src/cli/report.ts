@@ -1,0 +1,169 @@
+/**
+ * `sluice report FILE [--html OUT] [--json] [FILTER]`: the retry picture of a capture. Flows are
+ * streamed through an InvocationTracker (memory stays flat however large the file), then a
+ * terminal summary, a JSON document or a self-contained HTML page with plots is written.
+ */
+import { stat, writeFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { compileFilter, type FlowPredicate } from "../core/filter.js";
+import { readFlowFile } from "../store/index.js";
+import { InvocationTracker, type TrackerSnapshot } from "../aws/invocations.js";
+import { percent, retrySummaryTable } from "../addons/retries.js";
+import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
+import { UsageError } from "./args.js";
+
+export const REPORT_HELP = `Usage: sluice report FILE [options] [FILTER]
+
+Reads a capture (mitmproxy flow file, HAR or SQLite, e.g. written with \`sluice dump -w FILE\`)
+and reconstructs SDK calls and their retries: attempts are grouped by amz-sdk-invocation-id and
+numbered by amz-sdk-request; for clients without those headers, the same request from the same
+client again soon after a retryable failure (429, 5xx, throttling, connection error) is counted as
+an inferred retry. Prints the operations with the most retries, the throttled share, the time lost
+in back-off, how SDK calls ended (ok first try, ok after retries, gave up, failed) and the calls
+with the most attempts. FILTER (a filter expression, see \`sluice filters\`) limits the flows read.
+
+Options:
+      --html FILE          also write a self-contained HTML page with plots over time (requests,
+                           throttles and retries per second; back-off; attempts per call)
+      --json               print the report as JSON instead of text
+      --top N              operations and calls to list (default 10)
+      --infer-window SEC   window for inferred retries after a failure (default 30)
+      --idle-window SEC    an SDK call waiting longer than this for its next attempt has given up (default 60)
+  -h, --help               this help
+`;
+
+const FLAGS = {
+  html: { type: "string" },
+  json: { type: "boolean" },
+  top: { type: "string" },
+  "infer-window": { type: "string" },
+  "idle-window": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export async function runReport(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
+  } catch (err) {
+    const m = /Unknown option '([^']+)'/.exec((err as Error).message);
+    throw new UsageError(m ? `unknown option ${m[1]} for \`sluice report\`: see \`sluice report --help\`` : (err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
+  }
+  const v = parsed.values;
+  if (v.help) return void process.stdout.write(REPORT_HELP);
+  const [file, ...filterWords] = parsed.positionals;
+  if (!file) throw new UsageError("report needs a capture file: sluice report capture.mitm [--html report.html] [FILTER]");
+  const top = v.top === undefined ? 10 : wholeNumber("--top", v.top);
+  const inferWindow = v["infer-window"] === undefined ? 30 : wholeNumber("--infer-window", v["infer-window"]);
+  const idleWindow = v["idle-window"] === undefined ? 60 : wholeNumber("--idle-window", v["idle-window"]);
+  const filter = filterWords.length ? filterWords.join(" ") : null;
+  let predicate: FlowPredicate | null = null;
+  if (filter) {
+    try {
+      predicate = compileFilter(filter);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    throw new Error(`cannot read ${file}: no such file (give a flow file, HAR or SQLite capture, e.g. one written with \`sluice dump -w FILE\`)`);
+  }
+
+  const tracker = new InvocationTracker({ inferWindow, idleWindow, topInvocations: top });
+  const progress = new Progress(file, size);
+  for await (const flow of readFlowFile(file, {
+    filter: filter ?? undefined,
+    onWarning: (m) => process.stderr.write(`sluice: warning: ${m}\n`),
+    onProgress: (read, total) => progress.bytes(read, total),
+  })) {
+    if (predicate && !predicate(flow)) continue;
+    tracker.add(flow);
+    progress.flow();
+  }
+  tracker.finishAll();
+  progress.done(tracker.flows);
+  const data = tracker.snapshot();
+
+  if (v.html) {
+    await writeFile(v.html, renderReportHtml(data, { file, filter, generated: new Date() }));
+    process.stderr.write(`wrote ${v.html}\n`);
+  }
+  process.stdout.write(v.json ? JSON.stringify({ file, filter, ...data }, null, 2) + "\n" : reportText(data, file, filter, top));
+}
+
+function wholeNumber(flag: string, raw: string): number {
+  if (!/^\d+$/.test(raw.trim())) throw new UsageError(`${flag} expects a whole number, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+/** The terminal summary. */
+export function reportText(data: TrackerSnapshot, file: string, filter: string | null, top = 10): string {
+  const t = data.totals;
+  if (data.flows === 0) return `${file}: no flows${filter ? ` match ${filter}` : ""}.\n`;
+  const span = data.lastEnd - data.firstStart;
+  const o = t.outcomes;
+  const lines = [
+    `${file}${filter ? ` (${filter})` : ""}: ${data.flows} flows over ${span.toFixed(1)} s, from ${new Date(data.firstStart * 1000).toISOString()}`,
+    "",
+    `SDK calls     ${t.invocations}: ${o.ok} ok first try, ${o.retried} ok after retries, ${o["gave-up"]} gave up, ${o.failed} failed`,
+    `requests      ${t.requests}: ${t.retries} retries (${percent(t.retries, t.requests)})${t.inferredRetries ? `, ${t.inferredRetries} of them inferred` : ""}`,
+    `throttled     ${t.throttles} (${percent(t.throttles, t.requests)} of requests)`,
+    `back-off      ${t.backoffSeconds.toFixed(2)} s waiting between attempts`,
+    `attempts/call ${data.attemptsHistogram.map(([n, c]) => `${n}: ${c}`).join("  ") || "-"}`,
+    "",
+    "Top operations by retries",
+    retrySummaryTable(data.operations, top),
+  ];
+  if (data.worstInvocations.length) {
+    lines.push("", "Calls with the most attempts");
+    for (const c of data.worstInvocations) {
+      lines.push(`  ${c.service} ${c.operation} ${c.inferred ? "(inferred)" : c.id} from ${c.client}: ${outcomeText(c)}, ${c.backoff.toFixed(2)} s in back-off, ${(c.end - c.start).toFixed(2)} s in all`);
+      lines.push(`    ${attemptsText(c)}`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Progress on stderr: a live counter on a terminal, a line every few seconds otherwise. */
+class Progress {
+  private readonly started = Date.now();
+  private last = Date.now();
+  private flows = 0;
+  private read = 0;
+  private total = 0;
+  private readonly tty = !!process.stderr.isTTY;
+  private shown = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly size: number,
+  ) {}
+
+  bytes(read: number, total: number): void {
+    this.read = read;
+    this.total = total;
+  }
+
+  flow(): void {
+    // Checking the clock every flow is cheap next to decoding one.
+    if (++this.flows % 256 !== 0) return;
+    const now = Date.now();
+    if (now - this.last < (this.tty ? 200 : 5000)) return;
+    this.last = now;
+    // Flow files report bytes of the file; SQLite reports rows, which say nothing about the share read.
+    const pct = this.total === this.size && this.size > 0 ? ` (${((this.read / this.total) * 100).toFixed(0)}%)` : "";
+    const text = `reading ${this.file}: ${this.flows} flows${pct}`;
+    if (this.tty) process.stderr.write(`\r${text}`);
+    else process.stderr.write(`${text}\n`);
+    this.shown = true;
+  }
+
+  done(flows: number): void {
+    if (this.tty && this.shown) process.stderr.write("\r\x1b[K");
+    const seconds = (Date.now() - this.started) / 1000;
+    process.stderr.write(`read ${flows} flows from ${this.file} in ${seconds.toFixed(1)} s\n`);
+  }
+}

@@ -1,0 +1,327 @@
+/**
+ * A fair rate queue: requests wait here until a token bucket lets them go.
+ *
+ * One queue holds any number of budgets (one token bucket each: per host, per service, …); inside
+ * a budget, waiting requests sit in lanes (per operation, per client, …) that are served
+ * round-robin, so one hot lane cannot starve the others while they share a budget. No sockets:
+ * waiting is a promise, releasing is a timer, and callers pass the limits.
+ */
+import { TokenBucket } from "./token-bucket.js";
+
+export type RejectReason = "queue-full" | "max-wait";
+
+export interface RateQueueLimits {
+  /** Requests per second each budget lets through. */
+  rate: number;
+  /** Requests that may leave back to back after an idle period. */
+  burst: number;
+  /** Most requests waiting in one budget; more are rejected. */
+  maxQueue: number;
+  /** Longest a request may wait (ms); one expected to wait longer is rejected at once. */
+  maxWaitMs: number;
+}
+
+/** How a request left the queue. */
+export type Admission =
+  | { admitted: true; waitMs: number }
+  | { admitted: false; reason: RejectReason | "cancelled"; waitMs: number; /** expected wait, for the error message */ expectedWaitMs: number; depth: number };
+
+export interface Ticket {
+  /** Settles when the request may go (or is refused). Already settled for immediate answers. */
+  result: Admission | Promise<Admission>;
+  /** Gives up waiting (the client went away); resolves the promise with reason "cancelled". */
+  cancel(): void;
+}
+
+interface Waiter {
+  enqueuedAt: number;
+  resolve: (a: Admission) => void;
+  deadline: ReturnType<typeof setTimeout> | null;
+  lane: Lane;
+  done: boolean;
+}
+
+/** A FIFO that does not copy on shift. */
+class Lane {
+  items: (Waiter | undefined)[] = [];
+  head = 0;
+  constructor(readonly key: string) {}
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(w: Waiter): void {
+    this.items.push(w);
+  }
+  shift(): Waiter | undefined {
+    const w = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return w;
+  }
+}
+
+/** One token bucket and the requests waiting for it. */
+export class Budget {
+  readonly bucket: TokenBucket;
+  private readonly lanes = new Map<string, Lane>();
+  /** Lanes with waiters, in round-robin order; `next` is where the next release looks first. */
+  private ring: Lane[] = [];
+  private next = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private dueAt = 0;
+  depth = 0;
+  released = 0;
+  rejected = 0;
+  /** Last time anything happened here, for forgetting idle budgets. */
+  lastActive: number;
+  /** Called for every request that leaves (immediately or after waiting), e.g. to measure the sending rate. */
+  onRelease: ((now: number) => void) | null = null;
+
+  constructor(
+    readonly key: string,
+    private limits: RateQueueLimits,
+    private readonly clock: () => number,
+  ) {
+    const now = clock();
+    this.bucket = new TokenBucket(limits.rate, limits.burst, now);
+    this.lastActive = now;
+  }
+
+  get rate(): number {
+    return this.bucket.rate;
+  }
+
+  /** The longest wait among the requests queued now (ms). */
+  oldestWaitMs(now = this.clock()): number {
+    let oldest = Infinity;
+    for (const lane of this.ring) {
+      const w = lane.items[lane.head];
+      if (w && w.enqueuedAt < oldest) oldest = w.enqueuedAt;
+    }
+    return oldest === Infinity ? 0 : now - oldest;
+  }
+
+  /** Queued requests per lane (lanes with none are left out). */
+  laneDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const lane of this.ring) out.set(lane.key, lane.length);
+    return out;
+  }
+
+  get idle(): boolean {
+    return this.depth === 0 && this.bucket.available(this.clock()) >= this.bucket.burst;
+  }
+
+  /** Expected wait for a request joining `laneKey` now (ms): its turn in the round-robin, at the rate. */
+  expectedWaitMs(laneKey: string, now = this.clock()): number {
+    const inLane = this.lanes.get(laneKey)?.length ?? 0;
+    const activeLanes = this.ring.length + (inLane === 0 ? 1 : 0);
+    // With round-robin, the request goes after its own lane's waiters, each of which waits for one
+    // turn of every active lane; never more than everybody queued ahead.
+    const ahead = Math.min(this.depth, (inLane + 1) * activeLanes - 1);
+    // While a release is scheduled, its due time is the answer: asking the bucket would refill it
+    // at `now` and lose the catch-up a late timer is owed.
+    const first = this.timer ? Math.max(0, this.dueAt - now) : this.bucket.waitTime(now);
+    return first + (ahead / this.bucket.rate) * 1000;
+  }
+
+  enqueue(laneKey: string): Ticket {
+    const now = this.clock();
+    this.lastActive = now;
+    if (this.depth === 0 && this.bucket.tryTake(now)) {
+      this.released++;
+      this.onRelease?.(now);
+      return { result: { admitted: true, waitMs: 0 }, cancel: noop };
+    }
+    const expected = this.expectedWaitMs(laneKey, now);
+    const refuse = (reason: RejectReason): Ticket => {
+      this.rejected++;
+      return { result: { admitted: false, reason, waitMs: 0, expectedWaitMs: expected, depth: this.depth }, cancel: noop };
+    };
+    if (this.depth >= this.limits.maxQueue) return refuse("queue-full");
+    if (expected > this.limits.maxWaitMs) return refuse("max-wait");
+
+    let lane = this.lanes.get(laneKey);
+    if (!lane) {
+      lane = new Lane(laneKey);
+      this.lanes.set(laneKey, lane);
+    }
+    if (lane.length === 0) this.ring.push(lane);
+    let resolve!: (a: Admission) => void;
+    const promise = new Promise<Admission>((r) => (resolve = r));
+    const waiter: Waiter = { enqueuedAt: now, resolve, deadline: null, lane, done: false };
+    lane.push(waiter);
+    this.depth++;
+    if (Number.isFinite(this.limits.maxWaitMs)) {
+      // The estimate can be wrong (an adaptive rate drops, other lanes join): the deadline holds anyway.
+      waiter.deadline = setTimeout(() => this.drop(waiter, "max-wait"), Math.max(1, this.limits.maxWaitMs));
+      waiter.deadline.unref?.();
+    }
+    this.schedule(now);
+    return { result: promise, cancel: () => this.drop(waiter, "cancelled") };
+  }
+
+  /** New limits (a rule changed, or an adaptive rate moved); reschedules the next release. */
+  update(limits: RateQueueLimits): void {
+    const now = this.clock();
+    this.limits = limits;
+    this.bucket.burst = limits.burst;
+    if (limits.rate !== this.bucket.rate) this.bucket.setRate(limits.rate, now);
+    if (this.depth > 0) {
+      this.clearTimer();
+      this.schedule(now);
+    }
+  }
+
+  /** Lets every waiter go at once (rules replaced, proxy stopping). */
+  releaseAll(): void {
+    this.clearTimer();
+    const now = this.clock();
+    for (const lane of this.ring) {
+      for (let w = lane.shift(); w; w = lane.shift()) this.settle(w, { admitted: true, waitMs: now - w.enqueuedAt });
+    }
+    this.ring = [];
+    this.lanes.clear();
+    this.depth = 0;
+  }
+
+  private drop(w: Waiter, reason: RejectReason | "cancelled"): void {
+    if (w.done) return;
+    const lane = w.lane;
+    const i = lane.items.indexOf(w, lane.head);
+    if (i >= 0) lane.items.splice(i, 1);
+    this.depth--;
+    if (lane.length === 0) this.removeFromRing(lane);
+    if (reason !== "cancelled") this.rejected++;
+    const now = this.clock();
+    this.settle(w, { admitted: false, reason, waitMs: now - w.enqueuedAt, expectedWaitMs: this.expectedWaitMs(lane.key, now), depth: this.depth });
+    if (this.depth === 0) this.clearTimer();
+  }
+
+  private settle(w: Waiter, a: Admission): void {
+    w.done = true;
+    if (w.deadline) clearTimeout(w.deadline);
+    w.resolve(a);
+  }
+
+  private removeFromRing(lane: Lane): void {
+    const i = this.ring.indexOf(lane);
+    if (i < 0) return;
+    this.ring.splice(i, 1);
+    if (i < this.next) this.next--;
+    if (this.next >= this.ring.length) this.next = 0;
+    this.lanes.delete(lane.key);
+  }
+
+  private schedule(now: number): void {
+    if (this.timer || this.depth === 0) return;
+    const wait = this.bucket.waitTime(now);
+    this.dueAt = now + wait;
+    this.timer = setTimeout(() => this.pump(), Math.max(0, Math.ceil(wait)));
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Releases what the bucket allows, round-robin across lanes, then sleeps until the next token. */
+  private pump(): void {
+    this.timer = null;
+    const actual = this.clock();
+    // Judge the bucket at the moment the token was due, not when the timer got round to firing:
+    // a late timer then does not lose the token, and the long-run rate stays on schedule.
+    let at = Math.min(actual, this.dueAt + 0.001);
+    while (this.depth > 0 && this.bucket.tryTake(at)) {
+      const lane = this.ring[this.next]!;
+      const w = lane.shift()!;
+      this.depth--;
+      if (lane.length === 0) {
+        this.removeFromRing(lane);
+      } else {
+        this.next = (this.next + 1) % this.ring.length;
+      }
+      this.released++;
+      this.lastActive = actual;
+      this.onRelease?.(actual);
+      this.settle(w, { admitted: true, waitMs: actual - w.enqueuedAt });
+      at = actual;
+    }
+    this.schedule(actual);
+  }
+}
+
+/** Budgets by key, created on first use and forgotten when idle. */
+export class RateQueue {
+  private readonly budgets = new Map<string, Budget>();
+  private lastSweep: number;
+
+  constructor(
+    private limits: RateQueueLimits,
+    private readonly clock: () => number = () => performance.now(),
+    /** Called when a budget is created, e.g. to attach an adaptive rate. */
+    private readonly onCreate: ((budget: Budget) => void) | null = null,
+    private readonly sweepEveryMs = 10_000,
+  ) {
+    this.lastSweep = clock();
+  }
+
+  budget(key: string): Budget {
+    let b = this.budgets.get(key);
+    if (!b) {
+      b = new Budget(key, this.limits, this.clock);
+      this.budgets.set(key, b);
+      this.onCreate?.(b);
+    }
+    return b;
+  }
+
+  /** Joins budget `key` in lane `lane` (use the same string for both when lanes do not matter). */
+  enqueue(key: string, lane: string): Ticket {
+    const now = this.clock();
+    if (now - this.lastSweep > this.sweepEveryMs) this.sweep(now, key);
+    return this.budget(key).enqueue(lane);
+  }
+
+  get(key: string): Budget | undefined {
+    return this.budgets.get(key);
+  }
+
+  all(): IterableIterator<Budget> {
+    return this.budgets.values();
+  }
+
+  get depth(): number {
+    let n = 0;
+    for (const b of this.budgets.values()) n += b.depth;
+    return n;
+  }
+
+  /** Applies new limits to every budget (an adaptive budget keeps its own rate: see `keepRate`). */
+  update(limits: RateQueueLimits, keepRate = false): void {
+    this.limits = limits;
+    for (const b of this.budgets.values()) b.update(keepRate ? { ...limits, rate: b.rate } : limits);
+  }
+
+  releaseAll(): void {
+    for (const b of this.budgets.values()) b.releaseAll();
+  }
+
+  /** Budgets idle for a while are dropped; `onForget` lets the caller drop their metrics too. */
+  onForget: ((budget: Budget) => void) | null = null;
+
+  private sweep(now: number, keep: string): void {
+    this.lastSweep = now;
+    for (const [k, b] of this.budgets) {
+      if (k !== keep && b.idle && now - b.lastActive > this.sweepEveryMs) {
+        this.budgets.delete(k);
+        this.onForget?.(b);
+      }
+    }
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,161 @@
+/**
+ * Message bodies for the detail tabs: decoded (Content-Encoding undone by core/encoding.ts) and
+ * pretty-printed by content type — JSON, XML, HTML, form, text — or a hex dump for binary.
+ * Large bodies are cut before formatting so opening a 1 GB download never freezes the console:
+ * the screen pages over the formatted lines, which are cached per message.
+ */
+import type { Message } from "../../core/flow.js";
+import { decodeBody } from "../../core/encoding.js";
+
+/** Bytes formatted at most (beyond this the view says how much was left out). */
+export const MAX_FORMATTED_BYTES = 256 * 1024;
+/** Bytes shown as hex at most (16 per line). */
+export const MAX_HEX_BYTES = 64 * 1024;
+const MAX_LINE = 2000;
+
+export interface FormattedBody {
+  /** "json", "xml", "html", "form", "text", "hex", or "none". */
+  kind: string;
+  lines: string[];
+  /** A note shown above the body: decode failures, truncation, streaming. */
+  note: string | null;
+}
+
+const cache = new WeakMap<Message, { key: string; content: Buffer | null; body: FormattedBody }>();
+
+export function formatBody(message: Message): FormattedBody {
+  const key = `${message.contentLength}:${message.content?.length ?? -1}:${message.headers.get("content-type") ?? ""}:${message.headers.get("content-encoding") ?? ""}`;
+  const hit = cache.get(message);
+  // The buffer itself is part of the key: an edit replaces it, possibly with one of the same size.
+  if (hit && hit.key === key && hit.content === message.content) return hit.body;
+  const body = format(message);
+  cache.set(message, { key, content: message.content, body });
+  return body;
+}
+
+function format(message: Message): FormattedBody {
+  if (message.streamed) return { kind: "none", lines: [], note: `body streamed through without being kept (${message.contentLength} bytes; raise stream_large_bodies to keep it)` };
+  const raw = message.content;
+  if (!raw) return { kind: "none", lines: [], note: message.timestampEnd === null ? "body not complete yet" : null };
+  if (raw.length === 0) return { kind: "none", lines: [], note: "no body" };
+  let body = raw;
+  let note: string | null = null;
+  const encoding = message.headers.get("content-encoding");
+  if (encoding && encoding !== "identity") {
+    try {
+      body = decodeBody(raw, encoding);
+      note = `decoded from ${encoding}: ${raw.length} → ${body.length} bytes`;
+    } catch (err) {
+      note = `cannot decode ${encoding} (${(err as Error).message}); raw bytes shown`;
+    }
+  }
+  const type = (message.headers.get("content-type") ?? "").toLowerCase();
+  const kind = kindOf(type, body);
+  if (kind === "hex") {
+    const shown = body.subarray(0, MAX_HEX_BYTES);
+    const cut = body.length > shown.length ? ` (first ${shown.length} of ${body.length} bytes)` : "";
+    return { kind, lines: hexDump(shown), note: join(note, `binary, ${body.length} bytes${cut}`) };
+  }
+  const shown = body.subarray(0, MAX_FORMATTED_BYTES);
+  const cut = body.length > shown.length ? `showing the first ${shown.length} of ${body.length} bytes, unformatted` : null;
+  const text = shown.toString("utf8");
+  let lines: string[];
+  if (cut) lines = text.split("\n");
+  else if (kind === "json") lines = prettyJson(text);
+  else if (kind === "xml" || kind === "html") lines = prettyMarkup(text, kind === "html");
+  else if (kind === "form") lines = prettyForm(text);
+  else lines = text.split("\n");
+  return { kind, lines: lines.map((l) => (l.length > MAX_LINE ? l.slice(0, MAX_LINE) + "…" : l.replace(/\r$/, ""))), note: join(note, cut) };
+}
+
+function join(a: string | null, b: string | null): string | null {
+  return a && b ? `${a}; ${b}` : (a ?? b);
+}
+
+function kindOf(type: string, body: Buffer): string {
+  if (/json/.test(type)) return "json";
+  if (/x-www-form-urlencoded/.test(type)) return "form";
+  if (/html/.test(type)) return "html";
+  if (/xml/.test(type)) return "xml";
+  if (/^text\/|javascript|css|csv|yaml|graphql/.test(type)) return looksBinary(body) ? "hex" : "text";
+  if (looksBinary(body)) return "hex";
+  const first = body.subarray(0, 64).toString("utf8").trimStart()[0];
+  if (first === "{" || first === "[") return "json";
+  if (first === "<") return "xml";
+  return "text";
+}
+
+/** NUL bytes or many control characters in the first 1 KiB, or invalid UTF-8. */
+function looksBinary(body: Buffer): boolean {
+  const head = body.subarray(0, 1024);
+  let control = 0;
+  for (const b of head) {
+    if (b === 0) return true;
+    if (b < 9 || (b > 13 && b < 32)) control++;
+  }
+  if (control > head.length / 10) return true;
+  return head.toString("utf8").includes("\ufffd");
+}
+
+export function prettyJson(text: string): string[] {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2).split("\n");
+  } catch {
+    return text.split("\n");
+  }
+}
+
+const VOID_HTML = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "!doctype"]);
+
+/** One tag per line, indented by nesting; text between tags on its own line. */
+export function prettyMarkup(text: string, html: boolean): string[] {
+  const lines: string[] = [];
+  let depth = 0;
+  const re = /(<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>|<[^>]+>)|([^<]+)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text))) {
+    if (m[2] !== undefined) {
+      const t = m[2].trim();
+      if (t) lines.push("  ".repeat(depth) + t.replace(/\s*\n\s*/g, " "));
+      continue;
+    }
+    const tag = m[1]!;
+    const name = /^<\/?\s*([!\w:-]+)/.exec(tag)?.[1]?.toLowerCase() ?? "";
+    if (tag.startsWith("</")) {
+      depth = Math.max(0, depth - 1);
+      lines.push("  ".repeat(depth) + tag);
+    } else {
+      lines.push("  ".repeat(depth) + tag);
+      const selfClosing = tag.endsWith("/>") || tag.startsWith("<?") || tag.startsWith("<!") || (html && VOID_HTML.has(name));
+      if (!selfClosing) depth++;
+    }
+  }
+  // Put short text back between its tags: <Code>SlowDown</Code> reads better on one line.
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = lines[i]!, inner = lines[i + 1], close = lines[i + 2];
+    if (inner !== undefined && close !== undefined && /^\s*<[^/!?][^>]*[^/]>$|^\s*<\w>$/.test(open) && !/^\s*</.test(inner) && /^\s*<\//.test(close) && inner.trim().length < 80) {
+      out.push(open + inner.trim() + close.trim());
+      i += 2;
+    } else out.push(open);
+  }
+  return out;
+}
+
+export function prettyForm(text: string): string[] {
+  const params = new URLSearchParams(text.trim());
+  const lines: string[] = [];
+  for (const [k, v] of params) lines.push(`${k}: ${v}`);
+  return lines.length ? lines : [text];
+}
+
+export function hexDump(bytes: Buffer): string[] {
+  const lines: string[] = [];
+  for (let off = 0; off < bytes.length; off += 16) {
+    const row = bytes.subarray(off, off + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const ascii = [...row].map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`${off.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${ascii}`);
+  }
+  return lines;
+}
