@@ -65,6 +65,7 @@ export function openDatabase(path: string, readonly: boolean): Database.Database
       db.pragma("page_size = 16384");
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
+      db.pragma("wal_autocheckpoint = 8192");
       // Keeps the index B-trees in memory while a big capture is written.
       db.pragma("cache_size = -131072");
       db.exec(SCHEMA);
