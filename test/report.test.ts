@@ -165,13 +165,20 @@ describe("inferred retries: curl --retry, no SDK headers", () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-report-"));
     const capture = join(dir, "curl.mitm");
     const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "-w", capture]);
+    let dumped = "";
     try {
       const c = await run("curl", ["-sS", "-o", join(dir, "body.txt"), "-w", "%{http_code}", "--retry", "2", "--retry-delay", "1", "-x", `http://127.0.0.1:${proxy.port}`, "-X", "POST", "--data", "job=1", `http://127.0.0.1:${port}/jobs`]);
       assert.equal(c.stdout, "503", c.stderr);
     } finally {
       await proxy.stop();
+      dumped = proxy.stdout();
       server.close();
     }
+    const lines = dumped.split("\n").filter((l) => l.includes("/jobs"));
+    assert.equal(lines.length, 3, dumped);
+    assert.doesNotMatch(lines[0]!, /\[attempt/);
+    assert.match(lines[1]!, /\[attempt 2, inferred\]/);
+    assert.match(lines[2]!, /\[attempt 3, inferred\]/);
     const data = await reportJson([capture]);
     assert.equal(data.totals.requests, 3);
     assert.equal(data.totals.retries, 2);

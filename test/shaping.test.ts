@@ -296,6 +296,14 @@ describe("adaptive shaping", () => {
   });
 });
 
+async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe("shaping through the real CLI", () => {
   test("reverse mode: --shape paces requests, and dump prints a status line while a queue is non-empty", async () => {
     const R = 5;
@@ -314,6 +322,9 @@ describe("shaping through the real CLI", () => {
     assert.ok(span > expected * 0.9 && span < expected * 1.25, `${6 * R} requests at ${R}/s took ${span.toFixed(2)}s, expected ~${expected}s`);
     assert.ok(peakInWindow(origin.arrivals, 1000) <= R + 3);
     assert.match(sluice.stderr(), /shaping: rule 1 all: \d+ queued at 5\.00\/s, longest wait [\d.]+s/);
+    // Flow lines say how long each request waited; the last of the burst waited seconds.
+    await waitFor(() => (sluice.stdout().match(/\/slow\/\d+ /g) ?? []).length === 6 * R, "every flow line");
+    assert.match(sluice.stdout(), /\/slow\/\d+ → 200 .*\[shaped [1-9][.\d]*s\]/);
   });
 
   test("bad rules: one clear line naming the rule, exit code 2, no stack trace", async () => {

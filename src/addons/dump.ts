@@ -110,6 +110,13 @@ export function formatFlow(flow: HTTPFlow, detail: number, color: boolean): stri
   if (duration !== null) line += ` ${humanDuration(duration)}`;
   const aws = awsInfoOf(flow);
   if (aws?.attempt && (aws.attempt > 1 || (aws.maxAttempts ?? 0) > 1)) line += ` ${c.magenta(`[attempt ${aws.attempt}${aws.maxAttempts ? "/" + aws.maxAttempts : ""}]`)}`;
+  else {
+    // Clients without amz-sdk-request: the retries addon infers attempts from repeats after failures.
+    const retry = flow.metadata.retry as { attempt?: number; inferred?: boolean } | undefined;
+    if (retry?.inferred && (retry.attempt ?? 1) > 1) line += ` ${c.magenta(`[attempt ${retry.attempt}, inferred]`)}`;
+  }
+  const shaped = flow.metadata.shaping as { waitMs?: number; rejected?: string } | undefined;
+  if (shaped && !shaped.rejected && (shaped.waitMs ?? 0) >= 1) line += ` ${c.cyan(`[shaped ${humanDuration((shaped.waitMs ?? 0) / 1000)}]`)}`;
   const fault = flow.metadata.fault as { action?: string } | undefined;
   if (fault?.action) line += ` ${c.magenta(`[fault: ${fault.action}]`)}`;
   if (flow.isReplay) line += ` [replay]`;
@@ -152,6 +159,6 @@ export function humanDuration(seconds: number): string {
 }
 
 const wrap = (code: number) => (s: string) => `\x1b[${code}m${s}\x1b[0m`;
-const colors = { bold: wrap(1), red: wrap(31), green: wrap(32), yellow: wrap(33), magenta: wrap(35) };
+const colors = { bold: wrap(1), red: wrap(31), green: wrap(32), yellow: wrap(33), magenta: wrap(35), cyan: wrap(36) };
 const id = (s: string) => s;
-const plain = { bold: id, red: id, green: id, yellow: id, magenta: id };
+const plain = { bold: id, red: id, green: id, yellow: id, magenta: id, cyan: id };
