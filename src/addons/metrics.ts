@@ -10,7 +10,7 @@ import { isIP } from "node:net";
 import type { Registry } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
-import { flowEnd, labelsOf, type RetryMetadata } from "../aws/invocations.js";
+import { flowEnd, labelsOf, type RetryMetadata } from "../aws/index.js";
 
 /** Datagrams stay under a typical MTU so no line is lost to fragmentation. */
 const MAX_DATAGRAM = 1400;

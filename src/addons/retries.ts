@@ -8,7 +8,7 @@
 import { Counter, type Registry } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { now, type HTTPFlow } from "../core/flow.js";
-import { InvocationTracker, type AttemptEvent, type InvocationRecord, type OperationStats } from "../aws/invocations.js";
+import { InvocationTracker, type AttemptEvent, type InvocationRecord, type OperationStats } from "../aws/index.js";
 
 interface RetryCounters {
   requests: Counter<"service" | "operation" | "status">;

@@ -26,3 +26,19 @@ export {
   type AwsError,
   type ErrorResponseOptions,
 } from "./errors.js";
+export {
+  InvocationTracker,
+  labelsOf,
+  flowEnd,
+  OUTCOMES,
+  type Outcome,
+  type RetryMetadata,
+  type AttemptRecord,
+  type InvocationRecord,
+  type OperationStats,
+  type TrackerSnapshot,
+  type TrackerOptions,
+  type SeriesBucket,
+  type Series,
+  type AttemptEvent,
+} from "./invocations.js";

@@ -7,7 +7,7 @@ import { stat, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { compileFilter, type FlowPredicate } from "../core/filter.js";
 import { readFlowFile } from "../store/index.js";
-import { InvocationTracker, type TrackerSnapshot } from "../aws/invocations.js";
+import { InvocationTracker, type TrackerSnapshot } from "../aws/index.js";
 import { percent, retrySummaryTable } from "../addons/retries.js";
 import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
 import { UsageError } from "./args.js";

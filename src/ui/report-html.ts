@@ -4,7 +4,7 @@
  * second, back-off time per second — where many clients sleeping and waking together show as
  * oscillation — and the attempts-per-call histogram, then the per-operation table and the worst calls.
  */
-import type { InvocationRecord, OperationStats, SeriesBucket, TrackerSnapshot } from "../aws/invocations.js";
+import type { InvocationRecord, OperationStats, SeriesBucket, TrackerSnapshot } from "../aws/index.js";
 
 export interface ReportMeta {
   file: string;
