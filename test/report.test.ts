@@ -209,6 +209,7 @@ describe("sluice report on bad input and large files", () => {
       [["report", notFlows, "~c ("], /~c expects an integer/],
       [["report", notFlows, "--top", "many"], /--top expects a whole number/],
       [["report", notFlows, "--frobnicate"], /unknown option --frobnicate/],
+      [["report", notFlows, "--html", join(dir, "no-such-dir", "r.html")], /cannot write the HTML report to .*r\.html: the directory .*no-such-dir does not exist/],
     ] as const) {
       const r = await sluice([...args]);
       assert.notEqual(r.code, 0, args.join(" "));

@@ -3,7 +3,9 @@
  * streamed through an InvocationTracker (memory stays flat however large the file), then a
  * terminal summary, a JSON document or a self-contained HTML page with plots is written.
  */
-import { stat, writeFile } from "node:fs/promises";
+import { access, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileFilter, type FlowPredicate } from "../core/filter.js";
 import { readFlowFile } from "../store/index.js";
@@ -72,6 +74,9 @@ export async function runReport(argv: string[]): Promise<void> {
     throw new Error(`cannot read ${file}: no such file (give a flow file, HAR or SQLite capture, e.g. one written with \`sluice dump -w FILE\`)`);
   }
 
+  // Find out before reading a large capture that the page cannot be written.
+  if (v.html) await checkWritableDirectory(v.html);
+
   const tracker = new InvocationTracker({ inferWindow, idleWindow, topInvocations: top });
   const progress = new Progress(file, size);
   for await (const flow of readFlowFile(file, {
@@ -88,10 +93,25 @@ export async function runReport(argv: string[]): Promise<void> {
   const data = tracker.snapshot();
 
   if (v.html) {
-    await writeFile(v.html, renderReportHtml(data, { file, filter, generated: new Date() }));
+    try {
+      await writeFile(v.html, renderReportHtml(data, { file, filter, generated: new Date() }));
+    } catch (err) {
+      throw new Error(`cannot write the HTML report to ${v.html}: ${(err as Error).message}`);
+    }
     process.stderr.write(`wrote ${v.html}\n`);
   }
   process.stdout.write(v.json ? JSON.stringify({ file, filter, ...data }, null, 2) + "\n" : reportText(data, file, filter, top));
+}
+
+async function checkWritableDirectory(path: string): Promise<void> {
+  const dir = dirname(resolve(path));
+  try {
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `no permission to write in ${dir}` : (err as Error).message;
+    throw new UsageError(`cannot write the HTML report to ${path}: ${why}`);
+  }
 }
 
 function wholeNumber(flag: string, raw: string): number {
