@@ -6,6 +6,7 @@
  */
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -181,6 +182,30 @@ describe("fault actions: what a client sees", () => {
     assert.equal(h.faults.waiting, 0);
     const stopped = await pending;
     assert.equal(stopped.message, "fetch failed");
+  });
+
+  test("hang over HTTP/2: cancelling one stream lets its request go; the connection's other streams carry on", async () => {
+    const o = await origin();
+    const h = await faultySluice(["~u /hang => hang"], { mode: `reverse:${o.url}` });
+    // Prior-knowledge HTTP/2 (h2c) straight to the reverse proxy: one connection, several streams.
+    const session = http2.connect(h.sluice.url);
+    cleanup.push(async () => void session.destroy());
+    const hung = session.request({ ":path": "/hang" });
+    hung.on("error", () => {});
+    await waitUntil(() => h.faults.waiting === 1, "the request to hang");
+    hung.close(http2.constants.NGHTTP2_CANCEL);
+    await waitUntil(() => h.faults.waiting === 0, "the cancelled stream's request to be let go");
+    const ended = await endedFlows(h, 1);
+    assert.match(ended[0]!.error?.msg ?? "", /client disconnected while the request was hung by fault rule 1/);
+    assert.equal(session.closed || session.destroyed, false, "the connection stays open");
+    const ok = session.request({ ":path": "/ok" });
+    const status = await new Promise<number>((resolve, reject) => {
+      ok.on("response", (headers) => resolve(Number(headers[":status"])));
+      ok.on("error", reject);
+    });
+    ok.resume();
+    assert.equal(status, 200);
+    assert.ok(!o.requests.some((q) => q.url === "/hang"));
   });
 
   test("truncate: curl reports a partial transfer (exit 18), fetch's body read fails", async () => {

@@ -1,6 +1,7 @@
 /** The proxy core with real clients (curl, Node) and real origins on 127.0.0.1. */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import net from "node:net";
 import { statSync, existsSync, readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
@@ -246,6 +247,40 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
       const r = await run("curl", [...CURL, "--http2", "--cacert", sluice.caCert, "-w", "\n%{http_version}", `https://127.0.0.1:${sluice.port}/h2`]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.split("\n")[1], "2");
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("plain HTTP/2 with prior knowledge (h2c) in reverse mode", async () => {
+    const origin = await startOrigin();
+    const sluice = await startSluice({ set: { mode: `reverse:${origin.url}` } });
+    try {
+      // One URL per curl: curl 7.88 cannot reuse an h2c connection (it fails the same way against
+      // Node's own h2c server); several streams on one connection are checked with Node's client.
+      const r = await run("curl", [...CURL, "--http2-prior-knowledge", "-w", "\n%{http_version}", `http://127.0.0.1:${sluice.port}/h2c`]);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split("\n");
+      assert.equal(JSON.parse(lines[0]!).url, "/h2c");
+      assert.equal(lines[1], "2");
+      const session = http2.connect(`http://127.0.0.1:${sluice.port}`);
+      try {
+        const get = (path: string) =>
+          new Promise<string>((resolve, reject) => {
+            const s = session.request({ ":path": path });
+            let body = "";
+            s.setEncoding("utf8");
+            s.on("data", (d: string) => (body += d));
+            s.on("end", () => resolve(body));
+            s.on("error", reject);
+          });
+        const bodies = await Promise.all([get("/h2c/a"), get("/h2c/b"), get("/h2c/c")]);
+        assert.deepEqual(bodies.map((b) => JSON.parse(b).url), ["/h2c/a", "/h2c/b", "/h2c/c"]);
+      } finally {
+        session.destroy();
+      }
+      const flows = await sluice.waitForFlows(4);
+      assert.ok(flows.every((f) => f.request.httpVersion === "HTTP/2.0"));
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }

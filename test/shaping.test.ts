@@ -5,6 +5,7 @@
  */
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -209,10 +210,41 @@ describe("shaping at a fixed rate", () => {
     assert.equal((await second).status, 200);
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(origin.requests.map((r) => r.url).sort(), ["/a", "/b"]);
-    // The view sees every flow from its start (killed flows stop the error hook at the first addon).
     const cancelled = sluice.master.view.all.find((f) => f.request.path === "/c");
     assert.ok(cancelled, "the abandoned flow finished with an error");
     assert.match(cancelled!.error?.msg ?? "", /client disconnected while its request waited in a shaping queue/);
+  });
+});
+
+describe("shaping over HTTP/2", () => {
+  test("a cancelled stream leaves the queue; the connection's other streams are still served", async () => {
+    const origin = await timedOrigin();
+    const sluice = await shapedSluice(["~u /q/ => 1/s burst=1"], { mode: `reverse:${origin.url}` });
+    // Prior-knowledge HTTP/2 (h2c) to the reverse proxy: all three requests share one connection.
+    const session = http2.connect(sluice.url);
+    cleanup.push(async () => void session.destroy());
+    const get = (path: string) => {
+      const stream = session.request({ ":path": path });
+      const status = new Promise<number | Error>((resolve) => {
+        stream.on("response", (h) => resolve(Number(h[":status"])));
+        stream.on("error", (e) => resolve(e));
+        stream.on("close", () => resolve(new Error("stream closed")));
+      });
+      stream.resume();
+      return { stream, status };
+    };
+    const a = get("/q/a");
+    const b = get("/q/b");
+    const c = get("/q/c");
+    await new Promise((r) => setTimeout(r, 300));
+    c.stream.close(http2.constants.NGHTTP2_CANCEL);
+    assert.equal(await a.status, 200);
+    assert.equal(await b.status, 200);
+    assert.ok((await c.status) instanceof Error);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(origin.requests.map((r) => r.url).sort(), ["/q/a", "/q/b"]);
+    const cancelled = sluice.master.view.all.find((f) => f.request.path === "/q/c");
+    assert.match(cancelled?.error?.msg ?? "", /client disconnected while its request waited in a shaping queue/);
   });
 });
 

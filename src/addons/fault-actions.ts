@@ -32,11 +32,13 @@ export class FlowWaits {
       if (!set) this.byClient.set(client, (set = new Set()));
       const group = set;
       let timer: ReturnType<typeof setTimeout> | null = null;
+      let unwatch: (() => void) | null = null;
       const entry: Waiting = {
         flow,
         ruleId,
         finish: (outcome) => {
           if (timer) clearTimeout(timer);
+          unwatch?.();
           group.delete(entry);
           if (group.size === 0 && this.byClient.get(client) === group) this.byClient.delete(client);
           resolve(outcome);
@@ -44,6 +46,8 @@ export class FlowWaits {
       };
       group.add(entry);
       if (ms !== null) timer = setTimeout(() => entry.finish("elapsed"), ms);
+      // An HTTP/2 client may cancel just this stream: the connection (and its other flows) stay.
+      unwatch = flow.onClientGone(() => entry.finish("client-gone"));
     });
   }
 

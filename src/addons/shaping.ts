@@ -351,7 +351,10 @@ export class Shaping implements Addon {
     if (!set) this.waitingBy.set(flow.clientConn, (set = new Set()));
     const cancels = set;
     cancels.add(ticket.cancel);
+    // An HTTP/2 client may cancel just this stream: its request leaves the queue at once.
+    const unwatch = flow.onClientGone(ticket.cancel);
     return result.then((admission) => {
+      unwatch();
       cancels.delete(ticket.cancel);
       if (cancels.size === 0 && this.waitingBy.get(flow.clientConn) === cancels) this.waitingBy.delete(flow.clientConn);
       this.settle(active, flow, key, admission);

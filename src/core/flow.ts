@@ -297,6 +297,8 @@ export class HTTPFlow {
   live = false;
   intercepted = false;
   private resumeWaiters: (() => void)[] = [];
+  private goneWatchers: Set<() => void> | null = null;
+  private gone = false;
   private killed = false;
   /** How a kill ends the client connection: a normal close, or a TCP reset (RST). */
   killMode: "close" | "reset" = "close";
@@ -322,6 +324,34 @@ export class HTTPFlow {
 
   get isKilled(): boolean {
     return this.killed;
+  }
+
+  /** True once the client abandoned this exchange before it was answered. */
+  get clientGone(): boolean {
+    return this.gone;
+  }
+
+  /**
+   * Calls `fn` once if the client abandons this exchange before its answer is complete: its
+   * connection closes, or (HTTP/2) just its stream is reset. Addons that hold a flow (a delay, a
+   * queue) use it to let go at once. Returns a function that stops watching.
+   */
+  onClientGone(fn: () => void): () => void {
+    if (this.gone) {
+      fn();
+      return () => {};
+    }
+    (this.goneWatchers ??= new Set()).add(fn);
+    return () => void this.goneWatchers?.delete(fn);
+  }
+
+  /** Called by the proxy when the client abandons the exchange. */
+  markClientGone(): void {
+    if (this.gone) return;
+    this.gone = true;
+    const watchers = this.goneWatchers;
+    this.goneWatchers = null;
+    if (watchers) for (const fn of watchers) fn();
   }
 
   /** Pause the flow at its current hook until `resume()` (or `kill()`). */

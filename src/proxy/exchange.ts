@@ -177,7 +177,9 @@ export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, r
   flow.live = true;
   let clientGone = false;
   res.once("close", () => {
-    if (!res.writableFinished) clientGone = true;
+    if (!abandoned(res)) return;
+    clientGone = true;
+    flow.markClientGone();
   });
 
   await run(ctx, "requestHeaders", flow);
@@ -306,7 +308,7 @@ function forward(
       }
     };
     const onClientClose = () => {
-      if (!res.writableFinished && !settled && !truncated) {
+      if (abandoned(res) && !settled && !truncated) {
         abort?.(new Error("client disconnected"));
         if (!flow.error) flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
         void Promise.resolve(run(ctx, "error", flow)).finally(finish);
@@ -521,6 +523,16 @@ function killClient(ctx: ProxyContext, flow: HTTPFlow, _req: ClientRequest, res:
   flow.live = false;
   destroyClient(res, flow.killMode);
   void run(ctx, "error", flow);
+}
+
+/**
+ * Whether a response's "close" means the client left before the answer was complete. HTTP/2's
+ * compatibility response reports itself finished even when its stream was reset, so ask whether
+ * it was ended instead.
+ */
+function abandoned(res: ClientResponse): boolean {
+  if ("stream" in res && res.stream !== undefined) return !res.writableEnded;
+  return !res.writableFinished;
 }
 
 /** Ends the client's connection (HTTP/1) or stream (HTTP/2); `reset` sends a TCP RST. */

@@ -216,9 +216,14 @@ export class ProxyServer {
       const plainTarget: UpstreamTarget = this.mode.kind === "reverse" ? target : { ...target, scheme: "http" };
       const cc: ConnectionContext = { clientConn, clientTls: false, target: plainTarget, absoluteForm: false, upstreams, rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header") };
       (socket as WithContext)[CONTEXT] = cc;
-      if (buffered.subarray(0, 4).toString("latin1") === "PRI ") this.startH2Session(socket, cc);
-      else this.h1.emit("connection", socket);
-      socket.resume();
+      if (buffered.subarray(0, 4).toString("latin1") === "PRI ") {
+        // HTTP/2 with prior knowledge (h2c). The session takes over the socket's handle and reads
+        // the unshifted bytes itself; resuming the JS stream now would steal its preface.
+        this.startH2Session(socket, cc);
+      } else {
+        this.h1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
   }
