@@ -205,6 +205,16 @@ describe("interception and commands", () => {
     assert.equal(r.code, 52, `curl: empty reply from server (${r.stderr})`);
   });
 
+  test("a paused flow whose client gave up ends at once, with an error that says so", async () => {
+    const r = await run("curl", [...CURL, "-x", sluice.url, "--max-time", "1", `${origin.url}/catch/abandoned`]);
+    assert.equal(r.code, 28, r.stderr);
+    const flow = sluice.master.view.all.find((f) => f.request.path === "/catch/abandoned")!;
+    await until(() => !flow.intercepted, "the abandoned flow to be let go");
+    assert.equal(flow.isKilled, true);
+    assert.match(flow.error?.msg ?? "", /the client disconnected while the flow was intercepted \(at request\)/);
+    assert.ok(!origin.requests.some((q) => q.url === "/catch/abandoned"), "never reached the origin");
+  });
+
   test("a paused flow times out with a clear 504 instead of hanging", async () => {
     await sluice.master.commands.execute("set intercept_timeout=1");
     try {

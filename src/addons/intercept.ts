@@ -60,8 +60,15 @@ export class Intercept implements Addon {
       flow.resume();
     }, seconds * 1000);
     timer.unref();
+    // Nobody is left to answer: end the flow now rather than keep it paused until the timeout.
+    const unwatch = flow.onClientGone(() => {
+      if (!flow.intercepted) return;
+      flow.error = { msg: `the client disconnected while the flow was intercepted (at ${phase})`, timestamp: Date.now() / 1000 };
+      flow.kill();
+    });
     void flow.waitForResume().then(() => {
       clearTimeout(timer);
+      unwatch();
       this.paused.delete(flow);
     });
     for (const l of this.listeners) l(flow);
