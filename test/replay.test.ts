@@ -12,6 +12,7 @@ import { startFakeS3 } from "./support/fake-aws.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { Save } from "../src/addons/save.js";
+import { ClientReplay } from "../src/addons/client-replay.js";
 import { ServerReplay } from "../src/addons/server-replay.js";
 import { Headers } from "../src/core/headers.js";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
@@ -154,6 +155,42 @@ describe("client replay (-C)", () => {
       assert.equal(r.stdout.trim().split("\n").length, 12, "one dump line per replayed flow");
     } finally {
       await origin.close();
+    }
+  });
+});
+
+describe("replay and save commands on flows in the view", () => {
+  test("flow.replay @all re-sends a live capture through the proxy; save.file writes chosen flows", async () => {
+    const origin = await startOrigin();
+    const sluice = await startSluice({ addons: [new ClientReplay(), new Save()] });
+    const dir = mkdtempSync(join(tmpdir(), "sluice-cmd-"));
+    try {
+      const c = await run("curl", ["-sS", "-x", sluice.url, "-H", "X-Test: original", "--data", "a=1", `${origin.url}/form?x=1`]);
+      assert.equal(c.code, 0, c.stderr);
+      await sluice.waitForFlows(1);
+      assert.equal(await sluice.master.commands.execute("flow.replay @all"), "replaying 1 flow");
+      const flows = await sluice.waitForFlows(2);
+      const replay = flows[1]!;
+      assert.equal(replay.isReplay, "request");
+      assert.equal(replay.response?.statusCode, 200);
+      assert.equal(origin.requests.length, 2);
+      const [first, second] = origin.requests;
+      assert.equal(second!.url, "/form?x=1");
+      assert.equal(second!.method, "POST");
+      assert.equal(second!.headers["x-test"], "original");
+      assert.equal(second!.body.toString(), first!.body.toString());
+      // mitmproxy's name for the same command
+      assert.equal(await sluice.master.commands.execute(`replay.client ${replay.id}`), "replaying 1 flow");
+      await sluice.waitForFlows(3);
+
+      const file = join(dir, "chosen.har");
+      assert.equal(await sluice.master.commands.execute(`save.file '~m POST & ~u /form' ${file}`), `saved 3 flows to ${file}`);
+      const saved: HTTPFlow[] = [];
+      for await (const f of readFlowFile(file)) saved.push(f);
+      assert.deepEqual(saved.map((f) => f.request.path), ["/form?x=1", "/form?x=1", "/form?x=1"]);
+      await assert.rejects(sluice.master.commands.execute(`save.file @all ${join(dir, "no-such-dir", "x.mitm")}`), /save\.file: cannot write .*x\.mitm/);
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
     }
   });
 });

@@ -3,17 +3,21 @@
  * sluice's own listener, as a client's would, so it takes the proxy's whole path — addons,
  * map-remote, faults, shaping, saving, and the upstream connections — and shows up as a flow
  * marked isReplay="request". Progress goes to stderr; a summary of status codes ends the run.
+ * The `replay.client FLOWS` command (alias `flow.replay`; the console's `r` key) does the same
+ * for flows in the view.
  */
 import { readFileSync } from "node:fs";
 import { ProxyAgent, request as undiciRequest } from "undici";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
+import { CommandError } from "../core/commands.js";
 import { readFlowFile } from "../store/index.js";
 
 /** Marks a request as ours on its way through the listener; removed before anything else sees it. */
 const MARKER = "x-sluice-client-replay";
 /** Headers undici frames itself (or refuses) — the recorded values would be wrong or rejected. */
 const NOT_SENT = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "te", "trailer", "expect", "http2-settings"]);
+const REPLAY_HELP = "Re-send the requests of flows through this proxy (they show up as new flows marked as replays)";
 
 interface ListeningMaster {
   server: { address(): { address: string; port: number } } | null;
@@ -23,6 +27,7 @@ interface ListeningMaster {
 export class ClientReplay implements Addon {
   name = "client_replay";
   private ctx!: AddonContext;
+  private agent: ProxyAgent | null = null;
   private resolveFinished!: () => void;
   /** Settles when every recorded request has been sent and answered (or failed). */
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
@@ -32,6 +37,37 @@ export class ClientReplay implements Addon {
     this.ctx = ctx;
     ctx.options.add({ name: "client_replay", type: "strings", default: [] as string[], help: "Re-send the requests recorded in these flow files (-C)" });
     ctx.options.add({ name: "client_replay_concurrency", type: "int", default: 1, help: "How many replayed requests are in flight at once" });
+    for (const name of ["replay.client", "flow.replay"]) {
+      ctx.commands.add({ name, help: REPLAY_HELP, params: [{ name: "flows", type: "flows" }], run: (flows: HTTPFlow[]) => this.replayFlows(flows) });
+    }
+  }
+
+  async done(): Promise<void> {
+    await this.agent?.close();
+    this.agent = null;
+  }
+
+  /** The command: sends each flow's request in the background, logs each answer. */
+  private replayFlows(flows: HTTPFlow[]): string {
+    const agent = this.proxyAgent();
+    for (const flow of flows) {
+      const r = flow.request;
+      void this.send(flow, agent).then((outcome) => {
+        if (outcome !== "error") this.ctx.log.info(`replayed ${r.method} ${r.prettyUrl}: ${outcome}`);
+      });
+    }
+    return `replaying ${flows.length} flow${flows.length === 1 ? "" : "s"}`;
+  }
+
+  /** A client of our own listener (created on first use, closed when sluice stops). */
+  private proxyAgent(): ProxyAgent {
+    if (this.agent) return this.agent;
+    const master = this.ctx.master as ListeningMaster;
+    const address = master.server?.address();
+    if (!address) throw new CommandError("replay: the proxy is not listening");
+    const host = address.address === "0.0.0.0" || address.address === "::" ? "127.0.0.1" : address.address.includes(":") ? `[${address.address}]` : address.address;
+    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(master.ca.files.certPem, "utf8") } });
+    return this.agent;
   }
 
   configure(updated: Set<string>): void {
@@ -62,10 +98,7 @@ export class ClientReplay implements Addon {
   }
 
   private async replayAll(): Promise<void> {
-    const master = this.ctx.master as ListeningMaster;
-    const address = master.server!.address();
-    const host = address.address.includes(":") ? `[${address.address}]` : address.address;
-    const agent = new ProxyAgent({ uri: `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${address.port}`, requestTls: { ca: readFileSync(master.ca.files.certPem, "utf8") } });
+    const agent = this.proxyAgent();
     const flows: HTTPFlow[] = [];
     for (const path of this.ctx.options.get<string[]>("client_replay")) {
       for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) flows.push(flow);
@@ -94,7 +127,6 @@ export class ClientReplay implements Addon {
     };
     const concurrency = Math.max(1, this.ctx.options.get<number>("client_replay_concurrency"));
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, total)) }, worker));
-    await agent.close();
     report(true);
     process.stderr.write(`client replay: ${total} request${total === 1 ? "" : "s"} replayed — ${this.summary()}\n`);
   }

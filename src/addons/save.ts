@@ -1,9 +1,11 @@
 /**
  * `-w FILE`: every finished flow is written to FILE as it completes (`-w +FILE` appends), in the
- * format the extension picks (mitmproxy flow file by default, `.har` for HAR);
- * `save_stream_filter` limits what is saved.
+ * format the extension picks (mitmproxy flow file by default, `.har` for HAR, `.sqlite`);
+ * `save_stream_filter` limits what is saved. The `save.file FLOWS PATH` command (mitmproxy's
+ * name; the console's `w` key) writes chosen flows once.
  */
 import type { Addon, AddonContext } from "../core/addons.js";
+import { CommandError } from "../core/commands.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
@@ -19,6 +21,12 @@ export class Save implements Addon {
     this.ctx = ctx;
     ctx.options.add({ name: "save_stream_file", type: "optional-string", default: null, help: "Write finished flows to this file as they complete (+FILE appends; .har writes HAR)" });
     ctx.options.add({ name: "save_stream_filter", type: "optional-string", default: null, help: "Only save flows matching this filter" });
+    ctx.commands.add({
+      name: "save.file",
+      help: "Save flows to a file: .har for HAR, .sqlite for SQLite, else a mitmproxy flow file",
+      params: [{ name: "flows", type: "flows" }, { name: "path", type: "rest" }],
+      run: (flows: HTTPFlow[], path: string) => saveFlows(flows, path),
+    });
   }
 
   async configure(updated: Set<string>): Promise<void> {
@@ -71,4 +79,18 @@ export class Save implements Addon {
     await this.sink?.close();
     this.sink = null;
   }
+}
+
+/** `save.file`: writes `flows` to `path` in the format its extension names. */
+async function saveFlows(flows: HTTPFlow[], path: string): Promise<string> {
+  if (!path.trim()) throw new CommandError("save.file: give a file name, e.g. save.file @shown flows.mitm");
+  const target = path.trim().replace(/^~(?=\/)/, process.env.HOME ?? "~");
+  try {
+    const sink = await formatForWriting(target).openWriter(target);
+    for (const f of flows) sink.write(f);
+    await sink.close();
+  } catch (err) {
+    throw new CommandError(`save.file: cannot write ${target}: ${(err as Error).message}`);
+  }
+  return `saved ${flows.length} flow${flows.length === 1 ? "" : "s"} to ${target}`;
 }
