@@ -19,7 +19,7 @@ const MITMDUMP = "/usr/bin/mitmdump";
 const PYTHON = "/usr/bin/python3";
 const SMALL_FLOWS = Number(process.env.BENCH_FLOWS ?? 100_000);
 const BIG_BODIES_MB = [4, 10, 50];
-const BIG_REPEATS = 3;
+const BIG_REPEATS = 7;
 
 interface Timing {
   dumpSeconds: number;
@@ -36,7 +36,7 @@ interface Workload {
   repeats: number;
 }
 
-function sampleFlow(responseBody: Buffer): HTTPFlow {
+export function sampleFlow(responseBody: Buffer): HTTPFlow {
   const t = 1_700_000_000.123456;
   const client = newClientConnection();
   client.peername = ["127.0.0.1", 51234];
@@ -98,6 +98,8 @@ async function timeSluice(w: Workload, path: string): Promise<Timing> {
   let load = Infinity;
   let flows = 0;
   for (let r = 0; r < w.repeats + 1; r++) {
+    // A fresh file each run, as a new capture is (rewriting one in place makes ext4 flush it on close).
+    rmSync(path, { force: true });
     const t0 = performance.now();
     const writer = await FlowWriter.open(path);
     for (let i = 0; i < w.count; i++) if (!writer.write(w.flow)) await writer.flush();
@@ -121,6 +123,8 @@ with open(template_path, "rb") as f:
     template = next(iter(FlowReader(f).stream()))
 dump = load = float("inf")
 for _ in range(repeats):
+    if os.path.exists(out_path):
+        os.unlink(out_path)
     t0 = time.perf_counter()
     with open(out_path, "wb") as f:
         w = FlowWriter(f)

@@ -858,6 +858,30 @@ for (let i = 50; ; i++) {
 `;
 
 describe("(d) crash safety", () => {
+  test("a write the kernel refuses (a full disk) is one clear error, at close and on every later write", async () => {
+    const w = await FlowWriter.open("/dev/full");
+    w.write(numberedFlow(1, 100));
+    await assert.rejects(w.close(), /\/dev\/full: writing flows failed: ENOSPC/);
+    assert.throws(() => w.write(numberedFlow(2, 100)), /writing flows failed: ENOSPC/);
+  });
+
+  test("records larger than the queue limit and many small ones land whole and in order", async () => {
+    const file = join(dir, "ordered.mitm");
+    const w = await FlowWriter.open(file);
+    // Two 20 MiB records pass write()'s 16 MiB limit; small records between them share writes.
+    const big = [10, 20 << 20, 5, 3 << 20, 7, 1 << 10];
+    const sizeOf = (i: number) => (i < 12 ? big[i % big.length]! : 100 + (i % 50));
+    for (let i = 0; i < 300; i++) if (!w.write(numberedFlow(i, sizeOf(i)))) await w.flush();
+    await w.close();
+    let n = 0;
+    for await (const f of readFlows(file)) {
+      assert.equal(f.request.path, `/n/${n}`);
+      assert.equal(f.response?.content?.length, sizeOf(n));
+      n++;
+    }
+    assert.equal(n, 300);
+  });
+
   test("a writer killed with SIGKILL mid-record leaves every complete flow readable and one truncation warning", async () => {
     const childFile = join(dir, "crash-child.mjs");
     writeFileSync(childFile, CRASH_CHILD);
