@@ -315,6 +315,8 @@ describe("sluice console at 80×24 with NO_COLOR, faults and SDK retries", () =>
     await term.keys("R");
     const retries = await term.waitForText("GetItem");
     assert.match(retries, /dynamodb\s+GetItem\s+3\s+2\b/);
+    // Other traffic is grouped by host and method in both tables, as the metrics label it.
+    assert.equal(retries.match(/127\.0\.0\.1\s+GET\s+1\s+0\b/g)?.length, 2, retries);
     await term.keys("q");
     await term.keys("?");
     const help = await term.waitForText("Flow details");

@@ -1,10 +1,11 @@
 /**
- * The retries screen (key R): per AWS service and operation, how many requests, how many were
- * retries (attempt > 1, from the retry addon's metadata or the SDK's amz-sdk-request header), how
- * many answers were throttles or injected faults, and the back-off time the retry addon measured.
+ * The retries screen (key R): per AWS service and operation (host and method for other traffic),
+ * how many requests, how many were retries (attempt > 1, from the retry addon's metadata or the
+ * SDK's amz-sdk-request header), how many answers were throttles (429, 503 or an AWS throttling
+ * code, as the flow list colours them) or injected faults, and the back-off the retry addon measured.
  */
 import type { HTTPFlow } from "../../core/flow.js";
-import { awsInfoOf } from "../../aws/index.js";
+import { labelsOf } from "../../aws/index.js";
 import { attemptOf, faultOf, throttleCodeOf } from "./flow-row.js";
 import { fit } from "./lines.js";
 
@@ -22,11 +23,9 @@ export interface RetryRow {
 export function retrySummary(flows: readonly HTTPFlow[]): RetryRow[] {
   const rows = new Map<string, RetryRow>();
   for (const f of flows) {
-    const info = awsInfoOf(f);
     const attempt = attemptOf(f);
-    if (!info && !attempt) continue;
-    const service = info?.service ?? f.request.prettyHost;
-    const operation = info?.operation ?? "-";
+    // The same labels as the retries addon and its metrics: AWS names, else host and method.
+    const { service, operation } = labelsOf(f);
     const key = `${service}\0${operation}`;
     let row = rows.get(key);
     if (!row) rows.set(key, (row = { service, operation, requests: 0, retries: 0, throttled: 0, faults: 0, maxAttempt: 0, backoffMs: 0 }));
@@ -54,7 +53,7 @@ export function retryScreenLines(flows: readonly HTTPFlow[], addonTable: string 
 export function retryLines(flows: readonly HTTPFlow[]): string[] {
   const rows = retrySummary(flows);
   const header = `${fit("service", 14)} ${fit("operation", 28)} ${fit("requests", 9, true)} ${fit("retries", 8, true)} ${fit("throttled", 10, true)} ${fit("faults", 7, true)} ${fit("max att.", 9, true)} ${fit("back-off", 10, true)}`;
-  if (rows.length === 0) return ["Retries per service and operation", "", "No AWS requests or SDK attempts seen yet."];
+  if (rows.length === 0) return ["Retries per service and operation", "", "No requests seen yet."];
   return [
     "Retries per service and operation",
     "",
