@@ -171,10 +171,13 @@ describe("metrics options from the command line", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as { port: number }).port;
-    const metricsPort = await freePort();
-    const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "--set", `metrics_port=${metricsPort}`]);
+    // metrics_port=0 picks a free port and logs where.
+    const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "--set", "metrics_port=0"]);
     try {
-      assert.match(proxy.stderr(), new RegExp(`Prometheus metrics at http://127\\.0\\.0\\.1:${metricsPort}/metrics`));
+      const logged = /Prometheus metrics at http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(proxy.stderr());
+      assert.ok(logged, proxy.stderr());
+      const metricsPort = Number(logged[1]);
+      assert.ok(metricsPort > 0);
       const c = await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-x", `http://127.0.0.1:${proxy.port}`, `http://127.0.0.1:${port}/api`]);
       assert.equal(c.stdout, "429", c.stderr);
       const s = samples((await get(`http://127.0.0.1:${metricsPort}/metrics`)).body);
@@ -190,7 +193,8 @@ describe("metrics options from the command line", () => {
     for (const [set, pattern] of [
       ["statsd=nohostport", /option statsd expects HOST:PORT \(e\.g\. 127\.0\.0\.1:8125\), got "nohostport"/],
       ["statsd=127.0.0.1:99999", /option statsd expects HOST:PORT/],
-      ["metrics_port=70000", /metrics_port must be 0 \(off\) or a port number up to 65535/],
+      ["metrics_port=70000", /metrics_port must be a port from 0 to 65535 \(0 picks a free one\) or -1 for off/],
+      ["metrics_port=-2", /metrics_port must be a port from 0 to 65535/],
       ["metrics_port=abc", /metrics_port expects a whole number/],
     ] as const) {
       const r = await sluiceCli(["dump", "-p", "0", "--confdir", testConfdir(), "--set", set]);

@@ -25,7 +25,7 @@ export class Metrics implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "metrics_port", type: "int", default: 0, help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off)" });
+    ctx.options.add({ name: "metrics_port", type: "int", default: -1, help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics; -1 off, 0 picks a free port (logged)" });
     ctx.options.add({ name: "statsd", type: "optional-string", default: null, help: "Send the metrics as StatsD lines over UDP to HOST:PORT, e.g. 127.0.0.1:8125" });
     ctx.options.add({ name: "statsd_prefix", type: "string", default: "sluice", help: "First component of every StatsD metric name" });
     ctx.options.add({ name: "statsd_tags", type: "bool", default: false, help: "StatsD with DogStatsD tags (name|c|#service:s3,…) instead of labels in the name (sluice.requests.s3.ListBuckets.200)" });
@@ -33,7 +33,7 @@ export class Metrics implements Addon {
 
   async configure(updated: Set<string>): Promise<void> {
     const port = this.ctx.options.get<number>("metrics_port");
-    if (updated.has("metrics_port") && (port < 0 || port > 65535)) throw new Error(`metrics_port must be 0 (off) or a port number up to 65535, got ${port}`);
+    if (updated.has("metrics_port") && (port < -1 || port > 65535)) throw new Error(`metrics_port must be a port from 0 to 65535 (0 picks a free one) or -1 for off, got ${port}`);
     if (updated.has("statsd") || updated.has("statsd_prefix") || updated.has("statsd_tags")) {
       const spec = this.ctx.options.get<string | null>("statsd");
       if (spec) parseHostPort(spec); // reports a bad value now, not when running
@@ -61,7 +61,7 @@ export class Metrics implements Addon {
 
   async done(): Promise<void> {
     this.isRunning = false;
-    await this.serve(0);
+    await this.serve(-1);
     await this.statsd?.close();
     this.statsd = null;
   }
@@ -88,7 +88,7 @@ export class Metrics implements Addon {
       old.closeAllConnections();
       await new Promise<void>((resolve) => old.close(() => resolve()));
     }
-    if (port === 0) return;
+    if (port < 0) return;
     const registry = this.ctx.metrics;
     const server = http.createServer((req, res) => void answer(registry, req, res));
     try {

@@ -79,7 +79,7 @@ Flow files:
   -S, --server-replay FILE   answer requests from the responses recorded in FILE (repeatable)
 
 Retries and metrics (see also \`sluice report\`):
-      --set metrics_port=PORT    serve Prometheus metrics at http://127.0.0.1:PORT/metrics
+      --set metrics_port=PORT    serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: any free port, logged)
       --set statsd=HOST:PORT     send the same counters as StatsD lines over UDP
 
 Output:
