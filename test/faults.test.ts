@@ -237,6 +237,23 @@ describe("fault actions: what a client sees", () => {
     assert.ok(Number(seconds) >= 0.4 && Number(seconds) < 5, `took ${seconds}s`);
   });
 
+  test("bandwidth KBPS on=request paces the upload, kept or streamed", async () => {
+    const o = await origin();
+    const file = join(mkdtempSync(join(tmpdir(), "sluice-upload-")), "upload.bin");
+    writeFileSync(file, BIG);
+    for (const set of [{}, { stream_large_bodies: "8k" }] as Record<string, string>[]) {
+      const h = await faultySluice(["~u /upload => bandwidth 128 on=request"], set);
+      const c = await curl(h, `${o.url}/upload`, ["--data-binary", `@${file}`, "-H", "content-type: application/octet-stream"]);
+      assert.equal(c.code, 0, c.stderr);
+      const [status, seconds] = c.stdout.split(" ");
+      assert.equal(status, "200");
+      // 64 KiB at 128 KiB/s: about half a second; the origin gets every byte.
+      assert.ok(Number(seconds) >= 0.4 && Number(seconds) < 5, `took ${seconds}s (${JSON.stringify(set)})`);
+      const got = o.requests.filter((q) => q.url === "/upload").at(-1)!;
+      assert.ok(got.body.equals(BIG), "the whole body reached the origin");
+    }
+  });
+
   test("throttle and error for non-AWS traffic: 429 and a plain 500/503, without contacting the server", async () => {
     const o = await origin();
     const h = await faultySluice(["~u /throttle => throttle retry-after=3", "~u /error => error 503"]);

@@ -125,6 +125,10 @@ export function applyRequestAction(flow: HTTPFlow, ruleId: string, action: Fault
       return;
     case "delay":
       return waits.wait(flow, ruleId, delayOf(action)).then((outcome) => endWait(flow, ruleId, outcome, "delayed"));
+    case "bandwidth":
+      // on=request: the proxy paces the request body it sends upstream.
+      flow.request.bandwidthLimit = action.bytesPerSecond;
+      return;
     case "hang":
       return waits.wait(flow, ruleId, null).then((outcome) => endWait(flow, ruleId, outcome, "hung"));
     default:

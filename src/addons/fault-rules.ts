@@ -22,7 +22,7 @@ export type FaultAction =
   | { name: "throttle"; retryAfterSeconds: number | null }
   | { name: "error"; status: 500 | 503; retryAfterSeconds: number | null }
   | { name: "delay"; ms: number; jitterMs: number; dist: DelayDistribution; on: "request" | "response" }
-  | { name: "bandwidth"; bytesPerSecond: number }
+  | { name: "bandwidth"; bytesPerSecond: number; on: "request" | "response" }
   | { name: "reset" }
   | { name: "close" }
   | { name: "hang" }
@@ -74,7 +74,7 @@ const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
   throttle: ["retry-after"],
   error: ["retry-after"],
   delay: ["jitter", "dist", "on"],
-  bandwidth: [],
+  bandwidth: ["on"],
   reset: [],
   close: [],
   hang: [],
@@ -85,7 +85,7 @@ const ACTION_USAGE: Record<FaultActionName, string> = {
   throttle: "throttle [retry-after=SECONDS]: answer with the service's own throttling error",
   error: "error 500|503 [retry-after=SECONDS]: answer with the service's InternalError / ServiceUnavailable",
   delay: "delay MS [jitter=MS] [dist=uniform|normal|exponential] [on=request|response], e.g. delay 200ms jitter=50ms",
-  bandwidth: "bandwidth KBPS (kilobytes per second), e.g. bandwidth 64",
+  bandwidth: "bandwidth KBPS [on=response|request] (kilobytes per second; response paces the download, request the upload), e.g. bandwidth 64",
   reset: "reset: drop the connection with a TCP RST",
   close: "close: close the connection without answering",
   hang: "hang: never answer (until the client gives up)",
@@ -181,7 +181,9 @@ function parseAction(name: FaultActionName, args: string[], o: Record<string, st
       const v = args[0];
       if (v === undefined) return usage();
       if (!/^\d+(\.\d+)?$/.test(v) || !(Number(v) > 0)) fail(`bandwidth expects kilobytes per second (a number above 0), got ${JSON.stringify(v)}`);
-      return { name, bytesPerSecond: Math.max(1, Math.round(Number(v) * 1024)) };
+      const on = (o.on ?? "response").toLowerCase();
+      if (on !== "request" && on !== "response") fail(`on= expects request (pace the upload) or response (pace the download), got ${JSON.stringify(o.on)}`);
+      return { name, bytesPerSecond: Math.max(1, Math.round(Number(v) * 1024)), on };
     }
     case "truncate": {
       const v = args[0];
@@ -310,10 +312,10 @@ export function readFaultFile(path: string): FaultRuleSource[] {
 export function phaseOf(action: FaultAction): "request" | "response" {
   switch (action.name) {
     case "status":
-    case "bandwidth":
     case "truncate":
       return "response";
     case "delay":
+    case "bandwidth":
       return action.on;
     default:
       return "request";

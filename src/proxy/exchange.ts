@@ -288,7 +288,9 @@ function forward(
   }
   if (!hasHost) upstreamHeaders.push("host", request.authority || hostHeaderFor(target));
   const path = cc.upstreams.usesAbsoluteForm(target) ? request.url : request.path;
-  const body: Dispatcher.DispatchOptions["body"] = streamedBody ? Readable.from(streamedBody, { objectMode: false }) : request.content && request.content.length ? request.content : null;
+  const kept = request.content && request.content.length ? request.content : null;
+  const upload = request.bandwidthLimit ? paced(streamedBody ?? (kept ? [kept] : []), request.bandwidthLimit) : streamedBody;
+  const body: Dispatcher.DispatchOptions["body"] = upload ? Readable.from(upload, { objectMode: false }) : kept;
 
   return new Promise<void>((resolve) => {
     let abort: ((err?: Error) => void) | null = null;
@@ -637,6 +639,18 @@ function writeThenCut(res: ClientResponse, chunk: Buffer): void {
   const socket = (res as ServerResponse).socket;
   if (socket && !("stream" in res && res.stream)) socket.write("", cut);
   else cut();
+}
+
+/** Yields `chunks` again at `rate` bytes per second, in slices of a tenth of a second's worth. */
+async function* paced(chunks: AsyncIterable<Buffer> | Iterable<Buffer>, rate: number): AsyncGenerator<Buffer> {
+  const slice = Math.max(1, Math.floor(rate / 10));
+  for await (const chunk of chunks) {
+    for (let off = 0; off < chunk.length; off += slice) {
+      const part = chunk.subarray(off, off + slice);
+      yield part;
+      await sleep((part.length / rate) * 1000);
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {
