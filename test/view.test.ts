@@ -53,3 +53,31 @@ test("focus on a dropped flow moves to a kept one", () => {
   assert.ok(view.focus, "focus points at a flow still in the view");
   assert.equal(view.focus!.request.path, "/2");
 });
+
+test("past view_max_bytes of kept bodies the oldest finished flows go, down to 90% of it", () => {
+  const view = new FlowView();
+  (view as unknown as { maxBytes: number }).maxBytes = 1000;
+  const withBody = (path: string, size: number) => {
+    const f = flow(path);
+    f.request.content = Buffer.alloc(size);
+    return f;
+  };
+  const marked = withBody("/marked", 100);
+  marked.marked = ":default:";
+  view.add(marked);
+  for (let i = 0; i < 8; i++) view.add(withBody(`/${i}`, 100));
+  assert.equal(view.all.length, 9, "900 bytes: under the cap");
+  // A flow whose body arrives later is counted when it changes.
+  const late = flow("/late");
+  view.add(late);
+  late.request.content = Buffer.alloc(300);
+  view.update(late);
+  // 1,200 bytes: drop the oldest unmarked flows until at most 900 remain, keeping the marked one.
+  assert.deepEqual(view.all.map((f) => f.request.path), ["/marked", "/3", "/4", "/5", "/6", "/7", "/late"]);
+  view.remove(late);
+  view.add(withBody("/big", 950));
+  assert.deepEqual(view.all.map((f) => f.request.path), ["/marked", "/big"], "the newest flow stays even when it alone is over the cap");
+  view.clear();
+  view.add(withBody("/after-clear", 500));
+  assert.equal(view.all.length, 1);
+});

@@ -1,7 +1,9 @@
 /**
  * The flow view: the flows a front end knows about, in arrival order, with a focus, and the
  * selectors commands use (`@all`, `@focus`, `@shown`, `@hidden`, `@marked`, `@unmarked`, or a filter).
- * Bounded: past `view_max_flows`, the oldest finished flows are forgotten so memory stays flat.
+ * Bounded: past `view_max_flows` flows, or `view_max_bytes` of kept bodies, the oldest finished
+ * flows are forgotten so memory stays flat (a long `sluice dump` in front of S3 downloads would
+ * otherwise keep every body it saw).
  */
 import type { Addon, AddonContext } from "./addons.js";
 import type { HTTPFlow } from "./flow.js";
@@ -16,6 +18,10 @@ export class FlowView implements Addon {
   private listeners: ViewListener[] = [];
   private shownFilter: FlowPredicate | null = null;
   private max = 50_000;
+  private maxBytes = 256 * 1024 * 1024;
+  /** Body bytes of the flows in the view, as counted when each flow last changed. */
+  private bytes = 0;
+  private counted = new WeakMap<HTTPFlow, number>();
   private ctx: AddonContext | null = null;
   focusId: string | null = null;
 
@@ -23,6 +29,7 @@ export class FlowView implements Addon {
     this.ctx = ctx;
     ctx.options.add({ name: "view_filter", type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" });
     ctx.options.add({ name: "view_max_flows", type: "int", default: 50_000, help: "Flows kept in the view; the oldest finished ones are dropped past this" });
+    ctx.options.add({ name: "view_max_bytes", type: "size", default: 256 * 1024 * 1024, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this" });
   }
 
   configure(updated: Set<string>): void {
@@ -33,6 +40,7 @@ export class FlowView implements Addon {
       this.emit("clear", null);
     }
     if (updated.has("view_max_flows")) this.max = Math.max(1, this.ctx.options.get<number>("view_max_flows"));
+    if (updated.has("view_max_bytes")) this.maxBytes = Math.max(1, this.ctx.options.get<number>("view_max_bytes"));
   }
 
   requestHeaders(flow: HTTPFlow): void {
@@ -62,16 +70,46 @@ export class FlowView implements Addon {
     this.byId.set(flow.id, flow);
     this.focusId ??= flow.id;
     if (this.flows.length > this.max) this.trim();
+    this.count(flow);
     this.emit("add", flow);
   }
 
   update(flow: HTTPFlow): void {
     if (!this.byId.has(flow.id)) return this.add(flow);
+    this.count(flow);
     this.emit("update", flow);
+  }
+
+  /** Re-counts a flow's body bytes; trims when the view holds too many. */
+  private count(flow: HTTPFlow): void {
+    const size = (flow.request.content?.length ?? 0) + (flow.response?.content?.length ?? 0);
+    this.bytes += size - (this.counted.get(flow) ?? 0);
+    this.counted.set(flow, size);
+    if (this.bytes > this.maxBytes) this.trimBytes(flow);
+  }
+
+  private uncount(flow: HTTPFlow): void {
+    this.bytes -= this.counted.get(flow) ?? 0;
+    this.counted.delete(flow);
+  }
+
+  /** Drops the oldest finished flows until the kept bodies are down to 90% of the byte cap. */
+  private trimBytes(keep: HTTPFlow): void {
+    const target = Math.floor(this.maxBytes * 0.9);
+    this.flows = this.flows.filter((f) => {
+      if (this.bytes > target && f !== keep && !f.live && !f.intercepted && !f.marked && (this.counted.get(f) ?? 0) > 0) {
+        this.uncount(f);
+        this.byId.delete(f.id);
+        return false;
+      }
+      return true;
+    });
+    if (this.focusId !== null && !this.byId.has(this.focusId)) this.focusId = this.flows.at(-1)?.id ?? null;
   }
 
   remove(flow: HTTPFlow): void {
     if (!this.byId.delete(flow.id)) return;
+    this.uncount(flow);
     this.flows.splice(this.flows.indexOf(flow), 1);
     if (this.focusId === flow.id) this.focusId = this.flows.at(-1)?.id ?? null;
     this.emit("remove", flow);
@@ -80,6 +118,8 @@ export class FlowView implements Addon {
   clear(): void {
     this.flows = [];
     this.byId.clear();
+    this.bytes = 0;
+    this.counted = new WeakMap();
     this.focusId = null;
     this.emit("clear", null);
   }
@@ -91,6 +131,7 @@ export class FlowView implements Addon {
     this.flows = this.flows.filter((f) => {
       if (removed < excess && !f.live && !f.intercepted && !f.marked) {
         removed++;
+        this.uncount(f);
         this.byId.delete(f.id);
         return false;
       }
