@@ -219,6 +219,14 @@ function translatePythonRegex(source: string): { source: string; extraFlags: str
   return { source: s, extraFlags };
 }
 
+/**
+ * The RegExp a text operator such as ~d, ~m or ~svc compiles `pattern` to (store/sqlite-query runs
+ * it over index values). Throws FilterSyntaxError for an invalid pattern.
+ */
+export function operatorRegex(pattern: string): RegExp {
+  return compileRegex(pattern, "plain", pattern, 0);
+}
+
 function compileRegex(pattern: string, kind: RexKind, expression: string, position: number): RegExp {
   const { source, extraFlags } = translatePythonRegex(pattern);
   let flags = "i" + (kind === "body" ? "sm" : kind === "headers" ? "m" : "");
@@ -243,6 +251,13 @@ function rexMatcher(text: TextOf, re: RegExp): Match {
 
 // ---------------------------------------------------------------------------------------------
 // Tokenizer and parser
+
+export type FilterToken = Token;
+
+/** The tokens of a filter expression (store/sqlite-query plans index lookups from them). Throws FilterSyntaxError. */
+export function tokenizeFilter(expression: string): FilterToken[] {
+  return tokenize(expression);
+}
 
 type Token =
   | { kind: "op"; name: string; pos: number }

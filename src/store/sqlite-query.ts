@@ -10,6 +10,8 @@
  * the caller then scans everything (and compileFilter reports the error).
  */
 
+import { operatorRegex, tokenizeFilter, type FilterToken } from "../core/filter.js";
+
 /** Columns with an index, by the filter operator that reads them. */
 const REGEX_COLUMNS: Record<string, string[]> = {
   m: ["method"],
@@ -24,54 +26,9 @@ const INT_COLUMNS: Record<string, string> = { c: "status", attempt: "aws_attempt
 const FLAG_OPS = new Set(["all", "a", "e", "http", "tcp", "udp", "dns", "websocket", "marked", "q", "s", "replay", "replayq", "replays", "retry", "throttled"]);
 const ARG_OPS = new Set(["b", "bq", "bs", "t", "tq", "ts", "h", "hq", "hs", "u", "src", "dst", "meta", "marker", "comment"]);
 
-type Token = { kind: "op"; name: string } | { kind: "arg"; value: string } | { kind: "(" | ")" | "!" | "&" | "|" | "end" };
+type Token = FilterToken;
 
 class Unsupported extends Error {}
-
-function tokenize(expr: string): Token[] {
-  const out: Token[] = [];
-  let i = 0;
-  while (i < expr.length) {
-    const c = expr[i]!;
-    if (/\s/.test(c)) i++;
-    else if ("()!&|".includes(c)) {
-      out.push({ kind: c as "(" });
-      i++;
-    } else if (c === "~") {
-      const m = /^~([A-Za-z]+)/.exec(expr.slice(i));
-      if (!m) throw new Unsupported();
-      out.push({ kind: "op", name: m[1]! });
-      i += m[0].length;
-    } else if (c === "'" || c === '"') {
-      let value = "";
-      let j = i + 1;
-      for (;;) {
-        if (j >= expr.length) throw new Unsupported();
-        const d = expr[j]!;
-        if (d === "\\" && j + 1 < expr.length) {
-          const next = expr[j + 1]!;
-          value += next === c ? next : d + next;
-          j += 2;
-        } else if (d === c) {
-          j++;
-          break;
-        } else {
-          value += d;
-          j++;
-        }
-      }
-      out.push({ kind: "arg", value });
-      i = j;
-    } else {
-      let j = i;
-      while (j < expr.length && !/[\s()~'"]/.test(expr[j]!)) j++;
-      out.push({ kind: "arg", value: expr.slice(i, j) });
-      i = j;
-    }
-  }
-  out.push({ kind: "end" });
-  return out;
-}
 
 /** Reads the distinct values of an indexed column (cheap: SQLite walks the index). */
 export type DistinctValues = (column: string) => string[];
@@ -81,25 +38,11 @@ export interface SqlWhere {
   params: (string | number)[];
 }
 
-/** Python-flavoured regex as filter.ts compiles it (case-insensitive). */
-function regexOf(pattern: string): RegExp {
-  let s = pattern;
-  let flags = "i";
-  const leading = /^\(\?([aiLmsux]+)\)/.exec(s);
-  if (leading) {
-    s = s.slice(leading[0].length);
-    if (leading[1]!.includes("s")) flags += "s";
-    if (leading[1]!.includes("m")) flags += "m";
-  }
-  s = s.replace(/\(\?P<([A-Za-z_]\w*)>/g, "(?<$1>").replace(/\(\?P=([A-Za-z_]\w*)\)/g, "\\k<$1>").replace(/\\Z/g, "$");
-  return new RegExp(s, flags);
-}
-
 /** The WHERE clause for `expr`, or null when it cannot be translated (scan everything). */
 export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | null {
   let tokens: Token[];
   try {
-    tokens = tokenize(expr);
+    tokens = tokenizeFilter(expr);
   } catch {
     return null;
   }
@@ -157,7 +100,7 @@ export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | 
     if (cols) {
       let re: RegExp;
       try {
-        re = regexOf(arg.value);
+        re = operatorRegex(arg.value);
       } catch {
         throw new Unsupported();
       }
