@@ -7,16 +7,13 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import http from "node:http";
-import { readFile } from "node:fs/promises";
-import { S3Client, ListBucketsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { ConfiguredRetryStrategy } from "@smithy/core/retry";
+import { ListBucketsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Retries } from "../src/addons/retries.js";
 import { Metrics } from "../src/addons/metrics.js";
 import { startSluice, testConfdir, type TestSluice } from "./support/sluice.js";
 import { SLUICE_BIN, spawnSluice, freePort } from "./support/cli.js";
 import { run } from "./support/run.js";
-import { tunnelAgent } from "./support/tunnel-agent.js";
-import { mapS3To, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
+import { mapS3To, s3ClientThrough, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
 
 /** A UDP socket on 127.0.0.1 that keeps every datagram it receives. */
 async function statsdServer(): Promise<{ port: number; datagrams: string[]; close(): void }> {
@@ -84,13 +81,7 @@ describe("metrics from a throttled JavaScript SDK client", () => {
       set: { map_remote: mapS3To(origin.url), metrics_port: String(metricsPort), statsd: `127.0.0.1:${statsd.port}` },
       addons: [new Retries(), new Metrics()],
     });
-    const client = new S3Client({
-      region: "eu-west-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
-      requestHandler: { httpsAgent: tunnelAgent(sluice.port, await readFile(sluice.caCert, "utf8")) },
-      retryStrategy: new ConfiguredRetryStrategy(3, 0),
-    });
+    const client = await s3ClientThrough(sluice);
     try {
       await assert.rejects(client.send(new ListBucketsCommand({})), { name: "SlowDown" });
       await client.send(new PutObjectCommand({ Bucket: "logs", Key: "k", Body: "x" }));

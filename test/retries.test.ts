@@ -5,17 +5,14 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
-import { S3Client, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
-import { ConfiguredRetryStrategy } from "@smithy/core/retry";
+import { ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Counter } from "prom-client";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
 import { Headers } from "../src/core/headers.js";
 import { InvocationTracker, type RetryMetadata, type InvocationRecord } from "../src/aws/invocations.js";
 import { Retries } from "../src/addons/retries.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
-import { tunnelAgent } from "./support/tunnel-agent.js";
-import { mapS3To, runBoto3, seededRandom, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
+import { mapS3To, s3ClientThrough, runBoto3, seededRandom, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
 
 const SLOWDOWN = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>A1</RequestId><HostId>h</HostId></Error>`;
 
@@ -219,14 +216,7 @@ describe("real SDKs under 30% throttling: sluice counts the retries the SDK deci
 
   test("@aws-sdk/client-s3, 300 calls, 10 at a time: retries per operation equal the SDK's extra attempts", async () => {
     sluice = await startSluice({ set: { map_remote: mapS3To(origin.url) }, addons: [new Retries()] });
-    const client = new S3Client({
-      region: "eu-west-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
-      requestHandler: { httpsAgent: tunnelAgent(sluice.port, await readFile(sluice.caCert, "utf8")) },
-      // Standard retries, three attempts, no back-off sleep: the count is the point, not the wait.
-      retryStrategy: new ConfiguredRetryStrategy(3, 0),
-    });
+    const client = await s3ClientThrough(sluice);
     const attemptsSeen: Record<string, number> = {};
     const calls: Record<string, number> = {};
     const metadataAttempts: Record<string, number> = {};

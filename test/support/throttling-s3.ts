@@ -3,7 +3,11 @@
  * itself decides them — for the retry-observability tests. The SlowDown answer is written here,
  * byte for byte as S3 sends it, independently of src/aws.
  */
+import { readFile } from "node:fs/promises";
+import { S3Client } from "@aws-sdk/client-s3";
+import { ConfiguredRetryStrategy } from "@smithy/core/retry";
 import { Response, type Request } from "../../src/core/flow.js";
+import { tunnelAgent } from "./tunnel-agent.js";
 import { startScriptedOrigin, type FakeAwsOrigin } from "./fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./run.js";
 
@@ -11,6 +15,20 @@ export const S3_HOST = "s3.eu-west-1.amazonaws.com";
 /** map_remote value that sends S3 in eu-west-1 to `originUrl`. */
 export function mapS3To(originUrl: string): string {
   return JSON.stringify([`|https://${S3_HOST.replace(/\./g, "\\.")}|${originUrl}`]);
+}
+
+/**
+ * The JavaScript SDK's S3 client in eu-west-1, through sluice's regular mode and trusting its CA:
+ * standard retries, three attempts, no back-off sleep (the counts are the point, not the wait).
+ */
+export async function s3ClientThrough(sluice: { port: number; caCert: string }): Promise<S3Client> {
+  return new S3Client({
+    region: "eu-west-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" },
+    requestHandler: { httpsAgent: tunnelAgent(sluice.port, await readFile(sluice.caCert, "utf8")) },
+    retryStrategy: new ConfiguredRetryStrategy(3, 0),
+  });
 }
 
 export interface ThrottlingS3 extends FakeAwsOrigin {
