@@ -3,12 +3,11 @@
  * checked rules. Every mistake becomes one FaultRuleError line that names the rule and says what
  * is wrong and how to write it instead.
  */
-import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseSize } from "../core/options.js";
 import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
+import { readRulesFile, type RuleSource } from "./rules-file.js";
 import { parseDuration, parseRate } from "../core/token-bucket.js";
 import { awsInfoOf, keyPrefixOf } from "../aws/index.js";
 
@@ -65,7 +64,7 @@ export interface FaultRule {
 export class FaultRuleError extends Error {}
 
 /** A rules-file entry: a spec string, or {filter, action, args, id, enabled, …options}. */
-export type FaultRuleSource = string | Record<string, unknown>;
+export type FaultRuleSource = RuleSource;
 
 const TRIGGER_OPTIONS = ["p", "first", "every", "after", "window", "from", "until", "rate", "per", "burst"];
 const COMMON_OPTIONS = ["id", "enabled", ...TRIGGER_OPTIONS];
@@ -286,25 +285,11 @@ function specFromObject(obj: Record<string, unknown>): { spec: RuleSpec; enabled
 
 /** Reads a YAML rules file: a list (or `faults:` / `rules:` holding a list) of strings or mappings. */
 export function readFaultFile(path: string): FaultRuleSource[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new FaultRuleError(`--faults ${path}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new FaultRuleError(`--faults ${path}: not valid YAML: ${(err as Error).message.split("\n")[0]}`);
-  }
-  if (doc && typeof doc === "object" && !Array.isArray(doc)) doc = (doc as Record<string, unknown>).faults ?? (doc as Record<string, unknown>).rules;
-  if (doc == null) return [];
-  if (!Array.isArray(doc)) throw new FaultRuleError(`--faults ${path}: expected a YAML list of rules, e.g. - "~svc s3 => throttle p=0.3" (see examples/faults.yaml)`);
-  return doc.map((item, i) => {
-    if (typeof item === "string") return item;
-    if (item && typeof item === "object" && !Array.isArray(item)) return item as Record<string, unknown>;
-    throw new FaultRuleError(`--faults ${path}: item ${i + 1} is neither a rule string nor a mapping`);
+  return readRulesFile(path, {
+    flag: "--faults",
+    listKey: "faults",
+    example: 'e.g. - "~svc s3 => throttle p=0.3" (see examples/faults.yaml)',
+    error: (message) => new FaultRuleError(message),
   });
 }
 

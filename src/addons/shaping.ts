@@ -5,14 +5,13 @@
  * throttling answers. Too long a wait or too full a queue is answered locally with a clear error
  * (or passed through unshaped with overflow=pass) — never dropped silently.
  */
-import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { ClientConnection, HTTPFlow } from "../core/flow.js";
 import { Response, now as flowNow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
+import { readRulesFile, type RuleSource } from "./rules-file.js";
 import { parseDuration, parseRate } from "../core/token-bucket.js";
 import { RateQueue, type Admission, type Budget, type RateQueueLimits } from "../core/rate-queue.js";
 import { AdaptiveRate, MIN_RATE } from "../core/adaptive-rate.js";
@@ -144,26 +143,12 @@ function specFromObject(obj: Record<string, unknown>): RuleSpec {
 }
 
 /** Reads a YAML list of rules: spec strings or mappings. */
-export function readShapeFile(path: string): (string | Record<string, unknown>)[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ShapeRuleError(`--shapes ${path}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new ShapeRuleError(`--shapes ${path}: not valid YAML: ${(err as Error).message.split("\n")[0]}`);
-  }
-  if (doc && typeof doc === "object" && !Array.isArray(doc)) doc = (doc as Record<string, unknown>).shapes ?? (doc as Record<string, unknown>).rules;
-  if (doc == null) return [];
-  if (!Array.isArray(doc)) throw new ShapeRuleError(`--shapes ${path}: expected a YAML list of rules, e.g.\n- "~svc ec2 => 20/s"\n- {filter: "~svc s3", rate: adaptive, start: 100/s}`);
-  return doc.map((item, i) => {
-    if (typeof item === "string") return item;
-    if (item && typeof item === "object" && !Array.isArray(item)) return item as Record<string, unknown>;
-    throw new ShapeRuleError(`--shapes ${path}: item ${i + 1} is neither a rule string nor a mapping`);
+export function readShapeFile(path: string): RuleSource[] {
+  return readRulesFile(path, {
+    flag: "--shapes",
+    listKey: "shapes",
+    example: 'e.g.\n- "~svc ec2 => 20/s"\n- {filter: "~svc s3", rate: adaptive, start: 100/s}',
+    error: (message) => new ShapeRuleError(message),
   });
 }
 
