@@ -491,12 +491,15 @@ describe("rule errors", () => {
     writeFileSync(badFile, '- "~svc s3 => throttle p=0.5"\n- filter: "~svc dynamodb"\n  action: throttle\n  every: often\n');
     const dupFile = join(dir, "dup.yaml");
     writeFileSync(dupFile, '- "~all => close id=a"\n- "~all => reset id=a"\n');
+    const wrongKey = join(dir, "wrong-key.yaml");
+    writeFileSync(wrongKey, 'shapes:\n  - "~svc s3 => throttle"\n');
     const runs: [string[], RegExp][] = [
       [["--fault", "~svc s3 => throtle"], /^sluice: fault rule "~svc s3 => throtle": unknown action "throtle"; actions are /],
       [["--fault", "~svc s3 => throttle p=2"], /^sluice: fault rule "~svc s3 => throttle p=2": p= expects a probability/],
       [["--faults", badFile], /^sluice: fault rule "~svc dynamodb => throttle every=often": every= expects a whole number/],
       [["--faults", dupFile], /id a is used by another rule/],
       [["--faults", join(dir, "missing.yaml")], /^sluice: --faults .*missing\.yaml: cannot read it: ENOENT/],
+      [["--faults", wrongKey], /^sluice: --faults .*wrong-key\.yaml: expected a YAML list of rules, or one under faults: or rules:, found shapes:; e\.g\. /],
     ];
     for (const [args, expected] of runs) {
       const r = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--confdir", testConfdir(), ...args], { timeoutMs: 20_000 });

@@ -360,13 +360,16 @@ describe("shaping through the real CLI", () => {
   });
 
   test("bad rules: one clear line naming the rule, exit code 2, no stack trace", async () => {
+    const notAList = join(mkdtempSync(join(tmpdir(), "sluice-shapes-")), "not-a-list.yaml");
     const cases: [string[], RegExp][] = [
       [["--shape", "~svc ec2 => 20/x"], /^sluice: shaping rule "~svc ec2 => 20\/x": rate: bad rate "20\/x": expected N\/s/],
       [["--shape", "~svc ec2 => 20/s max-queue=lots"], /^sluice: shaping rule "~svc ec2 => 20\/s max-queue=lots": max-queue= expects a whole number/],
       [["--shape", "~svc ec2 => 20/s colour=blue"], /^sluice: shaping rule .*: unknown option colour=; options are burst=/],
       [["--shape", "~svc ec2"], /^sluice: shaping rule "~svc ec2" has no "=>"/],
       [["--shapes", "/nonexistent/shapes.yaml"], /^sluice: --shapes \/nonexistent\/shapes\.yaml: cannot read it: ENOENT/],
+      [["--shapes", notAList], /^sluice: --shapes .*not-a-list\.yaml: expected a YAML list of rules, e\.g\. - "~svc ec2 => 20\/s"/],
     ];
+    writeFileSync(notAList, "rules: 20/s\n");
     for (const [args, expected] of cases) {
       const r = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--confdir", testConfdir(), ...args], { timeoutMs: 20_000 });
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);

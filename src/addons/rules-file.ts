@@ -32,7 +32,12 @@ export function readRulesFile(path: string, kind: RulesFileKind): RuleSource[] {
   } catch (err) {
     fail(`not valid YAML: ${(err as Error).message.split("\n")[0]}`);
   }
-  if (doc && typeof doc === "object" && !Array.isArray(doc)) doc = (doc as Record<string, unknown>)[kind.listKey] ?? (doc as Record<string, unknown>).rules;
+  if (doc && typeof doc === "object" && !Array.isArray(doc)) {
+    // A mapping must hold the list under a key we know: any other key is a mistake, not "no rules".
+    const map = doc as Record<string, unknown>;
+    if (!(kind.listKey in map) && !("rules" in map)) fail(`expected a YAML list of rules, or one under ${kind.listKey}: or rules:, found ${Object.keys(map).map((k) => `${k}:`).join(", ")}; ${kind.example}`);
+    doc = map[kind.listKey] ?? map.rules;
+  }
   if (doc == null) return [];
   if (!Array.isArray(doc)) return fail(`expected a YAML list of rules, ${kind.example}`);
   return doc.map((item, i) => {

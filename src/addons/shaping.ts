@@ -147,7 +147,7 @@ export function readShapeFile(path: string): RuleSource[] {
   return readRulesFile(path, {
     flag: "--shapes",
     listKey: "shapes",
-    example: 'e.g.\n- "~svc ec2 => 20/s"\n- {filter: "~svc s3", rate: adaptive, start: 100/s}',
+    example: 'e.g. - "~svc ec2 => 20/s" or - {filter: "~svc s3", rate: adaptive, start: 100/s}',
     error: (message) => new ShapeRuleError(message),
   });
 }
