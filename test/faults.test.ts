@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { fetch, ProxyAgent, request } from "undici";
 import { startOrigin, type Origin } from "./support/origins.js";
 import { startSluice, testConfdir, type TestSluice } from "./support/sluice.js";
-import { SLUICE_BIN, spawnSluice } from "./support/cli.js";
+import { SLUICE_BIN, spawnSluice, assertOneLineError } from "./support/cli.js";
 import { run } from "./support/run.js";
 import { Faults } from "../src/addons/faults.js";
 import { AdminApi } from "../src/addons/admin-api.js";
@@ -503,10 +503,7 @@ describe("rule errors", () => {
     ];
     for (const [args, expected] of runs) {
       const r = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--confdir", testConfdir(), ...args], { timeoutMs: 20_000 });
-      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(r.stderr, expected);
-      assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
-      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assertOneLineError(r, expected, args.join(" "), 2);
     }
   });
 });

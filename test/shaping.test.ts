@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ProxyAgent, Agent, request } from "undici";
 import { startOrigin, type Origin } from "./support/origins.js";
 import { startSluice, testConfdir, type TestSluice } from "./support/sluice.js";
-import { spawnSluice, SLUICE_BIN } from "./support/cli.js";
+import { spawnSluice, SLUICE_BIN, assertOneLineError } from "./support/cli.js";
 import { run } from "./support/run.js";
 import { Shaping } from "../src/addons/shaping.js";
 import { Faults } from "../src/addons/faults.js";
@@ -372,10 +372,7 @@ describe("shaping through the real CLI", () => {
     writeFileSync(notAList, "rules: 20/s\n");
     for (const [args, expected] of cases) {
       const r = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--confdir", testConfdir(), ...args], { timeoutMs: 20_000 });
-      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(r.stderr, expected);
-      assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
-      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assertOneLineError(r, expected, args.join(" "), 2);
     }
   });
 });

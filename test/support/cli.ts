@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import net from "node:net";
+import assert from "node:assert/strict";
 
 /** bin/sluice.js, resolved from the compiled test's location (dist/test/support → repo root). */
 export const SLUICE_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "bin", "sluice.js");
@@ -85,4 +86,16 @@ export async function freePort(): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/**
+ * A refused command line: it failed (with exit code `code` when given), and its stderr is one line
+ * matching `pattern`, without a stack trace.
+ */
+export function assertOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp, what: string, code?: number): void {
+  if (code === undefined) assert.notEqual(r.code, 0, what);
+  else assert.equal(r.code, code, `${what}: ${r.stderr}`);
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
 }
