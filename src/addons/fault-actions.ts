@@ -3,7 +3,7 @@
  * server is not contacted when they answer); response-phase ones in `responseHeaders`, once the
  * server's status and headers are in but before the client has seen anything.
  */
-import type { ClientConnection, HTTPFlow } from "../core/flow.js";
+import type { HTTPFlow } from "../core/flow.js";
 import { now, reasonPhrase } from "../core/flow.js";
 import { awsInfoOf, serviceErrorResponse, throttleResponse } from "../aws/index.js";
 import type { DelayDistribution, FaultAction } from "./fault-rules.js";
@@ -18,54 +18,40 @@ interface Waiting {
 }
 
 /**
- * Flows held by `delay` and `hang`, by client connection, so that nothing outlives its client or
- * the proxy: a client that disconnects or a proxy that stops ends every wait at once.
+ * Flows held by `delay` and `hang`, so that nothing outlives its client or the proxy: a client that
+ * leaves (its connection, or just its HTTP/2 stream) or a proxy that stops ends the wait at once.
  */
 export class FlowWaits {
-  private byClient = new Map<ClientConnection, Set<Waiting>>();
+  private waiting = new Set<Waiting>();
 
   /** Waits `ms` (null: until released). */
   wait(flow: HTTPFlow, ruleId: string, ms: number | null): Promise<WaitOutcome> {
     return new Promise((resolve) => {
-      const client = flow.clientConn;
-      let set = this.byClient.get(client);
-      if (!set) this.byClient.set(client, (set = new Set()));
-      const group = set;
       let timer: ReturnType<typeof setTimeout> | null = null;
       let unwatch: (() => void) | null = null;
       const entry: Waiting = {
         flow,
         ruleId,
         finish: (outcome) => {
+          if (!this.waiting.delete(entry)) return;
           if (timer) clearTimeout(timer);
           unwatch?.();
-          group.delete(entry);
-          if (group.size === 0 && this.byClient.get(client) === group) this.byClient.delete(client);
           resolve(outcome);
         },
       };
-      group.add(entry);
+      this.waiting.add(entry);
       if (ms !== null) timer = setTimeout(() => entry.finish("elapsed"), ms);
-      // An HTTP/2 client may cancel just this stream: the connection (and its other flows) stay.
       unwatch = flow.onClientGone(() => entry.finish("client-gone"));
     });
-  }
-
-  /** The client went away: its waiting flows end now. */
-  clientGone(client: ClientConnection): void {
-    const set = this.byClient.get(client);
-    if (set) for (const w of [...set]) w.finish("client-gone");
   }
 
   /** Lets the flows a rule holds go on (the rule was disabled or removed). */
   releaseRule(ruleId: string): number {
     let n = 0;
-    for (const set of [...this.byClient.values()]) {
-      for (const w of [...set]) {
-        if (w.ruleId === ruleId) {
-          w.finish("released");
-          n++;
-        }
+    for (const w of [...this.waiting]) {
+      if (w.ruleId === ruleId) {
+        w.finish("released");
+        n++;
       }
     }
     return n;
@@ -73,14 +59,12 @@ export class FlowWaits {
 
   /** The proxy stops: every wait ends. */
   stopAll(): void {
-    for (const set of [...this.byClient.values()]) for (const w of [...set]) w.finish("stopped");
+    for (const w of [...this.waiting]) w.finish("stopped");
   }
 
   /** Flows waiting right now (tests check that none leak). */
   get size(): number {
-    let n = 0;
-    for (const set of this.byClient.values()) n += set.size;
-    return n;
+    return this.waiting.size;
   }
 }
 

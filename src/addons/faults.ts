@@ -7,7 +7,7 @@
  */
 import { Counter } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
-import type { ClientConnection, HTTPFlow } from "../core/flow.js";
+import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { KeyedTokenBuckets } from "../core/token-bucket.js";
 import { budgetKeyOf, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
@@ -161,10 +161,6 @@ export class Faults implements Addon {
 
   done(): void {
     this.waits.stopAll();
-  }
-
-  clientDisconnected(client: ClientConnection): void {
-    this.waits.clientGone(client);
   }
 
   request(flow: HTTPFlow): void | Promise<void> {

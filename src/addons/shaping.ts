@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
-import type { ClientConnection, HTTPFlow } from "../core/flow.js";
+import type { HTTPFlow } from "../core/flow.js";
 import { Response, now as flowNow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
@@ -208,8 +208,6 @@ export class Shaping implements Addon {
   private rules: ActiveRule[] = [];
   /** Requests that left a queue, for adaptive rules to learn from their answers. */
   private sent = new WeakMap<HTTPFlow, Sent>();
-  /** Waiting requests by client connection, so a client that goes away leaves the queue. */
-  private waitingBy = new Map<ClientConnection, Set<() => void>>();
   private statusTimer: ReturnType<typeof setInterval> | null = null;
   private waitHistogram!: Histogram<"rule">;
   private rejectedCounter!: Counter<"rule" | "reason" | "outcome">;
@@ -311,13 +309,6 @@ export class Shaping implements Addon {
     for (const a of this.rules) a.queue.releaseAll();
   }
 
-  clientDisconnected(client: ClientConnection): void {
-    const cancels = this.waitingBy.get(client);
-    if (!cancels) return;
-    this.waitingBy.delete(client);
-    for (const cancel of cancels) cancel();
-  }
-
   request(flow: HTTPFlow): void | Promise<void> {
     if (this.rules.length === 0 || flow.response || flow.metadata.shaping) return;
     for (const active of this.rules) {
@@ -332,16 +323,10 @@ export class Shaping implements Addon {
     const ticket = active.queue.enqueue(key, lane);
     const result = ticket.result;
     if (!(result instanceof Promise)) return this.settle(active, flow, key, result);
-    let set = this.waitingBy.get(flow.clientConn);
-    if (!set) this.waitingBy.set(flow.clientConn, (set = new Set()));
-    const cancels = set;
-    cancels.add(ticket.cancel);
-    // An HTTP/2 client may cancel just this stream: its request leaves the queue at once.
+    // A client that leaves (its connection, or just its HTTP/2 stream) leaves the queue at once.
     const unwatch = flow.onClientGone(ticket.cancel);
     return result.then((admission) => {
       unwatch();
-      cancels.delete(ticket.cancel);
-      if (cancels.size === 0 && this.waitingBy.get(flow.clientConn) === cancels) this.waitingBy.delete(flow.clientConn);
       this.settle(active, flow, key, admission);
     });
   }
