@@ -527,19 +527,23 @@ function killClient(ctx: ProxyContext, flow: HTTPFlow, _req: ClientRequest, res:
   void run(ctx, "error", flow);
 }
 
+function isHttp2(res: ClientResponse): res is Http2ServerResponse {
+  return "stream" in res && !!res.stream;
+}
+
 /**
  * Whether a response's "close" means the client left before the answer was complete. HTTP/2's
  * compatibility response reports itself finished even when its stream was reset, so ask whether
  * it was ended instead.
  */
 function abandoned(res: ClientResponse): boolean {
-  if ("stream" in res && res.stream !== undefined) return !res.writableEnded;
+  if (isHttp2(res)) return !res.writableEnded;
   return !res.writableFinished;
 }
 
 /** Ends the client's connection (HTTP/1) or stream (HTTP/2); `reset` sends a TCP RST. */
 function destroyClient(res: ClientResponse, mode: "close" | "reset" = "close"): void {
-  if ("stream" in res && res.stream) {
+  if (isHttp2(res)) {
     // HTTP/2: reset just this stream, the connection's other streams go on.
     res.stream.close(0x2 /* INTERNAL_ERROR */);
     return;
@@ -565,8 +569,7 @@ function destroyClient(res: ClientResponse, mode: "close" | "reset" = "close"): 
 /** Response headers for the client: hop-by-hop removed; an object for HTTP/2. */
 function writeHead(res: ClientResponse, response: Response): void {
   const raw = response.headers.raw;
-  const isH2 = "stream" in res && !!(res as Http2ServerResponse).stream;
-  if (isH2) {
+  if (isHttp2(res)) {
     const obj: Record<string, string | string[]> = {};
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
@@ -576,7 +579,7 @@ function writeHead(res: ClientResponse, response: Response): void {
       else if (Array.isArray(prev)) prev.push(raw[i + 1]!);
       else obj[name] = [prev, raw[i + 1]!];
     }
-    (res as Http2ServerResponse).writeHead(response.statusCode, obj);
+    res.writeHead(response.statusCode, obj);
     return;
   }
   const list: string[] = [];
@@ -637,7 +640,7 @@ function writeThenCut(res: ClientResponse, chunk: Buffer): void {
   if (chunk.length > 0) return void (res as ServerResponse).write(chunk, cut);
   (res as ServerResponse).flushHeaders();
   const socket = (res as ServerResponse).socket;
-  if (socket && !("stream" in res && res.stream)) socket.write("", cut);
+  if (socket && !isHttp2(res)) socket.write("", cut);
   else cut();
 }
 
@@ -660,9 +663,8 @@ function sleep(ms: number): Promise<void> {
 export function sendPlain(res: ClientResponse, status: number, text: string): void {
   if (!clientWritable(res) || res.headersSent) return;
   const body = Buffer.from(text, "utf8");
-  const isH2 = "stream" in res && !!(res as Http2ServerResponse).stream;
-  if (isH2) {
-    (res as Http2ServerResponse).writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(body.length) });
+  if (isHttp2(res)) {
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(body.length) });
   } else {
     (res as ServerResponse).writeHead(status, reasonPhrase(status), ["content-type", "text/plain; charset=utf-8", "content-length", String(body.length)]);
   }
