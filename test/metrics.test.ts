@@ -5,6 +5,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { startOrigin } from "./support/origins.js";
 import dgram from "node:dgram";
 import http from "node:http";
 import { ListBucketsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -156,12 +157,8 @@ describe("metrics options from the command line", () => {
   const sluiceCli = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args]);
 
   test("sluice dump --set metrics_port serves the counters of the traffic it proxies", async () => {
-    const server = http.createServer((req, res) => {
-      req.resume();
-      res.writeHead(429, { "retry-after": "1" }).end("slow down\n");
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
+    const origin = await startOrigin({ handler: (_req, res) => void (res as http.ServerResponse).writeHead(429, { "retry-after": "1" }).end("slow down\n") });
+    const port = origin.port;
     // metrics_port=0 picks a free port and logs where.
     const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "--set", "metrics_port=0"]);
     try {
@@ -176,7 +173,7 @@ describe("metrics options from the command line", () => {
       assert.equal(s.get(`sluice_throttles_total{service="127.0.0.1",operation="GET"}`), 1);
     } finally {
       await proxy.stop();
-      server.close();
+      await origin.close();
     }
   });
 

@@ -5,6 +5,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { startOrigin } from "./support/origins.js";
 import http from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -156,12 +157,8 @@ describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w",
 
 describe("inferred retries: curl --retry, no SDK headers", () => {
   test("3 attempts of one request, about a second apart, marked inferred", async () => {
-    const server = http.createServer((req, res) => {
-      req.resume();
-      res.writeHead(503, { "content-type": "text/plain" }).end("busy\n");
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
+    const origin = await startOrigin({ handler: (_req, res) => void (res as http.ServerResponse).writeHead(503, { "content-type": "text/plain" }).end("busy\n") });
+    const port = origin.port;
     const dir = mkdtempSync(join(tmpdir(), "sluice-report-"));
     const capture = join(dir, "curl.mitm");
     const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "-w", capture]);
@@ -172,7 +169,7 @@ describe("inferred retries: curl --retry, no SDK headers", () => {
     } finally {
       await proxy.stop();
       dumped = proxy.stdout();
-      server.close();
+      await origin.close();
     }
     const lines = dumped.split("\n").filter((l) => l.includes("/jobs"));
     assert.equal(lines.length, 3, dumped);
