@@ -470,6 +470,8 @@ function actionOf(req: Request, contentType: string | undefined, query: URLSearc
 }
 
 const infoByFlow = new WeakMap<HTTPFlow, AwsRequestInfo | null>();
+/** Flows whose body awsInfoOf has already looked in for an operation the headers did not name. */
+const bodyConsulted = new WeakSet<HTTPFlow>();
 
 /**
  * `recognizeAwsRequest(flow.request)`, computed once per flow: filters and addons call this on
@@ -481,9 +483,11 @@ export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
   if (info === undefined) {
     info = recognizeAwsRequest(flow.request);
     infoByFlow.set(flow, info);
-  } else if (info && info.operation === null && flow.request.content) {
+  } else if (info && info.operation === null && flow.request.content && !bodyConsulted.has(flow)) {
     // Recognised from the headers alone (map-remote does that before the body arrives): a
-    // query-protocol call names its operation in the form body, read it now.
+    // query-protocol call names its operation in the form body, read it now (once: filters call
+    // this for every flow they test).
+    bodyConsulted.add(flow);
     const action = actionOf(flow.request, flow.request.headers.get("content-type") ?? undefined, null);
     if (action) {
       info = { ...info, operation: action, protocol: info.service === "ec2" ? "ec2" : "query" };
@@ -495,6 +499,7 @@ export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
 
 export function forgetAwsInfo(flow: HTTPFlow): void {
   infoByFlow.delete(flow);
+  bodyConsulted.delete(flow);
 }
 
 /**
