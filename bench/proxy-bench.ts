@@ -1,7 +1,8 @@
 /**
  * Proxy throughput, side by side in one process tree: direct to a local origin, through sluice
  * (reverse and regular modes), and through mitmdump (Debian's mitmproxy) where installed.
- * Plain HTTP load comes from wrk; HTTPS through CONNECT from an undici loader process.
+ * Plain HTTP load comes from wrk; HTTPS through CONNECT from an undici loader process. Two ceilings
+ * (ceiling-proxies.ts) show what the cheapest Node.js relays reach on the same machine.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -140,6 +141,9 @@ export async function benchProxy(): Promise<string> {
     const reversePort = Number(reverse.match[1]);
     const regularPort = Number(regular.match[1]);
     const sluiceCa = join(confdir, "sluice-ca-cert.pem");
+    const ceilings = await start(process.execPath, [join(here, "ceiling-proxies.js"), String(ports.http)], /(\{.*\})\n/, "stdout");
+    children.push(ceilings.child);
+    const ceilingPorts = JSON.parse(ceilings.match[1]!) as { minimal: number; relay: number };
 
     let mitmPort: number | null = null;
     let mitmCa: string | null = null;
@@ -159,12 +163,15 @@ export async function benchProxy(): Promise<string> {
       rows.push({ name: "sluice reverse", ...(await wrk(`http://127.0.0.1:${reversePort}/`)) });
       rows.push({ name: "sluice regular", ...(await wrk(target, regularPort)) });
       if (mitmPort) rows.push({ name: "mitmdump regular", ...(await wrk(target, mitmPort)) });
+      rows.push({ name: "ceiling: minimal Node proxy", ...(await wrk(target, ceilingPorts.minimal)) });
       out.push(table(`1 KiB GET over HTTP, keep-alive, ${CONNECTIONS} connections, ${SECONDS}s each (wrk)`, rows, "direct"));
       const direct = rows[0]!;
       const added = rows.slice(1, 3).map((r) => `${r.name} +${(r.p50 - direct.p50).toFixed(2)} ms`).join(", ");
       out.push(`added p50 latency: ${added}`);
       const mitm = rows.find((r) => r.name === "mitmdump regular");
       if (mitm) out.push(`sluice regular / mitmdump regular: ${(rows[2]!.rps / mitm.rps).toFixed(1)}× requests/s`);
+      const ceiling = rows.at(-1)!;
+      out.push(`ceiling (node:http + undici Pool, no flows or hooks) / mitmdump: ${mitm ? `${(ceiling.rps / mitm.rps).toFixed(1)}×` : "n/a"}; sluice regular reaches ${((rows[2]!.rps / ceiling.rps) * 100).toFixed(0)}% of that ceiling`);
     } else {
       out.push("wrk is not installed (apt-get install -y wrk): plain-HTTP rows skipped");
     }
@@ -177,9 +184,17 @@ export async function benchProxy(): Promise<string> {
     }
 
     if (which("curl")) {
-      const direct = await curlSpeed(`http://127.0.0.1:${ports.http}/big`);
-      const through = await curlSpeed(`http://127.0.0.1:${ports.http}/big`, regularPort);
-      out.push(`\n1 GiB download: direct ${(direct / 1e6).toFixed(0)} MB/s, through sluice ${(through / 1e6).toFixed(0)} MB/s (${((through / direct) * 100).toFixed(0)}% of direct)`);
+      // Loopback throughput swings between runs here: best of three, interleaved, for each path.
+      const big = `http://127.0.0.1:${ports.http}/big`;
+      const best = { direct: 0, relay: 0, sluice: 0 };
+      for (let i = 0; i < 3; i++) {
+        best.direct = Math.max(best.direct, await curlSpeed(big));
+        best.relay = Math.max(best.relay, await curlSpeed(`http://127.0.0.1:${ceilingPorts.relay}/big`));
+        best.sluice = Math.max(best.sluice, await curlSpeed(big, regularPort));
+      }
+      const mb = (v: number) => `${(v / 1e6).toFixed(0)} MB/s`;
+      const pct = (v: number) => `${((v / best.direct) * 100).toFixed(0)}% of direct`;
+      out.push(`\n1 GiB download (curl, best of 3): direct ${mb(best.direct)}, through sluice ${mb(best.sluice)} (${pct(best.sluice)}), ceiling: bare Node TCP relay ${mb(best.relay)} (${pct(best.relay)})`);
     }
   } finally {
     for (const c of children) c.kill("SIGKILL");
