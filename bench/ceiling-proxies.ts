@@ -3,7 +3,8 @@
  * Node.js relays reach on this machine, so sluice's figures can be read against the ceiling of its
  * platform rather than only against mitmproxy.
  *  - a minimal forward HTTP proxy: node:http server + undici Pool, no flows, no hooks, no logging;
- *  - a bare TCP relay to the origin's HTTP port (socket.pipe both ways): no HTTP parsing at all.
+ *  - a bare TCP relay to the origin's HTTP port (socket.pipe both ways): no HTTP parsing at all
+ *    (a reference for bulk transfers; with pipe's default 16 KiB buffering it is no upper bound).
  * Prints their ports as one JSON line on stdout.
  */
 import http from "node:http";

@@ -182,7 +182,8 @@ export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, r
     flow.markClientGone();
   });
 
-  await run(ctx, "requestHeaders", flow);
+  const headersHooked = run(ctx, "requestHeaders", flow);
+  if (headersHooked) await headersHooked;
   if (flow.isKilled) return killClient(ctx, flow, req, res);
 
   // Body: kept up to the limit, streamed past it.
@@ -215,7 +216,8 @@ export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, r
   }
   if (!streamedBody) request.timestampEnd = now();
 
-  await run(ctx, "request", flow);
+  const requestHooked = run(ctx, "request", flow);
+  if (requestHooked) await requestHooked;
   if (flow.isKilled) return killClient(ctx, flow, req, res);
 
   if (flow.response) {
@@ -257,8 +259,16 @@ function drain(body: AsyncIterable<Buffer>): void {
   })().catch(() => {});
 }
 
+/** Runs a flow hook; a promise only when some addon was asynchronous, so callers can skip the await. */
 function run(ctx: ProxyContext, hook: "requestHeaders" | "request" | "responseHeaders" | "response" | "error", flow: HTTPFlow): Promise<void> | void {
   return ctx.addons.trigger(hook, flow);
+}
+
+/** Runs a flow hook, then `next`: at once when every addon was synchronous (the common case), else when they finish. */
+function runThen(ctx: ProxyContext, hook: "response" | "error", flow: HTTPFlow, next: () => void): void {
+  const hooked = run(ctx, hook, flow);
+  if (hooked) void hooked.then(next, next);
+  else next();
 }
 
 /**
@@ -428,11 +438,14 @@ function forward(
         }
         resp.content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
         chunks = [];
-        Promise.resolve(run(ctx, "response", flow)).then(() => {
-          if (flow.isKilled) return killClient(ctx, flow, req, res);
-          if (!clientWritable(res)) return;
-          sendComplete(res, flow.response!, request.method);
-        }).finally(finish);
+        runThen(ctx, "response", flow, () => {
+          try {
+            if (flow.isKilled) killClient(ctx, flow, req, res);
+            else if (clientWritable(res)) sendComplete(res, flow.response!, request.method);
+          } finally {
+            finish();
+          }
+        });
       },
       onError(err) {
         if (truncated && !flow.isKilled) {
