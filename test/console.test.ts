@@ -13,7 +13,11 @@ import { run } from "./support/run.js";
 import { SLUICE_BIN, freePort } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { gzipSync } from "node:zlib";
-import { Response } from "../src/core/flow.js";
+import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import { Headers } from "../src/core/headers.js";
+import { compileFilter } from "../src/core/filter.js";
+import { kindOf, throttleCodeOf } from "../src/ui/console/flow-row.js";
+import { retrySummary } from "../src/ui/console/retries.js";
 import { formatBody, MAX_FORMATTED_BYTES } from "../src/ui/console/body.js";
 import { applyMessageText, messageAsText } from "../src/ui/console/editor.js";
 
@@ -362,5 +366,35 @@ describe("console body formatting and editing", () => {
     assert.equal(r.text, "slow down please\n");
     assert.equal(r.headers.get("content-length"), String(Buffer.byteLength("slow down please\n")));
     assert.throws(() => applyMessageText(flow, "response", messageAsText(flow, "response"), "HTTP/1.1 abc\n\n"), /status_code must be a three-digit number/);
+  });
+});
+
+describe("console throttle marks agree with ~throttled and the retries addon", () => {
+  const S3_AUTH = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261124/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+  const answered = (url: string, headers: Record<string, string>, response: Response): HTTPFlow => {
+    const u = new URL(url);
+    const req = new Request({ method: "GET", scheme: "https", host: u.hostname, port: 443, path: u.pathname, headers: new Headers({ Host: u.host, ...headers }), content: null });
+    const flow = new HTTPFlow(newClientConnection(), newServerConnection(), req);
+    flow.response = response;
+    return flow;
+  };
+
+  test("429 and S3's 503 SlowDown are throttles; a plain 503 is an error, in the list and on the retries screen", () => {
+    const slowDown = answered("https://s3.eu-west-1.amazonaws.com/bucket/key", { Authorization: S3_AUTH },
+      Response.make(503, "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>", { "content-type": "application/xml" }));
+    const tooMany = answered("https://api.example.com/a", {}, Response.make(429, "slow down"));
+    const unavailable = answered("https://api.example.com/b", {}, Response.make(503, "down for maintenance"));
+    const throttled = compileFilter("~throttled");
+
+    assert.equal(kindOf(slowDown), "throttle");
+    assert.equal(throttleCodeOf(slowDown), "SlowDown");
+    assert.equal(kindOf(tooMany), "throttle");
+    assert.equal(kindOf(unavailable), "error");
+    assert.equal(throttleCodeOf(unavailable), null);
+    for (const f of [slowDown, tooMany, unavailable]) assert.equal(throttleCodeOf(f) !== null, throttled(f), f.request.url);
+
+    const rows = retrySummary([slowDown, tooMany, unavailable]);
+    assert.equal(rows.find((r) => r.service === "s3")?.throttled, 1);
+    assert.equal(rows.filter((r) => r.service === "api.example.com").reduce((n, r) => n + r.throttled, 0), 1);
   });
 });

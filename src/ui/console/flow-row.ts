@@ -1,6 +1,7 @@
 /**
  * One row of the flow list, and how a flow is classified for colour: an injected fault
- * (magenta), a throttle (429, 503 or an AWS throttling code: yellow), an error (red), a retry
+ * (magenta), a throttle (429 or an AWS throttling code such as S3's 503 SlowDown: yellow), an
+ * error (red, a plain 503 included: clients retry it, but it is not throttling), a retry
  * attempt shown as 3/5. Classification is cached per response so a busy list stays cheap.
  */
 import type { HTTPFlow, Response } from "../../core/flow.js";
@@ -17,14 +18,17 @@ interface RetryMeta {
 
 const throttleCache = new WeakMap<Response, { status: number; length: number; code: string | null }>();
 
-/** The throttling code of a flow's response ("SlowDown", "429", "503", …) or null. */
+/**
+ * The throttling code of a flow's response ("SlowDown", "429", …) or null: the same judgement as
+ * `~throttled`, the retries addon and the metrics, so the list's colours and the counts agree.
+ */
 export function throttleCodeOf(flow: HTTPFlow): string | null {
   const r = flow.response;
   if (!r) return null;
   const cached = throttleCache.get(r);
   // Keyed on status and size too: `flow.set` and the editor change responses in place.
   if (cached && cached.status === r.statusCode && cached.length === r.contentLength) return cached.code;
-  const code = throttlingCodeOf(r, awsInfoOf(flow)) ?? (r.statusCode === 503 ? "503" : null);
+  const code = throttlingCodeOf(r, awsInfoOf(flow));
   throttleCache.set(r, { status: r.statusCode, length: r.contentLength, code });
   return code;
 }

@@ -46,7 +46,7 @@ export function helpLines(): string[] {
     lines.push("");
   }
   lines.push(
-    "Colours: red errors, yellow throttles (429, 503, AWS throttling codes), magenta injected",
+    "Colours: red errors, yellow throttles (429, AWS throttling codes), magenta injected",
     "faults; 3/5 is the SDK's attempt 3 of 5; ⏸ intercepted, ● marked, ↻ replayed.",
     "",
     "Filters use mitmproxy's language plus ~svc ~op ~region ~bucket ~attempt ~retry ~throttled",

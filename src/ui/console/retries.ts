@@ -1,8 +1,9 @@
 /**
  * The retries screen (key R): per AWS service and operation (host and method for other traffic),
  * how many requests, how many were retries (attempt > 1, from the retry addon's metadata or the
- * SDK's amz-sdk-request header), how many answers were throttles (429, 503 or an AWS throttling
- * code, as the flow list colours them) or injected faults, and the back-off the retry addon measured.
+ * SDK's amz-sdk-request header), how many answers were throttles (429 or an AWS throttling code,
+ * judged as `~throttled` and the retries addon judge them) or injected faults, and the back-off
+ * the retry addon measured.
  */
 import type { HTTPFlow } from "../../core/flow.js";
 import { labelsOf } from "../../aws/index.js";
