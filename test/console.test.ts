@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -396,5 +396,85 @@ describe("console throttle marks agree with ~throttled and the retries addon", (
     const rows = retrySummary([slowDown, tooMany, unavailable]);
     assert.equal(rows.find((r) => r.service === "s3")?.throttled, 1);
     assert.equal(rows.filter((r) => r.service === "api.example.com").reduce((n, r) => n + r.throttled, 0), 1);
+  });
+});
+
+describe("sluice console list keys on real flows", () => {
+  const term = new Terminal();
+  let origin: Origin;
+  let proxy: string;
+  let dir: string;
+
+  before(async () => {
+    origin = await startOrigin();
+    const port = await freePort();
+    proxy = `http://127.0.0.1:${port}`;
+    dir = mkdtempSync(join(tmpdir(), "sluice-console-keys-"));
+    const sluice = [process.execPath, SLUICE_BIN, "-p", String(port), "--confdir", dir].map(shellQuote).join(" ");
+    await term.start(`${sluice}; sleep 120`);
+    await term.waitForText(`127.0.0.1:${port} regular`);
+  });
+
+  after(async () => {
+    await term.kill();
+    await origin?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The rows of the list that show `path`. */
+  const rowsWith = (screen: string, path: string) => screen.split("\n").filter((l) => l.includes(path));
+
+  test("m marks, D duplicates, d deletes, r replays, w saves, E and O open their screens, z clears", async () => {
+    for (const path of ["/keys-one", "/keys-two"]) assert.equal((await run("curl", [...CURL, "-x", proxy, `${origin.url}${path}`])).code, 0);
+    await term.waitFor((s) => s.includes("/keys-two") && /│ 2 flows/.test(s), "both flows");
+    await term.keys("g"); // focus the first flow
+
+    await term.keys("m");
+    let screen = await term.waitFor((s) => rowsWith(s, "/keys-one").some((l) => l.includes("●")), "the mark on the focused flow");
+    assert.ok(!rowsWith(screen, "/keys-two").some((l) => l.includes("●")), screen);
+
+    await term.keys("D");
+    screen = await term.waitForText(/│ 3 flows/);
+    assert.equal(rowsWith(screen, "/keys-one").length, 2, screen);
+
+    await term.keys("d");
+    screen = await term.waitForText(/│ 2 flows/);
+    assert.equal(rowsWith(screen, "/keys-one").length, 1, screen);
+
+    assert.equal(rowsWith(screen, "/keys-two").length, 1, screen);
+
+    const before = origin.requests.length;
+    await term.keys("G"); // focus the last flow, then replay it through the proxy
+    screen = await term.waitFor((s) => rowsWith(s, "/keys-").at(-1)?.includes("»") ?? false, "the focus on the last flow");
+    const last = /\/keys-(one|two)/.exec(rowsWith(screen, "/keys-").at(-1)!)![0];
+    await term.keys("r");
+    screen = await term.waitFor((s) => /│ 3 flows/.test(s) && rowsWith(s, last).some((l) => l.includes("↻")), "the replayed flow");
+    assert.equal(origin.requests.length, before + 1, "the replay reached the origin");
+    assert.equal(origin.requests.at(-1)?.url, last);
+
+    const file = join(dir, "saved.har");
+    await term.keys("w");
+    await term.waitForText("save shown flows to");
+    await term.keys("C-u");
+    await term.type(file);
+    await term.keys("Enter");
+    await term.waitFor(() => existsSync(file) && statSync(file).size > 0, "the saved file");
+    const har = JSON.parse(readFileSync(file, "utf8")) as { log: { entries: { request: { url: string } }[] } };
+    assert.deepEqual(har.log.entries.map((e) => new URL(e.request.url).pathname).sort(), ["/keys-one", "/keys-two", last].sort());
+
+    await term.keys("E");
+    screen = await term.waitForText(" Event log ");
+    assert.match(screen, /listening at 127\.0\.0\.1:\d+/);
+    await term.keys("q");
+    await term.keys("O");
+    screen = await term.waitForText(" Options ");
+    assert.match(screen, new RegExp(`^listen_port\\s+${new URL(proxy).port}\\s`, "m"));
+    assert.match(screen, /^mode\s+regular\s/m);
+    await term.keys("q");
+
+    await term.waitForText(" Flows ");
+    await term.keys("z");
+    screen = await term.waitForText(/│ 0 flows/);
+    assert.ok(!screen.includes("/keys-one"), screen);
   });
 });
