@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -458,7 +458,7 @@ describe("sluice console list keys on real flows", () => {
     await term.keys("C-u");
     await term.type(file);
     await term.keys("Enter");
-    await term.waitFor(() => existsSync(file) && statSync(file).size > 0, "the saved file");
+    await term.waitForText("saved 3 flows to"); // the command's answer: the file is complete
     const har = JSON.parse(readFileSync(file, "utf8")) as { log: { entries: { request: { url: string } }[] } };
     assert.deepEqual(har.log.entries.map((e) => new URL(e.request.url).pathname).sort(), ["/keys-one", "/keys-two", last].sort());
 
