@@ -6,23 +6,31 @@ import { benchSqlite } from "./sqlite-bench.js";
 import { benchShaping } from "./shaping-bench.js";
 import { benchRetries } from "./retries-bench.js";
 
-const only = process.argv[2];
-const suites: [string, () => Promise<string>][] = [
-  ["proxy", benchProxy],
-  ["filter", benchFilter],
-  ["flowfile", benchFlowFiles],
-  ["sqlite", benchSqlite],
-  ["shaping", benchShaping],
-  ["retries", benchRetries],
+const suites: [string, () => Promise<string>, string][] = [
+  ["proxy", benchProxy, "requests/s and latency direct, through sluice and mitmdump; HTTPS; 1 GiB transfer"],
+  ["filter", benchFilter, "filter expressions matched per second"],
+  ["flowfile", benchFlowFiles, "flow files written and read, against mitmproxy's own code"],
+  ["sqlite", benchSqlite, "SQLite captures: 1,000,000 flows loaded (SLUICE_BENCH_FLOWS=N for fewer), filtered queries"],
+  ["shaping", benchShaping, "a scanner against a throttling EC2 origin: no shaping, blanket latency, a rate queue"],
+  ["retries", benchRetries, "invocation tracker and `sluice report` speed and memory"],
 ];
+const usage = `usage: npm run bench [-- NAME]\n\nRuns every benchmark, or only NAME:\n${suites.map(([n, , h]) => `  ${n.padEnd(9)} ${h}`).join("\n")}\n`;
 
-for (const [name, fn] of suites) {
-  if (only && only !== name) continue;
-  process.stdout.write(`\n=== ${name} ===\n`);
-  try {
-    process.stdout.write((await fn()) + "\n");
-  } catch (err) {
-    process.stdout.write(`${name} benchmark failed: ${(err as Error).message}\n`);
-    process.exitCode = 1;
+const only = process.argv[2];
+if (only === "--help" || only === "-h") {
+  process.stdout.write(usage);
+} else if (only !== undefined && !suites.some(([name]) => name === only)) {
+  process.stderr.write(`bench: no benchmark named ${JSON.stringify(only)}\n\n${usage}`);
+  process.exitCode = 2;
+} else {
+  for (const [name, fn] of suites) {
+    if (only && only !== name) continue;
+    process.stdout.write(`\n=== ${name} ===\n`);
+    try {
+      process.stdout.write((await fn()) + "\n");
+    } catch (err) {
+      process.stdout.write(`${name} benchmark failed: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
   }
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
+import { progress } from "./progress.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SLUICE = join(here, "..", "..", "bin", "sluice.js");
@@ -174,6 +175,7 @@ export async function benchProxy(): Promise<string> {
       const rows: Row[] = runs.map(([name]) => ({ name, rps: 0, p50: NaN, p99: NaN }));
       for (let round = 0; round < ROUNDS; round++) {
         for (const [i, [name, run]] of runs.entries()) {
+          progress(`${name}, round ${round + 1} of ${ROUNDS} (${SECONDS + 1} s)`);
           const r = await run();
           if (r.rps > rows[i]!.rps) rows[i] = { name, ...r };
         }
@@ -192,6 +194,7 @@ export async function benchProxy(): Promise<string> {
 
     const httpsTarget = `https://127.0.0.1:${ports.https}/`;
     for (const mode of ["keepalive", "new"] as const) {
+      progress(`HTTPS through CONNECT, ${mode === "new" ? "a new TLS connection per request" : "keep-alive"}`);
       const rows: Row[] = [{ name: "sluice regular (CONNECT, TLS)", ...(await httpsLoad(regularPort, sluiceCa, httpsTarget, mode)) }];
       if (mitmPort && mitmCa) rows.push({ name: "mitmdump regular (CONNECT, TLS)", ...(await httpsLoad(mitmPort, mitmCa, httpsTarget, mode)) });
       out.push(table(`\n1 KiB GET over HTTPS intercepted, ${mode === "new" ? "new TLS connection per request" : "keep-alive"}, ${CONNECTIONS} connections (undici loader)`, rows, "mitmdump regular (CONNECT, TLS)"));
@@ -202,6 +205,7 @@ export async function benchProxy(): Promise<string> {
       const big = `http://127.0.0.1:${ports.http}/big`;
       const best = { direct: 0, relay: 0, sluice: 0 };
       for (let i = 0; i < 3; i++) {
+        progress(`1 GiB download, round ${i + 1} of 3: direct, bare relay, through sluice`);
         best.direct = Math.max(best.direct, await curlSpeed(big));
         best.relay = Math.max(best.relay, await curlSpeed(`http://127.0.0.1:${ceilingPorts.relay}/big`));
         best.sluice = Math.max(best.sluice, await curlSpeed(big, regularPort));
