@@ -1,6 +1,7 @@
 /** The proxy core with real clients (curl, Node) and real origins on 127.0.0.1. */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { statSync, existsSync, readFileSync } from "node:fs";
@@ -108,6 +109,23 @@ describe("regular mode", () => {
     const r = await run("curl", [...CURL, "-x", sluice.url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", `${plain.url}/chunked`], { input: "chunk-data-".repeat(1000) });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).bodyLength, 11_000);
+  });
+
+  test("a server that answers before the upload ends: curl finishes sending and keeps its connection", async () => {
+    const early = await startEarlyAnswerOrigin();
+    try {
+      // 30 MB streams (past stream_large_bodies). Before the fix sluice stopped reading the body
+      // once the answer was out, and curl sat half-way through its upload until a timeout.
+      const body = Buffer.alloc(30 * 1024 * 1024, 0x61);
+      const r = await run("curl", [...CURL, "-x", sluice.url, "-X", "PUT", "--data-binary", "@-", "-o", "/dev/null", "-w", "%{http_code} %{size_upload} %{num_connects}\n", `${early.url}/upload`,
+        "--next", ...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n", `${early.url}/after`], { input: body });
+      assert.equal(r.code, 0, r.stderr);
+      const [upload, after] = r.stdout.trim().split("\n");
+      assert.equal(upload, `201 ${body.length} 1`, "the whole body was sent and the early answer arrived");
+      assert.equal(after, "201 0", "the next request reused the client connection");
+    } finally {
+      await early.close();
+    }
   });
 
   test("upstream down: 502 with a body saying what failed, flow has the error", async () => {
@@ -252,6 +270,45 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
     }
   });
 
+  test("an HTTP/2 client whose server answers before the upload ends sends it all and ends cleanly", async () => {
+    const early = await startEarlyAnswerOrigin();
+    const sluice = await startSluice({ set: { mode: `reverse:${early.url}` } });
+    const session = http2.connect(`https://127.0.0.1:${sluice.port}`, { ca: readFileSync(sluice.caCert) });
+    const sessionError = new Promise<Error>((resolve) => session.once("error", resolve));
+    try {
+      const total = 30 * 1024 * 1024;
+      const result = await new Promise<{ status: number; body: string; sent: number; rstCode: number | undefined }>((resolve, reject) => {
+        const req = session.request({ ":method": "PUT", ":path": "/upload", "content-length": String(total) });
+        let status = 0;
+        let body = "";
+        let sent = 0;
+        const chunk = Buffer.alloc(64 * 1024, 0x62);
+        const pump = () => {
+          while (sent < total && !req.destroyed) {
+            sent += chunk.length;
+            if (!req.write(chunk)) return void req.once("drain", pump);
+          }
+          if (!req.destroyed) req.end();
+        };
+        req.on("response", (h) => (status = Number(h[":status"])));
+        req.setEncoding("utf8");
+        req.on("data", (d: string) => (body += d));
+        req.once("error", reject);
+        req.once("close", () => resolve({ status, body, sent, rstCode: req.rstCode }));
+        setTimeout(() => reject(new Error(`stalled: ${sent} of ${total} bytes sent, status ${status}`)), 20_000).unref();
+        pump();
+      });
+      assert.equal(result.status, 201);
+      assert.equal(result.body, "stored\n");
+      assert.equal(result.sent, total);
+      assert.equal(result.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+      assert.equal(await Promise.race([sessionError, new Promise((r) => setTimeout(r, 100, null))]), null, "the session had no error");
+    } finally {
+      await new Promise<void>((resolve) => session.close(() => resolve()));
+      await Promise.all([sluice.close(), early.close()]);
+    }
+  });
+
   test("plain HTTP/2 with prior knowledge (h2c) in reverse mode", async () => {
     const origin = await startOrigin();
     const sluice = await startSluice({ set: { mode: `reverse:${origin.url}` } });
@@ -372,6 +429,24 @@ describe("certificate authority", () => {
     }
   });
 });
+
+/** An origin that answers at once, before a request body has arrived, then drains the body as Node's server does. */
+async function startEarlyAnswerOrigin(): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    res.writeHead(201, { "content-type": "text/plain" }).end("stored\n");
+    req.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 export async function freePort(): Promise<number> {
   const s = net.createServer();

@@ -239,16 +239,27 @@ export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, r
 /** A request body that streams: first the chunks already read, then the rest as it arrives. */
 async function* bodyStream(req: ClientRequest, first: Buffer[], request: Request): AsyncGenerator<Buffer> {
   let n = 0;
-  for (const c of first) {
-    n += c.length;
-    yield c;
+  let ended = false;
+  try {
+    for (const c of first) {
+      n += c.length;
+      yield c;
+    }
+    // Not destroyed on return: when the server answers before the whole body is sent, undici
+    // stops pulling, and the client's connection must stay usable rather than be reset.
+    for await (const c of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      n += c.length;
+      yield c;
+    }
+    ended = true;
+    request.contentLength = n;
+    request.timestampEnd = now();
+  } finally {
+    // Stopped early (the server answered already, or failed): discard the rest as an origin server
+    // would, so the client can finish sending and read its response. Otherwise it stalls until the
+    // keep-alive timeout, its upload half sent.
+    if (!ended && !req.destroyed) req.resume();
   }
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.length;
-    yield c;
-  }
-  request.contentLength = n;
-  request.timestampEnd = now();
 }
 
 function drain(body: AsyncIterable<Buffer>): void {
