@@ -162,6 +162,25 @@ describe("regular mode", () => {
     }
   });
 
+  test("a client that hangs up mid-upload ends its flow with an error, not a 'malformed request' log", async () => {
+    const before = sluice.flows.length;
+    const logsBefore = sluice.logs.length;
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(sluice.port, "127.0.0.1", () => {
+        s.write(`POST ${plain.url}/cut-short HTTP/1.1\r\nHost: 127.0.0.1:${plain.port}\r\nContent-Length: 100000\r\n\r\n${"x".repeat(10)}`);
+        setTimeout(() => s.end(), 100); // after the request head has reached the proxy
+      });
+      s.on("close", () => resolve());
+      s.on("error", reject);
+      s.resume();
+    });
+    const [flow] = (await sluice.waitForFlows(before + 1)).slice(before);
+    assert.equal(flow!.request.path, "/cut-short");
+    assert.match(flow!.error!.msg, /client closed the connection before the request body was complete/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(sluice.logs.slice(logsBefore).filter((l) => /malformed/.test(l)), []);
+  });
+
   test("garbage on the listening port gets 400 and the proxy keeps serving", async () => {
     const reply = await rawExchange(sluice.port, "THIS IS NOT HTTP\r\n\r\n");
     assert.match(reply, /^HTTP\/1\.1 400 Bad Request/);

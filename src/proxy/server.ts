@@ -347,7 +347,9 @@ export class ProxyServer {
   /** Malformed requests get a 400 that says why; the proxy keeps serving everyone else. */
   private onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
     const who = contextOf(socket)?.clientConn.peername?.join(":") ?? "client";
-    if (err.code === "ECONNRESET" || !socket.writable) {
+    // ECONNRESET, or a connection closed mid-request (HPE_INVALID_EOF_STATE: e.g. a client that
+    // stops uploading once it has its answer): the client left; nothing was malformed.
+    if (err.code === "ECONNRESET" || err.code === "HPE_INVALID_EOF_STATE" || !socket.writable) {
       socket.destroy();
       return;
     }
