@@ -139,6 +139,19 @@ describe("regular mode", () => {
     assert.match(flow!.error!.msg, /connection refused/);
   });
 
+  test("an upstream that does not speak HTTP: 502 saying so, not a connection failure", async () => {
+    const notHttp = net.createServer((s) => s.once("data", () => s.end("SSH-2.0-OpenSSH_9.2\r\n")));
+    await new Promise<void>((resolve) => notHttp.listen(0, "127.0.0.1", resolve));
+    const port = (notHttp.address() as net.AddressInfo).port;
+    try {
+      const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `http://127.0.0.1:${port}/`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^sluice: 127\\.0\\.0\\.1:${port} answered with something that is not valid HTTP/1\\.1 \\(.+\\)\n\n502$`));
+    } finally {
+      await new Promise<void>((resolve) => notHttp.close(() => resolve()));
+    }
+  });
+
   test("upstream TLS certificate not trusted: 502 naming --ssl-insecure", async () => {
     const other = await startSluice({ set: { ssl_verify_upstream_trusted_ca: "" } });
     try {

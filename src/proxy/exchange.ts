@@ -528,6 +528,11 @@ function describeUpstreamError(err: NodeJS.ErrnoException, target: UpstreamTarge
     case "UND_ERR_NOT_SUPPORTED":
       return `request cannot be forwarded to ${where}: ${err.message}`;
     default:
+      // undici's parser errors: the server was reached but did not speak HTTP/1.1.
+      if (err.name === "HTTPParserError") {
+        const detail = /^Response does not match the HTTP\/1\.1 protocol \((.*)\)$/.exec(err.message)?.[1] ?? err.message;
+        return `${where} answered with something that is not valid HTTP/1.1 (${detail})`;
+      }
       return describeConnectError(err, target);
   }
 }
