@@ -10,6 +10,7 @@ import { WebSocket } from "ws";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
 import { run } from "./support/run.js";
+import { tunnelAgent } from "./support/tunnel-agent.js";
 
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
 
@@ -408,6 +409,31 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
       assert.equal(flow!.response!.statusCode, 101);
       assert.equal(flow!.websocket!.closeCode, 4000);
       assert.equal(flow!.websocket!.closedByClient, false);
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});
+
+describe("WebSocket in regular mode", () => {
+  test("wss through CONNECT with interception: echo works and the messages are on the flow", async () => {
+    const origin = await startOrigin({ tls: true, websocket: true });
+    const sluice = await startSluice();
+    try {
+      const ws = new WebSocket(`wss://127.0.0.1:${origin.port}/secure-chat`, ["echo"], { agent: tunnelAgent(sluice.port, readFileSync(sluice.caCert, "utf8")) });
+      const reply = await new Promise<string>((resolve, reject) => {
+        ws.once("open", () => ws.send("through CONNECT"));
+        ws.once("message", (data) => resolve(data.toString()));
+        ws.once("error", reject);
+      });
+      assert.equal(reply, "through CONNECT");
+      ws.close();
+      const [flow] = await sluice.waitForFlows(1);
+      assert.equal(flow!.request.url, `https://127.0.0.1:${origin.port}/secure-chat`);
+      assert.equal(flow!.response!.statusCode, 101);
+      assert.equal(flow!.clientConn.tls, true, "the client's TLS was terminated by sluice");
+      await waitFor(() => (flow!.websocket?.messages.length ?? 0) >= 2);
+      assert.deepEqual(flow!.websocket!.messages.slice(0, 2).map((m) => [m.fromClient, m.content.toString()]), [[true, "through CONNECT"], [false, "through CONNECT"]]);
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }

@@ -4,6 +4,7 @@
  */
 import http from "node:http";
 import https from "node:https";
+import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 
@@ -14,7 +15,9 @@ export function tunnelAgent(proxyPort: number, ca: string): https.Agent {
       const req = http.request({ host: "127.0.0.1", port: proxyPort, method: "CONNECT", path: authority, headers: { host: authority }, agent: false });
       req.once("connect", (res, socket) => {
         if (res.statusCode !== 200) return callback?.(new Error(`proxy answered CONNECT with ${res.statusCode}`), socket);
-        const secure = tls.connect({ socket, servername: options.servername || options.host || undefined, ca, ALPNProtocols: ["http/1.1"] });
+        // No SNI for an IP address (RFC 6066; Node warns); the certificate is still checked against it.
+        const name = options.servername || options.host || undefined;
+        const secure = tls.connect({ socket, host: options.host ?? undefined, servername: name && !net.isIP(name) ? name : undefined, ca, ALPNProtocols: ["http/1.1"] });
         secure.once("secureConnect", () => callback?.(null, secure));
         secure.once("error", (err) => callback?.(err, secure));
       });
