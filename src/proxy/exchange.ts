@@ -338,7 +338,7 @@ function forward(
       if (abandoned(res) && !settled && !truncated) {
         abort?.(new Error("client disconnected"));
         if (!flow.error) flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
-        void Promise.resolve(run(ctx, "error", flow)).finally(finish);
+        runThen(ctx, "error", flow, finish);
       }
     };
     res.once("close", onClientClose);
@@ -444,7 +444,7 @@ function forward(
         }
         if (streaming) {
           res.end();
-          Promise.resolve(run(ctx, "response", flow)).finally(finish);
+          runThen(ctx, "response", flow, finish);
           return;
         }
         resp.content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -462,12 +462,18 @@ function forward(
         if (truncated && !flow.isKilled) {
           response!.contentLength = size;
           response!.timestampEnd = now();
-          Promise.resolve(run(ctx, "response", flow)).finally(finish);
+          runThen(ctx, "response", flow, finish);
           return;
         }
         if (flow.response && flow.response !== response && !flow.isKilled) {
           // Replaced by an addon in responseHeaders: answer with it.
-          Promise.resolve(run(ctx, "response", flow)).then(() => sendComplete(res, flow.response!, request.method)).finally(finish);
+          runThen(ctx, "response", flow, () => {
+            try {
+              sendComplete(res, flow.response!, request.method);
+            } finally {
+              finish();
+            }
+          });
           return;
         }
         if (flow.isKilled) {
@@ -483,7 +489,7 @@ function forward(
         if (headSent) {
           flow.error = { msg, timestamp: now() };
           destroyClient(res);
-          Promise.resolve(run(ctx, "error", flow)).finally(finish);
+          runThen(ctx, "error", flow, finish);
           return;
         }
         failFlow(ctx, flow, res, 502, msg).finally(finish);
