@@ -164,11 +164,12 @@ export async function benchProxy(): Promise<string> {
 
     const target = `http://127.0.0.1:${ports.http}/`;
     if (which("wrk")) {
-      const runs: [name: string, run: () => Promise<Omit<Row, "name">>][] = [
+      type Run = [name: string, run: () => Promise<Omit<Row, "name">>];
+      const runs: Run[] = [
         ["direct", () => wrk(target)],
         ["sluice reverse", () => wrk(`http://127.0.0.1:${reversePort}/`)],
         ["sluice regular", () => wrk(target, regularPort)],
-        ...(mitmPort ? [["mitmdump regular", () => wrk(target, mitmPort)] as [string, () => Promise<Omit<Row, "name">>]] : []),
+        ...(mitmPort ? [["mitmdump regular", () => wrk(target, mitmPort)] satisfies Run] : []),
         ["ceiling: minimal Node proxy", () => wrk(target, ceilingPorts.minimal)],
       ];
       // This machine's load swings between runs: rounds are interleaved and each row keeps its best.
