@@ -87,6 +87,19 @@ function curlInBackground(args: string[]): Promise<{ code: number | null; stdout
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/**
+ * Starts `sluice` with `args` in the terminal on a free port and a fresh confdir, and waits for its
+ * status bar. `env` prefixes the command (e.g. "NO_COLOR=1").
+ */
+async function startConsole(term: Terminal, opts: { args?: string[]; env?: string; cols?: number; rows?: number; confdirPrefix: string }): Promise<{ proxy: string; confdir: string }> {
+  const port = await freePort();
+  const confdir = mkdtempSync(join(tmpdir(), opts.confdirPrefix));
+  const sluice = [process.execPath, SLUICE_BIN, "-p", String(port), "--confdir", confdir, ...(opts.args ?? [])].map(shellQuote).join(" ");
+  await term.start(`${opts.env ? `env ${opts.env} ` : ""}${sluice}; sleep 120`, opts.cols, opts.rows);
+  await term.waitForText(`127.0.0.1:${port} regular`);
+  return { proxy: `http://127.0.0.1:${port}`, confdir };
+}
+
 describe("sluice console in a terminal", () => {
   const term = new Terminal();
   let origin: Origin;
@@ -288,12 +301,7 @@ describe("sluice console at 80×24 with NO_COLOR, faults and SDK retries", () =>
 
   before(async () => {
     origin = await startOrigin();
-    const port = await freePort();
-    proxy = `http://127.0.0.1:${port}`;
-    const confdir = mkdtempSync(join(tmpdir(), "sluice-console-nocolor-"));
-    const sluice = [process.execPath, SLUICE_BIN, "-p", String(port), "--confdir", confdir, "--fault", "~u /boom => status 503"].map(shellQuote).join(" ");
-    await term.start(`env NO_COLOR=1 ${sluice}; sleep 120`, 80, 24);
-    await term.waitForText(`127.0.0.1:${port} regular`);
+    ({ proxy } = await startConsole(term, { args: ["--fault", "~u /boom => status 503"], env: "NO_COLOR=1", cols: 80, rows: 24, confdirPrefix: "sluice-console-nocolor-" }));
   });
 
   after(async () => {
@@ -407,12 +415,7 @@ describe("sluice console list keys on real flows", () => {
 
   before(async () => {
     origin = await startOrigin();
-    const port = await freePort();
-    proxy = `http://127.0.0.1:${port}`;
-    dir = mkdtempSync(join(tmpdir(), "sluice-console-keys-"));
-    const sluice = [process.execPath, SLUICE_BIN, "-p", String(port), "--confdir", dir].map(shellQuote).join(" ");
-    await term.start(`${sluice}; sleep 120`);
-    await term.waitForText(`127.0.0.1:${port} regular`);
+    ({ proxy, confdir: dir } = await startConsole(term, { confdirPrefix: "sluice-console-keys-" }));
   });
 
   after(async () => {
