@@ -19,11 +19,6 @@ const MARKER = "x-sluice-client-replay";
 const NOT_SENT = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "te", "trailer", "expect", "http2-settings"]);
 const REPLAY_HELP = "Re-send the requests of flows through this proxy (they show up as new flows marked as replays)";
 
-interface ListeningMaster {
-  server: { address(): { address: string; port: number } } | null;
-  ca: { files: { certPem: string } };
-}
-
 export class ClientReplay implements Addon {
   name = "client_replay";
   private ctx!: AddonContext;
@@ -62,11 +57,10 @@ export class ClientReplay implements Addon {
   /** A client of our own listener (created on first use, closed when sluice stops). */
   private proxyAgent(): ProxyAgent {
     if (this.agent) return this.agent;
-    const master = this.ctx.master as ListeningMaster;
-    const address = master.server?.address();
+    const address = this.ctx.listener();
     if (!address) throw new CommandError("replay: the proxy is not listening");
     const host = address.address === "0.0.0.0" || address.address === "::" ? "127.0.0.1" : address.address.includes(":") ? `[${address.address}]` : address.address;
-    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(master.ca.files.certPem, "utf8") } });
+    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(address.caCertFile, "utf8") } });
     return this.agent;
   }
 

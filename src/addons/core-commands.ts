@@ -1,20 +1,14 @@
 /** Built-in commands: flow.set, flow.mark, flow.kill, flow.resume, set, … on the shared view. */
 import type { Addon, AddonContext } from "../core/addons.js";
-import { CommandError, setFlowAttribute, type CommandManager } from "../core/commands.js";
+import { CommandError, setFlowAttribute } from "../core/commands.js";
 import type { HTTPFlow } from "../core/flow.js";
-import type { FlowView } from "../core/view.js";
 import { formatOptionValue } from "../core/options.js";
 
 export class CoreCommands implements Addon {
   name = "core_commands";
 
-  constructor(
-    private readonly commands: CommandManager,
-    private readonly view: FlowView,
-  ) {}
-
   load(ctx: AddonContext): void {
-    const { commands, view } = this;
+    const { commands, view } = ctx;
     const count = (flows: HTTPFlow[], what: string) => `${what} ${flows.length} flow${flows.length === 1 ? "" : "s"}`;
     commands.add({
       name: "flow.set",

@@ -42,3 +42,9 @@ export {
   type Series,
   type AttemptEvent,
 } from "./invocations.js";
+export { AWS_FILTER_OPERATORS, registerAwsFilterOperators } from "./filter-operators.js";
+
+import { registerAwsFilterOperators } from "./filter-operators.js";
+// Whoever loads AWS knowledge gets the AWS filter operators with it: `~svc s3` means the same
+// wherever a filter is compiled.
+registerAwsFilterOperators();

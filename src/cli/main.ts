@@ -22,6 +22,7 @@ import { Master } from "../proxy/master.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
 import type { Addon } from "../core/addons.js";
+import { frontEndAddons } from "./wiring.js";
 
 const VERSION = "0.1.0";
 
@@ -265,11 +266,6 @@ Trust it:
   Node.js        export NODE_EXTRA_CA_CERTS=${files.certPem}
   Debian system  cp ${files.certPem} /usr/local/share/ca-certificates/sluice.crt && update-ca-certificates
 `);
-}
-
-/** The addons every proxy front end loads, in hook order; the output addon comes last. */
-function frontEndAddons(output: Addon): Addon[] {
-  return [new ClientReplay(), new Scripts(), new MapRemote(), new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output];
 }
 
 async function runOptions(): Promise<void> {

@@ -76,7 +76,15 @@ export interface AddonContext {
    * `sluice_`), and the metrics addon serves it. Registering never opens a socket.
    */
   metrics: import("prom-client").Registry;
-  [extra: string]: unknown;
+  /** The proxy's own listener, for addons that talk to it (client replay); null until it listens. */
+  listener(): ProxyListener | null;
+}
+
+/** Where the proxy listens and the CA certificate its clients must trust. */
+export interface ProxyListener {
+  address: string;
+  port: number;
+  caCertFile: string;
 }
 
 export interface Logger {

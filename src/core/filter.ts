@@ -13,13 +13,12 @@
  * header regexes are multi-line, as in mitmproxy. Python-only regex syntax that users paste from
  * mitmproxy docs (`(?P<name>…)`, `(?P=name)`, a leading `(?i)`) is translated.
  *
- * Beyond mitmproxy, AWS operators read aws/'s recognition of the request: `~svc`, `~op`,
- * `~region`, `~bucket` (regexes), `~attempt N`, and the flags `~retry` (SDK attempt > 1) and
- * `~throttled` (the response is a throttling error).
+ * Operators are pluggable: the layers above core register their own with
+ * `registerFilterOperator` (aws/ adds `~svc`, `~op`, `~region`, `~bucket`, `~attempt N`, `~retry`
+ * and `~throttled`), so core knows nothing of AWS and the language stays one language.
  */
 import type { HTTPFlow, Message } from "./flow.js";
 import type { Headers } from "./headers.js";
-import { awsInfoOf, throttlingCodeOf } from "../aws/index.js";
 
 export type FlowPredicate = ((flow: HTTPFlow) => boolean) & { readonly expression: string };
 
@@ -61,19 +60,12 @@ const FLAGS: Record<string, { help: string; match: Match }> = {
   replay: { help: "replayed flow (client or server replay)", match: (f) => f.isReplay !== null },
   replayq: { help: "client-replayed request", match: (f) => f.isReplay === "request" },
   replays: { help: "server-replayed response", match: (f) => f.isReplay === "response" },
-  // AWS
-  retry: {
-    help: "AWS SDK retry: amz-sdk-request attempt > 1",
-    match: (f) => (awsInfoOf(f)?.attempt ?? 0) > 1,
-  },
-  throttled: {
-    help: "response is an AWS throttling error (429/503 SlowDown, ThrottlingException, …)",
-    match: (f) => f.response !== null && throttlingCodeOf(f.response, awsInfoOf(f)) !== null,
-  },
 };
 
-type TextOf = (flow: HTTPFlow) => Iterable<string> | string | null;
-type RexKind = "plain" | "body" | "headers";
+/** The text a regex operator searches: one string, several, or null (nothing to search). */
+export type TextOf = (flow: HTTPFlow) => Iterable<string> | string | null;
+/** How a regex operator's pattern is compiled: body regexes let `.` cross lines, header regexes are multi-line. */
+export type RexKind = "plain" | "body" | "headers";
 
 const REX: Record<string, { help: string; kind: RexKind; text: TextOf }> = {
   b: { help: "body (request, response or WebSocket message), decoded", kind: "body", text: (f) => bodies(f, true, true) },
@@ -93,34 +85,67 @@ const REX: Record<string, { help: string; kind: RexKind; text: TextOf }> = {
   meta: { help: "flow metadata, one `key: value` line each", kind: "headers", text: (f) => metadataText(f) },
   marker: { help: "marker of a marked flow", kind: "plain", text: (f) => f.marked || null },
   comment: { help: "flow comment", kind: "plain", text: (f) => f.comment || null },
-  // AWS
-  svc: { help: "AWS service signing name: s3, dynamodb, ec2, lambda, sts, …", kind: "plain", text: (f) => awsInfoOf(f)?.service ?? null },
-  op: { help: "AWS operation: PutObject, GetItem, DescribeInstances, …", kind: "plain", text: (f) => awsInfoOf(f)?.operation ?? null },
-  region: { help: "AWS region: eu-west-1, …", kind: "plain", text: (f) => awsInfoOf(f)?.region ?? null },
-  bucket: { help: "S3 bucket name", kind: "plain", text: (f) => awsInfoOf(f)?.bucket ?? null },
 };
 
 const INT: Record<string, { help: string; match: (f: HTTPFlow, n: number) => boolean }> = {
   c: { help: "response status code, exactly", match: (f, n) => f.response !== null && f.response.statusCode === n },
-  attempt: { help: "AWS SDK attempt number, exactly (amz-sdk-request attempt=N)", match: (f, n) => awsInfoOf(f)?.attempt === n },
 };
 
-/** One line per operator, for help screens: [syntax, description]. */
-export const FILTER_HELP: readonly (readonly [string, string])[] = [
-  ...Object.entries(FLAGS).map(([k, v]) => [`~${k}`, v.help] as const),
-  ...Object.entries(REX).map(([k, v]) => [`~${k} regex`, v.help] as const),
-  ...Object.entries(INT).map(([k, v]) => [`~${k} int`, v.help] as const),
-  ["!", "unary not"],
-  ["&", "and (also: two expressions side by side)"],
-  ["|", "or"],
-  ["(...)", "grouping"],
-  ["regex", "a bare word or quoted string matches the URL, like ~u"],
-];
+/** An operator a layer above core adds to the language. */
+export type FilterOperator =
+  | { name: string; kind: "flag"; help: string; match: (flow: HTTPFlow) => boolean }
+  | { name: string; kind: "regex"; help: string; text: TextOf; rex?: RexKind }
+  | { name: string; kind: "int"; help: string; match: (flow: HTTPFlow, n: number) => boolean };
 
-/** FILTER_HELP as an aligned text block. */
+/**
+ * Adds `~name` to the filter language. Registering the same operator object again is a no-op (a
+ * module may be loaded twice); a different operator under a taken name is a programming error.
+ */
+export function registerFilterOperator(op: FilterOperator): void {
+  if (!/^[A-Za-z]+$/.test(op.name)) throw new Error(`filter operator name must be letters only, got ${JSON.stringify(op.name)}`);
+  const existing = registered.get(op.name);
+  if (existing === op) return;
+  if (existing || op.name in FLAGS || op.name in REX || op.name in INT) throw new Error(`filter operator ~${op.name} is already registered`);
+  registered.set(op.name, op);
+  switch (op.kind) {
+    case "flag":
+      FLAGS[op.name] = { help: op.help, match: op.match };
+      return;
+    case "regex":
+      REX[op.name] = { help: op.help, kind: op.rex ?? "plain", text: op.text };
+      return;
+    case "int":
+      INT[op.name] = { help: op.help, match: op.match };
+      return;
+  }
+}
+
+const registered = new Map<string, FilterOperator>();
+
+/** What argument `~name` takes, or null for an operator nobody registered. */
+export function filterOperatorKind(name: string): "flag" | "regex" | "int" | null {
+  return name in FLAGS ? "flag" : name in REX ? "regex" : name in INT ? "int" : null;
+}
+
+/** One line per operator (the registered ones included), for help screens: [syntax, description]. */
+export function filterHelp(): (readonly [string, string])[] {
+  return [
+    ...Object.entries(FLAGS).map(([k, v]) => [`~${k}`, v.help] as const),
+    ...Object.entries(REX).map(([k, v]) => [`~${k} regex`, v.help] as const),
+    ...Object.entries(INT).map(([k, v]) => [`~${k} int`, v.help] as const),
+    ["!", "unary not"],
+    ["&", "and (also: two expressions side by side)"],
+    ["|", "or"],
+    ["(...)", "grouping"],
+    ["regex", "a bare word or quoted string matches the URL, like ~u"],
+  ];
+}
+
+/** filterHelp() as an aligned text block. */
 export function filterHelpText(): string {
-  const width = Math.max(...FILTER_HELP.map(([op]) => op.length)) + 2;
-  return FILTER_HELP.map(([op, help]) => `  ${op.padEnd(width)}${help}`).join("\n");
+  const help = filterHelp();
+  const width = Math.max(...help.map(([op]) => op.length)) + 2;
+  return help.map(([op, text]) => `  ${op.padEnd(width)}${text}`).join("\n");
 }
 
 // Text extractors. Kept allocation-light: the common operators return a single string.

@@ -1,14 +1,13 @@
 /**
- * Wires a running sluice: options, addons, CA and the listener. Front ends (dump, console, web)
- * differ only in the addons they pass in.
+ * Runs a sluice: options, addons, CA and the listener. Which addons make up a front end (dump,
+ * console, web) is decided in cli/ (cli/wiring.ts); the master only runs what it is given.
  */
-import { AddonManager, type Addon, type AddonContext } from "../core/addons.js";
+import { AddonManager, type Addon, type AddonContext, type ProxyListener } from "../core/addons.js";
 import { registerCoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
 import { FlowView } from "../core/view.js";
-import { CoreCommands } from "../addons/core-commands.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter } from "../core/filter.js";
 import { Registry } from "prom-client";
@@ -42,8 +41,8 @@ export class Master {
     this.log = init.log ?? new LineLogger();
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
-    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), master: this };
-    this.pendingAddons = [this.view, new CoreCommands(this.commands, this.view), ...(init.addons ?? [])];
+    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener() };
+    this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
   }
 
@@ -84,6 +83,11 @@ export class Master {
         }
       }
     });
+  }
+
+  private listener(): ProxyListener | null {
+    const address = this.server?.address();
+    return address && this.ca ? { address: address.address, port: address.port, caCertFile: this.ca.files.certPem } : null;
   }
 
   /** Configures (if not yet), creates the CA if needed and starts listening. */

@@ -7,6 +7,8 @@ import type { HTTPFlow } from "../../src/core/flow.js";
 import { LineLogger } from "../../src/core/log.js";
 import { Master } from "../../src/proxy/master.js";
 import { MapRemote } from "../../src/addons/map-remote.js";
+import { CoreCommands } from "../../src/addons/core-commands.js";
+import "../../src/aws/index.js";
 import { originCaFile } from "./origins.js";
 
 export interface TestSluice {
@@ -53,7 +55,7 @@ export async function startSluice(opts: { set?: Record<string, string>; values?:
   const master = new Master({
     set: { listen_port: "0", confdir: testConfdir(), ssl_verify_upstream_trusted_ca: originCaFile(), ...opts.set },
     values: opts.values,
-    addons: [new MapRemote(), ...(opts.addons ?? []), collector],
+    addons: [new CoreCommands(), new MapRemote(), ...(opts.addons ?? []), collector],
     log,
   });
   const address = await master.start();

@@ -1,0 +1,24 @@
+/**
+ * Which addons make up a sluice, in hook order. The proxy (proxy/master.ts) runs whatever it is
+ * given; choosing the features is wiring, and wiring lives here.
+ */
+import type { Addon } from "../core/addons.js";
+import { CoreCommands } from "../addons/core-commands.js";
+import { MapRemote } from "../addons/map-remote.js";
+import { Scripts } from "../addons/scripts.js";
+import { Intercept } from "../addons/intercept.js";
+import { Save } from "../addons/save.js";
+import { ServerReplay } from "../addons/server-replay.js";
+import { ClientReplay } from "../addons/client-replay.js";
+import { Shaping } from "../addons/shaping.js";
+import { Faults } from "../addons/faults.js";
+import { AdminApi } from "../addons/admin-api.js";
+import { Retries } from "../addons/retries.js";
+import { Metrics } from "../addons/metrics.js";
+// AWS knowledge brings the AWS filter operators (~svc, ~op, …) with it, for every front end.
+import "../aws/index.js";
+
+/** The addons every proxy front end loads, in hook order; the output addon (dump, console, …) comes last. */
+export function frontEndAddons(output: Addon): Addon[] {
+  return [new CoreCommands(), new ClientReplay(), new Scripts(), new MapRemote(), new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output];
+}
