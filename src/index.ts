@@ -5,7 +5,7 @@
 export type { Addon, AddonContext, HookName, Logger, ClientHelloData, ServerConnectData } from "./core/addons.js";
 export { HTTPFlow, Request, Response, type ClientConnection, type ServerConnection, type Connection, type FlowError, type WebSocketData, type WebSocketMessage } from "./core/flow.js";
 export { Headers } from "./core/headers.js";
-export { compileFilter, FilterSyntaxError, type FlowPredicate } from "./core/filter.js";
+export { compileFilter, registerFilterOperator, FilterSyntaxError, type FlowPredicate, type FilterOperator } from "./core/filter.js";
 export { Options, type OptionSpec, type OptionType } from "./core/options.js";
 export { CommandManager, type CommandSpec, type CommandParam } from "./core/commands.js";
 export { FlowView } from "./core/view.js";
