@@ -23,6 +23,7 @@ const BODY_PREVIEW = 4096;
 export class Dump implements Addon {
   name = "dump";
   private detail = 1;
+  private showhost = false;
   private filter: FlowPredicate | null = null;
   private pending: string[] = [];
   private scheduled = false;
@@ -33,6 +34,7 @@ export class Dump implements Addon {
   load(ctx: AddonContext): void {
     this.ctx = ctx;
     ctx.options.add({ name: "flow_detail", type: "int", default: 1, help: "0 nothing, 1 one line per flow, 2 with headers, 3 with bodies (truncated), 4 full bodies" });
+    ctx.options.add({ name: "showhost", type: "bool", default: false, help: "Show URLs with the Host header's name instead of the address connected to (mitmproxy's --showhost)" });
     ctx.options.add({ name: "dumper_filter", type: "optional-string", default: null, help: "Only print flows matching this filter expression" });
   }
 
@@ -42,6 +44,7 @@ export class Dump implements Addon {
       if (d < 0 || d > 4) throw new Error(`flow_detail must be 0 to 4, got ${d}`);
       this.detail = d;
     }
+    if (updated.has("showhost")) this.showhost = this.ctx.options.get<boolean>("showhost");
     if (updated.has("dumper_filter")) {
       const expr = this.ctx.options.get<string | null>("dumper_filter");
       this.filter = expr ? compileFilter(expr) : null;
@@ -68,7 +71,7 @@ export class Dump implements Addon {
   show(flow: HTTPFlow): void {
     if (this.detail === 0) return;
     if (this.filter && !this.filter(flow)) return;
-    this.emit(formatFlow(flow, this.detail, this.out.color));
+    this.emit(formatFlow(flow, this.detail, this.out.color, this.showhost));
   }
 
   private emit(text: string): void {
@@ -92,11 +95,12 @@ export class Dump implements Addon {
   }
 }
 
-export function formatFlow(flow: HTTPFlow, detail: number, color: boolean): string {
+/** `showhost`: the URL as the Host header names it (mitmproxy's pretty_url), else as connected to. */
+export function formatFlow(flow: HTTPFlow, detail: number, color: boolean, showhost = false): string {
   const c = color ? colors : plain;
   const req = flow.request;
   const client = flow.clientConn.peername ? `${flow.clientConn.peername[0]}:${flow.clientConn.peername[1]}` : "-";
-  let line = `${client} ${c.bold(req.method)} ${req.prettyUrl}`;
+  let line = `${client} ${c.bold(req.method)} ${showhost ? req.prettyUrl : req.url}`;
   const resp = flow.response;
   if (resp) {
     const st = `${resp.statusCode}${resp.reason ? " " + resp.reason : ""}`;

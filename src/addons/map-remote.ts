@@ -2,14 +2,14 @@
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
-import { parseSpec, pythonReplacement } from "../core/spec.js";
+import { parseSpec, pythonRegex, pythonReplacement } from "../core/spec.js";
 import { awsInfoOf } from "../aws/index.js";
 
 interface MapRule {
   spec: string;
   filter: FlowPredicate | null;
   pattern: RegExp;
-  replacement: string;
+  replacement: (match: string, ...rest: unknown[]) => string;
 }
 
 export class MapRemote implements Addon {
@@ -25,14 +25,10 @@ export class MapRemote implements Addon {
   configure(updated: Set<string>): void {
     if (!updated.has("map_remote")) return;
     this.rules = this.ctx.options.get<string[]>("map_remote").map((spec) => {
-      const parsed = parseSpec(spec, "map_remote");
-      let pattern: RegExp;
-      try {
-        pattern = new RegExp(parsed.subject, "i");
-      } catch (err) {
-        throw new Error(`map_remote: ${JSON.stringify(parsed.subject)} is not a valid regular expression: ${(err as Error).message}`);
-      }
-      return { spec, filter: parsed.filter, pattern, replacement: pythonReplacement(parsed.replacement) };
+      const parsed = parseSpec(spec, "map_remote", "|filter|url-regex|replacement");
+      // As mitmproxy's re.sub: case-sensitive, every occurrence replaced.
+      const pattern = pythonRegex(parsed.subject, "g", "map_remote");
+      return { spec, filter: parsed.filter, pattern, replacement: pythonReplacement(parsed.replacement, "map_remote") };
     });
   }
 
@@ -42,15 +38,14 @@ export class MapRemote implements Addon {
     const url = flow.request.url;
     for (const rule of this.rules) {
       if (rule.filter && !rule.filter(flow)) continue;
-      if (!rule.pattern.test(url)) continue;
       const next = url.replace(rule.pattern, rule.replacement);
       if (next !== url) {
         // Recognise the AWS call by where the client sent it, before the host is rewritten.
         awsInfoOf(flow);
         flow.request.url = next;
         flow.metadata.map_remote = { from: url, to: next };
+        return;
       }
-      return;
     }
   }
 }

@@ -12,6 +12,12 @@ export const PROXY_FLAGS = {
   "ignore-hosts": { type: "string", multiple: true },
   "allow-hosts": { type: "string", multiple: true },
   "map-remote": { type: "string", short: "M", multiple: true },
+  "map-local": { type: "string", multiple: true },
+  "modify-headers": { type: "string", short: "H", multiple: true },
+  "modify-body": { type: "string", short: "B", multiple: true },
+  anticache: { type: "boolean" },
+  anticomp: { type: "boolean" },
+  showhost: { type: "boolean" },
   scripts: { type: "string", short: "s", multiple: true },
   "save-stream-file": { type: "string", short: "w" },
   rfile: { type: "string", short: "r" },
@@ -72,6 +78,12 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["ignore-hosts"]) lists.ignore_hosts = v["ignore-hosts"];
   if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
   if (v["map-remote"]) lists.map_remote = v["map-remote"];
+  if (v["map-local"]) lists.map_local = v["map-local"];
+  if (v["modify-headers"]) lists.modify_headers = v["modify-headers"];
+  if (v["modify-body"]) lists.modify_body = v["modify-body"];
+  if (v.anticache) set.anticache = "true";
+  if (v.anticomp) set.anticomp = "true";
+  if (v.showhost) set.showhost = "true";
   if (v.scripts) lists.scripts = v.scripts;
   // Feature addons register these options in their `load`; values wait there until then.
   if (v.fault) lists.fault_rules = v.fault;
@@ -87,7 +99,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
 }
 
-const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
+const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "map_local", "modify_headers", "modify_body", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
 
 function cleanParseError(message: string): string {
   const m = /Unknown option '([^']+)'/.exec(message);

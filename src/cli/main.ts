@@ -59,6 +59,13 @@ Proxy:
       --ignore-hosts REGEX   pass TLS to matching hosts through untouched (repeatable)
       --allow-hosts REGEX    intercept only matching hosts (repeatable)
   -M, --map-remote SPEC      |filter|url-regex|replacement: send matching requests elsewhere (repeatable)
+      --map-local SPEC       |filter|url-regex|file-or-dir: answer matching requests from local files (repeatable)
+  -H, --modify-headers SPEC  |filter|name|value: set a header (empty value removes, @FILE reads it) (repeatable)
+  -B, --modify-body SPEC     |filter|regex|replacement: replace in request and response bodies (repeatable)
+      --anticache            strip If-None-Match / If-Modified-Since so servers answer in full
+      --anticomp             ask servers for uncompressed bodies (Accept-Encoding: identity)
+      --set stickycookie=FILTER   keep cookies servers set and send them on matching requests
+      --set stickyauth=FILTER     send a host's last Authorization header on matching requests
   -s, --scripts FILE         load a script (.ts or .js exporting an addon); reloaded on change (repeatable)
       --intercept FILTER     pause matching flows until resumed (flow.resume) or intercept_timeout
       --confdir DIR          where the CA lives (default ~/.sluice)
@@ -84,6 +91,7 @@ Retries and metrics (see also \`sluice report\`):
       --set statsd=HOST:PORT     send the same counters as StatsD lines over UDP
 
 Output:
+      --showhost             show URLs with the Host header's name instead of the address connected to
       --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
   -q, --quiet                print no flows and only errors
   -v, --verbose              debug logging

@@ -5,6 +5,13 @@
 import type { Addon } from "../core/addons.js";
 import { CoreCommands } from "../addons/core-commands.js";
 import { MapRemote } from "../addons/map-remote.js";
+import { MapLocal } from "../addons/map-local.js";
+import { ModifyHeaders } from "../addons/modify-headers.js";
+import { ModifyBody } from "../addons/modify-body.js";
+import { AntiCache } from "../addons/anticache.js";
+import { AntiComp } from "../addons/anticomp.js";
+import { StickyAuth } from "../addons/sticky-auth.js";
+import { StickyCookie } from "../addons/sticky-cookie.js";
 import { Scripts } from "../addons/scripts.js";
 import { Intercept } from "../addons/intercept.js";
 import { Save } from "../addons/save.js";
@@ -20,5 +27,10 @@ import "../aws/index.js";
 
 /** The addons every proxy front end loads, in hook order; the output addon (dump, console, …) comes last. */
 export function frontEndAddons(output: Addon): Addon[] {
-  return [new CoreCommands(), new ClientReplay(), new Scripts(), new MapRemote(), new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output];
+  return [
+    new CoreCommands(), new ClientReplay(), new Scripts(),
+    // Traffic changers first, in mitmproxy's order (anticache … stickycookie), then sluice's own.
+    new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(),
+    new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output,
+  ];
 }

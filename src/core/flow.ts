@@ -190,11 +190,20 @@ export class Request extends Message {
     return `${this.scheme}://${host}${this.port === defaultPort ? "" : ":" + this.port}${this.path}`;
   }
 
-  /** Like `url` but with the pretty host (what the client asked for). */
+  /**
+   * Like `url` but with the host and port the Host header (or :authority) names — what the client
+   * asked for; a Host without a port means the scheme's default port, as in mitmproxy's pretty_url.
+   */
   get prettyUrl(): string {
+    const h = this.authority || this.headers.get("host");
+    if (!h) return this.url;
     const defaultPort = this.scheme === "https" ? 443 : 80;
-    const host = this.prettyHost.includes(":") ? `[${this.prettyHost}]` : this.prettyHost;
-    return `${this.scheme}://${host}${this.port === defaultPort ? "" : ":" + this.port}${this.path}`;
+    const m = /^(?:\[([^\]]*)\]|([^:]*))(?::(\d+))?$/.exec(h);
+    if (!m) return this.url;
+    const name = m[1] ?? m[2]!;
+    const port = m[3] ? Number(m[3]) : defaultPort;
+    const host = name.includes(":") ? `[${name}]` : name;
+    return `${this.scheme}://${host}${port === defaultPort ? "" : ":" + port}${this.path}`;
   }
 
   /** Sets scheme, host, port and path from an absolute URL; keeps the Host header in step. */
