@@ -10,7 +10,7 @@ import { gzipSync, crc32 } from "node:zlib";
 import { S3Client, ListBucketsCommand } from "@aws-sdk/client-s3";
 import { cbor } from "@smithy/core/cbor";
 import { Response } from "../src/core/flow.js";
-import { recognizeAwsRequest, throttleResponse, serviceErrorResponse, throttlingCodeOf, errorCodeOf, protocolOf, type AwsRequestInfo } from "../src/aws/index.js";
+import { recognizeAwsRequest, throttleResponse, serviceErrorResponse, throttlingCodeOf, isBareS3Head503, errorCodeOf, protocolOf, type AwsRequestInfo } from "../src/aws/index.js";
 import { startScriptedOrigin, sluiceRequestOf, type FakeAwsOrigin, type FakeAwsRequest } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 
@@ -212,12 +212,14 @@ describe("throttleResponse and serviceErrorResponse shapes", () => {
     );
   });
 
-  test("S3 HEAD: headers only, still classified as SlowDown", () => {
+  test("S3 HEAD: headers only, so not classifiable as throttling (as the SDKs see it): a bare HEAD 503", () => {
     const i = info("s3", "HeadObject");
     const r = throttleResponse(i);
     assert.equal(r.statusCode, 503);
     assert.equal(r.content!.length, 0);
-    assert.equal(throttlingCodeOf(r, i), "SlowDown");
+    assert.equal(throttlingCodeOf(r, i), null);
+    assert.equal(isBareS3Head503(r, i), true);
+    assert.equal(isBareS3Head503(r, info("s3", "GetObject")), false);
   });
 
   test("DynamoDB: 400 ThrottlingException JSON 1.0 with a correct x-amz-crc32", () => {

@@ -99,7 +99,7 @@ describe("InvocationTracker", () => {
     assert.equal(worst!.maxAttempts, 5);
   });
 
-  test("an invocation left waiting past the idle window gave up (max known) or failed (never retried, max unknown)", () => {
+  test("an SDK call left waiting past the idle window gave up (max known or not); a non-retryable failure failed", () => {
     const t = new InvocationTracker({ idleWindow: 60 });
     t.add(flow({ start: 0, status: 503, invocation: "a", sdkRequest: "attempt=1; max=3" }));
     t.add(flow({ start: 0, status: 503, invocation: "b", sdkRequest: "attempt=1" }));
@@ -110,7 +110,7 @@ describe("InvocationTracker", () => {
     t.sweep(61);
     assert.equal(t.openInvocations, 0);
     const [s] = t.stats();
-    assert.deepEqual(s!.outcomes, { ok: 0, retried: 0, "gave-up": 1, failed: 2 });
+    assert.deepEqual(s!.outcomes, { ok: 0, retried: 0, "gave-up": 2, failed: 1 });
   });
 
   test("infers retries without SDK headers: same client, method, URL and body soon after a failure", () => {

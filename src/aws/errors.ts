@@ -252,9 +252,19 @@ export function throttlingCodeOf(response: Response, info: AwsRequestInfo | null
   const code = errorCodeOf(response);
   if (code !== null && THROTTLING_ERROR_CODES.has(code)) return code;
   if (status === 429) return code ?? "429";
-  // S3 throttles HEAD requests with a bodiless 503.
-  if (code === null && status === 503 && info?.service === "s3" && !response.content?.length) return "SlowDown";
+  // S3 throttles HEAD requests with a bodiless 503, but no SDK can tell that from a server error:
+  // they retry it as a transient 5xx (see isBareS3Head503), so neither does sluice.
   return null;
+}
+
+/**
+ * A bodiless 503 to an S3 HEAD: how S3 throttles HEAD requests (a HEAD response carries no body,
+ * so no SlowDown code). SDKs see only the status and treat it as a transient server error, not as
+ * throttling (no adaptive slow-down, the non-throttle retry cost); sluice counts it as they do and
+ * reports these separately.
+ */
+export function isBareS3Head503(response: Response, info: AwsRequestInfo | null): boolean {
+  return response.statusCode === 503 && info?.service === "s3" && (info.operation?.startsWith("Head") ?? false) && !response.content?.length && errorCodeOf(response) === null;
 }
 
 /** Bodies larger than this are not error documents worth parsing. */

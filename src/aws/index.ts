@@ -21,6 +21,7 @@ export {
   serviceErrorOf,
   serviceErrorResponse,
   throttlingCodeOf,
+  isBareS3Head503,
   errorCodeOf,
   THROTTLING_ERROR_CODES,
   type AwsError,

@@ -2,10 +2,16 @@
  * Reconstructs SDK calls ("invocations") and their retries from finished flows, without sockets.
  *
  * Attempts of one call share `amz-sdk-invocation-id`; `amz-sdk-request: attempt=N; max=M` numbers
- * them. Clients that send neither get *inferred* retries: the same client address, method, URL and
- * body again within `inferWindow` seconds after a retryable failure. Feed flows in the order they
- * finish (live, or from a file); the tracker's clock is the latest end time it has seen, so the
- * same code answers live and offline.
+ * them. Clients that send neither get *inferred* retries: the same client address, operation
+ * (`X-Amz-Target`, `Action=`, S3's REST shape), method, URL and body again within `inferWindow`
+ * seconds after a retryable failure; among several such open calls the one on the same client
+ * connection wins. Feed flows in the order they finish (live, or from a file); the tracker's clock
+ * is the latest end time it has seen, so the same code answers live and offline.
+ *
+ * Standard and adaptive SDKs also stop retrying when their retry quota (500 tokens, 5 a retry,
+ * refunded on success) runs out. The tracker keeps the same books per client (address and
+ * User-Agent) and, when a call's failure could not have been paid for and the client's connection
+ * carries on with another call, closes it as given up at once instead of after `idleWindow`.
  *
  * Memory stays bounded over millions of flows: an invocation is kept only while it may still get
  * another attempt, then folded into counters per service/operation, a time series whose bucket
@@ -15,7 +21,7 @@
 import { createHash } from "node:crypto";
 import type { HTTPFlow } from "../core/flow.js";
 import { awsInfoOf } from "./recognize.js";
-import { errorCodeOf, throttlingCodeOf } from "./errors.js";
+import { errorCodeOf, isBareS3Head503, throttlingCodeOf } from "./errors.js";
 
 export type Outcome = "ok" | "retried" | "gave-up" | "failed";
 
@@ -47,6 +53,8 @@ export interface AttemptRecord {
   /** Seconds waited before this attempt, null when unknown. */
   backoff: number | null;
   inferred: boolean;
+  /** A bodiless 503 to an S3 HEAD (see isBareS3Head503): a throttle the client could not tell apart. */
+  bareHead503?: boolean;
 }
 
 export interface InvocationRecord {
@@ -77,6 +85,11 @@ export interface OperationStats {
   outcomes: Record<Outcome, number>;
   /** Requests per status ("200", "503", "error" for no response). */
   statuses: Record<string, number>;
+  /**
+   * Bodiless 503s to S3 HEAD requests: S3's throttle for HEAD, which SDKs can only see as a server
+   * error. Counted as retryable errors, not throttles, because that is what the client saw.
+   */
+  bareHead503s: number;
 }
 
 export interface SeriesBucket {
@@ -155,7 +168,7 @@ export function flowEnd(flow: HTTPFlow): number {
 function emptyStats(service: string, operation: string): OperationStats {
   return {
     service, operation, requests: 0, retries: 0, inferredRetries: 0, throttles: 0, retryableErrors: 0, backoffSeconds: 0,
-    invocations: 0, outcomes: { ok: 0, retried: 0, "gave-up": 0, failed: 0 }, statuses: {},
+    invocations: 0, outcomes: { ok: 0, retried: 0, "gave-up": 0, failed: 0 }, statuses: {}, bareHead503s: 0,
   };
 }
 
@@ -166,7 +179,24 @@ function emptyBucket(): SeriesBucket {
 interface OpenInvocation extends InvocationRecord {
   /** Inferred invocations: the repetition key and the body hash it was opened with. */
   key: string;
+  /** The client connection (address:port) of the latest attempt. */
+  connection: string;
+  /** Retry-quota tokens the client spent on this call's latest retry (refunded if it succeeds). */
+  quotaSpent: number;
 }
+
+/** The standard retry mode's quota, as botocore (retries/quota.py, standard.py) and the JS SDK v3 keep it. */
+const RETRY_QUOTA = 500;
+const RETRY_COST = 5;
+const NO_RETRY_INCREMENT = 1;
+
+/** A client's retry quota as sluice reckons it from the traffic it saw. */
+interface RetryQuota {
+  available: number;
+}
+
+/** Bodies up to this size tell calls apart by their hash; larger ones by their length. */
+const SMALL_BODY = 64 * 1024;
 
 export class InvocationTracker {
   private readonly inferWindow: number;
@@ -177,12 +207,20 @@ export class InvocationTracker {
   private readonly maxOperations: number;
   /** Open invocations by SDK invocation id, least recently active first (re-inserted on activity). */
   private readonly byId = new Map<string, OpenInvocation>();
-  /** Inferred invocations waiting for a repetition, by client/method/URL/body key, oldest first. */
-  private readonly byRepetition = new Map<string, OpenInvocation>();
+  /** Inferred invocations waiting for a repetition, by client/operation/method/URL/body key, oldest first. */
+  private readonly byRepetition = new Map<string, OpenInvocation[]>();
+  private repetitionCount = 0;
   /** How many open inferred invocations share a client/method/URL: lets most flows skip hashing their body. */
   private readonly repetitionUrls = new Map<string, number>();
   private readonly operations = new Map<string, OperationStats>();
   private readonly histogram = new Map<number, number>();
+  /** Retry quotas of standard/adaptive SDK clients, by address and User-Agent. */
+  private readonly quotas = new Map<string, RetryQuota>();
+  /**
+   * SDK calls whose last failure the client's quota could not pay for, by client connection: the
+   * next call on that connection proves the client moved on.
+   */
+  private readonly unaffordable = new Map<string, OpenInvocation>();
   private readonly top: InvocationRecord[] = [];
   private seriesStart = 0;
   private bucketSeconds = 1;
@@ -216,9 +254,17 @@ export class InvocationTracker {
     const throttle = response ? throttlingCodeOf(response, info) : null;
     const retryable = isRetryable(flow, status, throttle);
     const attempt: AttemptRecord = { attempt: 1, status, error: response ? null : (flow.error?.msg ?? "no response"), throttle, retryable, start, end, backoff: null, inferred: false };
+    if (response && isBareS3Head503(response, info)) attempt.bareHead503 = true;
 
     let retry: RetryMetadata | null = null;
     let inv: OpenInvocation | undefined;
+    const connection = connectionOf(flow);
+    const stranded = this.unaffordable.get(connection);
+    if (stranded && stranded.id !== info?.invocationId && start >= stranded.end - 0.001) {
+      // Another call on the connection of a call the client could not afford to retry: it gave up.
+      this.unaffordable.delete(connection);
+      if (this.byId.get(stranded.id) === stranded) this.close(stranded, this.byId);
+    }
     if (info?.invocationId) {
       inv = this.byId.get(info.invocationId);
       const previous = inv?.attempts.at(-1);
@@ -232,39 +278,55 @@ export class InvocationTracker {
         this.byId.set(inv.id, inv);
       }
       if (info.maxAttempts) inv.maxAttempts = info.maxAttempts;
+      if (this.unaffordable.get(inv.connection) === inv) {
+        // It retried after all: the client had more quota than reckoned (a new process, say).
+        this.unaffordable.delete(inv.connection);
+        const quota = this.quotaOf(flow, info.retryMode, inv.maxAttempts);
+        if (quota) quota.available = RETRY_QUOTA;
+      }
+      inv.connection = connection;
       this.append(inv, attempt);
       retry = { invocationId: inv.id, attempt: attempt.attempt, maxAttempts: inv.maxAttempts, inferred: false, backoffMs: attempt.backoff === null ? null : Math.round(attempt.backoff * 1000) };
-      if (!retryable || (inv.maxAttempts !== null && attempt.attempt >= inv.maxAttempts)) this.close(inv, this.byId);
+      const quota = this.quotaOf(flow, info.retryMode, inv.maxAttempts);
+      if (!retryable || (inv.maxAttempts !== null && attempt.attempt >= inv.maxAttempts)) {
+        if (quota && status !== null && status >= 200 && status < 300) quota.available = Math.min(RETRY_QUOTA, quota.available + (attempt.attempt > 1 ? inv.quotaSpent : NO_RETRY_INCREMENT));
+        this.close(inv, this.byId);
+      } else if (quota) {
+        if (quota.available >= RETRY_COST) {
+          quota.available -= RETRY_COST;
+          inv.quotaSpent = RETRY_COST;
+        } else {
+          this.unaffordable.set(connection, inv);
+        }
+      }
     } else {
-      const client = clientOf(flow);
-      const urlKey = `${client}\0${flow.request.method}\0${flow.request.url}`;
+      const urlKey = `${clientOf(flow)}\0${operation}\0${flow.request.method}\0${flow.request.url}`;
       let key: string | null = null;
       if (this.repetitionUrls.has(urlKey)) {
         key = `${urlKey}\0${bodyHashOf(flow)}`;
-        inv = this.byRepetition.get(key);
-        const previous = inv?.attempts.at(-1);
-        // A repetition counts only if it starts after the failure and soon enough.
-        if (inv && previous && start >= previous.end - 0.001 && start - previous.end <= this.inferWindow) {
+        inv = this.repetitionOf(key, connection, start);
+        if (inv) {
+          const previous = inv.attempts.at(-1)!;
           this.dropRepetition(inv);
           attempt.attempt = previous.attempt + 1;
           attempt.backoff = Math.max(0, start - previous.end);
           attempt.inferred = true;
           this.append(inv, attempt);
           retry = { invocationId: inv.id, attempt: attempt.attempt, maxAttempts: null, inferred: true, backoffMs: Math.round(attempt.backoff * 1000) };
-        } else {
-          inv = undefined;
         }
       }
       if (!inv) {
         inv = this.open(`inferred-${++this.inferredIds}`, true, service, operation, flow, start, "");
         this.append(inv, attempt);
       }
+      inv.connection = connection;
       if (retryable) {
         key ??= `${urlKey}\0${bodyHashOf(flow)}`;
-        const displaced = this.byRepetition.get(key);
-        if (displaced && displaced !== inv) this.close(displaced, this.byRepetition);
         inv.key = key;
-        this.byRepetition.set(key, inv);
+        const waiting = this.byRepetition.get(key);
+        if (waiting) waiting.push(inv);
+        else this.byRepetition.set(key, [inv]);
+        this.repetitionCount++;
         this.repetitionUrls.set(urlKey, (this.repetitionUrls.get(urlKey) ?? 0) + 1);
       } else {
         this.finish(inv);
@@ -274,25 +336,56 @@ export class InvocationTracker {
     this.count(service, operation, status, attempt, retry);
     if (end > this.clock) this.clock = end;
     if (start < this.firstStart) this.firstStart = start;
-    if (this.clock - this.lastSweep >= 1 || this.byId.size > this.maxOpen || this.byRepetition.size > this.maxOpen) this.sweep(this.clock);
+    if (this.clock - this.lastSweep >= 1 || this.byId.size > this.maxOpen || this.repetitionCount > this.maxOpen) this.sweep(this.clock);
     return retry;
+  }
+
+  /**
+   * The open inferred call `key` may repeat: it failed before `start`, recently enough; among
+   * several (identical calls in parallel), the one on the same client connection, else the oldest.
+   */
+  private repetitionOf(key: string, connection: string, start: number): OpenInvocation | undefined {
+    const waiting = this.byRepetition.get(key);
+    if (!waiting) return undefined;
+    let best: OpenInvocation | undefined;
+    for (const inv of waiting) {
+      const end = inv.attempts.at(-1)!.end;
+      if (start < end - 0.001 || start - end > this.inferWindow) continue;
+      if (inv.connection === connection) return inv;
+      best ??= inv;
+    }
+    return best;
+  }
+
+  /** The retry quota of the client that sent `flow`, when it is an SDK in a mode that keeps one. */
+  private quotaOf(flow: HTTPFlow, mode: string | null, maxAttempts: number | null): RetryQuota | null {
+    // Legacy mode has no quota; without the mode in the User-Agent, 3 attempts says "standard".
+    if (mode === "legacy" || (mode === null && maxAttempts !== 3)) return null;
+    if (mode !== null && mode !== "standard" && mode !== "adaptive") return null;
+    const key = `${clientOf(flow)}\0${flow.request.headers.get("user-agent") ?? ""}`;
+    let quota = this.quotas.get(key);
+    if (!quota) {
+      if (this.quotas.size >= this.maxOpen) this.quotas.delete(this.quotas.keys().next().value!);
+      this.quotas.set(key, (quota = { available: RETRY_QUOTA }));
+    }
+    return quota;
   }
 
   /** Closes invocations idle for longer than their window at time `now` (seconds since the epoch). */
   sweep(now: number): void {
     this.lastSweep = now;
     this.closeIdle(this.byId, now - this.idleWindow, this.maxOpen);
-    this.closeIdle(this.byRepetition, now - this.inferWindow, this.maxOpen);
+    this.closeIdleRepetitions(now - this.inferWindow, this.maxOpen);
   }
 
   /** Closes every open invocation (end of a file, or shutdown). */
   finishAll(): void {
     this.closeIdle(this.byId, Infinity, 0);
-    this.closeIdle(this.byRepetition, Infinity, 0);
+    this.closeIdleRepetitions(Infinity, 0);
   }
 
   get openInvocations(): number {
-    return this.byId.size + this.byRepetition.size;
+    return this.byId.size + this.repetitionCount;
   }
 
   /** Per service/operation counters, most retried first. */
@@ -313,6 +406,7 @@ export class InvocationTracker {
       t.invocations += s.invocations;
       for (const o of OUTCOMES) t.outcomes[o] += s.outcomes[o];
       for (const [k, v] of Object.entries(s.statuses)) t.statuses[k] = (t.statuses[k] ?? 0) + v;
+      t.bareHead503s += s.bareHead503s;
     }
     return t;
   }
@@ -346,7 +440,7 @@ export class InvocationTracker {
   }
 
   private open(id: string, inferred: boolean, service: string, operation: string, flow: HTTPFlow, start: number, key: string): OpenInvocation {
-    return { id, inferred, service, operation, client: clientOf(flow), maxAttempts: null, attempts: [], start, end: start, backoff: 0, outcome: null, key };
+    return { id, inferred, service, operation, client: clientOf(flow), maxAttempts: null, attempts: [], start, end: start, backoff: 0, outcome: null, key, connection: connectionOf(flow), quotaSpent: 0 };
   }
 
   private append(inv: OpenInvocation, attempt: AttemptRecord): void {
@@ -357,17 +451,31 @@ export class InvocationTracker {
   }
 
   private dropRepetition(inv: OpenInvocation): void {
-    this.byRepetition.delete(inv.key);
+    const waiting = this.byRepetition.get(inv.key);
+    const at = waiting ? waiting.indexOf(inv) : -1;
+    if (at < 0) return;
+    if (waiting!.length === 1) this.byRepetition.delete(inv.key);
+    else waiting!.splice(at, 1);
+    this.repetitionCount--;
     const urlKey = inv.key.slice(0, inv.key.lastIndexOf("\0"));
     const n = (this.repetitionUrls.get(urlKey) ?? 1) - 1;
     if (n <= 0) this.repetitionUrls.delete(urlKey);
     else this.repetitionUrls.set(urlKey, n);
   }
 
-  private close(inv: OpenInvocation, from: Map<string, OpenInvocation>): void {
-    if (from === this.byRepetition) this.dropRepetition(inv);
+  private close(inv: OpenInvocation, from: Map<string, OpenInvocation> | null): void {
+    if (from === null) this.dropRepetition(inv);
     else from.delete(inv.id);
+    if (this.unaffordable.get(inv.connection) === inv) this.unaffordable.delete(inv.connection);
     this.finish(inv);
+  }
+
+  /** closeIdle for the inferred calls waiting for a repetition (several may share a key). */
+  private closeIdleRepetitions(before: number, keep: number): void {
+    for (const waiting of this.byRepetition.values()) {
+      if (waiting[0]!.end >= before && this.repetitionCount <= keep) break;
+      for (const inv of waiting.slice()) if (inv.end < before || this.repetitionCount > keep) this.close(inv, null);
+    }
   }
 
   /** Closes the least recently active invocations that ended before `before`, and any beyond `keep`. */
@@ -381,9 +489,11 @@ export class InvocationTracker {
   private finish(inv: OpenInvocation): void {
     const last = inv.attempts.at(-1)!;
     const retried = inv.attempts.length > 1 || last.attempt > 1;
+    // An SDK call (it has an invocation id) that stopped after a retryable failure gave up: out of
+    // attempts, or out of retry quota. A plain client that never repeated the request just failed.
     inv.outcome = !last.retryable
       ? last.status !== null && last.status < 400 ? (retried ? "retried" : "ok") : "failed"
-      : retried || inv.maxAttempts !== null ? "gave-up" : "failed";
+      : retried || !inv.inferred ? "gave-up" : "failed";
     const stats = this.statsFor(inv.service, inv.operation);
     stats.invocations++;
     stats.outcomes[inv.outcome]++;
@@ -398,7 +508,7 @@ export class InvocationTracker {
     if (inv.attempts.length < 2 || this.topCount === 0) return;
     const worse = (a: InvocationRecord, b: InvocationRecord) => a.attempts.length - b.attempts.length || a.backoff - b.backoff;
     if (this.top.length >= this.topCount && worse(inv, this.top.at(-1)!) <= 0) return;
-    const { key: _key, ...record } = inv as OpenInvocation;
+    const { key: _key, connection: _connection, quotaSpent: _quotaSpent, ...record } = inv as OpenInvocation;
     let i = this.top.findIndex((t) => worse(inv, t) > 0);
     if (i < 0) i = this.top.length;
     this.top.splice(i, 0, record);
@@ -415,6 +525,7 @@ export class InvocationTracker {
     if (attempt.inferred) stats.inferredRetries++;
     if (attempt.throttle) stats.throttles++;
     if (attempt.retryable) stats.retryableErrors++;
+    if (attempt.bareHead503) stats.bareHead503s++;
     if (attempt.backoff !== null) stats.backoffSeconds += attempt.backoff;
     const bucket = this.bucketAt(attempt.start);
     bucket.requests++;
@@ -503,9 +614,16 @@ function clientOf(flow: HTTPFlow): string {
   return flow.clientConn.peername?.[0] ?? "-";
 }
 
+/** The client connection: address and port (a connection carries one call at a time over HTTP/1). */
+function connectionOf(flow: HTTPFlow): string {
+  const peer = flow.clientConn.peername;
+  return peer ? `${peer[0]}:${peer[1]}` : `conn:${flow.clientConn.id}`;
+}
+
 function bodyHashOf(flow: HTTPFlow): string {
   const req = flow.request;
   if (!req.content) return req.streamed ? `streamed:${req.contentLength}` : "empty";
   if (req.content.length === 0) return "empty";
+  if (req.content.length > SMALL_BODY) return `length:${req.content.length}`;
   return createHash("sha1").update(req.content).digest("base64");
 }

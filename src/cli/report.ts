@@ -130,7 +130,7 @@ export function reportText(data: TrackerSnapshot, file: string, filter: string |
     "",
     `SDK calls     ${t.invocations}: ${o.ok} ok first try, ${o.retried} ok after retries, ${o["gave-up"]} gave up, ${o.failed} failed`,
     `requests      ${t.requests}: ${t.retries} retries (${percent(t.retries, t.requests)})${t.inferredRetries ? `, ${t.inferredRetries} of them inferred` : ""}`,
-    `throttled     ${t.throttles} (${percent(t.throttles, t.requests)} of requests)`,
+    `throttled     ${t.throttles} (${percent(t.throttles, t.requests)} of requests)${t.bareHead503s ? `; not counted: ${bareHead503Text(t.bareHead503s)}` : ""}`,
     `back-off      ${t.backoffSeconds.toFixed(2)} s waiting between attempts`,
     `attempts/call ${data.attemptsHistogram.map(([n, c]) => `${n}: ${c}`).join("  ") || "-"}`,
     "",
@@ -145,6 +145,11 @@ export function reportText(data: TrackerSnapshot, file: string, filter: string |
     }
   }
   return lines.join("\n") + "\n";
+}
+
+/** Why bodiless HEAD 503s are not in the throttle count (the report says so, not only the README). */
+export function bareHead503Text(n: number): string {
+  return `${n} bodiless 503 answer${n === 1 ? "" : "s"} to S3 HEAD requests (S3 throttles HEAD that way), which SDKs can only see as a server error and retry as one`;
 }
 
 /** Progress on stderr: a live counter on a terminal, a line every few seconds otherwise. */

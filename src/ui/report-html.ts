@@ -56,6 +56,7 @@ ${card("throttled", `${fmt(t.throttles)} (${pct(t.throttles, t.requests)})`)}
 ${card("gave up", fmt(t.outcomes["gave-up"]))}
 ${card("time in back-off", `${t.backoffSeconds.toFixed(2)} s`)}
 </div>
+${t.bareHead503s ? `<p class="meta">Throttled does not count ${fmt(t.bareHead503s)} bodiless 503 answers to S3 HEAD requests (S3 throttles HEAD that way): SDKs can only see them as server errors and retry them as such.</p>` : ""}
 <h2>Requests, throttles and retries ${esc(perSecond)}</h2>
 <div class="legend">${legend("requests", COLOURS.requests)}${legend("throttles", COLOURS.throttles)}${legend("retries", COLOURS.retries)}</div>
 ${lineChart(data, [
