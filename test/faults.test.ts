@@ -386,7 +386,7 @@ describe("runtime control", () => {
     // Commands: anything the console can run.
     const cmd = await call("POST", "/commands", { command: "fault.list" });
     assert.equal(cmd.status, 200);
-    assert.match(cmd.json.result, /^mine \[on\] ~u \/other => status 409 id=mine +\(matched 1, injected 1, from runtime\)$/);
+    assert.match(cmd.json.result, /^mine \[on\] ~u \/other => status 409 id=mine +\(matched 1, injected 1, from runtime\)\n    replace the status of the server.s answer with 409, keeping its body; always, for requests matching ~u \/other$/);
     // Errors.
     const bad = await call("POST", "/faults", { rule: "~u /x => explode" });
     assert.equal(bad.status, 400);
@@ -449,7 +449,7 @@ describe("rule errors", () => {
     ["~all => throttle jitter=5ms", /jitter= does not apply to throttle \(only to delay\)/],
     ["~all => throttle rate=fast", /rate: bad rate "fast"/],
     ["~all => throttle per=prefix", /per= and burst= only apply to a rate budget/],
-    ["~all => throttle rate=5/s per=planet", /per= expects one of rule, host, service, operation, bucket, prefix/],
+    ["~all => throttle rate=5/s per=planet", /per= expects one of rule, host, client, service, operation, bucket, prefix/],
     ["~all => throttle window=30s-10s", /the window ends .* before it starts/],
     ["~all => truncate", /write truncate BYTES/],
     ["~q ( => throttle", /bad filter/],

@@ -91,10 +91,12 @@ export function delayOf(action: { ms: number; jitterMs: number; dist: DelayDistr
 }
 
 /**
- * Applies a request-phase action. Returns a promise only for actions that wait (delay, hang).
- * After it, the flow has a local answer, is killed, or goes on to the server.
+ * Applies an action in its phase (see phaseOf): request-phase actions answer, kill, wait or pace
+ * the upload; response-phase ones change the answer in `flow.response` (the server's, or a local
+ * one). Returns a promise only for actions that wait (delay, hang). The switch names every action
+ * and has no fallback: a new action that is not handled here does not compile.
  */
-export function applyRequestAction(flow: HTTPFlow, ruleId: string, action: FaultAction, waits: FlowWaits): void | Promise<void> {
+export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAction, waits: FlowWaits): void | Promise<void> {
   switch (action.name) {
     case "throttle":
       flow.response = throttleResponse(awsInfoOf(flow), action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds });
@@ -109,37 +111,28 @@ export function applyRequestAction(flow: HTTPFlow, ruleId: string, action: Fault
       return;
     case "delay":
       return waits.wait(flow, ruleId, delayOf(action)).then((outcome) => endWait(flow, ruleId, outcome, "delayed"));
-    case "bandwidth":
-      // on=request: the proxy paces the request body it sends upstream.
-      flow.request.bandwidthLimit = action.bytesPerSecond;
-      return;
     case "hang":
       return waits.wait(flow, ruleId, null).then((outcome) => endWait(flow, ruleId, outcome, "hung"));
+    case "bandwidth":
+      // on=request: the proxy paces the request body it sends upstream; on=response, the answer.
+      if (action.on === "request") flow.request.bandwidthLimit = action.bytesPerSecond;
+      else if (flow.response) flow.response.bandwidthLimit = action.bytesPerSecond;
+      return;
+    case "status":
+      if (!flow.response) return;
+      flow.response.statusCode = action.status;
+      flow.response.reason = reasonPhrase(action.status);
+      return;
+    case "truncate":
+      if (flow.response) flow.response.truncateAt = action.bytes;
+      return;
     default:
-      return applyResponseAction(flow, ruleId, action, waits);
+      return unhandled(action);
   }
 }
 
-/** Applies a response-phase action to the answer in `flow.response` (the server's, or a local one). */
-export function applyResponseAction(flow: HTTPFlow, ruleId: string, action: FaultAction, waits: FlowWaits): void | Promise<void> {
-  const response = flow.response;
-  if (!response) return;
-  switch (action.name) {
-    case "status":
-      response.statusCode = action.status;
-      response.reason = reasonPhrase(action.status);
-      return;
-    case "bandwidth":
-      response.bandwidthLimit = action.bytesPerSecond;
-      return;
-    case "truncate":
-      response.truncateAt = action.bytes;
-      return;
-    case "delay":
-      return waits.wait(flow, ruleId, delayOf(action)).then((outcome) => endWait(flow, ruleId, outcome, "delayed"));
-    default:
-      return applyRequestAction(flow, ruleId, action, waits);
-  }
+function unhandled(action: never): never {
+  throw new Error(`fault action ${JSON.stringify((action as { name?: unknown }).name)} has no implementation`);
 }
 
 /** A wait cut short by the client or the proxy leaves nobody to answer: the flow ends in an error. */

@@ -3,15 +3,15 @@
  * checked rules. Every mistake becomes one FaultRuleError line that names the rule and says what
  * is wrong and how to write it instead.
  */
-import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseSize } from "../core/options.js";
-import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
-import { readRulesFile, type RuleSource } from "./rules-file.js";
-import { parseDuration, parseRate } from "../core/token-bucket.js";
-import { awsInfoOf, keyPrefixOf } from "../aws/index.js";
+import { formatDuration, formatRate, parseBool, parseDuration, parseRate } from "../core/values.js";
+import { parseRuleSpec, RuleSpecError, specFromObject, type RuleSpec } from "../rules/spec.js";
+import { readRulesFile, type RuleSource } from "../rules/file.js";
+import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys.js";
 
 export const FAULT_EXAMPLE = "'~svc s3 => throttle p=0.3'";
+const FAULT_OBJECT = { actionKey: "action", missingAction: "add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)", example: FAULT_EXAMPLE };
 
 export const FAULT_ACTIONS = ["status", "throttle", "error", "delay", "bandwidth", "reset", "close", "hang", "truncate"] as const;
 export type FaultActionName = (typeof FAULT_ACTIONS)[number];
@@ -30,10 +30,6 @@ export type FaultAction =
 export const DELAY_DISTRIBUTIONS = ["uniform", "normal", "exponential"] as const;
 export type DelayDistribution = (typeof DELAY_DISTRIBUTIONS)[number];
 
-/** What a rate budget counts against: one token bucket per key. */
-export const BUDGET_KEYS = ["rule", "host", "service", "operation", "bucket", "prefix"] as const;
-export type BudgetKey = (typeof BUDGET_KEYS)[number];
-
 export interface FaultTriggers {
   /** Chance that a matching request gets the fault (0..1); null: always. */
   probability: number | null;
@@ -47,7 +43,7 @@ export interface FaultTriggers {
   fromMs: number | null;
   untilMs: number | null;
   /** Requests within this budget pass; the excess gets the fault. */
-  rate: { perSecond: number; burst: number; per: BudgetKey } | null;
+  rate: { perSecond: number; burst: number; per: KeyKind } | null;
 }
 
 export interface FaultRule {
@@ -97,9 +93,8 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
   let enabledFromObject: boolean | null = null;
   try {
     if (typeof source === "string") spec = parseRuleSpec(source, FAULT_EXAMPLE);
-    else ({ spec, enabled: enabledFromObject } = specFromObject(source));
+    else ({ spec, enabled: enabledFromObject } = specFromObject(source, FAULT_OBJECT));
   } catch (err) {
-    if (err instanceof FaultRuleError) throw err;
     throw new FaultRuleError(err instanceof RuleSpecError ? `fault ${err.message}` : (err as Error).message);
   }
   const fail = (msg: string): never => {
@@ -241,46 +236,15 @@ function parseTriggers(o: Record<string, string>, fail: (msg: string) => never):
       return fail(`rate: ${(err as Error).message}`);
     }
     const per = (o.per ?? "rule").toLowerCase();
-    if (!(BUDGET_KEYS as readonly string[]).includes(per)) fail(`per= expects one of ${BUDGET_KEYS.join(", ")}, got ${JSON.stringify(o.per)}`);
+    if (!isKeyKind(per)) return fail(`per= expects one of ${KEY_KINDS.join(", ")}, got ${JSON.stringify(o.per)}`);
     // Default burst: a tenth of a second's worth, so concurrent clients are not throttled for
     // arriving together, while a sustained excess is still throttled at the stated rate.
     const burst = count("burst", 1) ?? Math.max(1, Math.round(perSecond / 10));
-    rate = { perSecond, burst, per: per as BudgetKey };
+    rate = { perSecond, burst, per };
   } else if (o.per !== undefined || o.burst !== undefined) {
     fail("per= and burst= only apply to a rate budget: add rate=N/s, e.g. rate=3500/s per=prefix");
   }
   return { probability, first: count("first", 1), every: count("every", 1), after: count("after", 0), fromMs, untilMs, rate };
-}
-
-function parseBool(v: string): boolean | null {
-  if (/^(true|1|yes|on)$/i.test(v)) return true;
-  if (/^(false|0|no|off)$/i.test(v)) return false;
-  return null;
-}
-
-/**
- * A rules-file mapping: {filter, action, args, id, enabled, …options}. `action` may carry its
- * arguments ("delay 200ms"); keys with underscores are options with dashes (retry_after).
- */
-function specFromObject(obj: Record<string, unknown>): { spec: RuleSpec; enabled: boolean | null } {
-  const { filter, match, action, args, enabled, ...rest } = obj;
-  const filterText = String(filter ?? match ?? "~all");
-  const options: Record<string, string> = {};
-  for (const [k, v] of Object.entries(rest)) {
-    if (v === null || typeof v === "object") throw new FaultRuleError(`fault rule {filter: ${JSON.stringify(filterText)}, …}: option ${k} must be a plain value, got ${JSON.stringify(v)}`);
-    options[k.replace(/_/g, "-")] = String(v);
-  }
-  const extraArgs = args === undefined ? [] : Array.isArray(args) ? args.map(String) : [String(args)];
-  const actionText = [action === undefined ? "" : String(action), ...extraArgs].join(" ").trim();
-  const text = `${filterText} => ${actionText}${Object.entries(options).map(([k, v]) => ` ${k}=${v}`).join("")}`;
-  if (!actionText) throw new FaultRuleError(`fault rule ${JSON.stringify(text)} has no action: add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)`);
-  let enabledValue: boolean | null = null;
-  if (enabled !== undefined) {
-    enabledValue = typeof enabled === "boolean" ? enabled : parseBool(String(enabled));
-    if (enabledValue === null) throw new FaultRuleError(`fault rule ${JSON.stringify(text)}: enabled expects true or false, got ${JSON.stringify(enabled)}`);
-  }
-  const spec = parseRuleSpec(`${filterText} => ${actionText}`, FAULT_EXAMPLE);
-  return { spec: { ...spec, text, options: { ...spec.options, ...options } }, enabled: enabledValue };
 }
 
 /** Reads a YAML rules file: a list (or `faults:` / `rules:` holding a list) of strings or mappings. */
@@ -307,32 +271,48 @@ export function phaseOf(action: FaultAction): "request" | "response" {
   }
 }
 
-/** The budget key of a flow for `per=`: AWS keys fall back to the host for other traffic. */
-export function budgetKeyOf(per: BudgetKey, flow: HTTPFlow): string {
-  if (per === "rule") return "all";
-  if (per === "host") return hostOf(flow);
-  const info = awsInfoOf(flow);
-  switch (per) {
-    case "service":
-      return info?.service ?? hostOf(flow);
-    case "operation":
-      return info?.service && info.operation ? `${info.service}.${info.operation}` : (info?.service ?? hostOf(flow));
-    case "bucket":
-      return info?.bucket ?? hostOf(flow);
-    case "prefix":
-      return (info && keyPrefixOf(info)) ?? hostOf(flow);
+/** What an action does, in words: `fault.list` shows it under each rule. */
+export function explainAction(action: FaultAction): string {
+  const retryAfter = (s: number | null) => (s === null ? "" : ` with Retry-After ${s}s`);
+  switch (action.name) {
+    case "status":
+      return `replace the status of the server's answer with ${action.status}, keeping its body`;
+    case "throttle":
+      return `answer with the service's own throttling error${retryAfter(action.retryAfterSeconds)}, without contacting the server`;
+    case "error":
+      return `answer with the service's ${action.status === 503 ? "ServiceUnavailable (503)" : "InternalError (500)"}${retryAfter(action.retryAfterSeconds)}, without contacting the server`;
+    case "delay": {
+      const jitter = action.jitterMs ? ` ± ${formatDuration(action.jitterMs)} (${action.dist})` : action.dist === "exponential" ? " on average (exponential)" : "";
+      return `delay the ${action.on === "request" ? "request before it goes to the server" : "server's answer before the client sees it"} by ${formatDuration(action.ms)}${jitter}`;
+    }
+    case "bandwidth":
+      return `pace the ${action.on === "request" ? "upload" : "download"} to ${+(action.bytesPerSecond / 1024).toFixed(2)} KB/s`;
+    case "reset":
+      return "drop the client's connection with a TCP RST";
+    case "close":
+      return "close the client's connection without answering";
+    case "hang":
+      return "never answer, until the client gives up or the rule is disabled";
+    case "truncate":
+      return `send only the first ${action.bytes} bytes of the body, then close`;
   }
 }
 
-/** host:port the client asked for, before any map-remote. */
-function hostOf(flow: HTTPFlow): string {
-  const mapped = flow.metadata.map_remote as { from?: unknown } | undefined;
-  if (typeof mapped?.from === "string") {
-    try {
-      return new URL(mapped.from).host;
-    } catch {
-      // fall through to the request's own host
-    }
+/** When a matching request gets the fault, in words ("always" when no trigger limits it). */
+export function explainTriggers(t: FaultTriggers): string {
+  const parts: string[] = [];
+  if (t.rate) parts.push(`beyond ${formatRate(t.rate.perSecond)} (burst ${t.rate.burst}) ${KEY_KIND_HELP[t.rate.per]}`);
+  if (t.first !== null) parts.push(`the first ${t.first} matching requests`);
+  if (t.after !== null) parts.push(`after ${t.after} matching requests`);
+  if (t.every !== null) parts.push(`every ${t.every}${t.every === 1 ? "" : "th"} matching request`);
+  if (t.fromMs !== null || t.untilMs !== null) {
+    parts.push(`from ${formatDuration(t.fromMs ?? 0)} ${t.untilMs === null ? "on" : `until ${formatDuration(t.untilMs)}`} after the rule was loaded`);
   }
-  return `${flow.request.prettyHost}:${flow.request.port}`;
+  if (t.probability !== null) parts.push(`with probability ${+(t.probability * 100).toFixed(2)}%`);
+  return parts.length ? parts.join(", ") : "always";
+}
+
+/** A rule in words: what it does to which requests, and when. */
+export function explainRule(rule: FaultRule): string {
+  return `${explainAction(rule.action)}; ${explainTriggers(rule.triggers)}${rule.filterText === "~all" ? "" : `, for requests matching ${rule.filterText}`}`;
 }

@@ -10,8 +10,9 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { KeyedTokenBuckets } from "../core/token-bucket.js";
-import { budgetKeyOf, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
-import { applyRequestAction, applyResponseAction, FlowWaits } from "./fault-actions.js";
+import { keyOf } from "../rules/keys.js";
+import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
+import { applyFaultAction, FlowWaits } from "./fault-actions.js";
 
 export { FaultRuleError } from "./fault-rules.js";
 
@@ -28,6 +29,8 @@ export interface FaultRuleInfo {
   matched: number;
   /** Faults this rule injected. */
   injected: number;
+  /** What the rule does, in words. */
+  explain: string;
 }
 
 export class FaultNotFoundError extends Error {}
@@ -60,14 +63,14 @@ class ActiveRule {
     if (tr.after !== null && n <= tr.after) return false;
     if (tr.every !== null && n % tr.every !== 0) return false;
     // Within the budget: admitted untouched. Only the excess is faulted.
-    if (tr.rate && this.buckets!.tryTake(budgetKeyOf(tr.rate.per, flow), t)) return false;
+    if (tr.rate && this.buckets!.tryTake(keyOf(tr.rate.per, flow), t)) return false;
     if (tr.probability !== null && !(Math.random() < tr.probability)) return false;
     return true;
   }
 
   info(): FaultRuleInfo {
     const r = this.rule;
-    return { id: r.id, rule: r.text, filter: r.filterText, action: r.action.name, enabled: r.enabled, source: this.source, matched: this.matched, injected: this.injected };
+    return { id: r.id, rule: r.text, filter: r.filterText, action: r.action.name, enabled: r.enabled, source: this.source, matched: this.matched, injected: this.injected, explain: explainRule(r) };
   }
 }
 
@@ -183,7 +186,7 @@ export class Faults implements Addon {
     const { id, action } = a.rule;
     flow.metadata.fault = { rule: id, action: action.name };
     this.injectedCounter.inc({ rule: id, action: action.name });
-    return phase === "request" ? applyRequestAction(flow, id, action, this.waits) : applyResponseAction(flow, id, action, this.waits);
+    return applyFaultAction(flow, id, action, this.waits);
   }
 
   /** Every rule, in the order they are tried. */
@@ -247,7 +250,7 @@ export class Faults implements Addon {
   private listText(): string {
     const all = this.list();
     if (all.length === 0) return "no fault rules (add one with --fault 'FILTER => ACTION' or fault.add, e.g. fault.add ~svc s3 => throttle p=0.3)";
-    return all.map(formatInfo).join("\n");
+    return all.map((i) => `${formatInfo(i)}\n    ${i.explain}`).join("\n");
   }
 }
 

@@ -9,186 +9,16 @@ import { Counter, Gauge, Histogram } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { Response, now as flowNow } from "../core/flow.js";
-import type { FlowPredicate } from "../core/filter.js";
-import { parseRuleSpec, RuleSpecError, type RuleSpec } from "../core/rule-spec.js";
-import { readRulesFile, type RuleSource } from "./rules-file.js";
-import { parseDuration, parseRate } from "../core/token-bucket.js";
 import { RateQueue, type Admission, type Budget, type RateQueueLimits } from "../core/rate-queue.js";
-import { AdaptiveRate, MIN_RATE } from "../core/adaptive-rate.js";
-import { awsInfoOf, keyPrefixOf, throttlingCodeOf } from "../aws/index.js";
+import { AdaptiveRate } from "../core/adaptive-rate.js";
+import { formatDuration as fmtSeconds, formatRate as fmtRate } from "../core/values.js";
+import { awsInfoOf, throttlingCodeOf } from "../aws/index.js";
+import { keyOf } from "../rules/keys.js";
+import { explainShapeRule, parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 
-export const KEY_KINDS = ["rule", "host", "service", "operation", "prefix", "client"] as const;
-export type KeyKind = (typeof KEY_KINDS)[number];
+export { parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 
-const EXAMPLE = "'~svc ec2 => 20/s burst=5 per=operation'";
-const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id"];
-const DEFAULT_MAX_QUEUE = 10_000;
-const DEFAULT_MAX_WAIT_MS = 60_000;
-const DEFAULT_ADAPTIVE_START = 10;
 const STATUS_EVERY_MS = 5_000;
-
-export interface ShapeRule {
-  id: string;
-  text: string;
-  filter: FlowPredicate;
-  /** Fixed rate (requests/s), or the starting rate of an adaptive rule. */
-  rate: number;
-  adaptive: { min: number; max: number } | null;
-  burst: number;
-  /** What gets its own budget (token bucket). */
-  per: KeyKind;
-  /** Within a budget, what waits in its own lane (served round-robin). */
-  fair: KeyKind;
-  maxQueue: number;
-  maxWaitMs: number;
-  overflow: "reject" | "pass";
-  status: 429 | 503;
-}
-
-export class ShapeRuleError extends Error {}
-
-/** Parses one rule (a spec string, or an object from a rules file) into a checked rule. */
-export function parseShapeRule(source: string | Record<string, unknown>, index: number, compile: (expr: string) => FlowPredicate): ShapeRule {
-  let spec: RuleSpec;
-  try {
-    spec = typeof source === "string" ? parseRuleSpec(source, EXAMPLE) : specFromObject(source);
-  } catch (err) {
-    throw new ShapeRuleError(err instanceof RuleSpecError ? `shaping ${err.message}` : (err as Error).message);
-  }
-  const where = `shaping rule ${JSON.stringify(spec.text)}`;
-  const fail = (msg: string): never => {
-    throw new ShapeRuleError(`${where}: ${msg}`);
-  };
-  const o = spec.options;
-  for (const name of Object.keys(o)) {
-    if (!OPTION_NAMES.includes(name)) fail(`unknown option ${name}=; options are ${OPTION_NAMES.map((n) => n + "=").join(" ")}`);
-  }
-  const rate = (text: string, what: string): number => {
-    try {
-      return parseRate(text);
-    } catch (err) {
-      return fail(`${what}: ${(err as Error).message}`);
-    }
-  };
-  const adaptive = spec.action.toLowerCase() === "adaptive";
-  let base: number;
-  if (adaptive) {
-    if (spec.args.length > 1) fail(`unexpected ${JSON.stringify(spec.args[1])}: write adaptive start=RATE [min=RATE] [max=RATE]`);
-    const startText = o.start ?? spec.args[0];
-    base = startText === undefined ? DEFAULT_ADAPTIVE_START : rate(startText, "start");
-  } else {
-    if (spec.args.length) fail(`unexpected ${JSON.stringify(spec.args[0])} after the rate: write FILTER => RATE [burst=N] [per=…] [max-queue=N] [max-wait=DURATION], e.g. ${EXAMPLE}`);
-    for (const name of ["start", "min", "max"]) if (o[name] !== undefined) fail(`${name}= only applies to adaptive rules (FILTER => adaptive start=RATE)`);
-    base = /^\d/.test(spec.action) ? rate(spec.action, "rate") : fail(`${JSON.stringify(spec.action)} is not a rate: write a rate such as 20/s or 100/min, or adaptive start=20/s`);
-  }
-  const int = (name: string, def: number, min: number): number => {
-    const v = o[name];
-    if (v === undefined) return def;
-    if (!/^\d+$/.test(v) || Number(v) < min) fail(`${name}= expects a whole number of at least ${min}, got ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-  const kind = (name: string, def: KeyKind): KeyKind => {
-    const v = (o[name] ?? def).toLowerCase();
-    if (!(KEY_KINDS as readonly string[]).includes(v)) fail(`${name}= expects one of ${KEY_KINDS.join(", ")}, got ${JSON.stringify(o[name])}`);
-    return v as KeyKind;
-  };
-  let maxWaitMs = DEFAULT_MAX_WAIT_MS;
-  if (o["max-wait"] !== undefined) {
-    try {
-      maxWaitMs = /^(none|off|inf)$/i.test(o["max-wait"]) ? Infinity : parseDuration(o["max-wait"]);
-    } catch (err) {
-      fail(`max-wait: ${(err as Error).message}`);
-    }
-  }
-  const overflow = (o.overflow ?? "reject").toLowerCase();
-  if (overflow !== "reject" && overflow !== "pass") fail(`overflow= expects reject or pass, got ${JSON.stringify(o.overflow)}`);
-  const status = Number(o.status ?? 429);
-  if (status !== 429 && status !== 503) fail(`status= expects 429 or 503, got ${JSON.stringify(o.status)}`);
-  const per = kind("per", "rule");
-  let filter: FlowPredicate;
-  try {
-    filter = compile(spec.filter);
-  } catch (err) {
-    return fail(`bad filter ${JSON.stringify(spec.filter)}: ${(err as Error).message}`);
-  }
-  const min = adaptive && o.min !== undefined ? rate(o.min, "min") : MIN_RATE;
-  const max = adaptive && o.max !== undefined ? rate(o.max, "max") : Infinity;
-  if (adaptive && min > max) fail(`min= (${min}/s) is above max= (${max}/s)`);
-  return {
-    id: o.id ?? String(index + 1),
-    text: spec.text,
-    filter,
-    rate: base,
-    adaptive: adaptive ? { min, max } : null,
-    burst: int("burst", 1, 1),
-    per,
-    fair: kind("fair", per === "rule" || per === "host" || per === "service" ? "operation" : per),
-    maxQueue: o["max-queue"] === undefined ? DEFAULT_MAX_QUEUE : int("max-queue", DEFAULT_MAX_QUEUE, 0),
-    maxWaitMs,
-    overflow: overflow as "reject" | "pass",
-    status: status as 429 | 503,
-  };
-}
-
-/** A rules-file entry written as a mapping: {filter, rate, burst, per, …} (max_queue = max-queue). */
-function specFromObject(obj: Record<string, unknown>): RuleSpec {
-  const { filter, match, rate, ...rest } = obj;
-  const options: Record<string, string> = {};
-  for (const [k, v] of Object.entries(rest)) options[k.replace(/_/g, "-")] = String(v);
-  const f = String(filter ?? match ?? "~all");
-  const action = rate === undefined ? "" : String(rate);
-  const text = `${f} => ${action}${Object.entries(options).map(([k, v]) => ` ${k}=${v}`).join("")}`;
-  if (!action) throw new ShapeRuleError(`shaping rule ${JSON.stringify(text)} has no rate: add rate: 20/s (or rate: adaptive)`);
-  return { text, filter: f, action, args: [], options };
-}
-
-/** Reads a YAML list of rules: spec strings or mappings. */
-export function readShapeFile(path: string): RuleSource[] {
-  return readRulesFile(path, {
-    flag: "--shapes",
-    listKey: "shapes",
-    example: 'e.g. - "~svc ec2 => 20/s" or - {filter: "~svc s3", rate: adaptive, start: 100/s}',
-    error: (message) => new ShapeRuleError(message),
-  });
-}
-
-/** What request a flow's key is for: see KEY_KINDS. AWS keys fall back to the host for other traffic. */
-export function shapingKeyOf(kind: KeyKind, flow: HTTPFlow): string {
-  switch (kind) {
-    case "rule":
-      return "all";
-    case "host":
-      return hostOf(flow);
-    case "client":
-      return flow.clientConn.peername?.[0] ?? "unknown";
-    case "service":
-      return awsInfoOf(flow)?.service ?? hostOf(flow);
-    case "operation": {
-      const info = awsInfoOf(flow);
-      if (info?.service && info.operation) return `${info.service}.${info.operation}`;
-      return info?.service ?? hostOf(flow);
-    }
-    case "prefix": {
-      const info = awsInfoOf(flow);
-      return (info && keyPrefixOf(info)) ?? hostOf(flow);
-    }
-  }
-}
-
-/** host:port the client asked for, before any map-remote. */
-function hostOf(flow: HTTPFlow): string {
-  const mapped = flow.metadata.map_remote as { from?: unknown } | undefined;
-  if (typeof mapped?.from === "string") {
-    try {
-      const u = new URL(mapped.from);
-      return u.host;
-    } catch {
-      // fall through to the request's own host
-    }
-  }
-  const r = flow.request;
-  return `${r.prettyHost}:${r.port}`;
-}
 
 interface ActiveRule {
   rule: ShapeRule;
@@ -318,8 +148,8 @@ export class Shaping implements Addon {
 
   private shape(active: ActiveRule, flow: HTTPFlow): void | Promise<void> {
     const { rule } = active;
-    const key = shapingKeyOf(rule.per, flow);
-    const lane = rule.fair === rule.per ? key : shapingKeyOf(rule.fair, flow);
+    const key = keyOf(rule.per, flow);
+    const lane = rule.fair === rule.per ? key : keyOf(rule.fair, flow);
     const ticket = active.queue.enqueue(key, lane);
     const result = ticket.result;
     if (!(result instanceof Promise)) return this.settle(active, flow, key, result);
@@ -413,8 +243,7 @@ export class Shaping implements Addon {
     const t = performance.now();
     for (const a of this.rules) {
       const r = a.rule;
-      const mode = r.adaptive ? `adaptive from ${fmtRate(r.rate)}` : fmtRate(r.rate);
-      lines.push(`rule ${r.id}: ${r.text}  [${mode}, burst ${r.burst}, per ${r.per}, fair by ${r.fair}, max-queue ${r.maxQueue}, max-wait ${fmtSeconds(r.maxWaitMs)}, overflow ${r.overflow}]`);
+      lines.push(`rule ${r.id}: ${r.text}`, `  ${explainShapeRule(r)}`);
       let any = false;
       for (const b of a.queue.all()) {
         any = true;
@@ -438,13 +267,4 @@ export class Shaping implements Addon {
     }
     if (parts.length) this.ctx.log.info(`shaping: ${parts.join("; ")}`);
   }
-}
-
-function fmtRate(r: number): string {
-  return `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}/s`;
-}
-
-function fmtSeconds(ms: number): string {
-  if (!Number.isFinite(ms)) return "none";
-  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
 }

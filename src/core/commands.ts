@@ -5,6 +5,7 @@
  */
 import type { HTTPFlow } from "./flow.js";
 import type { FlowView } from "./view.js";
+import { parseBool } from "./values.js";
 
 export type ParamType = "flows" | "string" | "int" | "bool" | "rest";
 
@@ -106,10 +107,11 @@ export class CommandManager {
         if (!/^-?\d+$/.test(word)) throw new CommandError(`${spec.name}: ${p.name.toUpperCase()} must be a whole number, got ${JSON.stringify(word)}`);
         return Number(word);
       }
-      case "bool":
-        if (/^(true|1|yes|on)$/i.test(word)) return true;
-        if (/^(false|0|no|off)$/i.test(word)) return false;
-        throw new CommandError(`${spec.name}: ${p.name.toUpperCase()} must be true or false`);
+      case "bool": {
+        const v = parseBool(word);
+        if (v === null) throw new CommandError(`${spec.name}: ${p.name.toUpperCase()} must be true or false, got ${JSON.stringify(word)}`);
+        return v;
+      }
       case "flows": {
         const view = this.view();
         if (!view) throw new CommandError(`${spec.name}: no flow view in this front end`);

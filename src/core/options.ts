@@ -3,6 +3,8 @@
  * the confdir's config file and the `set` command all go through `set()`, which parses by type and
  * says clearly what is wrong with a bad value.
  */
+import { parseBool } from "./values.js";
+
 export type OptionType = "string" | "int" | "bool" | "size" | "strings" | "optional-string";
 
 export interface OptionSpec<T = unknown> {
@@ -110,10 +112,9 @@ function parseValue(spec: OptionSpec, raw: string): unknown {
       return Number(raw);
     }
     case "bool": {
-      const v = raw.trim().toLowerCase();
-      if (["true", "1", "yes", "on"].includes(v)) return true;
-      if (["false", "0", "no", "off"].includes(v)) return false;
-      throw bad("true or false");
+      const v = parseBool(raw);
+      if (v === null) throw bad("true or false");
+      return v;
     }
     case "size": {
       const n = parseSize(raw);

@@ -108,32 +108,3 @@ export class KeyedTokenBuckets {
     for (const [k, b] of this.buckets) if (k !== keep && b.available(now) >= b.burst) this.buckets.delete(k);
   }
 }
-
-/** Parses "3500/s", "100/m", "5/min", "2.5" (per second) into requests per second. */
-export function parseRate(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(s|sec|second|m|min|minute|h|hour))?\s*$/i.exec(text);
-  if (!m) throw new RangeError(`bad rate ${JSON.stringify(text)}: expected N/s, N/min or N/h, e.g. 3500/s`);
-  const n = Number(m[1]);
-  const unit = (m[2] ?? "s").toLowerCase();
-  const perSecond = unit.startsWith("h") ? n / 3600 : unit.startsWith("m") ? n / 60 : n;
-  if (!(perSecond > 0)) throw new RangeError(`bad rate ${JSON.stringify(text)}: must be more than zero`);
-  return perSecond;
-}
-
-/** Parses "250ms", "2s", "1.5m", "500" (milliseconds) into milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/i.exec(text);
-  if (!m) throw new RangeError(`bad duration ${JSON.stringify(text)}: expected e.g. 250ms, 2s, 1m`);
-  const n = Number(m[1]);
-  switch ((m[2] ?? "ms").toLowerCase()) {
-    case "s":
-      return n * 1000;
-    case "m":
-    case "min":
-      return n * 60_000;
-    case "h":
-      return n * 3_600_000;
-    default:
-      return n;
-  }
-}
