@@ -7,6 +7,7 @@ import { Save } from "../addons/save.js";
 import { ServerReplay } from "../addons/server-replay.js";
 import { ClientReplay } from "../addons/client-replay.js";
 import { ConsoleAddon } from "../ui/console/console-addon.js";
+import { WebUi } from "../ui/web/web-ui.js";
 import { Shaping } from "../addons/shaping.js";
 import { Faults } from "../addons/faults.js";
 import { AdminApi } from "../addons/admin-api.js";
@@ -34,6 +35,7 @@ Usage: sluice [console] [options] [FILTER]   the proxy with the interactive cons
 Commands:
   console   the default: run the proxy with the interactive console; same options as dump
   dump      run the proxy and print one line per flow (like mitmdump)
+  web       run the proxy with a browser UI on http://127.0.0.1:8081 (like mitmweb); same options as dump
   ca        show where sluice's CA certificate is and how to make clients trust it
   convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
   report    retries, throttles and back-off in a capture: sluice report FILE [--html OUT.html] [FILTER]
@@ -218,6 +220,64 @@ async function runConsole(argv: string[]): Promise<void> {
   process.exit(0);
 }
 
+const WEB_HELP = `Usage: sluice web [options] [FILTER]
+
+Runs the proxy with a browser UI (like mitmweb): the live flow list, flow details, intercept, edit,
+replay, export and save, and the Retries, Faults, Shaping, Options and Events pages. FILTER sets
+the view filter. It takes the same options as \`sluice dump\` (see \`sluice dump --help\`), plus:
+
+      --set web_port=PORT        the UI's port (default 8081; 0 picks a free one; never the proxy's)
+      --set web_host=HOST        the UI's address (default 127.0.0.1)
+      --set web_password=TOKEN   the access token (default: random per start)
+      --set web_open_browser=true  open the UI in the system's browser
+
+It prints the UI's URL with its token (?token=…): the page, its API and its WebSocket refuse
+requests without it, for another Host, or from another origin.
+`;
+
+/** \`sluice web\`: the proxy with the browser UI as its front end. */
+async function runWeb(argv: string[]): Promise<void> {
+  const args = parseProxyArgs(argv);
+  if (args.help) return void process.stdout.write(WEB_HELP);
+  if (args.noServer) fail("-n does not apply to the web UI; use `sluice dump -n -r FILE` to print flows without a proxy");
+  delete args.set.flow_detail;
+  if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
+  const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
+  const web = new WebUi();
+  const master = new Master({ set: args.set, addons: frontEndAddons(web), log });
+  try {
+    await master.configure();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
+  let address;
+  try {
+    address = await master.start();
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
+  let url: string;
+  try {
+    url = await web.start(address);
+  } catch (err) {
+    await master.stop();
+    fail((err as Error).message, 1);
+  }
+  log.info(`sluice ${master.options.get<string>("mode")} proxy listening at ${address.address}:${address.port}`);
+  log.info(`web UI at ${url}`);
+  if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    await master.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
 async function runConvert(argv: string[]): Promise<void> {
   if (argv.includes("-h") || argv.includes("--help") || argv.length !== 2) {
     const usage = "Usage: sluice convert IN OUT\n\nConverts between mitmproxy flow files (.mitm, .flows, anything else), HAR (.har) and SQLite (.sqlite, .db).\nThe input format is recognised by content, the output format by OUT's extension.\n";
@@ -297,6 +357,8 @@ export async function main(argv: string[]): Promise<void> {
     switch (command) {
       case "dump":
         return await runDump(rest);
+      case "web":
+        return await runWeb(rest);
       case "ca":
         return runCa(rest);
       case "convert":
@@ -313,6 +375,7 @@ export async function main(argv: string[]): Promise<void> {
       case "help":
         if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
         else if (rest[0] === "console") process.stdout.write(CONSOLE_HELP);
+        else if (rest[0] === "web") process.stdout.write(WEB_HELP);
         else if (rest[0] === "report") process.stdout.write(REPORT_HELP);
         else process.stdout.write(MAIN_HELP);
         return;
@@ -330,7 +393,7 @@ export async function main(argv: string[]): Promise<void> {
       default:
         // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
         if (command.startsWith("-")) return await runConsole(argv);
-        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, ca, convert, report, options, commands, filters, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);
