@@ -5,7 +5,7 @@
  * comes from the addon that owns the feature; nothing here counts on its own.
  */
 import type { HTTPFlow } from "../../core/flow.js";
-import type { Master } from "../../proxy/master.js";
+import type { AddonContext } from "../../core/addons.js";
 import type { LineLogger, LogEntry } from "../../core/log.js";
 import { formatOptionValue } from "../../core/options.js";
 import { labelsOf, type InvocationTracker, type OperationStats, type Series } from "../../aws/index.js";
@@ -46,12 +46,12 @@ export interface RetriesPage {
 /** SDK calls shown at most: the ones with the most attempts, then the newest. */
 const MAX_CALLS = 200;
 
-function trackerOf(master: Master): InvocationTracker | null {
+function trackerOf(master: AddonContext): InvocationTracker | null {
   const addon = master.addons.get("retries") as { invocations?: InvocationTracker } | undefined;
   return addon?.invocations ?? null;
 }
 
-export function retriesPage(master: Master): RetriesPage {
+export function retriesPage(master: AddonContext): RetriesPage {
   const tracker = trackerOf(master);
   return {
     loaded: tracker !== null,
@@ -104,12 +104,12 @@ export interface FaultsPage {
   rules: unknown[];
 }
 
-export function faultsPage(master: Master): FaultsPage {
+export function faultsPage(master: AddonContext): FaultsPage {
   const faults = master.addons.get("faults") as { list?: () => unknown[] } | undefined;
   return { loaded: typeof faults?.list === "function", rules: faults?.list?.() ?? [] };
 }
 
-export async function shapingPage(master: Master): Promise<{ loaded: boolean; text: string }> {
+export async function shapingPage(master: AddonContext): Promise<{ loaded: boolean; text: string }> {
   if (!master.commands.get("shaping.status")) return { loaded: false, text: "" };
   return { loaded: true, text: String(await master.commands.execute("shaping.status")) };
 }
@@ -123,13 +123,13 @@ export interface OptionRow {
   choices: readonly string[] | null;
 }
 
-export function optionsPage(master: Master): OptionRow[] {
+export function optionsPage(master: AddonContext): OptionRow[] {
   const o = master.options;
   return o.all().map((spec) => ({ name: spec.name, type: spec.type, value: formatOptionValue(o.get(spec.name)), default: formatOptionValue(spec.default), help: spec.help, choices: spec.choices ?? null }));
 }
 
 /** Log entries after the `seen`-th, by the logger's running count (it keeps only the last 1,000). */
-export function newEvents(master: Master, seen: number): { entries: LogEntry[]; count: number } {
+export function newEvents(master: AddonContext, seen: number): { entries: LogEntry[]; count: number } {
   const log = master.log as LineLogger;
   const fresh = Math.min(log.recent.length, Math.max(0, log.count - seen));
   return { entries: log.recent.slice(log.recent.length - fresh), count: log.count };

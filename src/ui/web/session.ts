@@ -6,7 +6,7 @@
  */
 import type { WebSocket } from "ws";
 import type { HTTPFlow } from "../../core/flow.js";
-import type { Master } from "../../proxy/master.js";
+import type { AddonContext } from "../../core/addons.js";
 import type { LineLogger, LogEntry } from "../../core/log.js";
 import { LiveView, checkFilter, type FilterProblem } from "./live-view.js";
 import { detailOf } from "./flow-json.js";
@@ -47,7 +47,7 @@ export class Session {
   private closed = false;
 
   constructor(
-    private readonly master: Master,
+    private readonly master: AddonContext,
     private readonly socket: WebSocket,
     private readonly info: { proxy: string; web: string },
   ) {

@@ -17,7 +17,6 @@ import type { AddressInfo } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Addon, AddonContext } from "../../core/addons.js";
 import type { HTTPFlow } from "../../core/flow.js";
-import type { Master } from "../../proxy/master.js";
 import { decodeBody } from "../../core/encoding.js";
 import { readFlowFile } from "../../store/index.js";
 import { refusal, type GuardConfig } from "./guard.js";
@@ -73,8 +72,8 @@ export class WebUi implements Addon {
     }
   }
 
-  private get master(): Master {
-    return this.ctx.master as Master;
+  private get master(): AddonContext {
+    return this.ctx;
   }
 
   // Every hook that changes what a row or an open flow shows bumps the flow's version.
