@@ -140,13 +140,15 @@ export class CoreCommands implements Addon {
       name: "set",
       help: "Set an option: set NAME=VALUE (or set NAME VALUE)",
       params: [{ name: "assignment", type: "rest" }],
-      run: (assignment: string) => {
+      run: async (assignment: string) => {
         const m = /^([\w.]+)\s*(?:=|\s)\s*([\s\S]*)$/.exec(assignment.trim());
         if (!m) throw new CommandError("set: expected NAME=VALUE");
         try {
-          ctx.options.set(m[1]!, m[2]!);
+          // An addon that refuses the value leaves the old one in place (Options rolls it back).
+          await ctx.options.set(m[1]!, m[2]!);
         } catch (err) {
-          throw new CommandError(`set: ${(err as Error).message}`);
+          const still = ctx.options.has(m[1]!) ? `; ${m[1]} is still ${JSON.stringify(formatOptionValue(ctx.options.get(m[1]!)))}` : "";
+          throw new CommandError(`set: ${(err as Error).message}${still}`);
         }
         return `${m[1]} = ${formatOptionValue(ctx.options.get(m[1]!))}`;
       },

@@ -205,11 +205,60 @@ export class AddonManager {
     }
   }
 
+  /**
+   * Tells every addon in order that options changed. Unlike flow hooks, a refusal is not swallowed:
+   * the first addon that throws (or rejects) stops the round and its error, naming the addon,
+   * goes to the caller — Options then rolls the values back. Synchronous unless an addon is async.
+   */
+  configure(updated: Set<string>): void | Promise<void> {
+    const list = [...this.addons];
+    for (let i = 0; i < list.length; i++) {
+      const addon = list[i]!;
+      let r: MaybePromise;
+      try {
+        r = addon.configure?.(updated);
+      } catch (err) {
+        throw refusal(addon, err);
+      }
+      if (r && typeof r.then === "function") return this.configureAsync(list, i, r, updated);
+    }
+  }
+
+  private async configureAsync(list: Addon[], index: number, pending: Promise<void>, updated: Set<string>): Promise<void> {
+    try {
+      await pending;
+    } catch (err) {
+      throw refusal(list[index]!, err);
+    }
+    for (const addon of list.slice(index + 1)) {
+      try {
+        await addon.configure?.(updated);
+      } catch (err) {
+        throw refusal(addon, err);
+      }
+    }
+  }
+
   private reportError(addon: Addon, hook: HookName, err: unknown): void {
     const name = addon.name ?? addon.constructor?.name ?? "addon";
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
     this.log.error(`addon ${name} failed in ${hook}: ${detail}`);
   }
+}
+
+/** The error an addon's configure threw, as the user sees it: which addon, and why. */
+export class ConfigureError extends Error {
+  constructor(
+    readonly addon: string,
+    reason: unknown,
+  ) {
+    super(`${addon}: ${reason instanceof Error ? reason.message : String(reason)}`, { cause: reason });
+    this.name = "ConfigureError";
+  }
+}
+
+function refusal(addon: Addon, err: unknown): Error {
+  return err instanceof ConfigureError ? err : new ConfigureError(addon.name ?? addon.constructor?.name ?? "addon", err);
 }
 
 function isFlow(x: unknown): x is HTTPFlow {

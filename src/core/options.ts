@@ -17,7 +17,8 @@ export interface OptionSpec<T = unknown> {
 
 export class OptionError extends Error {}
 
-type Listener = (updated: Set<string>) => void;
+/** Told which options changed; throwing (or rejecting) refuses the new values, which are then rolled back. */
+type Listener = (updated: Set<string>) => void | Promise<void>;
 
 export class Options {
   private specs = new Map<string, OptionSpec>();
@@ -37,7 +38,10 @@ export class Options {
     const pending = this.deferred.get(spec.name);
     if (pending !== undefined) {
       this.deferred.delete(spec.name);
-      this.set(spec.name, pending);
+      // A refusal is thrown here when synchronous; an async one rolls back and is reported by
+      // whoever registered the option (it is configuring right now).
+      const r = this.set(spec.name, pending);
+      if (r) r.catch(() => {});
     }
   }
 
@@ -58,8 +62,11 @@ export class Options {
     return [...this.specs.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Parse `raw` by the option's type and set it. Unknown names throw unless `allowDeferred`. */
-  set(name: string, raw: string, allowDeferred = false): void {
+  /**
+   * Parse `raw` by the option's type and set it. Unknown names throw unless `allowDeferred`.
+   * As `update`: when a listener refuses the value, the old one is back and the error is thrown.
+   */
+  set(name: string, raw: string, allowDeferred = false): void | Promise<void> {
     const spec = this.specs.get(name);
     if (!spec) {
       if (allowDeferred) {
@@ -68,7 +75,7 @@ export class Options {
       }
       throw new OptionError(`unknown option ${name}: see \`sluice options\` for the list`);
     }
-    this.update({ [name]: parseValue(spec, raw) });
+    return this.update({ [name]: parseValue(spec, raw) });
   }
 
   /** Names given with --set that no addon or script registered; reported once start-up is done. */
@@ -76,19 +83,62 @@ export class Options {
     return [...this.deferred.keys()];
   }
 
-  /** Set typed values at once and notify listeners with the names that changed. */
-  update(values: Record<string, unknown>): void {
-    const changed = new Set<string>();
+  /**
+   * Set typed values at once and notify listeners with the names that changed. When a listener
+   * refuses them (throws, or its promise rejects), every value goes back to what it was, listeners
+   * are told again so they return to the old values, and the error is thrown — as mitmproxy's
+   * optmanager does. A promise is returned only when a listener answered with one.
+   */
+  update(values: Record<string, unknown>): void | Promise<void> {
+    const old = new Map<string, unknown>();
     for (const [name, value] of Object.entries(values)) {
       const spec = this.specs.get(name);
       if (!spec) throw new OptionError(`unknown option ${name}: see \`sluice options\``);
       checkType(spec, value);
+    }
+    for (const [name, value] of Object.entries(values)) {
       if (this.values.get(name) !== value) {
+        if (!old.has(name)) old.set(name, this.values.get(name));
         this.values.set(name, value);
-        changed.add(name);
       }
     }
-    if (changed.size) for (const l of this.listeners) l(changed);
+    if (old.size === 0) return;
+    const changed = new Set(old.keys());
+    const pending: Promise<void>[] = [];
+    try {
+      for (const l of [...this.listeners]) {
+        const r = l(changed);
+        if (r) pending.push(r);
+      }
+    } catch (err) {
+      // Listeners that already answered with a promise still settle; their outcome no longer matters.
+      for (const p of pending) p.catch(() => {});
+      throw this.rollBack(old, err);
+    }
+    if (pending.length === 0) return;
+    return Promise.all(pending).then(
+      () => undefined,
+      (err: unknown) => {
+        throw this.rollBack(old, err);
+      },
+    );
+  }
+
+  /** Restores `old` values, tells listeners, and returns the error to throw. */
+  private rollBack(old: Map<string, unknown>, err: unknown): unknown {
+    for (const [name, value] of old) this.values.set(name, value);
+    const changed = new Set(old.keys());
+    const failures: string[] = [];
+    for (const l of [...this.listeners]) {
+      try {
+        const r = l(changed);
+        if (r) r.catch((e: unknown) => failures.push(String((e as Error)?.message ?? e)));
+      } catch (e) {
+        failures.push(String((e as Error)?.message ?? e));
+      }
+    }
+    if (failures.length && err instanceof Error) err.message += `; restoring the old values failed too: ${failures.join("; ")}`;
+    return err;
   }
 
   onChange(listener: Listener): () => void {

@@ -73,16 +73,8 @@ export class Master {
     // Only now: scripts register options of their own while they load.
     const unknown = this.options.unknownDeferred();
     if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: see \`sluice options\``);
-    this.options.onChange((changed) => {
-      for (const addon of this.addons.list) {
-        try {
-          const r = addon.configure?.(changed);
-          if (r) r.catch((err: Error) => this.log.error(`addon ${addon.name ?? "?"}: ${err.message}`));
-        } catch (err) {
-          this.log.error(`addon ${addon.name ?? "?"} rejected the new options: ${(err as Error).message}`);
-        }
-      }
-    });
+    // From now on a change goes to every addon; one that refuses it rolls it back (see Options.update).
+    this.options.onChange((changed) => this.addons.configure(changed));
   }
 
   private listener(): ProxyListener | null {
