@@ -7,7 +7,9 @@
 import { watch, existsSync, type FSWatcher } from "node:fs";
 import { resolve, dirname, basename } from "node:path";
 import { pathToFileURL } from "node:url";
-import { HOOK_NAMES, type Addon, type AddonContext } from "../core/addons.js";
+import { register } from "node:module";
+import { HOOK_NAMES, type Addon, type AddonContext, type HookName } from "../core/addons.js";
+import { scriptView } from "./script-view.js";
 
 interface LoadedScript {
   path: string;
@@ -31,6 +33,7 @@ export class Scripts implements Addon {
     if (!updated.has("scripts")) return;
     const wanted = this.ctx.options.get<string[]>("scripts").map((p) => resolve(p));
     for (const path of wanted) {
+      if (/\.py$/i.test(path)) throw new Error(`script ${path}: sluice runs JavaScript and TypeScript scripts (.js, .ts), not Python; mitmproxy's names work in them (see "Scripts for mitmproxy users" in the README)`);
       if (!existsSync(path)) throw new Error(`script ${path} does not exist`);
     }
     for (const [path, script] of this.loaded) {
@@ -59,7 +62,7 @@ export class Scripts implements Addon {
       this.ctx.log.error(`script ${script.path} failed to load: ${(err as Error).stack ?? err}`);
       return false;
     }
-    const addons = addonsFrom(exported);
+    const addons = addonsFrom(exported).map((a) => this.scriptAddon(script.path, a));
     if (addons.length === 0) {
       this.ctx.log.error(`script ${script.path} exports no addon: use \`export default { request(flow) { … } }\` or \`export default [addonA, addonB]\``);
       return false;
@@ -73,9 +76,8 @@ export class Scripts implements Addon {
       }
     }
     script.addons = addons;
+    this.ctx.addons.insertAfter(this.lastAddonBefore(script), ...addons);
     for (const addon of addons) {
-      addon.name ??= basename(script.path);
-      this.ctx.addons.insertBefore("dump", addon);
       try {
         await addon.load?.(this.ctx);
         await addon.configure?.(new Set(this.ctx.options.all().map((o) => o.name)));
@@ -85,6 +87,43 @@ export class Scripts implements Addon {
       }
     }
     return true;
+  }
+
+  /**
+   * Scripts stand where the scripts addon stands in the chain (see cli's addon order), each
+   * script's addons in the order the scripts were given: after the addons of the scripts before it.
+   */
+  private lastAddonBefore(script: LoadedScript): Addon {
+    let anchor: Addon = this;
+    for (const other of this.loaded.values()) {
+      if (other === script) break;
+      if (other.addons.length) anchor = other.addons[other.addons.length - 1]!;
+    }
+    return anchor;
+  }
+
+  /**
+   * The addon as the chain runs it: flow hooks get the script's view of the flow (mitmproxy's
+   * names, no silent no-op assignments), mitmproxy's hook names (`requestheaders`, `http_connect`,
+   * …) are called as sluice's, and a function that no hook will ever call is reported once.
+   */
+  private scriptAddon(path: string, addon: Addon): Addon {
+    const source = addon as Record<string, unknown>;
+    const wrapped: Record<string, unknown> = { name: typeof addon.name === "string" ? addon.name : basename(path) };
+    for (const key of allKeys(source)) {
+      const fn = source[key];
+      if (typeof fn !== "function") continue;
+      const hook = (HOOK_NAMES as readonly string[]).includes(key) ? (key as HookName) : MITMPROXY_HOOKS[key];
+      if (!hook) {
+        const meant = nearHook(key);
+        if (meant) this.ctx.log.warn(`script ${path}: ${key}() is not a hook, so sluice never calls it; did you mean ${meant}()?`);
+        continue;
+      }
+      wrapped[hook] = FLOW_HOOKS.has(hook)
+        ? (flow: unknown) => (fn as (f: unknown) => unknown).call(addon, scriptView(flow))
+        : (...args: unknown[]) => (fn as (...a: unknown[]) => unknown).apply(addon, args);
+    }
+    return wrapped as Addon;
   }
 
   private watch(script: LoadedScript): void {
@@ -113,14 +152,79 @@ export class Scripts implements Addon {
   }
 }
 
+let hooksRegistered = false;
+/** Once per process, before tsx registers its own hooks (so tsx's run first and hand ours the rest). */
+async function registerScriptHooks(): Promise<void> {
+  if (hooksRegistered) return;
+  hooksRegistered = true;
+  const api = (await import("../index.js")) as Record<string, unknown>;
+  (globalThis as Record<symbol, unknown>)[Symbol.for("sluice.api")] = api;
+  register(new URL("./script-hooks.js", import.meta.url), { data: { sluiceExports: Object.keys(api) } });
+}
+
 /** Imports `path` bypassing the module cache, so an edited script is really re-read. */
 async function importFresh(path: string, generation: number): Promise<unknown> {
+  await registerScriptHooks();
   if (/\.(c|m)?tsx?$/.test(path)) {
     const { tsImport } = await import("tsx/esm/api");
     // tsImport loads in its own namespace each time, so imports of the script reload too.
-    return tsImport(`${pathToFileURL(path).href}?v=${generation}`, import.meta.url);
+    // No tsconfig: the one in the current directory is not the script's, and its `paths` could map
+    // "sluice" to a second copy of sluice's sources instead of the running one.
+    return tsImport(`${pathToFileURL(path).href}?v=${generation}`, { parentURL: import.meta.url, tsconfig: false });
   }
   return import(`${pathToFileURL(path).href}?v=${generation}`);
+}
+
+const FLOW_HOOKS = new Set<HookName>(["requestHeaders", "request", "responseHeaders", "response", "error", "httpConnect", "websocketStart", "websocketMessage", "websocketEnd"]);
+
+/** mitmproxy's event names, as a ported addon spells them, to sluice's. */
+const MITMPROXY_HOOKS: Record<string, HookName> = {
+  requestheaders: "requestHeaders",
+  responseheaders: "responseHeaders",
+  http_connect: "httpConnect",
+  websocket_start: "websocketStart",
+  websocket_message: "websocketMessage",
+  websocket_end: "websocketEnd",
+  client_connected: "clientConnected",
+  client_disconnected: "clientDisconnected",
+  server_connect: "serverConnect",
+  server_connected: "serverConnected",
+  server_disconnected: "serverDisconnected",
+  tls_clienthello: "tlsClientHello",
+};
+
+/** The hook a misspelt method name was probably meant to be (`responce`, `Request`, `requestHeader`). */
+function nearHook(name: string): string | null {
+  const lower = name.toLowerCase();
+  for (const hook of [...HOOK_NAMES, ...Object.keys(MITMPROXY_HOOKS)]) {
+    const h = hook.toLowerCase();
+    if (h === lower || (Math.abs(h.length - lower.length) <= 2 && closeEnough(h, lower))) return hook;
+  }
+  return null;
+}
+
+/** At most two edits apart (enough for a typo or a missing plural). */
+function closeEnough(a: string, b: string): boolean {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const here = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = here;
+    }
+  }
+  return row[b.length]! <= 2;
+}
+
+/** Own and inherited (class method) names, as a script's addon may be an object or a class instance. */
+function allKeys(o: object): string[] {
+  const keys = new Set<string>();
+  for (let p: object | null = o; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const k of Object.getOwnPropertyNames(p)) if (k !== "constructor") keys.add(k);
+  }
+  return [...keys];
 }
 
 function addonsFrom(mod: unknown): Addon[] {
@@ -135,7 +239,7 @@ function addonsFrom(mod: unknown): Addon[] {
 }
 
 function looksLikeAddon(x: unknown): boolean {
-  return !!x && typeof x === "object" && HOOK_NAMES.some((h) => typeof (x as Record<string, unknown>)[h] === "function");
+  return !!x && typeof x === "object" && [...HOOK_NAMES, ...Object.keys(MITMPROXY_HOOKS)].some((h) => typeof (x as Record<string, unknown>)[h] === "function");
 }
 
 function instantiate(x: unknown): unknown {

@@ -42,6 +42,7 @@ Commands:
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
+  addons    list the addons in the order their hooks run (user scripts come first)
   help      show this help, or \`sluice help COMMAND\`
 
 Run \`sluice COMMAND --help\` for the options of a command.
@@ -345,6 +346,39 @@ async function runOptions(): Promise<void> {
   }
 }
 
+/** What each built-in addon does to traffic, for \`sluice addons\`. */
+const ADDON_ROLES: Record<string, string> = {
+  view: "keeps the flows that commands and the console work on",
+  core_commands: "the flow.* commands",
+  client_replay: "re-sends recorded requests (-C)",
+  scripts: "user scripts (-s), in the order given: they run here, before everything below",
+  anticache: "changes: strips caching headers (--anticache)",
+  anticomp: "changes: asks servers not to compress (--anticomp)",
+  map_remote: "changes: sends requests elsewhere (-M)",
+  map_local: "changes: answers from local files (--map-local)",
+  modify_body: "changes: rewrites bodies (-B)",
+  modify_headers: "changes: rewrites headers (-H)",
+  stickyauth: "changes: replays the last Authorization header (--stickyauth)",
+  stickycookie: "changes: replays cookies (--stickycookie)",
+  shaping: "changes: queues requests to leave at a rate (--shape)",
+  faults: "changes: answers or breaks matching requests (--fault)",
+  admin_api: "the JSON admin API for faults and commands",
+  server_replay: "changes: answers from recorded responses (-S)",
+  intercept: "changes: pauses matching flows for editing (--intercept)",
+  retries: "observes: groups attempts into SDK calls",
+  metrics: "observes: Prometheus and StatsD counters",
+  save: "observes: writes finished flows (-w)",
+  dump: "observes: prints one line per flow",
+  console: "observes: the interactive console",
+};
+
+async function runAddons(): Promise<void> {
+  const master = new Master({ addons: frontEndAddons(new Dump()), log: new LineLogger("error") });
+  await master.configure();
+  process.stdout.write("Addons in the order their hooks run (sluice console has the console in place of dump):\n");
+  master.addons.list.forEach((a, i) => process.stdout.write(`${String(i + 1).padStart(3)}. ${(a.name ?? "?").padEnd(15)} ${ADDON_ROLES[a.name ?? ""] ?? ""}\n`));
+}
+
 async function runCommands(): Promise<void> {
   const master = new Master({ addons: frontEndAddons(new Dump()), log: new LineLogger("error") });
   await master.configure();
@@ -369,6 +403,8 @@ export async function main(argv: string[]): Promise<void> {
         return await runOptions();
       case "commands":
         return await runCommands();
+      case "addons":
+        return await runAddons();
       case "filters":
         process.stdout.write(`Filter expressions (mitmproxy's language, plus AWS operators):\n\n${filterHelpText()}\n\nRegexes are searched and case-insensitive; quote arguments with spaces: ~h 'x-amz-target: .*GetItem'.\n`);
         return;
@@ -393,7 +429,7 @@ export async function main(argv: string[]): Promise<void> {
       default:
         // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
         if (command.startsWith("-")) return await runConsole(argv);
-        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, addons, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

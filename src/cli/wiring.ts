@@ -25,7 +25,13 @@ import { Metrics } from "../addons/metrics.js";
 // AWS knowledge brings the AWS filter operators (~svc, ~op, …) with it, for every front end.
 import "../aws/index.js";
 
-/** The addons every proxy front end loads, in hook order; the output addon (dump, console, …) comes last. */
+/**
+ * The addons every proxy front end loads, in hook order (README "Order of the addon chain"): user
+ * scripts first, as in mitmproxy, so they see the request the client sent and everything after
+ * them acts on what they changed; then the addons that change traffic; then those that only
+ * observe it, so what a client receives is what is counted, saved and shown. The output addon
+ * (dump, console, …) comes last.
+ */
 export function frontEndAddons(output: Addon): Addon[] {
   return [
     new CoreCommands(), new ClientReplay(), new Scripts(),

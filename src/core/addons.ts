@@ -117,6 +117,14 @@ export class AddonManager {
     this.rebuild();
   }
 
+  /** Inserts right after `anchor` (or at the end if it is not in the chain). */
+  insertAfter(anchor: Addon, ...addons: Addon[]): void {
+    const i = this.addons.indexOf(anchor);
+    if (i < 0) this.addons.push(...addons);
+    else this.addons.splice(i + 1, 0, ...addons);
+    this.rebuild();
+  }
+
   remove(addon: Addon): void {
     this.addons = this.addons.filter((a) => a !== addon);
     this.rebuild();

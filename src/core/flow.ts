@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Headers } from "./headers.js";
 import { decodeBody } from "./encoding.js";
+import { installMitmproxyNames } from "./mitmproxy-names.js";
 
 /** Seconds since the epoch with sub-millisecond precision. */
 export function now(): number {
@@ -228,6 +229,26 @@ export class Request extends Message {
     const q = this.path.indexOf("?");
     return new URLSearchParams(q < 0 ? "" : this.path.slice(q + 1));
   }
+
+  /** A request made by a script or command, as mitmproxy's `Request.make(method, url, content, headers)`. */
+  static make(method: string, url: string, content: string | Buffer = "", headers: HeaderInit = {}): Request {
+    const u = new URL(url);
+    const scheme = u.protocol === "https:" ? "https" : "http";
+    const h = toHeaders(headers);
+    if (!h.has("host")) h.add("host", u.host);
+    const body = typeof content === "string" ? Buffer.from(content, "utf8") : content;
+    if (body.length && !h.has("content-length")) h.set("content-length", String(body.length));
+    const r = new Request({ method: method.toUpperCase(), scheme, host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : scheme === "https" ? 443 : 80, path: (u.pathname || "/") + u.search, headers: h, content: body });
+    r.timestampEnd = r.timestampStart;
+    return r;
+  }
+}
+
+/** Headers as a `Headers`, a `{name: value}` object or `[name, value]` pairs (mitmproxy's tuples). */
+export type HeaderInit = Headers | Record<string, string> | [string, string][];
+
+function toHeaders(init: HeaderInit): Headers {
+  return init instanceof Headers ? init : new Headers(init);
 }
 
 export class Response extends Message {
@@ -253,8 +274,8 @@ export class Response extends Message {
   }
 
   /** A complete response made by sluice itself (faults, replay, errors), framed by Content-Length. */
-  static make(statusCode: number, body: string | Buffer = "", headers: Record<string, string> | Headers = {}): Response {
-    const h = headers instanceof Headers ? headers : new Headers(headers);
+  static make(statusCode: number, body: string | Buffer = "", headers: HeaderInit = {}): Response {
+    const h = toHeaders(headers);
     const content = typeof body === "string" ? Buffer.from(body, "utf8") : body;
     if (!h.has("content-length")) h.set("content-length", String(content.length));
     const t = now();
@@ -437,7 +458,7 @@ const REASONS: Record<number, string> = {
   100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
   206: "Partial Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified", 307: "Temporary Redirect",
   308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-  405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
+  405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 418: "I'm a teapot", 429: "Too Many Requests",
   500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
   504: "Gateway Timeout",
 };
@@ -445,3 +466,5 @@ const REASONS: Record<number, string> = {
 export function reasonPhrase(status: number): string {
   return REASONS[status] ?? "";
 }
+
+installMitmproxyNames({ Message, Request, Response, HTTPFlow, Headers });
