@@ -370,6 +370,7 @@ const ADDON_ROLES: Record<string, string> = {
   save: "observes: writes finished flows (-w)",
   dump: "observes: prints one line per flow",
   console: "observes: the interactive console",
+  web: "observes: the browser UI (sluice web)",
 };
 
 async function runAddons(): Promise<void> {
