@@ -3,24 +3,65 @@
  * format the extension picks (mitmproxy flow file by default, `.har` for HAR, `.sqlite`);
  * `save_stream_filter` limits what is saved. The `save.file FLOWS PATH` command (mitmproxy's
  * name; the console's `w` key) writes chosen flows once.
+ *
+ * Saving never delays a response: flows finished in one event-loop turn are encoded and written
+ * together right after it, by one writer that hands everything waiting to the kernel in a single
+ * call (so it keeps up under load and `kill -9` loses at most what the last moments produced).
+ * When the disk falls more than `save_max_backlog` behind, finishing flows wait for it
+ * (back-pressure) rather than memory growing without bound; nothing is dropped silently.
  */
 import type { Addon, AddonContext } from "../core/addons.js";
 import { CommandError } from "../core/commands.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
+import { Counter } from "prom-client";
+import { parseDuration } from "../core/token-bucket.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
+
+/** Above this many bytes waiting for the disk, finishing flows wait for it (back-pressure). */
+const DEFAULT_BACKLOG = 64 * 1024 * 1024;
+/** How long a stop waits for flows still in flight (their connections just closed) to finish. */
+const SHUTDOWN_GRACE_MS = 2000;
 
 export class Save implements Addon {
   name = "save";
   private ctx!: AddonContext;
   private sink: FlowSink | null = null;
+  private path = "";
   private filter: FlowPredicate | null = null;
   private written = new WeakSet<HTTPFlow>();
+  /** Flows finished this event-loop turn: encoded and written together after their responses went out. */
+  private pending: HTTPFlow[] = [];
+  private writeScheduled = false;
+  /** While the disk is behind: resolves when it has caught up. */
+  private stall: Promise<void> | null = null;
+  private stallStarted = 0;
+  private failed = 0;
+  private lateFlows = 0;
+  private closing = false;
+  /** Flows begun and not yet finished, so a graceful stop can wait for them. */
+  private live = new Set<HTTPFlow>();
+  private onSettled: (() => void) | null = null;
+  private counters!: {
+    saved: Counter;
+    failed: Counter;
+    stalls: Counter;
+    stallSeconds: Counter;
+  };
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
     ctx.options.add({ name: "save_stream_file", type: "optional-string", default: null, help: "Write finished flows to this file as they complete (+FILE appends; .har writes HAR)" });
     ctx.options.add({ name: "save_stream_filter", type: "optional-string", default: null, help: "Only save flows matching this filter" });
+    ctx.options.add({ name: "save_flush_interval", type: "string", default: "1s", help: "The longest a saved flow waits before it is on disk (forced with fdatasync; SQLite commits within it): after a crash at most this much is missing" });
+    ctx.options.add({ name: "save_max_backlog", type: "size", default: DEFAULT_BACKLOG, help: "Bytes of flows waiting for the disk before finishing flows wait for it (back-pressure) instead of memory growing" });
+    const counter = (name: string, help: string) => new Counter({ name, help, registers: [ctx.metrics] });
+    this.counters = {
+      saved: counter("sluice_save_flows_total", "Flows written to the -w capture"),
+      failed: counter("sluice_save_failed_total", "Flows that could not be written to the -w capture (see the log)"),
+      stalls: counter("sluice_save_stalls_total", "Times finishing flows had to wait for the capture to catch up with the disk"),
+      stallSeconds: counter("sluice_save_stall_seconds_total", "Seconds finishing flows waited for the capture to catch up with the disk"),
+    };
     ctx.commands.add({
       name: "save.file",
       help: "Save flows to a file: .har for HAR, .sqlite for SQLite, else a mitmproxy flow file",
@@ -34,50 +75,144 @@ export class Save implements Addon {
       const expr = this.ctx.options.get<string | null>("save_stream_filter");
       this.filter = expr ? this.ctx.filter(expr) : null;
     }
+    if (updated.has("save_flush_interval")) this.syncIntervalMs();
     if (!updated.has("save_stream_file")) return;
-    await this.sink?.close();
-    this.sink = null;
+    await this.closeSink();
     const spec = this.ctx.options.get<string | null>("save_stream_file");
     if (!spec) return;
     const append = spec.startsWith("+");
     const path = append ? spec.slice(1) : spec;
     const format = formatForWriting(path);
     if (append && format.name !== "mitmproxy") throw new Error(`save_stream_file: only mitmproxy flow files can be appended to (+FILE), not ${format.name}`);
+    const syncIntervalMs = this.syncIntervalMs();
     try {
-      this.sink = append ? await FlowWriter.open(path, { append, onWarning: (m) => this.ctx.log.warn(m) }) : await format.openWriter(path);
+      this.sink = append
+        ? await FlowWriter.open(path, { append, syncIntervalMs, onWarning: (m) => this.ctx.log.warn(m) })
+        : await format.openWriter(path, { syncIntervalMs });
     } catch (err) {
       throw new Error(`cannot write flows to ${path}: ${(err as Error).message}`);
     }
+    this.path = path;
+    this.closing = false;
     this.ctx.log.info(`saving flows to ${path}${append ? " (appending)" : ""}`);
   }
 
-  response(flow: HTTPFlow): void {
+  private syncIntervalMs(): number {
+    const text = this.ctx.options.get<string>("save_flush_interval");
+    try {
+      return parseDuration(text);
+    } catch (err) {
+      throw new Error(`save_flush_interval: ${(err as Error).message}`);
+    }
+  }
+
+  requestHeaders(flow: HTTPFlow): void {
+    if (this.sink) this.live.add(flow);
+  }
+
+  response(flow: HTTPFlow): Promise<void> | void {
     // WebSocket flows are saved when they end, with their messages.
-    if (!flow.websocket) this.save(flow);
+    if (!flow.websocket) return this.finished(flow);
   }
 
-  error(flow: HTTPFlow): void {
-    this.save(flow);
+  error(flow: HTTPFlow): Promise<void> | void {
+    return this.finished(flow);
   }
 
-  websocketEnd(flow: HTTPFlow): void {
-    this.save(flow);
+  websocketEnd(flow: HTTPFlow): Promise<void> | void {
+    return this.finished(flow);
   }
 
-  private save(flow: HTTPFlow): void {
-    if (!this.sink || this.written.has(flow)) return;
+  private finished(flow: HTTPFlow): Promise<void> | void {
+    if (this.live.delete(flow) && this.live.size === 0) this.onSettled?.();
+    return this.save(flow);
+  }
+
+  /** Queues the flow; when the disk is far behind, the returned promise holds the flow until it catches up. */
+  private save(flow: HTTPFlow): Promise<void> | void {
+    if (this.written.has(flow)) return;
+    if (!this.sink) {
+      if (this.closing) this.notSavedAtShutdown(flow);
+      return;
+    }
     if (this.filter && !this.filter(flow)) return;
     this.written.add(flow);
+    this.pending.push(flow);
+    if (!this.writeScheduled) {
+      this.writeScheduled = true;
+      setImmediate(this.writePending);
+    }
+    return this.stall ?? this.backPressure();
+  }
+
+  private readonly writePending = (): void => {
+    this.writeScheduled = false;
+    const flows = this.pending;
+    this.pending = [];
+    const sink = this.sink;
+    if (!sink) return;
+    for (const flow of flows) {
+      try {
+        sink.write(flow);
+        this.counters.saved.inc();
+      } catch (err) {
+        this.counters.failed.inc();
+        // One line per failure would flood the log when the disk is full: the first, then a count.
+        if (this.failed++ === 0) this.ctx.log.error(`cannot save flows to ${this.path}: ${(err as Error).message}; flows are not being saved (counted in sluice_save_failed_total)`);
+      }
+    }
+  };
+
+  private backPressure(): Promise<void> | void {
+    const backlog = this.sink?.backlog;
+    if (backlog === undefined || !this.sink?.flush || backlog < this.ctx.options.get<number>("save_max_backlog")) return;
+    this.stallStarted = performance.now();
+    this.counters.stalls.inc();
+    this.ctx.log.warn(`${this.path}: the disk is ${(backlog / 1e6).toFixed(0)} MB behind; finishing flows wait until it catches up (save_max_backlog)`);
+    this.stall = this.sink
+      .flush()
+      .catch(() => undefined)
+      .then(() => {
+        const seconds = (performance.now() - this.stallStarted) / 1000;
+        this.counters.stallSeconds.inc(seconds);
+        this.ctx.log.info(`${this.path}: caught up with the disk after ${seconds.toFixed(1)} s`);
+        this.stall = null;
+      });
+    return this.stall;
+  }
+
+  private notSavedAtShutdown(flow: HTTPFlow): void {
+    if (this.lateFlows++ === 0) this.ctx.log.warn(`${flow.request.prettyUrl} finished after ${this.path} was closed at shutdown and is not in it`);
+  }
+
+  private async closeSink(): Promise<void> {
+    const sink = this.sink;
+    if (!sink) return;
+    this.writePending();
+    this.sink = null;
+    this.closing = true;
     try {
-      this.sink.write(flow);
+      await sink.close();
     } catch (err) {
-      this.ctx.log.error(`cannot save flow ${flow.request.prettyUrl}: ${(err as Error).message}`);
+      this.ctx.log.error(`cannot finish ${this.path}: ${(err as Error).message}`);
     }
   }
 
   async done(): Promise<void> {
-    await this.sink?.close();
-    this.sink = null;
+    // Flows of connections the shutdown just closed end with an error a moment later: save them too.
+    if (this.live.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+        this.onSettled = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.onSettled = null;
+    }
+    await this.closeSink();
+    if (this.failed > 0) this.ctx.log.error(`${this.failed} flow${this.failed === 1 ? " was" : "s were"} not saved to ${this.path} (see the first error above)`);
+    if (this.lateFlows > 1) this.ctx.log.warn(`${this.lateFlows} flows finished after ${this.path} was closed at shutdown and are not in it`);
   }
 }
 

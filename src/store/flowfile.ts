@@ -7,7 +7,8 @@
  * in flight, and a reader reports that truncated tail instead of failing.
  */
 import { open, stat, truncate, type FileHandle } from "node:fs/promises";
-import { closeSync, openSync, writev } from "node:fs";
+import { openSync } from "node:fs";
+import { AppendFile } from "./append-file.js";
 import { constants } from "node:buffer";
 import type { HTTPFlow } from "../core/flow.js";
 import { decode, encodeChunks, EncodeArena, readLengthPrefix, TnetstringError, MAX_LENGTH_DIGITS, type TnetDict } from "./tnetstring.js";
@@ -18,12 +19,15 @@ import { harToFlows } from "./har.js";
 export class FlowFileError extends Error {
   readonly file: string;
   readonly offset: number;
+  /** For a damaged record: what is wrong with it, and the offset of the record's first byte. */
+  readonly damage?: { reason: string; recordOffset: number };
 
-  constructor(file: string, offset: number, message: string) {
+  constructor(file: string, offset: number, message: string, damage?: { reason: string; recordOffset: number }) {
     super(`${file}: ${message}`);
     this.name = "FlowFileError";
     this.file = file;
     this.offset = offset;
+    this.damage = damage;
   }
 }
 
@@ -63,7 +67,7 @@ export async function* readFlows(path: string, options: ReadFlowsOptions = {}): 
     await readFully(fh, head, 0, head.length, 0);
     const kind = detectFlowFileKind(head);
     if (kind === "har") {
-      yield* readHar(fh, path, size, options.onProgress);
+      yield* readHar(fh, path, size, warn, options.onProgress);
       return;
     }
     if (kind === "empty" && head.length === size) return;
@@ -73,17 +77,46 @@ export async function* readFlows(path: string, options: ReadFlowsOptions = {}): 
   }
 }
 
+/**
+ * Reads records one after another. A damaged record (bad length, bad tag, undecodable, or not a
+ * flow) is reported and skipped: reading resumes at the next byte where a whole, valid flow record
+ * starts, as a file damaged in the middle still holds good flows after the damage.
+ */
 async function* readTnetFlows(fh: FileHandle, path: string, size: number, warn: (m: string) => void, onProgress?: (read: number, total: number) => void): AsyncGenerator<HTTPFlow> {
   const records = new RecordSource(fh, path, size);
   const ctx = newMigrationContext();
   const skippedTypes = new Set<string>();
   let count = 0;
+  const skipDamage = async (recordOffset: number, reason: string, error: FlowFileError | null): Promise<boolean> => {
+    const next = await records.resync(recordOffset + 1);
+    if (next === null) {
+      if (error) throw error;
+      warn(`${path}: damaged flow record at byte ${recordOffset} (${reason}) and no readable flow after it; ${count} flows read`);
+      return false;
+    }
+    warn(`${path}: damaged flow record at byte ${recordOffset} (${reason}); skipped ${next - recordOffset} bytes to the next good record at byte ${next}`);
+    return true;
+  };
   for (;;) {
-    const next = records.next(count);
-    const record = next instanceof Promise ? await next : next;
+    let record: TnetRecord | "truncated" | null;
+    try {
+      const next = records.next(count);
+      record = next instanceof Promise ? await next : next;
+    } catch (err) {
+      if (!(err instanceof FlowFileError) || !err.damage) throw err;
+      // A file that does not even start like a flow file is not resynchronised into: it is the wrong file.
+      if (!(await skipDamage(err.damage.recordOffset, err.damage.reason, count === 0 && err.damage.recordOffset === 0 ? err : null))) break;
+      continue;
+    }
     if (record === null) break;
     if (record === "truncated") {
-      warn(`${path}: truncated record at byte ${records.offset}, ${count} flows read`);
+      const at = records.offset;
+      // A length that runs past the end is a cut-off tail, unless good records follow (damage).
+      if ((await records.resync(at + 1)) !== null) {
+        warn(`${path}: damaged flow record at byte ${at} (its length runs past the end of the file); skipped to the next good record at byte ${records.offset}`);
+        continue;
+      }
+      warn(`${path}: truncated record at byte ${at}, ${count} flows read`);
       break;
     }
     onProgress?.(records.offset, records.size);
@@ -101,14 +134,18 @@ async function* readTnetFlows(fh: FileHandle, path: string, size: number, warn: 
       if (err.kind === "newer-version") {
         throw new FlowFileError(path, record.offset, `the flow at byte ${record.offset} uses flow format version ${err.detail}, newer than this sluice reads; update sluice to open this file`);
       }
-      throw new FlowFileError(path, record.offset, `the flow at byte ${record.offset} is not a valid HTTP flow (${err.message}); ${count} flows before it were read`);
+      const what = `the flow at byte ${record.offset} is not a valid HTTP flow (${err.message})`;
+      // A first record that is not a flow means the wrong kind of file, not a damaged one.
+      if (record.offset === 0) throw new FlowFileError(path, 0, `${what}; is this a flow file?`);
+      warn(`${path}: ${what}; skipped`);
+      continue;
     }
     count++;
     yield flow;
   }
 }
 
-async function* readHar(fh: FileHandle, path: string, size: number, onProgress?: (read: number, total: number) => void): AsyncGenerator<HTTPFlow> {
+async function* readHar(fh: FileHandle, path: string, size: number, warn: (m: string) => void, onProgress?: (read: number, total: number) => void): AsyncGenerator<HTTPFlow> {
   // HAR is one JSON document: it has to be parsed whole, so it must fit in one JS string.
   if (size > constants.MAX_STRING_LENGTH) {
     throw new FlowFileError(path, 0, `is a ${Math.round(size / 1e6)} MB HAR file, too large to parse as one JSON document; split it, or capture to a .mitm flow file instead`);
@@ -118,11 +155,22 @@ async function* readHar(fh: FileHandle, path: string, size: number, onProgress?:
   const bom = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
   const text = buf.toString("utf8", bom);
   let json: unknown;
+  let parseError: Error | null = null;
   try {
     json = JSON.parse(text);
   } catch (err) {
+    parseError = err as Error;
+    // A capture cut short (a crash before the closing `]}}`) still holds whole entries: keep them.
+    const recovered = recoverHarEntries(text);
+    if (recovered && !recovered.complete) {
+      warn(`${path}: HAR file is cut short at byte ${size} (an interrupted capture?); read the ${recovered.entries.length} complete entries before the cut`);
+      json = { log: { entries: recovered.entries } };
+      parseError = null;
+    }
+  }
+  if (parseError) {
     // V8 names the position for most syntax errors, not all of them.
-    const reason = (err as Error).message;
+    const reason = parseError.message;
     const at = /position (\d+)/.exec(reason);
     const offset = at ? bom + Buffer.byteLength(text.slice(0, Number(at[1]))) : /end of JSON/.test(reason) ? size : null;
     const where = offset === null ? "" : ` at byte ${offset}`;
@@ -136,6 +184,49 @@ async function* readHar(fh: FileHandle, path: string, size: number, onProgress?:
   }
   onProgress?.(size, size);
   yield* flows;
+}
+
+/**
+ * The whole entries of `log.entries` in a HAR text that ends early: walks the JSON structure
+ * (strings and nesting only) and parses each entry that closes before the text ends. Null when
+ * there is no `log.entries` array to recover from; `complete` when the array itself closed (the
+ * text is broken elsewhere, so this is not a truncation to recover from).
+ */
+export function recoverHarEntries(text: string): { entries: unknown[]; complete: boolean } | null {
+  const entries: unknown[] = [];
+  const keys: (string | null)[] = [];
+  let lastString: string | null = null;
+  let entriesDepth = -1;
+  let entryStart = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      if (i >= text.length) break;
+      lastString = keys.length <= 2 ? text.slice(start + 1, i) : null;
+    } else if (c === 0x3a /* : */) {
+      keys[keys.length - 1] = lastString;
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (entriesDepth >= 0 && keys.length === entriesDepth + 1 && c === 0x7b) entryStart = i;
+      const parentKey = keys.length === 2 && keys[0] === "log" ? keys[1] : null;
+      keys.push(null);
+      if (c === 0x5b && parentKey === "entries" && entriesDepth < 0) entriesDepth = keys.length - 1;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      keys.pop();
+      if (entriesDepth >= 0 && keys.length === entriesDepth + 1 && c === 0x7d && entryStart >= 0) {
+        try {
+          entries.push(JSON.parse(text.slice(entryStart, i + 1)));
+        } catch {
+          return null;
+        }
+        entryStart = -1;
+      } else if (entriesDepth >= 0 && keys.length === entriesDepth) {
+        return { entries, complete: true };
+      }
+    }
+  }
+  return entriesDepth >= 0 ? { entries, complete: false } : null;
 }
 
 interface TnetRecord {
@@ -236,7 +327,59 @@ class RecordSource {
       this.path,
       at,
       `corrupt flow record at byte ${at}: ${reason}. The ${flowsRead} flows before it were read; the rest cannot be located (was the file edited or copied incompletely?)`,
+      { reason: `${reason} at byte ${at}`, recordOffset: this.offset },
     );
+  }
+
+  /**
+   * Finds the first offset at or after `from` where a whole flow record starts: a length prefix,
+   * a payload that decodes to a dict with "type" and "version" keys, and the dict tag where the
+   * length says. Reading continues there; returns that offset, or null if there is none.
+   */
+  async resync(from: number): Promise<number | null> {
+    this.size = (await this.fh.stat()).size;
+    const window = new BlockReader(this.fh, this.size);
+    const candidate = /\d{1,12}:\d/g;
+    for (let pos = from; pos < this.size; ) {
+      const chunk = await window.bytes(pos, READ_CHUNK);
+      const text = chunk.toString("latin1");
+      candidate.lastIndex = 0;
+      for (let m = candidate.exec(text); m; m = candidate.exec(text)) {
+        const at = pos + m.index;
+        if (await this.isRecordAt(at, window)) {
+          this.buf = Buffer.alloc(0);
+          this.start = this.end = 0;
+          this.bufOffset = this.filePos = at;
+          return at;
+        }
+        candidate.lastIndex = m.index + 1;
+      }
+      // Overlap windows so a prefix cut by the window's end is seen whole in the next one.
+      pos += Math.max(1, chunk.length - PREFIX_BYTES - 2);
+      if (chunk.length < READ_CHUNK) break;
+    }
+    return null;
+  }
+
+  private async isRecordAt(at: number, window: BlockReader): Promise<boolean> {
+    const head = await window.bytes(at, PREFIX_BYTES);
+    let length: number;
+    let payloadStart: number;
+    try {
+      ({ length, payloadStart } = readLengthPrefix(head, 0, head.length, true));
+    } catch {
+      return false;
+    }
+    const end = at + payloadStart + length + 1;
+    if (end > this.size || (await window.bytes(end - 1, 1))[0] !== TAG_DICT) return false;
+    const record = Buffer.allocUnsafe(end - at);
+    if ((await readFully(this.fh, record, 0, record.length, at)) < record.length) return false;
+    try {
+      const state = decode(record) as TnetDict;
+      return state !== null && typeof state === "object" && "type" in state && "version" in state;
+    } catch {
+      return false;
+    }
   }
 
   /** Makes at least `n` unconsumed bytes available unless the file ends first; returns how many are. */
@@ -284,6 +427,8 @@ export interface FlowWriterOptions {
   append?: boolean;
   /** Told when appending first drops a truncated record left by a crash. */
   onWarning?: (message: string) => void;
+  /** Force written flows to disk this often (ms) while writing; 0 leaves it to the kernel. */
+  syncIntervalMs?: number;
 }
 
 /** Small records are packed into arenas of this size; each full or end-of-tick arena slice is one write. */
@@ -295,30 +440,29 @@ const HIGH_WATER_BYTES = 16 << 20;
  * Writes flows to a mitmproxy-compatible flow file (format version 17), one record per flow.
  *
  * Records are encoded straight into a 1 MB arena; what was written during one synchronous run of
- * JavaScript goes to the kernel in one write call right after it (a microtask), so nothing waits
- * for a timer and a record is never split across write calls. A record with a large body is
- * written with writev, its body passed by reference.
+ * JavaScript is queued for the kernel right after it (a microtask), so nothing waits for a timer
+ * and a record is never split. The file (AppendFile) hands everything queued meanwhile to the
+ * kernel in one writev as soon as the previous write is done, so under load it writes fewer,
+ * larger pieces instead of falling behind. A record with a large body is queued with its body
+ * passed by reference.
  */
 export class FlowWriter {
   private arena = new EncodeArena(ARENA_BYTES);
-  /** Start of the arena bytes encoded but not yet handed to the stream. */
+  /** Start of the arena bytes encoded but not yet handed to the file. */
   private stagedFrom = 0;
   private flushQueued = false;
-  private pending = 0;
-  private idle: (() => void)[] = [];
   private failure: Error | null = null;
   private closed = false;
   private flows = 0;
-
-  /** Writes handed to the kernel one at a time, in order; each is a list of buffers for one writev. */
-  private queue: Buffer[][] = [];
-  private queuedBytes = 0;
-  private writing = false;
+  private readonly file: AppendFile;
 
   private constructor(
-    private readonly fd: number,
+    fd: number,
     readonly path: string,
-  ) {}
+    syncIntervalMs: number,
+  ) {
+    this.file = new AppendFile(fd, syncIntervalMs, (err) => this.fail(err));
+  }
 
   static async open(path: string, options: FlowWriterOptions = {}): Promise<FlowWriter> {
     if (options.append) await prepareForAppend(path, options.onWarning ?? ((m) => console.warn(m)));
@@ -330,12 +474,17 @@ export class FlowWriter {
     } catch (err) {
       throw new FlowFileError(path, 0, `cannot open for writing: ${(err as Error).message}`);
     }
-    return new FlowWriter(fd, path);
+    return new FlowWriter(fd, path, options.syncIntervalMs ?? 0);
   }
 
   /** Flows written so far. */
   get count(): number {
     return this.flows;
+  }
+
+  /** Bytes encoded and not yet accepted by the kernel. */
+  get backlog(): number {
+    return this.file.backlog + (this.arena.used - this.stagedFrom);
   }
 
   /**
@@ -359,111 +508,50 @@ export class FlowWriter {
     } else {
       // Keep file order: whatever is staged goes first, then this record on its own.
       this.sendArena(before);
-      this.send(chunks);
+      this.file.append(chunks);
       this.stagedFrom = arena.used;
       if (!inArena && arena.buffer.length - arena.used < ARENA_BYTES / 4) {
         this.arena = new EncodeArena(ARENA_BYTES);
         this.stagedFrom = 0;
       }
     }
-    return this.queuedBytes < HIGH_WATER_BYTES;
+    return this.file.backlog < HIGH_WATER_BYTES;
   }
 
   /** Resolves when everything written so far has been handed to the operating system. */
   async flush(): Promise<void> {
     this.sendStaged();
-    if (this.pending > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    await this.file.drained();
     if (this.failure) throw this.failure;
   }
 
   async close(): Promise<void> {
     if (this.closed) return this.flush();
     this.closed = true;
-    try {
-      await this.flush();
-    } finally {
-      try {
-        closeSync(this.fd);
-      } catch (err) {
-        this.fail(err as Error);
-      }
-    }
+    this.sendStaged();
+    await this.file.close();
     if (this.failure) throw this.failure;
   }
 
   private readonly sendStaged = (): void => {
     this.flushQueued = false;
     this.sendArena(this.arena.used);
-    this.stagedFrom = this.arena.used;
-    // A nearly full arena is retired; its bytes now belong to the stream.
+    // A nearly full arena is retired; its bytes now belong to the file.
     if (this.arena.buffer.length - this.arena.used < ARENA_BYTES / 16) {
       this.arena = new EncodeArena(ARENA_BYTES);
       this.stagedFrom = 0;
     }
   };
 
-  /** Hands the staged arena bytes up to `end` to the stream. */
+  /** Hands the staged arena bytes up to `end` to the file. */
   private sendArena(end: number): void {
-    if (end > this.stagedFrom) this.send([this.arena.buffer.subarray(this.stagedFrom, end)]);
+    if (end > this.stagedFrom) this.file.append([this.arena.buffer.subarray(this.stagedFrom, end)]);
     this.stagedFrom = end;
-  }
-
-  /** Queues one writev; records reach the file in the order they were sent. */
-  private send(chunks: Buffer[]): void {
-    this.pending++;
-    for (const c of chunks) this.queuedBytes += c.length;
-    this.queue.push(chunks);
-    if (!this.writing) this.writeNext();
-  }
-
-  private writeNext(): void {
-    const chunks = this.queue.shift();
-    if (!chunks) return void (this.writing = false);
-    this.writing = true;
-    if (this.failure) return this.written(chunks, null);
-    writev(this.fd, chunks, (err, bytes) => {
-      if (err) {
-        this.fail(err);
-        return this.written(chunks, null);
-      }
-      const total = chunks.reduce((n, c) => n + c.length, 0);
-      if (bytes < total) {
-        // A short write (rare for files: a signal, a full disk): send the rest before anything else.
-        this.queuedBytes -= bytes;
-        this.queue.unshift(remainderOf(chunks, bytes));
-        return this.writeNext();
-      }
-      this.written(chunks, total);
-    });
-  }
-
-  private written(chunks: Buffer[], total: number | null): void {
-    this.queuedBytes -= total ?? chunks.reduce((n, c) => n + c.length, 0);
-    if (--this.pending === 0) {
-      const waiters = this.idle;
-      this.idle = [];
-      for (const w of waiters) w();
-    }
-    this.writeNext();
   }
 
   private fail(err: Error): void {
     this.failure ??= new FlowFileError(this.path, 0, `writing flows failed: ${err.message}`);
   }
-}
-
-/** What is left of `chunks` after the first `skip` bytes. */
-function remainderOf(chunks: Buffer[], skip: number): Buffer[] {
-  const rest: Buffer[] = [];
-  for (const c of chunks) {
-    if (skip >= c.length) {
-      skip -= c.length;
-      continue;
-    }
-    rest.push(skip > 0 ? c.subarray(skip) : c);
-    skip = 0;
-  }
-  return rest;
 }
 
 /**

@@ -6,8 +6,8 @@
  * first flow of a server connection, -1 where unknown. Importing reverses all of that; a body whose
  * Content-Encoding sluice can apply is re-encoded so the flow again holds wire bytes.
  */
-import { createWriteStream, type WriteStream } from "node:fs";
-import { once } from "node:events";
+import { openSync } from "node:fs";
+import { AppendFile } from "./append-file.js";
 import { Headers } from "../core/headers.js";
 import { decodeBody, encodeBody } from "../core/encoding.js";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection, type ServerConnection } from "../core/flow.js";
@@ -331,48 +331,65 @@ function textToWire(s: string): string {
   return /[^\x00-\xff]/.test(s) ? Buffer.from(s, "utf8").toString("latin1") : s;
 }
 
-/** Streams a HAR document to a file, one entry at a time, so exporting many flows needs little memory. */
+/**
+ * Streams a HAR document to a file, one entry per line as flows are written, so exporting many
+ * flows needs little memory. The closing `]}}` is written by close(): a capture cut short by a
+ * crash lacks only that, and the reader recovers every complete entry from it.
+ */
 export class HarWriter {
   private readonly exporter = new HarEntryExporter();
   private entries = 0;
   private closed = false;
   private failure: Error | null = null;
+  private readonly file: AppendFile;
 
   private constructor(
-    private readonly stream: WriteStream,
+    fd: number,
     readonly path: string,
+    syncIntervalMs: number,
   ) {
-    stream.on("error", (err) => (this.failure ??= err));
+    this.file = new AppendFile(fd, syncIntervalMs, (err) => (this.failure ??= new Error(`${path}: writing the HAR file failed: ${err.message}`)));
   }
 
-  static async open(path: string, creator: HarCreator = DEFAULT_CREATOR): Promise<HarWriter> {
-    const stream = createWriteStream(path);
+  static async open(path: string, options: { syncIntervalMs?: number; creator?: HarCreator } = {}): Promise<HarWriter> {
+    let fd: number;
     try {
-      await once(stream, "open");
+      fd = openSync(path, "w", 0o644);
     } catch (err) {
       throw new Error(`${path}: cannot open for writing: ${(err as Error).message}`);
     }
-    const header = JSON.stringify({ log: { version: "1.2", creator, pages: [], entries: [] } });
+    const writer = new HarWriter(fd, path, options.syncIntervalMs ?? 0);
+    const header = JSON.stringify({ log: { version: "1.2", creator: options.creator ?? DEFAULT_CREATOR, pages: [], entries: [] } });
     // Everything up to the entries array, which stays open until close().
-    stream.write(header.slice(0, header.length - "]}}".length) + "\n");
-    return new HarWriter(stream, path);
+    writer.file.append([Buffer.from(header.slice(0, header.length - "]}}".length) + "\n")]);
+    return writer;
   }
 
   get count(): number {
     return this.entries;
   }
 
+  /** Bytes not yet accepted by the kernel. */
+  get backlog(): number {
+    return this.file.backlog;
+  }
+
   write(flow: HTTPFlow): void {
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error(`${this.path}: cannot write a flow: the HAR writer is closed`);
-    this.stream.write((this.entries++ === 0 ? "" : ",\n") + JSON.stringify(this.exporter.entry(flow)));
+    this.file.append([Buffer.from((this.entries++ === 0 ? "" : ",\n") + JSON.stringify(this.exporter.entry(flow)))]);
+  }
+
+  async flush(): Promise<void> {
+    await this.file.drained();
+    if (this.failure) throw this.failure;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.stream.end("\n]}}\n");
-    await once(this.stream, "close").catch(() => undefined);
+    this.file.append([Buffer.from("\n]}}\n")]);
+    await this.file.close();
     if (this.failure) throw this.failure;
   }
 }

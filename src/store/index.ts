@@ -34,6 +34,18 @@ export type { HarContent, HarCookie, HarCreator, HarEntry, HarLog, HarNameValue,
 export interface FlowSink {
   write(flow: HTTPFlow): void;
   close(): Promise<void>;
+  /** Bytes written and not yet accepted by the operating system, for back-pressure; absent when the sink bounds itself. */
+  readonly backlog?: number;
+  /** Resolves when everything written so far has been handed to the operating system. */
+  flush?(): Promise<void>;
+}
+
+export interface WriterOptions {
+  /**
+   * The longest a written flow may wait before it is on disk (ms): files are forced to disk this
+   * often and SQLite batches commit within it. 0 leaves file flushing to the kernel.
+   */
+  syncIntervalMs?: number;
 }
 
 /** A flow file format sluice can read and write. Register more with registerFlowFileFormat. */
@@ -44,7 +56,7 @@ export interface FlowFileFormat {
   /** Recognizes the format from a file's first 64 bytes (fewer for short files). */
   sniff(head: Buffer): boolean;
   read(path: string, options: ReadFlowsOptions & FilterHint): AsyncIterable<HTTPFlow>;
-  openWriter(path: string): Promise<FlowSink>;
+  openWriter(path: string, options?: WriterOptions): Promise<FlowSink>;
 }
 
 const MITMPROXY_FORMAT: FlowFileFormat = {
@@ -52,7 +64,7 @@ const MITMPROXY_FORMAT: FlowFileFormat = {
   extensions: [".mitm", ".flows"],
   sniff: (head) => detectFlowFileKind(head) === "tnetstring",
   read: readFlows,
-  openWriter: (path) => FlowWriter.open(path),
+  openWriter: (path, options) => FlowWriter.open(path, options),
 };
 
 const HAR_FORMAT: FlowFileFormat = {
@@ -60,7 +72,7 @@ const HAR_FORMAT: FlowFileFormat = {
   extensions: [".har"],
   sniff: (head) => detectFlowFileKind(head) === "har",
   read: readFlows,
-  openWriter: (path) => HarWriter.open(path),
+  openWriter: (path, options) => HarWriter.open(path, options),
 };
 
 /** Formats with indexes (SQLite) may yield only the flows matching `filter`; others ignore it. */
@@ -72,8 +84,8 @@ const SQLITE_FORMAT: FlowFileFormat = {
   name: "sqlite",
   extensions: [".sqlite", ".sqlite3", ".db"],
   sniff: (head) => head.length >= 16 && head.subarray(0, 16).equals(SQLITE_MAGIC),
-  read: (path, options) => readSqlite(path, { filter: options.filter }),
-  openWriter: (path) => SqliteWriter.open(path),
+  read: (path, options) => readSqlite(path, { filter: options.filter, onWarning: options.onWarning }),
+  openWriter: (path, options) => SqliteWriter.open(path, options),
 };
 
 /** Later registrations are asked first, so a new format can claim its extension and magic bytes. */

@@ -31,6 +31,7 @@ export class SqliteWriter {
     private readonly path: string,
     private readonly worker: Worker,
     inFlight: SharedArrayBuffer,
+    private readonly batchMs: number,
   ) {
     this.inFlight = new Int32Array(inFlight);
     this.finished = new Promise((resolve) => {
@@ -46,7 +47,7 @@ export class SqliteWriter {
     });
   }
 
-  static async open(path: string): Promise<SqliteWriter> {
+  static async open(path: string, options: { syncIntervalMs?: number } = {}): Promise<SqliteWriter> {
     const inFlight = new SharedArrayBuffer(4);
     const worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), { workerData: { path, inFlight } });
     const first = await new Promise<WorkerReply>((resolve, reject) => {
@@ -59,16 +60,18 @@ export class SqliteWriter {
     }
     // Like the batch timer, an idle writer does not keep the process alive; close() holds it.
     worker.unref();
-    return new SqliteWriter(path, worker, inFlight);
+    // A batch is committed within half the sync interval, so a crash loses at most that interval.
+    const batchMs = options.syncIntervalMs ? Math.max(10, Math.min(BATCH_MS, options.syncIntervalMs / 2)) : BATCH_MS;
+    return new SqliteWriter(path, worker, inFlight, batchMs);
   }
 
   write(flow: HTTPFlow): void {
     if (this.closed) throw new Error("SQLite capture already closed");
     if (this.failure) throw this.failure;
     this.pending.push(this.row(flow));
-    if (this.pending.length >= BATCH_ROWS) this.flush();
+    if (this.pending.length >= BATCH_ROWS) this.handOver();
     else if (!this.timer) {
-      this.timer = setTimeout(() => this.flush(), BATCH_MS);
+      this.timer = setTimeout(() => this.handOver(), this.batchMs);
       this.timer.unref();
     }
   }
@@ -103,7 +106,7 @@ export class SqliteWriter {
   }
 
   /** Hands what is pending to the worker as one transaction; waits first if it is too far behind. */
-  flush(): void {
+  private handOver(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.pending.length === 0 || this.failure) return;
@@ -120,7 +123,7 @@ export class SqliteWriter {
   /** Commits everything written so far and closes the file; rejects if any batch failed. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
+    this.handOver();
     this.closed = true;
     this.worker.ref();
     this.worker.postMessage("close");

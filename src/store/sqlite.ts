@@ -20,6 +20,8 @@ export { SqliteWriter } from "./sqlite-writer.js";
 export const SQLITE_MAGIC = Buffer.from("SQLite format 3\0", "latin1");
 
 export interface SqliteReadOptions {
+  /** Rows that cannot be read; they are skipped. */
+  onWarning?: (message: string) => void;
   /** A filter expression: answered from the indexes where possible, then checked exactly. */
   filter?: string;
   onProgress?: (read: number, total: number) => void;
@@ -27,7 +29,7 @@ export interface SqliteReadOptions {
 
 /** The SQL a filter turns into (for EXPLAIN and tests); null means a full scan. */
 export function sqlForFilter(db: Database.Database, filter: string | undefined): { sql: string; params: (string | number)[] } {
-  const base = "SELECT f.state, f.request_body, f.response_body, rq.content AS rq, rs.content AS rs FROM flows f LEFT JOIN bodies rq ON rq.hash = f.request_body LEFT JOIN bodies rs ON rs.hash = f.response_body";
+  const base = "SELECT f.seq, f.state, f.request_body, f.response_body, rq.content AS rq, rs.content AS rs FROM flows f LEFT JOIN bodies rq ON rq.hash = f.request_body LEFT JOIN bodies rs ON rs.hash = f.response_body";
   const where = filter
     ? filterToSql(filter, (col) => (db.prepare(`SELECT DISTINCT ${col} AS v FROM flows WHERE ${col} IS NOT NULL`).all() as { v: unknown }[]).map((r) => String(r.v)))
     : null;
@@ -36,6 +38,7 @@ export function sqlForFilter(db: Database.Database, filter: string | undefined):
 
 /** Reads flows from an SQLite capture, in the order they were written. */
 export async function* readSqlite(path: string, options: SqliteReadOptions = {}): AsyncGenerator<HTTPFlow> {
+  const warn = options.onWarning ?? ((message: string) => console.warn(message));
   const db = openDatabase(path, true);
   try {
     const predicate = options.filter ? compileFilter(options.filter) : null;
@@ -49,11 +52,18 @@ export async function* readSqlite(path: string, options: SqliteReadOptions = {})
       throw new SqliteStoreError(`${path}: not a readable sluice SQLite capture (${(err as Error).message})`);
     }
     for (const raw of rows) {
-      const row = raw as { state: Buffer; request_body: string | null; response_body: string | null; rq: Buffer | null; rs: Buffer | null };
-      const state = decode(row.state) as TnetDict;
-      if (row.request_body) (state.request as TnetDict).content = row.rq ?? Buffer.alloc(0);
-      if (row.response_body && state.response) (state.response as TnetDict).content = row.rs ?? Buffer.alloc(0);
-      const flow = flowFromState(state, ctx);
+      const row = raw as { seq: number; state: Buffer; request_body: string | null; response_body: string | null; rq: Buffer | null; rs: Buffer | null };
+      let flow: HTTPFlow;
+      try {
+        const state = decode(row.state) as TnetDict;
+        if (row.request_body) (state.request as TnetDict).content = row.rq ?? Buffer.alloc(0);
+        if (row.response_body && state.response) (state.response as TnetDict).content = row.rs ?? Buffer.alloc(0);
+        flow = flowFromState(state, ctx);
+      } catch (err) {
+        // One damaged row does not cost the rest of the capture.
+        warn(`${path}: row ${row.seq} of the flows table is not a readable flow (${(err as Error).message}); skipped`);
+        continue;
+      }
       n++;
       if (predicate && !predicate(flow)) continue;
       options.onProgress?.(n, n);
