@@ -15,7 +15,7 @@ import { CommandError } from "../core/commands.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { Counter } from "prom-client";
-import { parseDuration } from "../core/token-bucket.js";
+import { parseDuration } from "../core/values.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
 
 /** Above this many bytes waiting for the disk, finishing flows wait for it (back-pressure). */
