@@ -359,8 +359,9 @@ describe("runtime control", () => {
     const h = await faultySluice([], { admin_port: "0" });
     const api = `http://127.0.0.1:${h.admin.address!.port}`;
     assert.ok(h.sluice.logs.some((l) => l.includes(`admin API at ${api} `)));
+    const auth = { authorization: `Bearer ${h.admin.token}` };
     const call = async (method: string, path: string, body?: unknown) => {
-      const r = await fetch(api + path, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const r = await fetch(api + path, { method, headers: body === undefined ? auth : { ...auth, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
       return { status: r.status, json: (await r.json()) as Record<string, any> };
     };
     assert.equal((await get(h, `${o.url}/rt`)).status, 200);
@@ -395,10 +396,10 @@ describe("runtime control", () => {
     assert.equal((await call("POST", "/faults/mine/toggle")).status, 404);
     assert.equal((await call("PUT", "/faults")).status, 405);
     assert.equal((await call("POST", "/commands", { command: "no.such.command" })).status, 400);
-    const fromPage = await fetch(api + "/faults", { method: "POST", headers: { origin: "http://example.test" }, body: JSON.stringify({ rule: "~all => close" }) });
+    const fromPage = await fetch(api + "/faults", { method: "POST", headers: { ...auth, origin: "http://example.test" }, body: JSON.stringify({ rule: "~all => close" }) });
     assert.equal(fromPage.status, 403, "a request from a web page is refused");
     assert.match(((await fromPage.json()) as { error: string }).error, /does not answer web pages/);
-    const notJson = await fetch(api + "/faults", { method: "POST", body: "rule=~all => close" });
+    const notJson = await fetch(api + "/faults", { method: "POST", headers: auth, body: "rule=~all => close" });
     assert.equal(notJson.status, 400);
     assert.equal((await call("GET", "/faults")).json.faults.length, 1);
   });

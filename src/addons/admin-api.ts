@@ -10,10 +10,13 @@
  *   POST   /faults/ID/enable|disable → {fault: rule}
  *   POST   /commands {"command": "fault.list"} → {result}
  *
- * Errors are {error: "…"} with a 4xx status. Requests from web pages (with an Origin header) and
- * for other host names (DNS rebinding) are refused, so a browser cannot drive the API.
+ * Errors are {error: "…"} with a 4xx status. Every request needs `Authorization: Bearer TOKEN`
+ * (`admin_token`, random unless set, printed at start). Requests from web pages (with an Origin
+ * header) and for other host names (DNS rebinding) are refused, so a browser cannot drive the
+ * API, and the proxy refuses to forward anything to it.
  */
 import http from "node:http";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { CommandError } from "../core/commands.js";
@@ -37,15 +40,24 @@ export class AdminApi implements Addon {
   private isRunning = false;
   /** Where the API listens, once it does. */
   address: AddressInfo | null = null;
+  /** The bearer token requests must carry: `admin_token`, or one made up at start. */
+  token = "";
+  private unregister: (() => void) | null = null;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
     ctx.options.add({ name: "admin_port", type: "int", default: -1, help: "Serve the JSON admin API (fault rules, commands) on 127.0.0.1 at this port; -1 off, 0 picks a free port" });
+    ctx.options.add({ name: "admin_token", type: "string", default: "", help: "Bearer token the admin API requires (Authorization: Bearer TOKEN); empty makes up a random one, printed at start" });
   }
 
   async configure(updated: Set<string>): Promise<void> {
     const port = this.ctx.options.get<number>("admin_port");
     if (updated.has("admin_port") && (port < -1 || port > 65535)) throw new Error(`option admin_port expects a port from 0 to 65535 (or -1 for off), got ${port}`);
+    if (updated.has("admin_token")) {
+      const given = this.ctx.options.get<string>("admin_token");
+      if (given && !/^[\x21-\x7e]{16,}$/.test(given)) throw new Error("option admin_token must be at least 16 printable characters without spaces (or empty for a random one)");
+      this.token = given || this.token || randomBytes(24).toString("base64url");
+    }
     if (updated.has("admin_port") && this.isRunning) {
       await this.close();
       await this.listen();
@@ -82,14 +94,18 @@ export class AdminApi implements Addon {
     }
     this.server = server;
     this.address = server.address() as AddressInfo;
+    this.unregister = this.ctx.ownListeners.register("admin", this.address);
     // Not "listening at": scripts read the proxy's own port from that line.
     this.ctx.log.info(`admin API at http://127.0.0.1:${this.address.port} (GET /faults, POST /faults, POST /commands)`);
+    this.ctx.log.info(`admin API token: ${this.token}  (send Authorization: Bearer TOKEN; --set admin_token=… fixes it)`);
   }
 
   private async close(): Promise<void> {
     const server = this.server;
     this.server = null;
     this.address = null;
+    this.unregister?.();
+    this.unregister = null;
     if (!server) return;
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
@@ -102,7 +118,7 @@ export class AdminApi implements Addon {
       const { status, body } = await this.route(req);
       send(res, status, body);
     } catch (err) {
-      if (err instanceof ApiError) send(res, err.status, { error: err.message });
+      if (err instanceof ApiError) send(res, err.status, { error: err.message }, err.status === 401 ? { "www-authenticate": 'Bearer realm="sluice admin API"' } : {});
       else if (err instanceof FaultRuleError || err instanceof CommandError) send(res, 400, { error: err.message });
       else if (err instanceof FaultNotFoundError) send(res, 404, { error: err.message });
       else {
@@ -116,6 +132,9 @@ export class AdminApi implements Addon {
     const host = (req.headers.host ?? "").replace(/:\d+$/, "");
     if (!["127.0.0.1", "localhost", "[::1]"].includes(host)) throw new ApiError(403, `the admin API answers only requests for 127.0.0.1 or localhost, not ${JSON.stringify(host)}`);
     if (req.headers.origin !== undefined) throw new ApiError(403, "the admin API does not answer web pages (requests with an Origin header)");
+    if (!this.authorized(req.headers.authorization)) {
+      throw new ApiError(401, "the admin API needs Authorization: Bearer TOKEN; the token is printed at start (admin API token: …) or fixed with --set admin_token=…");
+    }
     const method = req.method ?? "GET";
     const path = new URL(req.url ?? "/", "http://127.0.0.1").pathname.replace(/\/+$/, "") || "/";
     const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -155,6 +174,14 @@ export class AdminApi implements Addon {
     return { status: 200, body: { fault: faults.setEnabled(id, verb === "enable") } };
   }
 
+  private authorized(header: string | undefined): boolean {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+    if (!m || !this.token) return false;
+    const given = Buffer.from(m[1]!);
+    const expected = Buffer.from(this.token);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
   private faults(): Faults {
     const addon = this.ctx.addons.get("faults") as Faults | undefined;
     if (!addon) throw new ApiError(404, "fault injection is not loaded in this front end");
@@ -180,9 +207,9 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   return parsed as Record<string, unknown>;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
+function send(res: http.ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body) + "\n";
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...extra });
   res.end(text);
 }
 

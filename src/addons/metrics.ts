@@ -20,6 +20,7 @@ export class Metrics implements Addon {
   private ctx!: AddonContext;
   private server: http.Server | null = null;
   private serving = 0;
+  private unregister: (() => void) | null = null;
   private statsd: StatsdSink | null = null;
   private isRunning = false;
 
@@ -85,6 +86,8 @@ export class Metrics implements Addon {
       const old = this.server;
       this.server = null;
       this.serving = 0;
+      this.unregister?.();
+      this.unregister = null;
       old.closeAllConnections();
       await new Promise<void>((resolve) => old.close(() => resolve()));
     }
@@ -105,6 +108,7 @@ export class Metrics implements Addon {
     }
     this.server = server;
     this.serving = (server.address() as { port: number }).port;
+    this.unregister = this.ctx.ownListeners.register("metrics", server.address() as { address: string; port: number });
     this.ctx.log.info(`Prometheus metrics at http://127.0.0.1:${this.serving}/metrics`);
   }
 

@@ -77,7 +77,8 @@ Proxy:
 Faults and shaping:
       --fault 'FILTER => ACTION [k=v …]'  inject a fault (throttle, status, error, delay, reset, …) (repeatable)
       --faults FILE          fault rules from a YAML file (see examples/faults.yaml)
-      --set admin_port=PORT  JSON admin API on 127.0.0.1 to add/remove/enable/disable faults at runtime (0: any free port)
+      --set admin_port=PORT  JSON admin API on 127.0.0.1 to add/remove/enable/disable faults at runtime (0: any free port);
+                             requests need Authorization: Bearer TOKEN (printed at start; --set admin_token=… fixes it)
       --shape 'FILTER => RATE [k=v …]'    queue matching requests to leave at RATE, or at an adaptive
                              rate ('FILTER => adaptive start=20/s') that learns from throttling (repeatable)
       --shapes FILE          shaping rules from a YAML file
@@ -150,6 +151,9 @@ async function runDump(argv: string[]): Promise<void> {
   const modeSpec = master.options.get<string>("mode");
   log.info(`sluice ${modeSpec} proxy listening at ${address.address}:${address.port}`);
   if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
+  // -q hides info lines, but whoever asked for the admin API cannot use it without its token.
+  const admin = addons.find((a): a is AdminApi => a instanceof AdminApi);
+  if (args.quiet && admin?.address) process.stderr.write(`sluice: admin API at http://127.0.0.1:${admin.address.port}, token: ${admin.token}\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) process.exit(130);

@@ -78,6 +78,8 @@ export interface AddonContext {
   metrics: import("prom-client").Registry;
   /** The proxy's own listener, for addons that talk to it (client replay); null until it listens. */
   listener(): ProxyListener | null;
+  /** sluice's own listening addresses: a listener registers here so the proxy refuses to forward to it. */
+  ownListeners: import("./own-listeners.js").OwnListeners;
 }
 
 /** Where the proxy listens and the CA certificate its clients must trust. */

@@ -458,9 +458,9 @@ const REASONS: Record<number, string> = {
   100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
   206: "Partial Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified", 307: "Temporary Redirect",
   308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-  405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 418: "I'm a teapot", 429: "Too Many Requests",
+  405: "Method Not Allowed", 407: "Proxy Authentication Required", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 418: "I'm a teapot", 429: "Too Many Requests",
   500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-  504: "Gateway Timeout",
+  504: "Gateway Timeout", 431: "Request Header Fields Too Large", 508: "Loop Detected",
 };
 
 export function reasonPhrase(status: number): string {

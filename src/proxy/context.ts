@@ -1,6 +1,7 @@
 /** What every part of the proxy shares: options, addons, the log and the CA. */
 import type { AddonManager, Logger } from "../core/addons.js";
 import type { Options } from "../core/options.js";
+import type { OwnListeners } from "../core/own-listeners.js";
 import type { CertificateAuthority } from "./tls/ca.js";
 
 export interface ProxyContext {
@@ -8,4 +9,6 @@ export interface ProxyContext {
   addons: AddonManager;
   log: Logger;
   ca: CertificateAuthority;
+  /** Where sluice itself listens (never a forwarding target), and its Via token. */
+  ownListeners: OwnListeners;
 }

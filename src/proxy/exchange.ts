@@ -13,6 +13,7 @@ import { HTTPFlow, Request, Response, now, newServerConnection, reasonPhrase, ty
 import type { ProxyContext } from "./context.js";
 import type { ClientUpstreams, UpstreamTarget } from "./upstream.js";
 import { describeConnectError } from "./upstream.js";
+import { statusForUpstreamError } from "./guards.js";
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -312,7 +313,10 @@ function forward(
     upstreamHeaders.push(raw[i]!, raw[i + 1]!);
   }
   if (!hasHost) upstreamHeaders.push("host", request.authority || hostHeaderFor(target));
-  const path = cc.upstreams.usesAbsoluteForm(target) ? request.url : request.path;
+  const viaProxy = cc.upstreams.usesAbsoluteForm(target);
+  // Towards another proxy, this instance's Via token: a chain that leads back here is answered 508.
+  if (viaProxy) upstreamHeaders.push("via", ctx.ownListeners.viaEntry());
+  const path = viaProxy ? request.url : request.path;
   const kept = request.content && request.content.length ? request.content : null;
   const upload = request.bandwidthLimit ? paced(streamedBody ?? (kept ? [kept] : []), request.bandwidthLimit) : streamedBody;
   const body: Dispatcher.DispatchOptions["body"] = upload ? Readable.from(upload, { objectMode: false }) : kept;
@@ -492,7 +496,7 @@ function forward(
           runThen(ctx, "error", flow, finish);
           return;
         }
-        failFlow(ctx, flow, res, 502, msg).finally(finish);
+        failFlow(ctx, flow, res, statusForUpstreamError(err), msg).finally(finish);
       },
     };
     try {

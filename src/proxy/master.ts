@@ -8,6 +8,7 @@ import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
 import { FlowView } from "../core/view.js";
+import { OwnListeners } from "../core/own-listeners.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter } from "../core/filter.js";
 import { Registry } from "prom-client";
@@ -36,12 +37,14 @@ export class Master {
   /** The flows this front end knows about; commands select from it. */
   readonly view = new FlowView();
   readonly commands = new CommandManager(() => this.view);
+  /** Every address sluice listens on; the proxy refuses to forward to them. */
+  readonly ownListeners = new OwnListeners();
 
   constructor(init: MasterInit = {}) {
     this.log = init.log ?? new LineLogger();
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
-    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener() };
+    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
   }
@@ -86,7 +89,7 @@ export class Master {
   async start(): Promise<AddressInfo> {
     await this.configure();
     this.ca = CertificateAuthority.loadOrCreate(this.options.get<string>("confdir"), (m) => this.log.info(m));
-    const ctx: ProxyContext = { options: this.options, addons: this.addons, log: this.log, ca: this.ca };
+    const ctx: ProxyContext = { options: this.options, addons: this.addons, log: this.log, ca: this.ca, ownListeners: this.ownListeners };
     this.server = new ProxyServer(ctx);
     const address = await this.server.listen();
     await this.addons.trigger("running");

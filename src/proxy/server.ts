@@ -8,13 +8,15 @@ import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
 import { Duplex } from "node:stream";
-import { HTTPFlow, Request, newClientConnection, newServerConnection, now, type ClientConnection } from "../core/flow.js";
+import { HTTPFlow, Request, newClientConnection, newServerConnection, now, reasonPhrase, type ClientConnection } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
 import { handleExchange, sendPlain, type ConnectionContext } from "./exchange.js";
 import { parseMode, type ProxyMode } from "./mode.js";
 import { looksLikeTls, parseClientHello } from "./tls/client-hello.js";
-import { ClientUpstreams, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
+import { refuseLoopedRequest } from "./guards.js";
+import { guardedTcpConnect } from "./guards.js";
+import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 
 const CONTEXT = Symbol("sluice.connection");
@@ -36,6 +38,7 @@ export class ProxyServer {
   private pendingH2Context: ConnectionContext | null = null;
   private readonly h2Contexts = new WeakMap<http2.Http2Session, ConnectionContext>();
   private allowHosts: RegExp[] = [];
+  private unregister: (() => void) | null = null;
 
   constructor(private readonly ctx: ProxyContext) {
     this.mode = parseMode(ctx.options.get<string>("mode"));
@@ -58,6 +61,8 @@ export class ProxyServer {
     this.h1.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       const cc = contextOf(socket);
       if (!cc) return socket.destroy();
+      const loop = refuseLoopedRequest(this.ctx, req.headers.via);
+      if (loop) return void socket.end(plainResponse(508, loop));
       handleWebSocketUpgrade(this.ctx, cc, req, socket, head, this.tlsSettings);
     });
     this.h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => this.onClientError(err, socket));
@@ -97,7 +102,9 @@ export class ProxyServer {
       this.listener.once("error", onError);
       this.listener.listen(port, host, () => {
         this.listener.removeListener("error", onError);
-        resolve(this.listener.address() as net.AddressInfo);
+        const address = this.listener.address() as net.AddressInfo;
+        this.unregister = this.ctx.ownListeners.register("proxy", address);
+        resolve(address);
       });
     });
   }
@@ -107,6 +114,8 @@ export class ProxyServer {
   }
 
   async close(): Promise<void> {
+    this.unregister?.();
+    this.unregister = null;
     await new Promise<void>((resolve) => {
       this.listener.close(() => resolve());
       for (const s of this.sockets) s.destroy();
@@ -158,6 +167,11 @@ export class ProxyServer {
       sendPlain(res, 500, "sluice: internal error: connection context missing\n");
       return;
     }
+    const loop = refuseLoopedRequest(this.ctx, req.headers.via);
+    if (loop) {
+      req.resume();
+      return sendPlain(res, 508, loop);
+    }
     handleExchange(this.ctx, cc, req, res).catch((err: Error) => {
       this.ctx.log.error(`internal error while handling ${req.method} ${req.url}: ${err.stack ?? err.message}`);
       sendPlain(res, 502, `sluice: internal error: ${err.message}\n`);
@@ -168,6 +182,9 @@ export class ProxyServer {
   private async onConnect(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
     const outer = contextOf(socket);
     if (!outer) return void socket.destroy();
+    const loop = refuseLoopedRequest(this.ctx, req.headers.via);
+    if (loop) return void socket.end(plainResponse(508, loop));
+    outer.upstreams.inboundVia = req.headers.via;
     const target = parseConnectTarget(req.url ?? "");
     if (!target) {
       socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nsluice: CONNECT needs host:port, got ${JSON.stringify(req.url)}\n`);
@@ -242,7 +259,7 @@ export class ProxyServer {
     hello.ignoreConnection = this.shouldPassThrough(host);
     const pending = this.ctx.addons.trigger("tlsClientHello", hello);
     if (pending) await pending;
-    if (hello.ignoreConnection) return this.passThrough(socket, clientConn, { ...target, scheme: "https" });
+    if (hello.ignoreConnection) return this.passThrough(socket, clientConn, { ...target, scheme: "https" }, upstreams);
 
     const certHost = sni ?? fallbackSni;
     const offerH2 = this.ctx.options.get<boolean>("http2") && alpnOffers.includes("h2");
@@ -276,6 +293,7 @@ export class ProxyServer {
       const isH2 = tlsSocket.alpnProtocol === "h2";
       // A fresh upstream set that knows whether to offer h2 to the server as this client speaks it.
       const scoped = isH2 ? new ClientUpstreams(this.ctx, clientConn, this.mode, () => this.tlsSettings, true) : upstreams;
+      scoped.inboundVia = upstreams.inboundVia;
       if (isH2) tlsSocket.once("close", () => scoped.close());
       const cc: ConnectionContext = {
         clientConn,
@@ -297,9 +315,10 @@ export class ProxyServer {
   }
 
   /** `--ignore-hosts`: splice the client to the server without looking inside. */
-  private passThrough(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget): void {
-    const upstream = this.mode.kind === "upstream" ? this.connectViaProxy(target) : net.connect({ host: target.host, port: target.port });
-    Promise.resolve(upstream).then(
+  private passThrough(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget, upstreams: ClientUpstreams): void {
+    const own = this.ctx.ownListeners;
+    const upstream = this.mode.kind === "upstream" ? tunnelThroughProxy(this.mode, target, own, upstreams.inboundVia) : guardedTcpConnect(own, target.host, target.port);
+    upstream.then(
       (server) => {
         server.on("error", () => socket.destroy());
         socket.on("error", () => server.destroy());
@@ -313,16 +332,6 @@ export class ProxyServer {
       },
     );
     this.ctx.log.debug(`passing ${clientConn.peername?.join(":")} → ${target.host}:${target.port} through untouched`);
-  }
-
-  private connectViaProxy(target: UpstreamTarget): Promise<net.Socket> {
-    const mode = this.mode as Extract<ProxyMode, { kind: "upstream" }>;
-    return new Promise((resolve, reject) => {
-      const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: `${target.host}:${target.port}`, agent: false });
-      req.once("connect", (res, s) => (res.statusCode === 200 ? resolve(s) : reject(new Error(`upstream proxy answered ${res.statusCode}`))));
-      req.once("error", reject);
-      req.end();
-    });
   }
 
   private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string): void {
@@ -389,6 +398,12 @@ function streamOver(tlsSocket: tls.TLSSocket): Duplex {
   tlsSocket.once("close", () => duplex.destroy());
   tlsSocket.on("error", (err) => duplex.destroy(err));
   return duplex;
+}
+
+/** A whole HTTP/1.1 answer that closes the connection, for sockets no response object owns. */
+function plainResponse(status: number, text: string): string {
+  const body = `sluice: ${text}\n`;
+  return `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 function parseConnectTarget(authority: string): { host: string; port: number } | null {

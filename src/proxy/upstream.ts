@@ -16,6 +16,8 @@ import { Client } from "undici";
 import { newServerConnection, now, type ClientConnection, type ServerConnection } from "../core/flow.js";
 import type { ProxyContext } from "./context.js";
 import type { ProxyMode } from "./mode.js";
+import { guardedTcpConnect } from "./guards.js";
+import type { OwnListeners } from "../core/own-listeners.js";
 
 export interface UpstreamTarget {
   scheme: "http" | "https";
@@ -61,6 +63,11 @@ export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
 export class ClientUpstreams {
   private entries = new Map<string, Entry>();
   private closed = false;
+  /**
+   * The Via of the CONNECT that opened this tunnel, if any: carried on in the CONNECTs this
+   * tunnel's requests make to an upstream proxy, so a loop of proxies is seen however it passes TLS.
+   */
+  inboundVia: string | undefined;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -124,7 +131,8 @@ export class ClientUpstreams {
     } catch (err) {
       conn.error = describeConnectError(err as NodeJS.ErrnoException, target);
       conn.timestampEnd = now();
-      throw Object.assign(new Error(conn.error), { code: (err as NodeJS.ErrnoException).code, sluiceServerConn: conn });
+      // A refusal (sluice's own listener, a loop) keeps its status: 403 or 508 rather than 502.
+      throw Object.assign(new Error(conn.error), { code: (err as NodeJS.ErrnoException).code, sluiceServerConn: conn, sluiceStatus: (err as { status?: number }).status });
     }
     socket.once("close", () => {
       conn.timestampEnd = now();
@@ -138,9 +146,10 @@ export class ClientUpstreams {
   private async openSocket(target: UpstreamTarget, conn: ServerConnection): Promise<net.Socket> {
     let raw: net.Socket;
     if (this.mode.kind === "upstream") {
-      raw = target.scheme === "https" ? await tunnelThroughProxy(this.mode, target) : await tcpConnect(this.mode.host, this.mode.port);
+      const own = this.ctx.ownListeners;
+      raw = target.scheme === "https" ? await tunnelThroughProxy(this.mode, target, own, this.inboundVia) : await guardedTcpConnect(own, this.mode.host, this.mode.port);
     } else {
-      raw = await tcpConnect(target.host, target.port);
+      raw = await guardedTcpConnect(this.ctx.ownListeners, target.host, target.port);
     }
     conn.timestampTcpSetup = now();
     conn.peername = raw.remoteAddress ? [raw.remoteAddress, raw.remotePort ?? 0] : null;
@@ -182,26 +191,22 @@ export class ClientUpstreams {
   }
 }
 
-function tcpConnect(host: string, port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port, noDelay: true });
-    s.once("connect", () => {
-      s.removeListener("error", reject);
-      resolve(s);
-    });
-    s.once("error", reject);
-  });
-}
-
-/** HTTP CONNECT through the upstream proxy, using Node's own client. */
-function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: UpstreamTarget): Promise<net.Socket> {
+/**
+ * HTTP CONNECT through the upstream proxy, using Node's own client. The CONNECT carries this
+ * instance's Via token, so a chain that leads back here is answered 508 instead of looping.
+ */
+export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: { host: string; port: number }, own: OwnListeners, inboundVia?: string): Promise<net.Socket> {
   const authority = `${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
+  const proxySocket = await guardedTcpConnect(own, mode.host, mode.port);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority }, agent: false });
+    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority, via: inboundVia ? `${inboundVia}, ${own.viaEntry()}` : own.viaEntry() }, agent: false, createConnection: () => proxySocket });
     req.once("connect", (res, socket, head) => {
       if (res.statusCode !== 200) {
         socket.destroy();
-        reject(Object.assign(new Error(`upstream proxy ${mode.host}:${mode.port} refused CONNECT ${authority}: ${res.statusCode} ${res.statusMessage}`), { code: "EPROXY" }));
+        // A loop found further down the chain stays a 508 for the client.
+        const loop = res.statusCode === 508;
+        const what = `upstream proxy ${mode.host}:${mode.port} refused CONNECT ${authority}: ${res.statusCode} ${res.statusMessage}`;
+        reject(Object.assign(new Error(loop ? `loop detected: ${what} (the chain of proxies leads back to one it already passed)` : what), { code: "EPROXY", status: loop ? 508 : undefined }));
         return;
       }
       if (head.length) socket.unshift(head);
@@ -261,7 +266,7 @@ export function describeConnectError(err: NodeJS.ErrnoException, target: Upstrea
   if (code === "ETIMEDOUT" || code === "UND_ERR_CONNECT_TIMEOUT") return err.message.startsWith("connect to") ? err.message : `connect to ${where} timed out`;
   if (code === "ECONNRESET") return `connection to ${where} was reset during set-up`;
   if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return `could not connect to ${where}: host unreachable`;
-  if (code === "EPROXY") return err.message;
+  if (code === "EPROXY" || code === "ESLUICE_REFUSED") return err.message;
   if (TLS_TRUST_CODES.has(code)) {
     return `TLS handshake with ${where} failed: the server's certificate is not trusted (${code}: ${err.message}); trust its CA with --set ssl_verify_upstream_trusted_ca=FILE or skip verification with --ssl-insecure`;
   }

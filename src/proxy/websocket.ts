@@ -10,6 +10,7 @@ import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
 import { requestFromClient, BadRequestError, type ConnectionContext } from "./exchange.js";
 import type { UpstreamTlsSettings } from "./upstream.js";
+import { RefusedTargetError, ownCheckingLookup, ownLiteralTarget } from "./guards.js";
 
 /** Headers the ws client sets itself for the handshake; forwarding them would duplicate them. */
 const HANDSHAKE_HEADERS = new Set([
@@ -68,7 +69,17 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
   serverConn.address = [request.host, request.port];
   serverConn.timestampStart = now();
 
+  const refused = ownLiteralTarget(ctx.ownListeners, request.host, request.port);
+  if (refused) {
+    flow.error = { msg: refused.message, timestamp: now() };
+    await ctx.addons.trigger("error", flow);
+    flow.live = false;
+    const body = `sluice: ${refused.message}\n`;
+    socket.end(`HTTP/1.1 ${refused.status} ${reasonPhrase(refused.status)}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
   const server = new WebSocket(url, protocols, {
+    lookup: ownCheckingLookup(ctx.ownListeners, request.port),
     headers,
     perMessageDeflate: false,
     rejectUnauthorized: tlsSettings.rejectUnauthorized,
@@ -106,7 +117,8 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
     await ctx.addons.trigger("error", flow);
     flow.live = false;
     const body = `sluice: ${flow.error.msg}\n`;
-    socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const status = err instanceof RefusedTargetError ? err.status : 502;
+    socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
   socket.once("close", () => {
     if (!upgraded) server.terminate();

@@ -1,0 +1,157 @@
+/**
+ * Hardening at the wire (issue 15): sluice's own listeners are never forwarding targets, the admin
+ * API needs its token, and forwarding loops are answered 508 at once.
+ */
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { startOrigin, type Origin } from "./support/origins.js";
+import { startSluice, type TestSluice } from "./support/sluice.js";
+import { run } from "./support/run.js";
+import { AdminApi } from "../src/addons/admin-api.js";
+import { Metrics } from "../src/addons/metrics.js";
+import { OwnListeners } from "../src/core/own-listeners.js";
+
+const CURL = ["-sS", "--max-time", "10", "--noproxy", ""];
+
+/** A port nothing listens on right now, for a sluice that must know its own port before it starts. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe("sluice's own listeners through the proxy", () => {
+  let sluice: TestSluice;
+  let admin: AdminApi;
+  let metrics: Metrics;
+  let origin: Origin;
+  before(async () => {
+    admin = new AdminApi();
+    metrics = new Metrics();
+    origin = await startOrigin();
+    sluice = await startSluice({ set: { admin_port: "0", metrics_port: "0" }, addons: [admin, metrics] });
+  });
+  after(async () => {
+    await Promise.all([sluice.close(), origin.close()]);
+  });
+
+  test("the admin API driven through the proxy is refused with 403, whatever the Host says; nothing changes", async () => {
+    const api = `http://127.0.0.1:${admin.address!.port}`;
+    const auth = ["-H", `Authorization: Bearer ${admin.token}`];
+    for (const extra of [[], ["-H", "Host: 127.0.0.1"], ["-H", "Host: example.com"]]) {
+      const r = await run("curl", [...CURL, ...auth, ...extra, "-x", sluice.url, "-w", "\n%{http_code}", `${api}/commands`, "-d", '{"command":"set ssl_insecure=true"}']);
+      const lines = r.stdout.trimEnd().split("\n");
+      assert.equal(lines.at(-1), "403", r.stdout + r.stderr);
+      assert.match(r.stdout, /own admin listener; sluice does not forward requests to its own control surfaces/);
+    }
+    // A name that resolves to the listener is refused too.
+    const named = await run("curl", [...CURL, ...auth, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `http://localhost:${admin.address!.port}/faults`]);
+    assert.equal(named.stdout, "403");
+    assert.equal(sluice.master.options.get("ssl_insecure"), false, "the command never ran");
+    // Directly, with its token, the API works.
+    const direct = await run("curl", [...CURL, ...auth, "-w", "\n%{http_code}", `${api}/commands`, "-d", '{"command":"set view_max_flows=50000"}']);
+    assert.equal(direct.stdout.trimEnd().split("\n").at(-1), "200", direct.stdout);
+  });
+
+  test("the admin API without its token (or with a wrong one) answers 401", async () => {
+    const api = `http://127.0.0.1:${admin.address!.port}`;
+    const none = await run("curl", [...CURL, "-i", `${api}/faults`]);
+    assert.match(none.stdout, /^HTTP\/1\.1 401 /);
+    assert.match(none.stdout, /www-authenticate: Bearer/i);
+    assert.match(none.stdout, /needs Authorization: Bearer TOKEN/);
+    const wrong = await run("curl", [...CURL, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer not-the-token", `${api}/faults`]);
+    assert.equal(wrong.stdout, "401");
+    assert.ok(sluice.logs.some((l) => l.includes(`admin API token: ${admin.token}`)), "the token is printed at start");
+  });
+
+  test("the metrics endpoint through the proxy is refused with 403", async () => {
+    const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `http://127.0.0.1:${metrics.port}/metrics`]);
+    assert.equal(r.stdout.trimEnd().split("\n").at(-1), "403", r.stdout);
+    assert.match(r.stdout, /own metrics listener/);
+  });
+
+  test("a request to the proxy's own port is a loop: 508 at once", async () => {
+    const started = Date.now();
+    const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `http://127.0.0.1:${sluice.port}/x`, "-H", "Host: example.com"]);
+    assert.equal(r.stdout.trimEnd().split("\n").at(-1), "508", r.stdout);
+    assert.match(r.stdout, /loop detected: 127\.0\.0\.1:\d+ is this sluice's own proxy listener/);
+    assert.ok(Date.now() - started < 1000, `answered in ${Date.now() - started} ms`);
+    // Through CONNECT as well (the tunnel is answered; the request inside it is refused).
+    const tunnelled = await run("curl", [...CURL, "-p", "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${sluice.port}/y`]);
+    assert.equal(tunnelled.stdout, "508");
+  });
+
+  test("a listener registered later (as the web UI will) is refused too, and freed when it unregisters", async () => {
+    const web = await startOrigin();
+    const unregister = sluice.master.ownListeners.register("web", { address: "127.0.0.1", port: web.port });
+    try {
+      const r = await run("curl", [...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `${web.url}/`]);
+      assert.equal(r.stdout, "403");
+    } finally {
+      unregister();
+    }
+    const after = await run("curl", [...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `${web.url}/`]);
+    assert.equal(after.stdout, "200");
+    await web.close();
+  });
+
+  test("other origins on 127.0.0.1 are still served", async () => {
+    const r = await run("curl", [...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `${origin.url}/fine`]);
+    assert.equal(r.stdout, "200");
+  });
+});
+
+describe("forwarding loops", () => {
+  test("upstream mode pointing at sluice itself: 508 in under a second", async () => {
+    const port = await freePort();
+    const sluice = await startSluice({ set: { listen_port: String(port), mode: `upstream:http://127.0.0.1:${port}` } });
+    try {
+      for (const url of [`http://example.test/`, `https://example.test/`]) {
+        const r = await run("curl", [...CURL, "-k", "-x", sluice.url, "-w", "\n%{http_code} %{time_total}", url]);
+        const [status, seconds] = r.stdout.trimEnd().split("\n").at(-1)!.split(" ");
+        assert.equal(status, "508", url + ": " + r.stdout + r.stderr);
+        assert.ok(Number(seconds) < 1, `${url} answered in ${seconds} s`);
+      }
+    } finally {
+      await sluice.close();
+    }
+  });
+
+  test("two sluices in upstream mode pointing at each other: the Via token stops the loop with 508", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await startSluice({ set: { listen_port: String(pa), mode: `upstream:http://127.0.0.1:${pb}`, ssl_insecure: "true" } });
+    const b = await startSluice({ set: { listen_port: String(pb), mode: `upstream:http://127.0.0.1:${pa}`, ssl_insecure: "true" } });
+    try {
+      for (const url of ["http://example.test/plain", "https://example.test/secure"]) {
+        const r = await run("curl", [...CURL, "-k", "-x", a.url, "-w", "\n%{http_code} %{time_total}", url]);
+        const [status, seconds] = r.stdout.trimEnd().split("\n").at(-1)!.split(" ");
+        assert.equal(status, "508", url + ": " + r.stdout + r.stderr);
+        assert.match(r.stdout, /loop detected/);
+        assert.ok(Number(seconds) < 1, `${url} answered in ${seconds} s`);
+      }
+      assert.ok(a.logs.some((l) => /loop detected: a request came back carrying this sluice's Via token/.test(l)));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe("own listener matching", () => {
+  test("a wildcard listener is reached through loopback and 0.0.0.0; a loopback one only through its address", () => {
+    const own = new OwnListeners();
+    own.register("proxy", { address: "0.0.0.0", port: 8080 });
+    own.register("admin", { address: "127.0.0.1", port: 9000 });
+    assert.equal(own.match("127.0.0.1", 8080)?.kind, "proxy");
+    assert.equal(own.match("127.3.4.5", 8080)?.kind, "proxy");
+    assert.equal(own.match("::ffff:127.0.0.1", 8080)?.kind, "proxy");
+    assert.equal(own.match("::1", 8080)?.kind, "proxy");
+    assert.equal(own.match("0.0.0.0", 9000)?.kind, "admin");
+    assert.equal(own.match("127.0.0.1", 9000)?.kind, "admin");
+    assert.equal(own.match("127.0.0.2", 9000), null);
+    assert.equal(own.match("127.0.0.1", 9001), null);
+    assert.equal(own.match("192.0.2.1", 8080), null);
+  });
+});
