@@ -1,25 +1,50 @@
 /**
  * One HTTP exchange, from the client's request to the response it gets, for HTTP/1.1 and HTTP/2
  * clients alike: build the flow, run the hooks, forward upstream (or not), stream or keep bodies.
+ *
+ * An exchange moves through named phases, as mitmproxy's HttpStream does:
+ *
+ *   request → awaitingHead → buffering → streaming → done
+ *                        ↘ answering (a kept body, or an addon's response) → done
+ *
+ * and ends early as truncated (a fault cut the body), killed, clientGone or failed. Every step asks
+ * one `checkKilled()`; upstream events that arrive after the exchange ended are ignored. The
+ * upstream side is an undici dispatch handler on the controller API (`onRequestStart`,
+ * `onResponseStart`, `onResponseData`, `onResponseEnd`, `onResponseError`); a streamed body goes
+ * through wrappers that own their concern (truncation, pacing, see body-handlers.ts).
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { IncomingHttpHeaders } from "node:http";
 import { Readable } from "node:stream";
-import net from "node:net";
-import tls from "node:tls";
 import type { Dispatcher } from "undici";
 import { Headers } from "../core/headers.js";
-import { HTTPFlow, Request, Response, now, newServerConnection, reasonPhrase, type ClientConnection } from "../core/flow.js";
+import { HTTPFlow, Response, now, newServerConnection, reasonPhrase, type ClientConnection, type Request, type ServerConnection } from "../core/flow.js";
 import type { ProxyContext } from "./context.js";
-import type { ClientUpstreams, UpstreamTarget } from "./upstream.js";
-import { describeConnectError } from "./upstream.js";
+import { Hold, PaceBody, TruncateBody, UpstreamGate, paced, type BodyHandler, type Controller } from "./body-handlers.js";
+import { bodyStream, hasNoBody, readUpTo, requestFromClient } from "./client-request.js";
+import {
+  HOP_BY_HOP, abandoned, clientWritable, destroyClient, sendComplete, sendPlain, writeHead, writeThenCut,
+  type ClientRequest, type ClientResponse,
+} from "./client-response.js";
 import { statusForUpstreamError } from "./guards.js";
+import { describeUpstreamError, hostHeaderFor, type ClientUpstreams, type UpstreamTarget } from "./upstream.js";
 
-export type ClientRequest = IncomingMessage | Http2ServerRequest;
-export type ClientResponse = ServerResponse | Http2ServerResponse;
+export type { ClientRequest, ClientResponse } from "./client-response.js";
 
-/** Per client connection: who it is and where its requests go by default. */
-export interface ConnectionContext {
+/** Where one origin's requests go: an undici dispatcher and the server connection it uses now. */
+export interface UpstreamEntry {
+  client: Pick<Dispatcher, "dispatch">;
+  serverConn: ServerConnection;
+}
+
+/** The upstream connections of one client connection (see ClientUpstreams). */
+export interface Upstreams {
+  entryFor(target: UpstreamTarget): UpstreamEntry;
+  /** Whether plain-HTTP requests to `target` must carry an absolute-form URL (upstream proxy). */
+  usesAbsoluteForm(target: UpstreamTarget): boolean;
+}
+
+/** Per client connection: who it is and where its requests go by default (tests pass fake upstreams). */
+export interface ConnectionContext<U extends Upstreams = ClientUpstreams> {
   clientConn: ClientConnection;
   /** Scheme of the client's side of the connection (TLS terminated by sluice or not). */
   clientTls: boolean;
@@ -27,260 +52,17 @@ export interface ConnectionContext {
   target: UpstreamTarget | null;
   /** True when requests may use absolute form (regular/upstream mode, outside a tunnel). */
   absoluteForm: boolean;
-  upstreams: ClientUpstreams;
+  upstreams: U;
   /** Reverse mode: rewrite Host to the target unless keep_host_header. */
   rewriteHost: boolean;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and ones undici frames itself: never forwarded. */
-const HOP_BY_HOP = new Set([
-  "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
-  "transfer-encoding", "upgrade", "expect", "http2-settings",
-]);
+export type Phase =
+  | "request" | "awaitingHead" | "buffering" | "streaming" | "answering"
+  | "done" | "truncated" | "killed" | "clientGone" | "failed";
 
-export class BadRequestError extends Error {}
-
-/** Builds the flow's Request from what the client sent. Throws BadRequestError for unusable ones. */
-export function requestFromClient(req: ClientRequest, cc: ConnectionContext): Request {
-  const isH2 = req.httpVersionMajor === 2;
-  const raw = req.rawHeaders;
-  let headers: Headers;
-  let authority = "";
-  if (isH2) {
-    const list: string[] = [];
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      if (name.charCodeAt(0) === 58 /* ":" */) {
-        if (name === ":authority") authority = raw[i + 1]!;
-        continue;
-      }
-      list.push(name, raw[i + 1]!);
-    }
-    headers = new Headers(list);
-  } else {
-    headers = new Headers(raw.slice());
-    authority = headers.get("host") ?? "";
-  }
-  const url = req.url ?? "/";
-  let scheme: "http" | "https";
-  let host: string;
-  let port: number;
-  let path: string;
-  if (cc.target) {
-    scheme = cc.target.scheme;
-    host = cc.target.host;
-    port = cc.target.port;
-    path = url;
-  } else if (url.startsWith("http://") || url.startsWith("https://")) {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new BadRequestError(`malformed absolute URL ${JSON.stringify(url)}`);
-    }
-    scheme = u.protocol === "https:" ? "https" : "http";
-    host = u.hostname.replace(/^\[|\]$/g, "");
-    port = u.port ? Number(u.port) : scheme === "https" ? 443 : 80;
-    path = u.pathname + u.search;
-    if (!authority) authority = u.host;
-  } else if (!cc.absoluteForm && authority) {
-    scheme = cc.clientTls ? "https" : "http";
-    const a = new URL(`${scheme}://${authority}`);
-    host = a.hostname.replace(/^\[|\]$/g, "");
-    port = a.port ? Number(a.port) : scheme === "https" ? 443 : 80;
-    path = url;
-  } else {
-    throw new BadRequestError(
-      `sluice is running as an HTTP proxy and got an origin-form request (${req.method} ${url}); ` +
-        "configure your client to use sluice as its proxy (e.g. curl -x http://127.0.0.1:8080), or start sluice in reverse mode",
-    );
-  }
-  if (!path.startsWith("/") && path !== "*") path = "/" + path;
-  const request = new Request({
-    method: req.method ?? "GET",
-    scheme,
-    host,
-    port,
-    path,
-    authority,
-    httpVersion: isH2 ? "HTTP/2.0" : `HTTP/${req.httpVersion}`,
-    headers,
-    content: null,
-  });
-  if (cc.target && cc.rewriteHost) {
-    const hostValue = defaultPortFor(scheme) === port ? host : `${host}:${port}`;
-    if (request.headers.has("host")) request.headers.set("host", hostValue);
-    request.authority = hostValue;
-  }
-  return request;
-}
-
-function defaultPortFor(scheme: string): number {
-  return scheme === "https" ? 443 : 80;
-}
-
-/** Reads a body into memory up to `limit` bytes; past that, hands back what it has and the rest stays unread. */
-async function readUpTo(stream: ClientRequest, limit: number): Promise<{ chunks: Buffer[]; size: number; ended: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) {
-        stream.pause();
-        cleanup();
-        resolve({ chunks, size, ended: false });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve({ chunks, size, ended: true });
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onAborted = () => {
-      cleanup();
-      reject(new Error("client closed the connection before the request body was complete"));
-    };
-    const cleanup = () => {
-      stream.removeListener("data", onData);
-      stream.removeListener("end", onEnd);
-      stream.removeListener("error", onError);
-      stream.removeListener("aborted", onAborted);
-    };
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("error", onError);
-    stream.once("aborted", onAborted);
-    stream.resume();
-  });
-}
-
-function hasNoBody(req: ClientRequest): boolean {
-  if (req.httpVersionMajor === 2) return (req as Http2ServerRequest).stream.readableEnded || (req as Http2ServerRequest).stream.endAfterHeaders;
-  const h = (req as IncomingMessage).headers;
-  return h["content-length"] === undefined && h["transfer-encoding"] === undefined;
-}
-
-/** Handles one request end to end. Never throws: failures become responses or errors on the flow. */
-export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext, req: ClientRequest, res: ClientResponse): Promise<void> {
-  let request: Request;
-  try {
-    request = requestFromClient(req, cc);
-  } catch (err) {
-    sendPlain(res, 400, `sluice: bad request: ${(err as Error).message}\n`);
-    return;
-  }
-  const flow = new HTTPFlow(cc.clientConn, newServerConnection(), request);
-  flow.live = true;
-  let clientGone = false;
-  res.once("close", () => {
-    if (!abandoned(res)) return;
-    clientGone = true;
-    flow.markClientGone();
-  });
-
-  const headersHooked = run(ctx, "requestHeaders", flow);
-  if (headersHooked) await headersHooked;
-  if (flow.isKilled) return killClient(ctx, flow, req, res);
-
-  // Body: kept up to the limit, streamed past it.
-  const limit = ctx.options.get<number>("stream_large_bodies");
-  let streamedBody: AsyncIterable<Buffer> | null = null;
-  if (hasNoBody(req)) {
-    request.content = Buffer.alloc(0);
-    req.resume();
-  } else {
-    const declared = Number(request.headers.get("content-length") ?? NaN);
-    try {
-      if (declared > limit) {
-        streamedBody = bodyStream(req, [], request);
-      } else {
-        const got = await readUpTo(req, limit);
-        if (got.ended) {
-          request.content = got.chunks.length === 1 ? got.chunks[0]! : Buffer.concat(got.chunks, got.size);
-          request.contentLength = got.size;
-        } else {
-          streamedBody = bodyStream(req, got.chunks, request);
-        }
-      }
-    } catch (err) {
-      return failFlow(ctx, flow, res, 400, (err as Error).message);
-    }
-    if (streamedBody) {
-      request.streamed = true;
-      request.content = null;
-    }
-  }
-  if (!streamedBody) request.timestampEnd = now();
-
-  const requestHooked = run(ctx, "request", flow);
-  if (requestHooked) await requestHooked;
-  if (flow.isKilled) return killClient(ctx, flow, req, res);
-
-  if (flow.response) {
-    // Answered by an addon (fault, replay, script): the server is never contacted.
-    if (streamedBody) drain(streamedBody);
-    await run(ctx, "responseHeaders", flow);
-    if (flow.isKilled) return killClient(ctx, flow, req, res);
-    await run(ctx, "response", flow);
-    if (flow.isKilled) return killClient(ctx, flow, req, res);
-    sendComplete(res, flow.response, request.method);
-    flow.live = false;
-    return;
-  }
-
-  if (clientGone) return clientLeft(ctx, flow);
-  await forward(ctx, cc, flow, req, res, streamedBody, limit);
-}
-
-/** A request body that streams: first the chunks already read, then the rest as it arrives. */
-async function* bodyStream(req: ClientRequest, first: Buffer[], request: Request): AsyncGenerator<Buffer> {
-  let n = 0;
-  let ended = false;
-  try {
-    for (const c of first) {
-      n += c.length;
-      yield c;
-    }
-    // Not destroyed on return: when the server answers before the whole body is sent, undici
-    // stops pulling, and the client's connection must stay usable rather than be reset.
-    for await (const c of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      n += c.length;
-      yield c;
-    }
-    ended = true;
-    request.contentLength = n;
-    request.timestampEnd = now();
-  } finally {
-    // Stopped early (the server answered already, or failed): discard the rest as an origin server
-    // would, so the client can finish sending and read its response. Otherwise it stalls until the
-    // keep-alive timeout, its upload half sent.
-    if (!ended && !req.destroyed) req.resume();
-  }
-}
-
-function drain(body: AsyncIterable<Buffer>): void {
-  (async () => {
-    for await (const _ of body) {
-      // discard: the answer did not need it
-    }
-  })().catch(() => {});
-}
-
-/** Runs a flow hook; a promise only when some addon was asynchronous, so callers can skip the await. */
-function run(ctx: ProxyContext, hook: "requestHeaders" | "request" | "responseHeaders" | "response" | "error", flow: HTTPFlow): Promise<void> | void {
-  return ctx.addons.trigger(hook, flow);
-}
-
-/** Runs a flow hook, then `next`: at once when every addon was synchronous (the common case), else when they finish. */
-function runThen(ctx: ProxyContext, hook: "response" | "error", flow: HTTPFlow, next: () => void): void {
-  const hooked = run(ctx, hook, flow);
-  if (hooked) void hooked.then(next, next);
-  else next();
+function isFinal(phase: Phase): boolean {
+  return phase === "done" || phase === "truncated" || phase === "killed" || phase === "clientGone" || phase === "failed";
 }
 
 /**
@@ -290,426 +72,439 @@ function runThen(ctx: ProxyContext, hook: "response" | "error", flow: HTTPFlow, 
  */
 const STREAM_BUFFER = 256 * 1024;
 
-/** Sends the request upstream with undici and relays the answer, keeping or streaming its body. */
-function forward(
-  ctx: ProxyContext,
-  cc: ConnectionContext,
-  flow: HTTPFlow,
-  req: ClientRequest,
-  res: ClientResponse,
-  streamedBody: AsyncIterable<Buffer> | null,
-  limit: number,
-): Promise<void> {
-  const request = flow.request;
-  const target: UpstreamTarget = { scheme: request.scheme, host: request.host, port: request.port };
-  const entry = cc.upstreams.entryFor(target);
-  const upstreamHeaders: string[] = [];
-  const raw = request.headers.raw;
-  let hasHost = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
-    if (lower === "host") hasHost = true;
-    upstreamHeaders.push(raw[i]!, raw[i + 1]!);
+/** Handles one request end to end. Never throws: failures become responses or errors on the flow. */
+export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext<Upstreams>, req: ClientRequest, res: ClientResponse): Promise<void> {
+  let request: Request;
+  try {
+    request = requestFromClient(req, cc);
+  } catch (err) {
+    sendPlain(res, 400, `sluice: bad request: ${(err as Error).message}\n`);
+    return;
   }
-  if (!hasHost) upstreamHeaders.push("host", request.authority || hostHeaderFor(target));
-  const viaProxy = cc.upstreams.usesAbsoluteForm(target);
-  // Towards another proxy, this instance's Via token: a chain that leads back here is answered 508.
-  if (viaProxy) upstreamHeaders.push("via", ctx.ownListeners.viaEntry());
-  const path = viaProxy ? request.url : request.path;
-  const kept = request.content && request.content.length ? request.content : null;
-  const upload = request.bandwidthLimit ? paced(streamedBody ?? (kept ? [kept] : []), request.bandwidthLimit) : streamedBody;
-  const body: Dispatcher.DispatchOptions["body"] = upload ? Readable.from(upload, { objectMode: false }) : kept;
+  return new Exchange(ctx, cc, req, res, request).run();
+}
 
-  return new Promise<void>((resolve) => {
-    let abort: ((err?: Error) => void) | null = null;
-    let response: Response | null = null;
-    let chunks: Buffer[] = [];
-    let size = 0;
-    let streaming = false;
-    let truncated = false; // a truncation fault cut the body: the abort that follows is not a failure
-    let headSent = false;
-    let resumeUpstream: (() => void) | null = null; // undici's resume, called when the client drains
-    let settled = false;
-    const finish = () => {
-      if (!settled) {
-        settled = true;
-        flow.live = false;
-        resolve();
-      }
-    };
-    const onClientClose = () => {
-      if (abandoned(res) && !settled && !truncated) {
-        abort?.(new Error("client disconnected"));
-        if (!flow.error) flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
-        runThen(ctx, "error", flow, finish);
-      }
-    };
-    res.once("close", onClientClose);
-    res.on("drain", () => resumeUpstream?.());
+type FlowHook = "requestHeaders" | "request" | "responseHeaders" | "response" | "error";
 
-    const startStreaming = () => {
-      streaming = true;
-      response!.streamed = true;
-      response!.content = null;
-      writeHead(res, response!);
-      headSent = true;
-      let offset = 0;
-      for (const c of chunks) {
-        offset += c.length;
-        writeStreamed(c, offset);
-        if (truncated) break;
-      }
-      chunks = [];
-    };
-    /** Writes a streamed chunk ending at body offset `end`; a truncation fault cuts it and the exchange. */
-    const writeStreamed = (chunk: Buffer, end: number): boolean => {
-      const cutAt = response!.truncateAt;
-      if (cutAt !== null && end > cutAt) {
-        truncated = true;
-        writeThenCut(res, chunk.subarray(0, Math.max(0, chunk.length - (end - cutAt))));
-        abort?.(new Error("response truncated by an addon"));
-        return false;
-      }
-      return (res as ServerResponse).write(chunk);
-    };
+export class Exchange implements Dispatcher.DispatchHandler {
+  phase: Phase = "request";
+  readonly flow: HTTPFlow;
+  private readonly limit: number;
+  private entry: UpstreamEntry | null = null;
+  private controller: Controller | null = null;
+  private gate: UpstreamGate | null = null;
+  /** The server's response, to tell it from one an addon put in its place. */
+  private serverResponse: Response | null = null;
+  private declaredLength = NaN;
+  /** The body kept so far while buffering (and while a responseHeaders hook runs). */
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Upstream finished while a responseHeaders hook was still running: trailers to finish with. */
+  private endedEarly: IncomingHttpHeaders | null = null;
+  /** Where streamed body bytes go: the client writer, wrapped by truncation and pacing as needed. */
+  private body: BodyHandler | null = null;
+  private settled = false;
+  private whenDone: Promise<void> | null = null;
+  private resolveDone: (() => void) | null = null;
 
-    const handler: Dispatcher.DispatchHandler = {
-      onConnect(abortFn) {
-        abort = abortFn as (err?: Error) => void;
-      },
-      onHeaders(statusCode, rawHeaders, resume, statusText) {
-        flow.serverConn = entry.serverConn;
-        resumeUpstream = resume;
-        if (statusCode < 200 && statusCode !== 101) return true; // interim (100/103): not relayed
-        const list: string[] = new Array(rawHeaders.length);
-        for (let i = 0; i < rawHeaders.length; i++) list[i] = (rawHeaders[i] as Buffer).toString("latin1");
-        response = new Response({
-          statusCode,
-          reason: statusText || reasonPhrase(statusCode),
-          httpVersion: entry.serverConn.alpn === "h2" ? "HTTP/2.0" : "HTTP/1.1",
-          headers: new Headers(list),
-          content: null,
-          timestampStart: now(),
-        });
-        flow.response = response;
-        const declared = Number(response.headers.get("content-length") ?? NaN);
-        const hooked = run(ctx, "responseHeaders", flow);
-        const decide = () => {
-          if (flow.isKilled) {
-            abort?.(new Error("killed"));
-            return;
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly cc: ConnectionContext<Upstreams>,
+    private readonly req: ClientRequest,
+    private readonly res: ClientResponse,
+    request: Request,
+  ) {
+    this.flow = new HTTPFlow(cc.clientConn, newServerConnection(), request);
+    this.flow.live = true;
+    this.limit = ctx.options.get<number>("stream_large_bodies");
+    res.once("close", () => this.onClientClose());
+  }
+
+  /** Runs the exchange; resolves once it has ended and its last hook has run. */
+  async run(): Promise<void> {
+    const { flow, req } = this;
+    const request = flow.request;
+    const headersHooked = this.hook("requestHeaders");
+    if (headersHooked) await headersHooked;
+    if (this.checkKilled()) return this.done();
+
+    // Body: kept up to the limit, streamed past it.
+    let streamedBody: AsyncIterable<Buffer> | null = null;
+    if (hasNoBody(req)) {
+      request.content = Buffer.alloc(0);
+      req.resume();
+    } else {
+      const declared = Number(request.headers.get("content-length") ?? NaN);
+      try {
+        if (declared > this.limit) {
+          streamedBody = bodyStream(req, [], request);
+        } else {
+          const got = await readUpTo(req, this.limit);
+          if (got.ended) {
+            request.content = got.chunks.length === 1 ? got.chunks[0]! : Buffer.concat(got.chunks, got.size);
+            request.contentLength = got.size;
+          } else {
+            streamedBody = bodyStream(req, got.chunks, request);
           }
-          if (flow.response !== response) {
-            // An addon replaced the response: it wins, the server's body is dropped.
-            abort?.(new Error("response replaced"));
-            return;
-          }
-          if (declared > limit) startStreaming();
-        };
-        if (hooked) {
-          hooked.then(() => {
-            decide();
-            resume();
-          });
-          return false;
         }
-        decide();
-        return true;
-      },
-      onData(chunk) {
-        size += chunk.length;
-        if (!streaming) {
-          chunks.push(chunk);
-          if (size > limit) startStreaming();
-          return !truncated;
-        }
-        if (truncated) return false;
-        const resp = response!;
-        const ok = writeStreamed(chunk, size);
-        if (truncated) return false;
-        if (resp.bandwidthLimit) {
-          // Pause upstream for as long as this chunk takes at the limit.
-          setTimeout(() => resumeUpstream?.(), (chunk.length / resp.bandwidthLimit) * 1000);
-          return false;
-        }
-        // Pausing undici until the client drains bounds memory for any body size; letting up to
-        // STREAM_BUFFER bytes queue first avoids a pause/resume round trip per chunk.
-        return ok || (res as ServerResponse).writableLength < STREAM_BUFFER;
-      },
-      onComplete(trailers) {
-        const resp = response!;
-        resp.contentLength = size;
-        resp.timestampEnd = now();
-        if (trailers && trailers.length) {
-          const list: string[] = [];
-          for (const t of trailers) list.push(Buffer.isBuffer(t) ? t.toString("latin1") : String(t));
-          resp.trailers = new Headers(list);
-        }
-        if (streaming) {
-          res.end();
-          runThen(ctx, "response", flow, finish);
-          return;
-        }
-        resp.content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-        chunks = [];
-        runThen(ctx, "response", flow, () => {
-          try {
-            if (flow.isKilled) killClient(ctx, flow, req, res);
-            else if (clientWritable(res)) sendComplete(res, flow.response!, request.method);
-          } finally {
-            finish();
-          }
-        });
-      },
-      onError(err) {
-        if (truncated && !flow.isKilled) {
-          response!.contentLength = size;
-          response!.timestampEnd = now();
-          runThen(ctx, "response", flow, finish);
-          return;
-        }
-        if (flow.response && flow.response !== response && !flow.isKilled) {
-          // Replaced by an addon in responseHeaders: answer with it.
-          runThen(ctx, "response", flow, () => {
-            try {
-              sendComplete(res, flow.response!, request.method);
-            } finally {
-              finish();
-            }
-          });
-          return;
-        }
-        if (flow.isKilled) {
-          killClient(ctx, flow, req, res);
-          finish();
-          return;
-        }
-        if (settled) return;
-        const serverConnErr = (err as { sluiceServerConn?: typeof flow.serverConn }).sluiceServerConn;
-        if (serverConnErr) flow.serverConn = serverConnErr;
-        else flow.serverConn = entry.serverConn;
-        const msg = serverConnErr ? err.message : describeUpstreamError(err as NodeJS.ErrnoException, target);
-        if (headSent) {
-          flow.error = { msg, timestamp: now() };
-          destroyClient(res);
-          runThen(ctx, "error", flow, finish);
-          return;
-        }
-        failFlow(ctx, flow, res, statusForUpstreamError(err), msg).finally(finish);
-      },
-    };
+      } catch (err) {
+        this.fail(400, (err as Error).message);
+        return this.done();
+      }
+      if (streamedBody) {
+        request.streamed = true;
+        request.content = null;
+      }
+    }
+    if (!streamedBody) request.timestampEnd = now();
+
+    const requestHooked = this.hook("request");
+    if (requestHooked) await requestHooked;
+    if (this.checkKilled()) return this.done();
+
+    if (flow.response) {
+      // Answered by an addon (fault, replay, script): the server is never contacted.
+      if (streamedBody) drain(streamedBody);
+      this.phase = "answering";
+      const hooked = this.hook("responseHeaders");
+      if (hooked) await hooked;
+      if (!this.checkKilled() && !isFinal(this.phase)) this.answer();
+      return this.done();
+    }
+    if (flow.clientGone) {
+      this.end("clientGone");
+      flow.error = { msg: "client disconnected before the request was sent", timestamp: now() };
+      this.settleAfter(this.hook("error"));
+      return this.done();
+    }
+    this.forward(streamedBody);
+    return this.done();
+  }
+
+  /**
+   * The one kill check: a killed flow ends the exchange at whatever phase it is in — upstream
+   * aborted, the client's connection closed (or reset), the error hook run. True when killed.
+   */
+  checkKilled(): boolean {
+    if (!this.flow.isKilled) return false;
+    const phase = this.phase;
+    if (isFinal(phase)) return true;
+    this.end("killed");
+    if (phase === "awaitingHead" || phase === "buffering" || phase === "streaming") this.controller?.abort(new Error("flow killed"));
+    destroyClient(this.res, this.flow.killMode);
+    this.settleAfter(this.hook("error"));
+    return true;
+  }
+
+  /** Sends the request upstream; the answer comes back through the handler methods below. */
+  private forward(streamedBody: AsyncIterable<Buffer> | null): void {
+    const request = this.flow.request;
+    const target: UpstreamTarget = { scheme: request.scheme, host: request.host, port: request.port };
+    const upstreams = this.cc.upstreams;
+    const entry = (this.entry = upstreams.entryFor(target));
+    const headers: string[] = [];
+    const raw = request.headers.raw;
+    let hasHost = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) continue;
+      if (lower === "host") hasHost = true;
+      headers.push(raw[i]!, raw[i + 1]!);
+    }
+    if (!hasHost) headers.push("host", request.authority || hostHeaderFor(target));
+    const viaProxy = upstreams.usesAbsoluteForm(target);
+    // Towards another proxy, this instance's Via token: a chain that leads back here is answered 508.
+    if (viaProxy) headers.push("via", this.ctx.ownListeners.viaEntry());
+    const kept = request.content && request.content.length ? request.content : null;
+    const upload = request.bandwidthLimit ? paced(streamedBody ?? (kept ? [kept] : []), request.bandwidthLimit) : streamedBody;
+    this.phase = "awaitingHead";
     try {
       entry.client.dispatch(
         {
-          path,
+          path: viaProxy ? request.url : request.path,
           method: request.method,
-          headers: upstreamHeaders,
-          body,
+          headers,
+          body: upload ? Readable.from(upload, { objectMode: false }) : kept,
           // Idempotency is the client's business; never let undici replay a request on its own.
           idempotent: false,
           blocking: false,
           upgrade: null,
         } as Dispatcher.DispatchOptions,
-        handler,
+        this,
       );
     } catch (err) {
-      failFlow(ctx, flow, res, 502, `could not send the request upstream: ${(err as Error).message}`).finally(finish);
-    }
-  });
-}
-
-function hostHeaderFor(t: UpstreamTarget): string {
-  const h = t.host.includes(":") ? `[${t.host}]` : t.host;
-  return t.port === defaultPortFor(t.scheme) ? h : `${h}:${t.port}`;
-}
-
-function describeUpstreamError(err: NodeJS.ErrnoException, target: UpstreamTarget): string {
-  const where = `${target.host}:${target.port}`;
-  switch (err.code) {
-    case "UND_ERR_HEADERS_TIMEOUT":
-      return `${where} did not answer in time (read_timeout)`;
-    case "UND_ERR_BODY_TIMEOUT":
-      return `${where} stopped sending the response body (read_timeout)`;
-    case "UND_ERR_SOCKET":
-    case "ECONNRESET":
-      return `connection to ${where} closed before the response was complete: ${err.message}`;
-    case "UND_ERR_INVALID_ARG":
-    case "UND_ERR_NOT_SUPPORTED":
-      return `request cannot be forwarded to ${where}: ${err.message}`;
-    default:
-      // undici's parser errors: the server was reached but did not speak HTTP/1.1.
-      if (err.name === "HTTPParserError") {
-        const detail = /^Response does not match the HTTP\/1\.1 protocol \((.*)\)$/.exec(err.message)?.[1] ?? err.message;
-        return `${where} answered with something that is not valid HTTP/1.1 (${detail})`;
-      }
-      return describeConnectError(err, target);
-  }
-}
-
-function clientWritable(res: ClientResponse): boolean {
-  return !res.writableEnded && !(res as ServerResponse).destroyed && !(res.socket?.destroyed ?? false);
-}
-
-async function failFlow(ctx: ProxyContext, flow: HTTPFlow, res: ClientResponse, status: number, msg: string): Promise<void> {
-  flow.error = { msg, timestamp: now() };
-  await run(ctx, "error", flow);
-  flow.live = false;
-  if (clientWritable(res) && !res.headersSent) sendPlain(res, status, `sluice: ${msg}\n`);
-}
-
-function clientLeft(ctx: ProxyContext, flow: HTTPFlow): Promise<void> | void {
-  flow.error = { msg: "client disconnected before the request was sent", timestamp: now() };
-  flow.live = false;
-  return run(ctx, "error", flow);
-}
-
-function killClient(ctx: ProxyContext, flow: HTTPFlow, _req: ClientRequest, res: ClientResponse): void {
-  flow.live = false;
-  destroyClient(res, flow.killMode);
-  void run(ctx, "error", flow);
-}
-
-function isHttp2(res: ClientResponse): res is Http2ServerResponse {
-  return "stream" in res && !!res.stream;
-}
-
-/**
- * Whether a response's "close" means the client left before the answer was complete. HTTP/2's
- * compatibility response reports itself finished even when its stream was reset, so ask whether
- * it was ended instead.
- */
-function abandoned(res: ClientResponse): boolean {
-  if (isHttp2(res)) return !res.writableEnded;
-  return !res.writableFinished;
-}
-
-/** Ends the client's connection (HTTP/1) or stream (HTTP/2); `reset` sends a TCP RST. */
-function destroyClient(res: ClientResponse, mode: "close" | "reset" = "close"): void {
-  if (isHttp2(res)) {
-    // HTTP/2: reset just this stream, the connection's other streams go on.
-    res.stream.close(0x2 /* INTERNAL_ERROR */);
-    return;
-  }
-  const socket = (res as ServerResponse).socket as (net.Socket & { _parent?: net.Socket }) | null;
-  if (!socket) return;
-  if (mode === "reset") {
-    // A TLS socket has no TCP handle of its own: reset the TCP socket under it.
-    const tcp = socket instanceof tls.TLSSocket ? (socket as unknown as { _parent?: net.Socket })._parent : socket;
-    if (tcp && typeof tcp.resetAndDestroy === "function") {
-      try {
-        tcp.resetAndDestroy();
-        socket.destroy();
-        return;
-      } catch {
-        // not a TCP handle (e.g. a test double): fall back to a plain close
-      }
+      this.fail(502, `could not send the request upstream: ${(err as Error).message}`);
     }
   }
-  socket.destroy();
+
+  // ---- undici's controller API -------------------------------------------------------------
+
+  onRequestStart(controller: Controller): void {
+    this.attach(controller);
+    // Killed, or the client left, while the request waited for a connection: do not send it.
+    if (isFinal(this.phase)) controller.abort(new Error(`exchange already ended (${this.phase})`));
+  }
+
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (this.phase !== "awaitingHead") return;
+    this.attach(controller);
+    const flow = this.flow;
+    flow.serverConn = this.entry!.serverConn;
+    if (statusCode < 200 && statusCode !== 101) return; // interim (100/103): not relayed
+    const response = new Response({
+      statusCode,
+      reason: statusMessage || reasonPhrase(statusCode),
+      httpVersion: this.entry!.serverConn.alpn === "h2" ? "HTTP/2.0" : "HTTP/1.1",
+      headers: new Headers(headerList(controller.rawHeaders, headers)),
+      content: null,
+      timestampStart: now(),
+    });
+    this.serverResponse = response;
+    flow.response = response;
+    this.declaredLength = Number(response.headers.get("content-length") ?? NaN);
+    const hooked = this.hook("responseHeaders");
+    if (!hooked) return this.afterResponseHeaders();
+    this.gate!.hold(Hold.Hook);
+    void hooked.then(() => {
+      this.afterResponseHeaders();
+      this.gate!.release(Hold.Hook);
+    });
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    const phase = this.phase;
+    if (phase === "streaming") {
+      this.size += chunk.length;
+      if (this.checkKilled()) return;
+      this.body!.onResponseData(controller, chunk);
+    } else if (phase === "buffering" || phase === "awaitingHead") {
+      this.size += chunk.length;
+      this.chunks.push(chunk);
+      if (phase === "buffering" && this.size > this.limit) this.startStreaming(controller);
+    }
+  }
+
+  onResponseEnd(controller: Controller, trailers: IncomingHttpHeaders): void {
+    if (this.checkKilled()) return;
+    const phase = this.phase;
+    if (phase === "awaitingHead" && this.serverResponse) {
+      this.endedEarly = trailers;
+      return;
+    }
+    if (phase !== "buffering" && phase !== "streaming") return;
+    const response = this.serverResponse!;
+    response.contentLength = this.size;
+    response.timestampEnd = now();
+    const list = headerList(controller.rawTrailers, trailers);
+    if (list.length) response.trailers = new Headers(list);
+    if (phase === "streaming") return this.body!.onResponseEnd(controller);
+    response.content = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    this.chunks = [];
+    this.answer();
+  }
+
+  onResponseError(_controller: Controller, err: Error): void {
+    if (isFinal(this.phase) || this.phase === "answering") return;
+    if (this.checkKilled()) return;
+    const flow = this.flow;
+    const request = flow.request;
+    const serverConnErr = (err as { sluiceServerConn?: ServerConnection }).sluiceServerConn;
+    flow.serverConn = serverConnErr ?? this.entry!.serverConn;
+    const msg = serverConnErr
+      ? err.message
+      : describeUpstreamError(err as NodeJS.ErrnoException, { scheme: request.scheme, host: request.host, port: request.port });
+    if (this.phase === "streaming") {
+      // The head is on the wire: all that is left is to cut the client off.
+      this.end("failed");
+      flow.error = { msg, timestamp: now() };
+      destroyClient(this.res);
+      this.settleAfter(this.hook("error"));
+      return;
+    }
+    this.fail(statusForUpstreamError(err), msg);
+  }
+
+  // ---- phases --------------------------------------------------------------------------------
+
+  private afterResponseHeaders(): void {
+    if (this.checkKilled() || this.phase !== "awaitingHead") return;
+    if (this.flow.response !== this.serverResponse) {
+      // An addon replaced the response: it wins, the server's body is dropped.
+      this.phase = "answering";
+      this.chunks = [];
+      this.controller?.abort(new Error("response replaced by an addon"));
+      this.answer();
+      return;
+    }
+    this.phase = "buffering";
+    if (this.declaredLength > this.limit || this.size > this.limit) this.startStreaming(this.controller!);
+    if (this.endedEarly) this.onResponseEnd(this.controller!, this.endedEarly);
+  }
+
+  /** Past the body limit: send the head, then what was kept, then the rest as it comes. */
+  private startStreaming(controller: Controller): void {
+    this.phase = "streaming";
+    const response = this.serverResponse!;
+    response.streamed = true;
+    response.content = null;
+    writeHead(this.res, response);
+    let body: BodyHandler = new ClientWriter(this.res, this.gate!, this);
+    if (response.truncateAt !== null) body = new TruncateBody(response.truncateAt, body);
+    if (response.bandwidthLimit) body = new PaceBody(response.bandwidthLimit, body, this.gate!);
+    this.body = body;
+    const kept = this.chunks;
+    this.chunks = [];
+    for (const chunk of kept) {
+      if (this.phase !== "streaming") break;
+      body.onResponseData(controller, chunk);
+    }
+  }
+
+  /** The whole response is in memory (kept body, or an addon's): run `response`, then send it. */
+  private answer(): void {
+    this.phase = "answering";
+    const hooked = this.hook("response");
+    if (hooked) void hooked.then(() => this.sendAnswer());
+    else this.sendAnswer();
+  }
+
+  private sendAnswer(): void {
+    if (this.checkKilled() || isFinal(this.phase)) return;
+    this.end("done");
+    const response = this.flow.response;
+    if (response && clientWritable(this.res)) sendComplete(this.res, response, this.flow.request.method);
+    this.settle();
+  }
+
+  /** The streamed body was written whole. */
+  streamEnded(): void {
+    this.end("done");
+    this.settleAfter(this.hook("response"));
+  }
+
+  /** A truncation fault cut the streamed body: the client's connection closes after `tail`. */
+  streamTruncated(tail: Buffer): void {
+    this.end("truncated");
+    writeThenCut(this.res, tail);
+    this.controller?.abort(new Error("response truncated by an addon"));
+    const response = this.serverResponse!;
+    response.contentLength = this.size;
+    response.timestampEnd = now();
+    this.settleAfter(this.hook("response"));
+  }
+
+  private onClientClose(): void {
+    if (!abandoned(this.res)) return;
+    this.flow.markClientGone();
+    // While the request hooks run, leaving is noticed when they return (the request is not sent).
+    if (this.phase === "request" || isFinal(this.phase)) return;
+    this.end("clientGone");
+    this.controller?.abort(new Error("client disconnected"));
+    if (!this.flow.error) this.flow.error = { msg: "client disconnected before the response was complete", timestamp: now() };
+    this.settleAfter(this.hook("error"));
+  }
+
+  /** Records `msg` as the flow's error, runs `error`, then answers `status` if nothing was sent yet. */
+  private fail(status: number, msg: string): void {
+    this.end("failed");
+    this.flow.error = { msg, timestamp: now() };
+    const respond = () => {
+      if (clientWritable(this.res) && !this.res.headersSent) sendPlain(this.res, status, `sluice: ${msg}\n`);
+      this.settle();
+    };
+    const hooked = this.hook("error");
+    if (hooked) void hooked.then(respond);
+    else respond();
+  }
+
+  // ---- bookkeeping ---------------------------------------------------------------------------
+
+  private attach(controller: Controller): void {
+    if (this.controller === controller) return;
+    this.controller = controller;
+    this.gate = new UpstreamGate(controller);
+  }
+
+  private end(phase: Phase): void {
+    this.phase = phase;
+    this.chunks = [];
+    this.gate?.close();
+  }
+
+  /** A promise only when some addon was asynchronous, so callers can skip the await. */
+  private hook(hook: FlowHook): Promise<void> | void {
+    return this.ctx.addons.trigger(hook, this.flow);
+  }
+
+  private settleAfter(hooked: Promise<void> | void): void {
+    if (hooked) void hooked.then(() => this.settle());
+    else this.settle();
+  }
+
+  private settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.flow.live = false;
+    this.resolveDone?.();
+  }
+
+  private done(): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    return (this.whenDone ??= new Promise((resolve) => (this.resolveDone = resolve)));
+  }
 }
 
-/** Response headers for the client: hop-by-hop removed; an object for HTTP/2. */
-function writeHead(res: ClientResponse, response: Response): void {
-  const raw = response.headers.raw;
-  if (isHttp2(res)) {
-    const obj: Record<string, string | string[]> = {};
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toLowerCase();
-      if (HOP_BY_HOP.has(name) || name === "host") continue;
-      const prev = obj[name];
-      if (prev === undefined) obj[name] = raw[i + 1]!;
-      else if (Array.isArray(prev)) prev.push(raw[i + 1]!);
-      else obj[name] = [prev, raw[i + 1]!];
-    }
-    res.writeHead(response.statusCode, obj);
-    return;
+/** The innermost body handler: writes to the client, and holds upstream while the client is full. */
+class ClientWriter implements BodyHandler {
+  constructor(
+    private readonly res: ClientResponse,
+    private readonly gate: UpstreamGate,
+    private readonly exchange: Exchange,
+  ) {
+    res.on("drain", () => gate.release(Hold.Client));
   }
+
+  onResponseData(_controller: Controller, chunk: Buffer): void {
+    const res = this.res as NodeJS.WritableStream & { writableLength: number };
+    // Letting up to STREAM_BUFFER bytes queue before pausing avoids a pause/resume round trip per
+    // chunk; pausing past it bounds memory for any body size.
+    if (!res.write(chunk) && res.writableLength >= STREAM_BUFFER) this.gate.hold(Hold.Client);
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.exchange.streamEnded();
+  }
+
+  onResponseTruncated(_controller: Controller, tail: Buffer): void {
+    this.exchange.streamTruncated(tail);
+  }
+}
+
+/** Header name/value pairs as strings, from undici's raw list when it has one (names keep their case). */
+function headerList(raw: Dispatcher.DispatchController["rawHeaders"], parsed: IncomingHttpHeaders | null | undefined): string[] {
+  if (Array.isArray(raw)) {
+    const list: string[] = new Array(raw.length);
+    for (let i = 0; i < raw.length; i++) {
+      const v = raw[i]!;
+      list[i] = typeof v === "string" ? v : v.toString("latin1");
+    }
+    return list;
+  }
+  const source = raw ?? parsed;
   const list: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i]!.toLowerCase();
-    if (lower === "connection" || lower === "keep-alive" || lower === "proxy-connection" || lower === "transfer-encoding" || lower === "upgrade" || lower === "trailer") continue;
-    list.push(raw[i]!, raw[i + 1]!);
+  if (!source) return list;
+  for (const [name, value] of Object.entries(source)) {
+    if (Array.isArray(value)) for (const v of value) list.push(name, v);
+    else if (value !== undefined) list.push(name, String(value));
   }
-  (res as ServerResponse).writeHead(response.statusCode, response.reason || reasonPhrase(response.statusCode) || "Unknown", list);
+  return list;
 }
 
-/** Sends a response whose body is in memory; Content-Length follows the body actually sent. */
-export function sendComplete(res: ClientResponse, response: Response, method: string): void {
-  if (!clientWritable(res) || res.headersSent) return;
-  const body = response.content ?? Buffer.alloc(0);
-  const bodyless = method === "HEAD" || response.statusCode === 204 || response.statusCode === 304 || response.statusCode < 200;
-  if (!bodyless) {
-    const declared = response.headers.get("content-length");
-    if (declared !== String(body.length)) response.headers.set("content-length", String(body.length));
-  }
-  try {
-    writeHead(res, response);
-  } catch (err) {
-    sendPlain(res, 502, `sluice: cannot send the response to the client: ${(err as Error).message}\n`);
-    return;
-  }
-  if (bodyless) return void res.end();
-  if (response.truncateAt === null && response.bandwidthLimit === null) return void (res as ServerResponse).end(body);
-  void writeShapedBody(res, body, response);
-}
-
-/** Writes a kept body at `bandwidthLimit` bytes/s and/or cut at `truncateAt` (then closes). */
-async function writeShapedBody(res: ClientResponse, body: Buffer, response: Response): Promise<void> {
-  const end = response.truncateAt === null ? body.length : Math.min(body.length, Math.max(0, response.truncateAt));
-  const rate = response.bandwidthLimit;
-  // Ten slices a second keeps the pace smooth without a timer per byte.
-  const slice = rate ? Math.max(1, Math.floor(rate / 10)) : end;
-  const cut = response.truncateAt !== null && end < body.length;
-  for (let off = 0; off < end; off += slice) {
-    if (!clientWritable(res)) return;
-    const chunk = body.subarray(off, Math.min(end, off + slice));
-    if (cut && off + slice >= end) return writeThenCut(res, chunk);
-    const ok = (res as ServerResponse).write(chunk);
-    if (rate) await sleep((chunk.length / rate) * 1000);
-    else if (!ok) await new Promise((r) => res.once("drain", r));
-  }
-  if (cut) writeThenCut(res, Buffer.alloc(0));
-  else res.end();
-}
-
-/**
- * Writes the last bytes of a truncated body, then closes the client's connection once they are
- * on the wire: destroying at once would drop the queued head and bytes, and the client would see
- * an empty reply instead of a short body.
- */
-function writeThenCut(res: ClientResponse, chunk: Buffer): void {
-  const cut = () => setImmediate(() => destroyClient(res));
-  if (chunk.length > 0) return void (res as ServerResponse).write(chunk, cut);
-  (res as ServerResponse).flushHeaders();
-  const socket = (res as ServerResponse).socket;
-  if (socket && !isHttp2(res)) socket.write("", cut);
-  else cut();
-}
-
-/** Yields `chunks` again at `rate` bytes per second, in slices of a tenth of a second's worth. */
-async function* paced(chunks: AsyncIterable<Buffer> | Iterable<Buffer>, rate: number): AsyncGenerator<Buffer> {
-  const slice = Math.max(1, Math.floor(rate / 10));
-  for await (const chunk of chunks) {
-    for (let off = 0; off < chunk.length; off += slice) {
-      const part = chunk.subarray(off, off + slice);
-      yield part;
-      await sleep((part.length / rate) * 1000);
+function drain(body: AsyncIterable<Buffer>): void {
+  (async () => {
+    for await (const _ of body) {
+      // discard: the answer did not need it
     }
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-export function sendPlain(res: ClientResponse, status: number, text: string): void {
-  if (!clientWritable(res) || res.headersSent) return;
-  const body = Buffer.from(text, "utf8");
-  if (isHttp2(res)) {
-    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(body.length) });
-  } else {
-    (res as ServerResponse).writeHead(status, reasonPhrase(status), ["content-type", "text/plain; charset=utf-8", "content-length", String(body.length)]);
-  }
-  (res as ServerResponse).end(body);
+  })().catch(() => {});
 }

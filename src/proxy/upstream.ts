@@ -275,3 +275,34 @@ export function describeConnectError(err: NodeJS.ErrnoException, target: Upstrea
   }
   return `could not connect to ${where}: ${err.message}${code ? ` (${code})` : ""}`;
 }
+
+/** The Host header for a request to `t` that came without one. */
+export function hostHeaderFor(t: UpstreamTarget): string {
+  const h = t.host.includes(":") ? `[${t.host}]` : t.host;
+  return t.port === (t.scheme === "https" ? 443 : 80) ? h : `${h}:${t.port}`;
+}
+
+/** One sentence a user can act on for a failure after the request was handed to undici. */
+export function describeUpstreamError(err: NodeJS.ErrnoException, target: UpstreamTarget): string {
+  const where = `${target.host}:${target.port}`;
+  switch (err.code) {
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return `${where} did not answer in time (read_timeout)`;
+    case "UND_ERR_BODY_TIMEOUT":
+      return `${where} stopped sending the response body (read_timeout)`;
+    case "UND_ERR_SOCKET":
+    case "ECONNRESET":
+      return `connection to ${where} closed before the response was complete: ${err.message}`;
+    case "UND_ERR_INVALID_ARG":
+    case "UND_ERR_NOT_SUPPORTED":
+      return `request cannot be forwarded to ${where}: ${err.message}`;
+    default:
+      // undici's parser errors: the server was reached but did not speak HTTP/1.1.
+      if (err.name === "HTTPParserError") {
+        const detail = /^Response does not match the HTTP\/1\.1 protocol \((.*)\)$/.exec(err.message)?.[1] ?? err.message;
+        return `${where} answered with something that is not valid HTTP/1.1 (${detail})`;
+      }
+      return describeConnectError(err, target);
+  }
+}
+

@@ -8,7 +8,8 @@ import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { HTTPFlow, Response, newServerConnection, now, reasonPhrase } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
-import { requestFromClient, BadRequestError, type ConnectionContext } from "./exchange.js";
+import { requestFromClient, BadRequestError } from "./client-request.js";
+import type { ConnectionContext } from "./exchange.js";
 import type { UpstreamTlsSettings } from "./upstream.js";
 import { RefusedTargetError, ownCheckingLookup, ownLiteralTarget } from "./guards.js";
 
