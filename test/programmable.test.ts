@@ -226,6 +226,21 @@ describe("interception and commands", () => {
     }
   });
 
+  test("intercept_timeout=3 answers 504 after 3 s, not 6: sluice's own 504 is not intercepted again", async () => {
+    await sluice.master.commands.execute("set intercept_timeout=3");
+    try {
+      const started = Date.now();
+      const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `${origin.url}/catch/once`]);
+      const seconds = (Date.now() - started) / 1000;
+      assert.match(r.stdout, /not resumed within 3s \(intercept_timeout\); sluice answered 504\n\n504$/);
+      assert.ok(seconds >= 2.9 && seconds < 5.5, `answered after ${seconds.toFixed(1)} s`);
+      const flow = sluice.master.view.all.find((f) => f.request.path === "/catch/once")!;
+      assert.equal(flow.metadata.intercepted_at, "request", "paused once, at request time");
+    } finally {
+      await sluice.master.commands.execute("set intercept_timeout=300");
+    }
+  });
+
   test("command errors say what is wrong", async () => {
     await assert.rejects(sluice.master.commands.execute("flow.frobnicate @all"), /unknown command flow\.frobnicate/);
     await assert.rejects(sluice.master.commands.execute("flow.set @nope status_code 1"), /unknown selector @nope/);

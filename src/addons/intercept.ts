@@ -14,6 +14,8 @@ export class Intercept implements Addon {
   /** Flows currently paused, for front ends and `@intercepted`-style listings. */
   readonly paused = new Set<HTTPFlow>();
   private listeners: ((flow: HTTPFlow) => void)[] = [];
+  /** Flows this addon answered with its timeout 504: that answer is sluice's own, not to be paused again. */
+  private readonly timedOut = new WeakSet<HTTPFlow>();
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
@@ -43,7 +45,7 @@ export class Intercept implements Addon {
   }
 
   response(flow: HTTPFlow): void {
-    if (flow.response && !flow.response.streamed && this.matches(flow)) this.pause(flow, "response");
+    if (flow.response && !flow.response.streamed && !this.timedOut.has(flow) && this.matches(flow)) this.pause(flow, "response");
   }
 
   private pause(flow: HTTPFlow, phase: "request" | "response"): void {
@@ -57,6 +59,7 @@ export class Intercept implements Addon {
       this.ctx.log.warn(`${flow.request.method} ${flow.request.prettyUrl}: ${msg}`);
       flow.response = Response.make(504, `sluice: ${msg}\n`, { "content-type": "text/plain; charset=utf-8" });
       flow.error = { msg, timestamp: Date.now() / 1000 };
+      this.timedOut.add(flow);
       flow.resume();
     }, seconds * 1000);
     timer.unref();

@@ -2,7 +2,7 @@
  * Tells which AWS API call a request is: service, region, operation, S3 bucket and key, and the
  * SDK's invocation and attempt headers. Pure string work on the request; no sockets.
  */
-import type { HTTPFlow, Request } from "../core/flow.js";
+import { Request, type HTTPFlow } from "../core/flow.js";
 import type { Headers } from "../core/headers.js";
 import type { AwsProtocol, AwsRequestInfo } from "./types.js";
 
@@ -481,7 +481,7 @@ const bodyConsulted = new WeakSet<HTTPFlow>();
 export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
   let info = infoByFlow.get(flow);
   if (info === undefined) {
-    info = recognizeAwsRequest(flow.request);
+    info = recognizeAwsRequest(requestedOf(flow));
     infoByFlow.set(flow, info);
   } else if (info && info.operation === null && flow.request.content && !bodyConsulted.has(flow)) {
     // Recognised from the headers alone (map-remote does that before the body arrives): a
@@ -495,6 +495,33 @@ export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
     }
   }
   return info;
+}
+
+/**
+ * The request as the client asked for it. map-remote records the URL it rewrote in
+ * `flow.metadata.map_remote.from`, which every capture format keeps: a flow read back from a file
+ * is then recognised by where the client sent it (a virtual-hosted S3 bucket lives in the host
+ * name the mapping replaced), exactly as it was live.
+ */
+export function requestedOf(flow: HTTPFlow): Request {
+  const from = requestedUrlOf(flow);
+  if (from === null) return flow.request;
+  const r = flow.request;
+  let original: Request;
+  try {
+    original = new Request({ method: r.method, scheme: r.scheme, host: r.host, port: r.port, path: r.path, httpVersion: r.httpVersion, headers: r.headers.clone(), content: r.content });
+    original.url = from;
+  } catch {
+    return flow.request;
+  }
+  return original;
+}
+
+/** The URL map-remote rewrote for this flow (what the client asked for), or null when none was rewritten. */
+export function requestedUrlOf(flow: HTTPFlow): string | null {
+  const mapped = flow.metadata.map_remote as { from?: unknown; to?: unknown } | undefined;
+  if (!mapped || typeof mapped.from !== "string" || mapped.from === flow.request.url) return null;
+  return mapped.from;
 }
 
 export function forgetAwsInfo(flow: HTTPFlow): void {

@@ -7,7 +7,7 @@ import { access, stat, writeFile } from "node:fs/promises";
 import { constants } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { compileFilter, type FlowPredicate } from "../core/filter.js";
+import { compileFilter, setFilterNotice, type FlowPredicate } from "../core/filter.js";
 import { readFlowFile } from "../store/index.js";
 import { InvocationTracker, type TrackerSnapshot } from "../aws/index.js";
 import { percent, retrySummaryTable } from "../addons/retries.js";
@@ -61,6 +61,7 @@ export async function runReport(argv: string[]): Promise<void> {
   const filter = filterWords.length ? filterWords.join(" ") : null;
   let predicate: FlowPredicate | null = null;
   if (filter) {
+    setFilterNotice((m) => process.stderr.write(`${m}\n`));
     try {
       predicate = compileFilter(filter);
     } catch (err) {

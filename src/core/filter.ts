@@ -156,7 +156,37 @@ function addressText(addr: readonly [string, number] | null): string | null {
 
 function domains(f: HTTPFlow): string[] | string {
   const pretty = f.request.prettyHost;
+  if (f.metadata.map_remote !== undefined) noticeRewrittenHost(f);
   return pretty === f.request.host ? pretty : [f.request.host, pretty];
+}
+
+let filterNotice: ((message: string) => void) | null = null;
+const noticedRewrites = new Set<string>();
+
+/**
+ * Where the filter language says things worth knowing but not worth failing for (the log of the
+ * running front end). Today: `~d` on a flow map-remote sent elsewhere tests the host it has now.
+ */
+export function setFilterNotice(notice: ((message: string) => void) | null): void {
+  filterNotice = notice;
+}
+
+/** Says once per rewrite (from host → to host) that `~d` sees the new host, not the one the client asked for. */
+function noticeRewrittenHost(f: HTTPFlow): void {
+  const from = (f.metadata.map_remote as { from?: unknown }).from;
+  if (!filterNotice || typeof from !== "string") return;
+  let asked: string;
+  try {
+    asked = new URL(from).hostname.replace(/^\[|\]$/g, "");
+  } catch {
+    return;
+  }
+  const now = f.request.host;
+  if (asked === now) return;
+  const key = `${asked}\0${now}`;
+  if (noticedRewrites.has(key) || noticedRewrites.size > 1000) return;
+  noticedRewrites.add(key);
+  filterNotice(`~d tests the host a flow has now: map_remote sent the client's ${asked} to ${now}, so ~d ${asked} no longer matches those flows (~svc, ~op and ~bucket still see what the client asked for)`);
 }
 
 function contentTypes(f: HTTPFlow, req: boolean, res: boolean): string[] {

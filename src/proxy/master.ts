@@ -10,7 +10,7 @@ import { CommandManager } from "../core/commands.js";
 import { FlowView } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
 import { loadConfigFile } from "../core/config-file.js";
-import { compileFilter } from "../core/filter.js";
+import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "prom-client";
 import { CertificateAuthority } from "./tls/ca.js";
 import { ProxyServer } from "./server.js";
@@ -42,6 +42,7 @@ export class Master {
 
   constructor(init: MasterInit = {}) {
     this.log = init.log ?? new LineLogger();
+    setFilterNotice((m) => this.log.warn(m));
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
     this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener(), ownListeners: this.ownListeners };

@@ -91,6 +91,8 @@ export interface HarEntry {
   serverIPAddress?: string;
   connection?: string;
   comment?: string;
+  /** sluice's extension: the flow's metadata (map-remote's record of what the client asked for, retries, …). */
+  _metadata?: Record<string, unknown>;
 }
 
 export interface HarLog {
@@ -140,7 +142,20 @@ export class HarEntryExporter {
     if (ip) entry.serverIPAddress = ip;
     if (flow.serverConn.timestampStart !== null || flow.serverConn.peername) entry.connection = flow.serverConn.id;
     if (flow.comment) entry.comment = flow.comment;
+    const metadata = jsonMetadata(flow.metadata);
+    if (metadata) entry._metadata = metadata;
     return entry;
+  }
+}
+
+/** Flow metadata as plain JSON (what JSON cannot hold, such as functions, is left out), or null when empty. */
+function jsonMetadata(metadata: Record<string, unknown>): Record<string, unknown> | null {
+  if (Object.keys(metadata).length === 0) return null;
+  try {
+    const json = JSON.parse(JSON.stringify(metadata)) as unknown;
+    return json && typeof json === "object" && Object.keys(json).length > 0 ? (json as Record<string, unknown>) : null;
+  } catch {
+    return null;
   }
 }
 
@@ -453,6 +468,7 @@ function entryToFlow(entry: HarEntry, connections: Map<string, ServerConnection>
   const flow = new HTTPFlow(client, server, request);
   flow.timestampCreated = requestStart;
   if (typeof entry.comment === "string") flow.comment = entry.comment;
+  if (entry._metadata && typeof entry._metadata === "object" && !Array.isArray(entry._metadata)) flow.metadata = { ...entry._metadata };
 
   const s = entry.response;
   if (s && typeof s.status === "number" && s.status > 0) {
