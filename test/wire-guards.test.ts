@@ -155,3 +155,100 @@ describe("own listener matching", () => {
     assert.equal(own.match("192.0.2.1", 8080), null);
   });
 });
+
+/** Connects a raw client, sends `parts` (a pause of `gapMs` between them), and reports what came back and when the connection closed. */
+function rawClient(port: number, parts: (string | Buffer)[], gapMs = 0): Promise<{ data: string; closedAfterMs: number }> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = net.connect(port, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    let timer: NodeJS.Timeout | null = null;
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      if (timer) clearTimeout(timer);
+      resolve({ data: Buffer.concat(chunks).toString("latin1"), closedAfterMs: Date.now() - started });
+    });
+    // Liveness bound only: a connection still open after 15 s was never going to be closed.
+    setTimeout(() => socket.destroy(), 15_000).unref();
+    let i = 0;
+    const next = () => {
+      if (i >= parts.length || socket.destroyed) return;
+      socket.write(parts[i++]!);
+      if (i < parts.length) timer = setTimeout(next, gapMs);
+    };
+    socket.once("connect", next);
+  });
+}
+
+describe("client timeouts and the connection cap", () => {
+  let sluice: TestSluice;
+  let origin: Origin;
+  before(async () => {
+    origin = await startOrigin();
+    sluice = await startSluice({ set: { client_header_timeout: "1", client_body_timeout: "1", client_keepalive_timeout: "1" } });
+  });
+  after(async () => {
+    await Promise.all([sluice.close(), origin.close()]);
+  });
+
+  test("slowloris and silent connections are closed by the timeouts while a normal client is served", async () => {
+    const target = `http://127.0.0.1:${origin.port}/`;
+    const head = `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n`;
+    const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // The start of a TLS record announcing a 512-byte ClientHello that never comes.
+    const partialHello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    const cases: Record<string, Promise<{ data: string; closedAfterMs: number }>> = {
+      "silent connection": rawClient(sluice.port, []),
+      "partial request line": rawClient(sluice.port, [`GET ${target} HT`]),
+      "partial headers": rawClient(sluice.port, [`${head}X-One: 1\r\n`]),
+      "headers one byte at a time": rawClient(sluice.port, [...`${head}X-Slow: yes\r\n`].slice(0, 60), 150),
+      "half a body": rawClient(sluice.port, [`${head}Content-Length: 100\r\n\r\n`, "0123456789"]),
+      "bare CONNECT": rawClient(sluice.port, ["CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"]),
+      "partial ClientHello": rawClient(sluice.port, ["CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n", partialHello], 100),
+      "HTTP/2 preface only": rawClient(sluice.port, [`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: x\r\n\r\n`, preface], 100),
+    };
+    // Meanwhile, a normal client is served.
+    const served = await run("curl", [...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `${target}normal`]);
+    assert.equal(served.stdout, "200");
+    for (const [name, pending] of Object.entries(cases)) {
+      const r = await pending;
+      assert.ok(r.closedAfterMs < 8000, `${name}: closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closedAfterMs >= 900, `${name}: closed too early (${r.closedAfterMs} ms): ${r.data}`);
+      if (name === "partial headers" || name === "partial request line") assert.match(r.data, /^HTTP\/1\.1 408 /, name);
+      if (name === "half a body") assert.match(r.data, /^HTTP\/1\.1 408 [^]*client_body_timeout/, name);
+    }
+    assert.ok(sluice.logs.some((l) => /no complete request within 1s \(client_header_timeout, TLS ClientHello or first request\): closed/.test(l)));
+    assert.ok(sluice.logs.some((l) => /request body stalled for 1s \(client_body_timeout\)/.test(l)));
+  });
+
+  test("an idle keep-alive connection is closed after client_keepalive_timeout", async () => {
+    const r = await rawClient(sluice.port, [`GET http://127.0.0.1:${origin.port}/ka HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n`]);
+    assert.match(r.data, /^HTTP\/1\.1 200 /);
+    assert.ok(r.closedAfterMs < 8000 && r.closedAfterMs >= 900, `closed after ${r.closedAfterMs} ms`);
+  });
+
+  test("an HTTP/0.9 request line gets 400 at once instead of a held connection", async () => {
+    const r = await rawClient(sluice.port, ["GET /\r\n"]);
+    assert.match(r.data, /^HTTP\/1\.1 400 [^]*HTTP\/0\.9/);
+    assert.ok(r.closedAfterMs < 900, `answered after ${r.closedAfterMs} ms`);
+  });
+
+  test("beyond max_client_connections new connections are closed with one log line; the others go on", async () => {
+    await sluice.master.commands.execute("set max_client_connections=3");
+    try {
+      const held = [0, 1, 2].map(() => net.connect(sluice.port, "127.0.0.1"));
+      await Promise.all(held.map((s) => new Promise((r) => s.once("connect", r))));
+      const refused = await rawClient(sluice.port, []);
+      assert.ok(refused.closedAfterMs < 900, `the fourth connection was closed after ${refused.closedAfterMs} ms`);
+      assert.ok(sluice.logs.some((l) => /client connection limit reached \(max_client_connections=3\)/.test(l)));
+      held[0]!.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const served = await run("curl", [...CURL, "-x", sluice.url, "-o", "/dev/null", "-w", "%{http_code}", `${origin.url}/after`]);
+      assert.equal(served.stdout, "200");
+      for (const s of held) s.destroy();
+    } finally {
+      await sluice.master.commands.execute("set max_client_connections=10000");
+    }
+  });
+});

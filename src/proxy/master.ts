@@ -9,6 +9,7 @@ import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
 import { FlowView } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
+import { registerClientLimitOptions } from "./client-limits.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "prom-client";
@@ -45,6 +46,7 @@ export class Master {
     setFilterNotice((m) => this.log.warn(m));
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
+    registerClientLimitOptions(this.options);
     this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;

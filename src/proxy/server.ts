@@ -17,6 +17,7 @@ import { parseMode, type ProxyMode } from "./mode.js";
 import { looksLikeTls, parseClientHello } from "./tls/client-hello.js";
 import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
+import { ConnectionCapLog, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
 import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 
@@ -40,23 +41,33 @@ export class ProxyServer {
   private readonly h2Contexts = new WeakMap<http2.Http2Session, ConnectionContext>();
   private allowHosts: RegExp[] = [];
   private unregister: (() => void) | null = null;
+  private limits: ClientLimits;
+  /** The header deadline of the connection whose HTTP/2 session is being created (see pendingH2Context). */
+  private pendingH2Deadline: (() => void) | null = null;
 
   constructor(private readonly ctx: ProxyContext) {
     this.mode = parseMode(ctx.options.get<string>("mode"));
     this.tlsSettings = upstreamTlsSettings(ctx);
     this.compileHostPatterns();
+    this.limits = clientLimits(ctx.options);
     ctx.options.onChange((changed) => {
       if (changed.has("ssl_insecure") || changed.has("ssl_verify_upstream_trusted_ca")) this.tlsSettings = upstreamTlsSettings(ctx);
       if (changed.has("ignore_hosts") || changed.has("allow_hosts")) this.compileHostPatterns();
+      if ([...changed].some((n) => n.startsWith("client_") || n === "max_client_connections")) this.applyLimits();
     });
 
     this.h1 = http.createServer({
       requestTimeout: 0, // uploads of any size; slow clients are the point of a debugging proxy
-      headersTimeout: 60_000,
-      keepAliveTimeout: 60_000,
+      headersTimeout: this.limits.headerMs,
+      keepAliveTimeout: this.limits.keepAliveMs,
+      // Node checks head deadlines on this tick; a second keeps the check cheap and the timeout close.
+      connectionsCheckingInterval: 1000,
       maxHeaderSize: 256 * 1024,
       noDelay: true,
     });
+    // Node times request heads only on servers that emitted "listening"; sockets are handed to this
+    // one, so it never would, and client_header_timeout would silently not apply.
+    this.h1.emit("listening");
     this.h1.on("request", (req, res) => this.onRequest(req, res));
     this.h1.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onConnect(req, socket, head));
     this.h1.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
@@ -72,10 +83,31 @@ export class ProxyServer {
     this.h2.on("request", (req, res) => this.onRequest(req, res));
     this.h2.on("session", (session) => {
       if (this.pendingH2Context) this.h2Contexts.set(session, this.pendingH2Context);
+      const who = this.pendingH2Context?.clientConn.peername?.join(":") ?? "client";
+      watchH2Session(session, this.limits.keepAliveMs, this.pendingH2Deadline ?? (() => {}), ctx.log, who);
     });
     this.h2.on("sessionError", (err) => ctx.log.debug(`HTTP/2 session error: ${err.message}`));
 
     this.listener = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.onConnection(socket));
+    const capLog = new ConnectionCapLog(ctx.log);
+    this.listener.on("drop", (data?: { remoteAddress?: string; remotePort?: number }) => capLog.dropped(this.limits.maxConnections, data ? `${data.remoteAddress}:${data.remotePort}` : undefined));
+    this.applyLimits();
+  }
+
+  private applyLimits(): void {
+    this.limits = clientLimits(this.ctx.options);
+    this.h1.headersTimeout = this.limits.headerMs;
+    this.h1.keepAliveTimeout = this.limits.keepAliveMs;
+    this.listener.maxConnections = this.limits.maxConnections > 0 ? this.limits.maxConnections : Infinity;
+  }
+
+  /** Starts the header deadline for a connection Node's HTTP server does not have yet. */
+  private headDeadline(socket: Duplex, clientConn: ClientConnection, phase: string, answer408 = false): () => void {
+    const ms = this.limits.headerMs;
+    return armDeadline(socket, ms, () => {
+      this.ctx.log.info(`client ${clientConn.peername?.join(":") ?? "?"}: no complete request within ${ms / 1000}s (client_header_timeout, ${phase}): closed`);
+      if (answer408) return plainResponse(408, `request timeout: no complete request head within ${ms / 1000}s (client_header_timeout)`);
+    });
   }
 
   private compileHostPatterns(): void {
@@ -149,16 +181,45 @@ export class ProxyServer {
     }
     const cc: ConnectionContext = { clientConn, clientTls: false, target: null, absoluteForm: true, upstreams, rewriteHost: false };
     (socket as WithContext)[CONTEXT] = cc;
-    this.h1.emit("connection", socket);
+    this.awaitRequestLine(socket, clientConn, () => this.h1.emit("connection", socket));
+  }
+
+  /**
+   * Reads until the first request line is complete, under the header deadline, then hands the
+   * socket on. Node's parser would take `GET /` (HTTP/0.9, no version) as a request still
+   * waiting for headers and hold the connection; it gets a 400 here instead.
+   */
+  private awaitRequestLine(socket: net.Socket, clientConn: ClientConnection, handOver: () => void): void {
+    const disarm = this.headDeadline(socket, clientConn, "request line", true);
+    let buffered: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      const v09 = http09RequestLine(buffered);
+      if (v09 === "incomplete") return;
+      socket.removeListener("data", onData);
+      disarm();
+      if (v09) {
+        this.ctx.log.info(`client ${clientConn.peername?.join(":") ?? "?"}: HTTP/0.9 request line ${JSON.stringify(buffered.subarray(0, buffered.indexOf(0x0a)).toString("latin1").trim().slice(0, 100))}: answered 400`);
+        socket.end(plainResponse(400, "bad request: HTTP/0.9 request lines (no HTTP version) are not supported; send HTTP/1.0 or later"));
+        return;
+      }
+      socket.pause();
+      socket.unshift(buffered);
+      handOver();
+      socket.resume();
+    };
+    socket.on("data", onData);
   }
 
   /** HTTP/2 sessions are created synchronously on "connection": remember whose session it is. */
-  private startH2Session(stream: Duplex, cc: ConnectionContext): void {
+  private startH2Session(stream: Duplex, cc: ConnectionContext, disarmHead: () => void): void {
     this.pendingH2Context = cc;
+    this.pendingH2Deadline = disarmHead;
     try {
       this.h2.emit("connection", stream);
     } finally {
       this.pendingH2Context = null;
+      this.pendingH2Deadline = null;
     }
   }
 
@@ -173,6 +234,11 @@ export class ProxyServer {
       req.resume();
       return sendPlain(res, 508, loop);
     }
+    if (req.httpVersionMajor === 0) {
+      if ("shouldKeepAlive" in res) res.shouldKeepAlive = false;
+      return sendPlain(res, 400, "sluice: bad request: HTTP/0.9 request lines (no HTTP version) are not supported; send HTTP/1.0 or later\n");
+    }
+    watchRequestBody(req, res, this.limits.bodyMs, this.ctx.log, `client ${cc.clientConn.peername?.join(":") ?? "?"}`);
     handleExchange(this.ctx, cc, req, res).catch((err: Error) => {
       this.ctx.log.error(`internal error while handling ${req.method} ${req.url}: ${err.stack ?? err.message}`);
       sendPlain(res, 502, `sluice: internal error: ${err.message}\n`);
@@ -216,6 +282,7 @@ export class ProxyServer {
    */
   private peekAndRoute(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget, upstreams: ClientUpstreams, fallbackSni: string): void {
     let buffered: Buffer = Buffer.alloc(0);
+    const disarm = this.headDeadline(socket, clientConn, "TLS ClientHello or first request");
     const onData = (chunk: Buffer) => {
       buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
       if (looksLikeTls(buffered)) {
@@ -224,7 +291,7 @@ export class ProxyServer {
         socket.removeListener("data", onData);
         socket.pause();
         socket.unshift(buffered);
-        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni);
+        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, disarm);
         return;
       }
       socket.removeListener("data", onData);
@@ -237,9 +304,10 @@ export class ProxyServer {
       if (buffered.subarray(0, 4).toString("latin1") === "PRI ") {
         // HTTP/2 with prior knowledge (h2c). The session takes over the socket's handle and reads
         // the unshifted bytes itself; resuming the JS stream now would steal its preface.
-        this.startH2Session(socket, cc);
+        this.startH2Session(socket, cc, disarm);
       } else {
-        this.h1.emit("connection", socket);
+        disarm();
+        this.awaitRequestLine(socket, clientConn, () => this.h1.emit("connection", socket));
         socket.resume();
       }
     };
@@ -254,13 +322,17 @@ export class ProxyServer {
     sni: string | null,
     alpnOffers: string[],
     fallbackSni: string,
+    disarmHead: () => void,
   ): Promise<void> {
     const hello = { clientConn, sni, alpnProtocols: alpnOffers, ignoreConnection: false };
     const host = sni ?? target.host;
     hello.ignoreConnection = this.shouldPassThrough(host);
     const pending = this.ctx.addons.trigger("tlsClientHello", hello);
     if (pending) await pending;
-    if (hello.ignoreConnection) return this.passThrough(socket, clientConn, { ...target, scheme: "https" }, upstreams);
+    if (hello.ignoreConnection) {
+      disarmHead();
+      return this.passThrough(socket, clientConn, { ...target, scheme: "https" }, upstreams);
+    }
 
     const certHost = sni ?? fallbackSni;
     const offerH2 = this.ctx.options.get<boolean>("http2") && alpnOffers.includes("h2");
@@ -305,8 +377,12 @@ export class ProxyServer {
         rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header"),
       };
       (tlsSocket as WithContext)[CONTEXT] = cc;
-      if (isH2) this.startH2Session(streamOver(tlsSocket), cc);
-      else this.h1.emit("connection", tlsSocket);
+      if (isH2) this.startH2Session(streamOver(tlsSocket), cc, disarmHead);
+      else {
+        // From here Node's HTTP server times the request head.
+        disarmHead();
+        this.h1.emit("connection", tlsSocket);
+      }
     });
   }
 
@@ -361,6 +437,12 @@ export class ProxyServer {
     // stops uploading once it has its answer): the client left; nothing was malformed.
     if (err.code === "ECONNRESET" || err.code === "HPE_INVALID_EOF_STATE" || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      const seconds = this.limits.headerMs / 1000;
+      this.ctx.log.info(`${who}: no complete request head within ${seconds}s (client_header_timeout): answered 408 and closed`);
+      socket.end(plainResponse(408, `request timeout: no complete request head within ${seconds}s (client_header_timeout)`));
       return;
     }
     const reason = err.code === "HPE_HEADER_OVERFLOW" ? "request headers too large" : `malformed HTTP request (${err.code ?? "parse error"}: ${err.message})`;
