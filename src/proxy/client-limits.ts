@@ -15,7 +15,7 @@ import type http2 from "node:http2";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../core/addons.js";
 import type { Options } from "../core/options.js";
-import { sendPlain, type ClientRequest, type ClientResponse } from "./exchange.js";
+import { sendPlain, type ClientRequest, type ClientResponse } from "./client-response.js";
 
 export function registerClientLimitOptions(options: Options): void {
   options.add({ name: "client_header_timeout", type: "int", default: 60, help: "Seconds a client has to send a complete request head, TLS handshake, CONNECT and HTTP/2 preface included (nginx's client_header_timeout); 0 off" });
