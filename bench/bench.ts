@@ -5,6 +5,7 @@ import { benchFlowFiles } from "./flowfile-bench.js";
 import { benchSqlite } from "./sqlite-bench.js";
 import { benchShaping } from "./shaping-bench.js";
 import { benchRetries } from "./retries-bench.js";
+import { benchWeb } from "./web-bench.js";
 
 const suites: [string, () => Promise<string>, string][] = [
   ["proxy", benchProxy, "requests/s and latency direct, through sluice and mitmdump; HTTPS; 1 GiB transfer"],
@@ -13,6 +14,7 @@ const suites: [string, () => Promise<string>, string][] = [
   ["sqlite", benchSqlite, "SQLite captures: 1,000,000 flows loaded (SLUICE_BENCH_FLOWS=N for fewer), filtered queries"],
   ["shaping", benchShaping, "a scanner against a throttling EC2 origin: no shaping, blanket latency, a rate queue"],
   ["retries", benchRetries, "invocation tracker and `sluice report` speed and memory"],
+  ["web", benchWeb, "the web UI in chromium with 100,000 flows (SLUICE_BENCH_FLOWS=N): interactive, filter, scroll, memory; proxy req/s with the UI open"],
 ];
 const usage = `usage: npm run bench [-- NAME]\n\nRuns every benchmark, or only NAME:\n${suites.map(([n, , h]) => `  ${n.padEnd(9)} ${h}`).join("\n")}\n`;
 

@@ -30,7 +30,7 @@ function which(cmd: string): boolean {
   return (process.env.PATH ?? "").split(":").some((d) => existsSync(join(d, cmd)));
 }
 
-function start(cmd: string, args: string[], readyPattern: RegExp, stream: "stdout" | "stderr" = "stderr"): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+export function start(cmd: string, args: string[], readyPattern: RegExp, stream: "stdout" | "stderr" = "stderr"): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let text = "";
@@ -90,7 +90,7 @@ function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
  * wrk against `url`; with `proxyPort`, requests go to the proxy in absolute form. A one-second
  * warm-up first, unmeasured, so every row is measured after its JIT and connection pools settle.
  */
-async function wrk(url: string, proxyPort?: number, warmUp = true): Promise<Omit<Row, "name">> {
+export async function wrk(url: string, proxyPort?: number, warmUp = true): Promise<Omit<Row, "name">> {
   if (warmUp) await wrk(url, proxyPort, false).catch(() => undefined);
   const args = ["-t1", `-c${CONNECTIONS}`, `-d${warmUp ? SECONDS : 1}s`, "--latency"];
   let target = url;

@@ -356,6 +356,9 @@ describe("sluice web in chromium", () => {
       });
     });
     assert.notEqual(viaProxyPort, 200);
+    // Nor does the proxy forward a request to the UI: a page browsing through sluice cannot drive it.
+    const through = await curl(proxy.port, ["-o", "/dev/null", "-w", "%{http_code}", `${url}`]);
+    assert.equal(through.stdout, "403");
   });
 });
 

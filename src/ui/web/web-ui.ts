@@ -52,6 +52,7 @@ export class WebUi implements Addon {
   private timer: NodeJS.Timeout | null = null;
   private pageTimer: NodeJS.Timeout | null = null;
   private guard: GuardConfig | null = null;
+  private unregister: (() => void) | null = null;
   private proxyAddress = "";
   /** Where the UI listens, once it does. */
   address: AddressInfo | null = null;
@@ -149,6 +150,8 @@ export class WebUi implements Addon {
     this.server = server;
     this.wss = wss;
     this.address = server.address() as AddressInfo;
+    // The proxy refuses to forward requests to the UI: a page browsing through sluice cannot reach it.
+    this.unregister = this.ctx.ownListeners.register("web", this.address);
     this.guard = { token: this.token, port: this.address.port, host };
     this.timer = setInterval(() => this.flush(), 1000 / UPDATES_PER_SECOND);
     this.timer.unref();
@@ -194,6 +197,8 @@ export class WebUi implements Addon {
     if (this.timer) clearInterval(this.timer);
     if (this.pageTimer) clearInterval(this.pageTimer);
     this.timer = this.pageTimer = null;
+    this.unregister?.();
+    this.unregister = null;
     for (const s of this.sessions) s.close();
     this.sessions.clear();
     for (const ws of this.wss?.clients ?? []) ws.terminate();
