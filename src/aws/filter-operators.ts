@@ -7,6 +7,7 @@
 import { registerFilterOperator, type FilterOperator } from "../core/filter.js";
 import { awsInfoOf } from "./recognize.js";
 import { throttlingCodeOf } from "./errors.js";
+import { serviceNameMatcher } from "./services.js";
 
 export const AWS_FILTER_OPERATORS: readonly FilterOperator[] = [
   {
@@ -21,7 +22,13 @@ export const AWS_FILTER_OPERATORS: readonly FilterOperator[] = [
     help: "response is an AWS throttling error (429/503 SlowDown, ThrottlingException, …)",
     match: (f) => f.response !== null && throttlingCodeOf(f.response, awsInfoOf(f)) !== null,
   },
-  { name: "svc", kind: "regex", help: "AWS service signing name: s3, dynamodb, ec2, lambda, sts, …", text: (f) => awsInfoOf(f)?.service ?? null },
+  {
+    name: "svc",
+    kind: "regex",
+    help: "AWS service by signing name (s3, dynamodb, monitoring, …) or common name (cloudwatch, …); an unknown name is an error",
+    text: (f) => awsInfoOf(f)?.service ?? null,
+    matcher: serviceNameMatcher,
+  },
   { name: "op", kind: "regex", help: "AWS operation: PutObject, GetItem, DescribeInstances, …", text: (f) => awsInfoOf(f)?.operation ?? null },
   { name: "region", kind: "regex", help: "AWS region: eu-west-1, …", text: (f) => awsInfoOf(f)?.region ?? null },
   { name: "bucket", kind: "regex", help: "S3 bucket name", text: (f) => awsInfoOf(f)?.bucket ?? null },

@@ -67,7 +67,14 @@ export type TextOf = (flow: HTTPFlow) => Iterable<string> | string | null;
 /** How a regex operator's pattern is compiled: body regexes let `.` cross lines, header regexes are multi-line. */
 export type RexKind = "plain" | "body" | "headers";
 
-const REX: Record<string, { help: string; kind: RexKind; text: TextOf }> = {
+/**
+ * How an operator tests one text value against its argument, when plain regex search is not what
+ * users mean (`~svc cloudwatch` names a service by another name). Throws an Error whose message
+ * says what is wrong with the argument.
+ */
+export type ValueMatcherFactory = (pattern: string) => (value: string) => boolean;
+
+const REX: Record<string, { help: string; kind: RexKind; text: TextOf; matcher?: ValueMatcherFactory }> = {
   b: { help: "body (request, response or WebSocket message), decoded", kind: "body", text: (f) => bodies(f, true, true) },
   bq: { help: "request body (and client WebSocket messages), decoded", kind: "body", text: (f) => bodies(f, true, false) },
   bs: { help: "response body (and server WebSocket messages), decoded", kind: "body", text: (f) => bodies(f, false, true) },
@@ -94,7 +101,7 @@ const INT: Record<string, { help: string; match: (f: HTTPFlow, n: number) => boo
 /** An operator a layer above core adds to the language. */
 export type FilterOperator =
   | { name: string; kind: "flag"; help: string; match: (flow: HTTPFlow) => boolean }
-  | { name: string; kind: "regex"; help: string; text: TextOf; rex?: RexKind }
+  | { name: string; kind: "regex"; help: string; text: TextOf; rex?: RexKind; matcher?: ValueMatcherFactory }
   | { name: string; kind: "int"; help: string; match: (flow: HTTPFlow, n: number) => boolean };
 
 /**
@@ -112,7 +119,7 @@ export function registerFilterOperator(op: FilterOperator): void {
       FLAGS[op.name] = { help: op.help, match: op.match };
       return;
     case "regex":
-      REX[op.name] = { help: op.help, kind: op.rex ?? "plain", text: op.text };
+      REX[op.name] = { help: op.help, kind: op.rex ?? "plain", text: op.text, matcher: op.matcher };
       return;
     case "int":
       INT[op.name] = { help: op.help, match: op.match };
@@ -294,6 +301,33 @@ function compileRegex(pattern: string, kind: RexKind, expression: string, positi
   }
 }
 
+/**
+ * The test `~name PATTERN` applies to each text value (store/sqlite-query runs it over index
+ * values): the operator's own matcher, else regex search. Throws FilterSyntaxError for a bad pattern.
+ */
+export function operatorValueMatcher(name: string, pattern: string): (value: string) => boolean {
+  const factory = REX[name]?.matcher;
+  if (!factory) {
+    const re = operatorRegex(pattern);
+    return (v) => re.test(v);
+  }
+  try {
+    return factory(pattern);
+  } catch (e) {
+    throw new FilterSyntaxError((e as Error).message, pattern, 0);
+  }
+}
+
+function valueMatcher(text: TextOf, test: (value: string) => boolean): Match {
+  return (f) => {
+    const t = text(f);
+    if (t === null) return false;
+    if (typeof t === "string") return test(t);
+    for (const s of t) if (test(s)) return true;
+    return false;
+  };
+}
+
 function rexMatcher(text: TextOf, re: RegExp): Match {
   return (f) => {
     const t = text(f);
@@ -463,6 +497,13 @@ class Parser {
       const arg = this.peek();
       if (arg.kind !== "arg") this.fail(`~${name} expects a regular expression`);
       this.i++;
+      if (rex.matcher) {
+        try {
+          return valueMatcher(rex.text, rex.matcher(arg.value));
+        } catch (e) {
+          throw new FilterSyntaxError((e as Error).message, this.expr, arg.pos);
+        }
+      }
       return rexMatcher(rex.text, compileRegex(arg.value, rex.kind, this.expr, arg.pos));
     }
     const int = INT[name];

@@ -10,7 +10,7 @@
  * the caller then scans everything (and compileFilter reports the error).
  */
 
-import { operatorRegex, tokenizeFilter, type FilterToken } from "../core/filter.js";
+import { operatorValueMatcher, tokenizeFilter, type FilterToken } from "../core/filter.js";
 
 /** Columns with an index, by the filter operator that reads them. */
 const REGEX_COLUMNS: Record<string, string[]> = {
@@ -98,15 +98,15 @@ export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | 
     if (ARG_OPS.has(name)) return positive ? "1" : "0";
     const cols = REGEX_COLUMNS[name];
     if (cols) {
-      let re: RegExp;
+      let test: (value: string) => boolean;
       try {
-        re = operatorRegex(arg.value);
+        test = operatorValueMatcher(name, arg.value);
       } catch {
         throw new Unsupported();
       }
       // Exact for both polarities: NULL columns never match, and `IS NOT NULL` keeps NOT boolean.
       const ors = cols.map((col) => {
-        const values = distinct(col).filter((v) => re.test(v));
+        const values = distinct(col).filter(test);
         if (values.length === 0) return "0";
         params.push(...values);
         return `(${col} IS NOT NULL AND ${col} IN (${values.map(() => "?").join(",")}))`;
