@@ -9,7 +9,7 @@ import { Counter } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
-import { KeyedTokenBuckets } from "../core/token-bucket.js";
+import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-state.js";
 import { keyOf } from "../rules/keys.js";
 import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
 import { applyFaultAction, FlowWaits } from "./fault-actions.js";
@@ -40,20 +40,21 @@ class ActiveRule {
   injected = 0;
   /** When the rule was loaded (performance.now() ms): time windows count from here. */
   loadedAt = performance.now();
-  readonly buckets: KeyedTokenBuckets | null;
   readonly phase: "request" | "response";
+  /** Prefix of this rule's budgets in the shared state: the same rule in another process shares them. */
+  readonly ns: string;
 
   constructor(
     readonly rule: FaultRule,
     readonly source: FaultRuleInfo["source"],
+    private readonly state: SharedState,
   ) {
-    const rate = rule.triggers.rate;
-    this.buckets = rate ? new KeyedTokenBuckets(rate.perSecond, rate.burst) : null;
     this.phase = phaseOf(rule.action);
+    this.ns = `fault/${rule.id}/${rule.text}/`;
   }
 
-  /** Counts a matching request and says whether it gets the fault. */
-  fires(flow: HTTPFlow, t: number): boolean {
+  /** Counts a matching request and says whether it gets the fault (asynchronously only when the shared state is). */
+  fires(flow: HTTPFlow, t: number): MaybeAsync<boolean> {
     const n = ++this.matched;
     const tr = this.rule.triggers;
     const elapsed = t - this.loadedAt;
@@ -62,10 +63,15 @@ class ActiveRule {
     if (tr.first !== null && n > tr.first) return false;
     if (tr.after !== null && n <= tr.after) return false;
     if (tr.every !== null && n % tr.every !== 0) return false;
+    if (!tr.rate) return this.chance();
     // Within the budget: admitted untouched. Only the excess is faulted.
-    if (tr.rate && this.buckets!.tryTake(keyOf(tr.rate.per, flow), t)) return false;
-    if (tr.probability !== null && !(Math.random() < tr.probability)) return false;
-    return true;
+    const grant = this.state.take(this.ns + keyOf(tr.rate.per, flow), { rate: tr.rate.perSecond, burst: tr.rate.burst }, 1, t);
+    return isPromise(grant) ? grant.then((g) => !g.granted && this.chance()) : !grant.granted && this.chance();
+  }
+
+  private chance(): boolean {
+    const p = this.rule.triggers.probability;
+    return p === null || Math.random() < p;
   }
 
   info(): FaultRuleInfo {
@@ -144,13 +150,16 @@ export class Faults implements Addon {
     const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.ctx.options.get<string[]>("fault_rules").map((s) => ({ source: s, from: "option" }));
     const file = this.ctx.options.get<string | null>("fault_file");
     if (file) for (const s of readFaultFile(file)) sources.push({ source: s, from: "file" });
-    const rules = sources.map(({ source, from }, i) => new ActiveRule(parseFaultRule(source, String(i + 1), this.ctx.filter), from));
+    const rules = sources.map(({ source, from }, i) => new ActiveRule(parseFaultRule(source, String(i + 1), this.ctx.filter), from, this.ctx.state));
     const ids = new Set<string>();
     for (const a of [...rules, ...this.runtime]) {
       if (ids.has(a.rule.id)) throw new FaultRuleError(`fault rule ${JSON.stringify(a.rule.text)}: id ${a.rule.id} is used by another rule; give it its own with id=NAME`);
       ids.add(a.rule.id);
     }
     for (const old of this.configured) this.waits.releaseRule(old.rule.id);
+    // Budgets of rules that are gone are forgotten; a rule given again unchanged keeps its own.
+    const kept = new Set(rules.map((a) => a.ns));
+    for (const old of this.configured) if (!kept.has(old.ns)) this.forgetState(old);
     this.configured = rules;
     this.lastNumericId = Math.max(this.lastNumericId, rules.length);
     if (rules.length) this.ctx.log.debug(`faults: ${rules.length} rule${rules.length === 1 ? "" : "s"}: ${rules.map((a) => `${a.rule.id}: ${a.rule.text}`).join("; ")}`);
@@ -180,7 +189,11 @@ export class Faults implements Addon {
   private evaluate(flow: HTTPFlow, phase: "request" | "response"): void | Promise<void> {
     if (this.configured.length === 0 && this.runtime.length === 0) return;
     const t = performance.now();
-    const a = firing(this.configured, flow, phase, t) ?? firing(this.runtime, flow, phase, t);
+    const a = firing([...this.configured, ...this.runtime], 0, flow, phase, t);
+    return isPromise(a) ? a.then((x) => this.inject(x, flow)) : this.inject(a, flow);
+  }
+
+  private inject(a: ActiveRule | null, flow: HTTPFlow): void | Promise<void> {
     if (!a) return;
     a.injected++;
     const { id, action } = a.rule;
@@ -202,7 +215,7 @@ export class Faults implements Addon {
     while (used.has(String(next))) next++;
     const rule = parseFaultRule(source, String(next), this.ctx.filter);
     if (used.has(rule.id)) throw new FaultRuleError(`fault rule ${JSON.stringify(rule.text)}: id ${rule.id} is already used; pick another with id=NAME or remove that rule first`);
-    const active = new ActiveRule(rule, "runtime");
+    const active = new ActiveRule(rule, "runtime", this.ctx.state);
     this.runtime.push(active);
     if (rule.id === String(next)) this.lastNumericId = next;
     this.ctx.log.info(`faults: added rule ${rule.id}: ${rule.text}${rule.enabled ? "" : " (disabled)"}`);
@@ -214,6 +227,7 @@ export class Faults implements Addon {
     this.configured = this.configured.filter((x) => x !== a);
     this.runtime = this.runtime.filter((x) => x !== a);
     this.waits.releaseRule(id);
+    this.forgetState(a);
     this.ctx.log.info(`faults: removed rule ${id}: ${a.rule.text}`);
     return a.info();
   }
@@ -238,6 +252,12 @@ export class Faults implements Addon {
     return this.waits.size;
   }
 
+  private forgetState(a: ActiveRule): void {
+    if (!a.rule.triggers.rate) return;
+    const done = this.ctx.state.forget(a.ns);
+    if (isPromise(done)) done.catch((err: Error) => this.ctx.log.error(`faults: the shared state (${this.ctx.state.description}) failed: ${err.message}`));
+  }
+
   private find(id: string): ActiveRule {
     const a = [...this.configured, ...this.runtime].find((x) => x.rule.id === id);
     if (!a) {
@@ -254,10 +274,14 @@ export class Faults implements Addon {
   }
 }
 
-/** The first enabled rule of `phase` whose filter matches and whose triggers fire. */
-function firing(rules: ActiveRule[], flow: HTTPFlow, phase: "request" | "response", t: number): ActiveRule | null {
-  for (const a of rules) {
-    if (a.rule.enabled && a.phase === phase && a.rule.filter(flow) && a.fires(flow, t)) return a;
+/** The first enabled rule of `phase` (from `start` on) whose filter matches and whose triggers fire. */
+function firing(rules: ActiveRule[], start: number, flow: HTTPFlow, phase: "request" | "response", t: number): MaybeAsync<ActiveRule | null> {
+  for (let i = start; i < rules.length; i++) {
+    const a = rules[i]!;
+    if (!a.rule.enabled || a.phase !== phase || !a.rule.filter(flow)) continue;
+    const fires = a.fires(flow, t);
+    if (isPromise(fires)) return fires.then((yes) => (yes ? a : firing(rules, i + 1, flow, phase, t)));
+    if (fires) return a;
   }
   return null;
 }

@@ -10,7 +10,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { Response, now as flowNow } from "../core/flow.js";
 import { RateQueue, type Admission, type Budget, type RateQueueLimits } from "../core/rate-queue.js";
-import { AdaptiveRate } from "../core/adaptive-rate.js";
+import { isPromise, type AdaptiveSnapshot, type MaybeAsync } from "../core/shared-state.js";
 import { formatDuration as fmtSeconds, formatRate as fmtRate } from "../core/values.js";
 import { awsInfoOf, throttlingCodeOf } from "../aws/index.js";
 import { keyOf } from "../rules/keys.js";
@@ -22,9 +22,24 @@ const STATUS_EVERY_MS = 5_000;
 
 interface ActiveRule {
   rule: ShapeRule;
+  /** Prefix of this rule's keys in the shared state. */
+  ns: string;
   queue: RateQueue;
-  controllers: Map<string, AdaptiveRate>;
+  /** The latest adaptive rate per key, for status lines. */
+  learned: Map<string, AdaptiveSnapshot>;
 }
+
+function stateNamespace(rule: ShapeRule): string {
+  return `shape/${rule.id}/${rule.text}/`;
+}
+
+/** Runs `then` on a MaybeAsync answer: at once when it is synchronous, else when it arrives. */
+function settled<T>(answer: MaybeAsync<T>, then: (value: T) => void, failed: (err: unknown) => void): void | Promise<void> {
+  if (!isPromise(answer)) return then(answer);
+  return answer.then(then, failed);
+}
+
+function noop(): void {}
 
 interface Sent {
   active: ActiveRule;
@@ -108,24 +123,49 @@ export class Shaping implements Addon {
     }
     // Requests waiting under the old rules go now rather than wait for rules that no longer exist.
     for (const old of this.rules) old.queue.releaseAll();
+    // Budgets of rules that are gone are forgotten; a rule given again unchanged keeps its own.
+    const kept = new Set(rules.map(stateNamespace));
+    for (const old of this.rules) if (!kept.has(old.ns)) settled(this.ctx.state.forget(old.ns), noop, this.stateFailed);
     this.rules = rules.map((rule) => this.activate(rule));
     if (rules.length) this.ctx.log.debug(`shaping: ${rules.length} rule${rules.length === 1 ? "" : "s"}: ${rules.map((r) => r.text).join("; ")}`);
   }
 
   private activate(rule: ShapeRule): ActiveRule {
     const limits: RateQueueLimits = { rate: rule.rate, burst: rule.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs };
-    const controllers = new Map<string, AdaptiveRate>();
-    const onCreate = rule.adaptive
+    const state = this.ctx.state;
+    // Every rule's state has its own keys in the shared state; the same rule in another process
+    // (same id and text) shares them.
+    const ns = stateNamespace(rule);
+    const learned = new Map<string, AdaptiveSnapshot>();
+    const active: ActiveRule = { rule, ns, queue: null!, learned };
+    const opts = rule.adaptive ? { start: rule.rate, min: rule.adaptive.min, max: rule.adaptive.max } : null;
+    const onCreate = opts
       ? (b: Budget) => {
-          const c = new AdaptiveRate({ start: rule.rate, min: rule.adaptive!.min, max: rule.adaptive!.max }, performance.now());
-          controllers.set(b.key, c);
-          b.onRelease = (t) => c.recordSend(t);
+          // Start from what is known already (another process, or before this budget went idle).
+          settled(state.adaptive(ns + b.key, opts, { kind: "read" }, performance.now()), (snap) => this.learn(active, b.key, snap), this.stateFailed);
+          b.onRelease = (t) => settled(state.adaptive(ns + b.key, opts, { kind: "send" }, t), noop, this.stateFailed);
         }
       : null;
     // An adaptive budget keeps what it learned through idle spells; fixed ones are cheap to recreate.
-    const queue = new RateQueue(limits, () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
-    queue.onForget = (b) => controllers.delete(b.key);
-    return { rule, queue, controllers };
+    active.queue = new RateQueue(limits, (key, l, at) => state.take(ns + key, l, 1, at), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
+    active.queue.onForget = (b) => learned.delete(b.key);
+    return active;
+  }
+
+  private readonly stateFailed = (err: unknown): void => {
+    this.ctx.log.error(`shaping: the shared state (${this.ctx.state.description}) failed: ${(err as Error)?.message ?? String(err)}`);
+  };
+
+  /** A new adaptive rate for `key`: remember it for status and re-time the queue when it moved. */
+  private learn(active: ActiveRule, key: string, snap: AdaptiveSnapshot): void {
+    active.learned.set(key, snap);
+    const budget = active.queue.get(key);
+    if (!budget) return;
+    const r = active.rule;
+    // Re-timing the queue on every answer is wasted work; 1% moves are enough to track the curve.
+    if (Math.abs(snap.rate - budget.rate) > budget.rate * 0.01 || snap.cut) {
+      budget.update({ rate: snap.rate, burst: r.burst, maxQueue: r.maxQueue, maxWaitMs: r.maxWaitMs });
+    }
   }
 
   running(): void {
@@ -210,30 +250,30 @@ export class Shaping implements Addon {
   }
 
   /** Adaptive rules learn from the answer: throttled → cut the rate, otherwise grow it. */
-  response(flow: HTTPFlow): void {
+  response(flow: HTTPFlow): void | Promise<void> {
     const sent = this.sent.get(flow);
     if (!sent || !flow.response) return;
     this.sent.delete(flow);
-    const controller = sent.active.controllers.get(sent.key);
-    const budget = sent.active.queue.get(sent.key);
-    if (!controller || !budget) return;
-    const t = performance.now();
-    const before = controller.rate;
+    const { active, key } = sent;
+    const r = active.rule;
+    if (!r.adaptive || !active.queue.get(key)) return;
     const code = throttlingCodeOf(flow.response, awsInfoOf(flow));
-    if (code !== null) {
-      if (controller.onThrottle(t, sent.sentAt)) {
-        (flow.metadata.shaping as Record<string, unknown>).throttled = code;
-        this.ctx.log.debug(`shaping: rule ${sent.active.rule.id} key ${sent.key}: ${code}, rate ${fmtRate(before)} → ${fmtRate(controller.rate)}`);
-      }
-    } else if (flow.response.statusCode < 500) {
-      controller.onSuccess(t);
-    } else {
-      return;
-    }
-    // Re-timing the queue on every answer is wasted work; 1% moves are enough to track the curve.
-    if (Math.abs(controller.rate - budget.rate) > budget.rate * 0.01 || code !== null) {
-      budget.update({ rate: controller.rate, burst: sent.active.rule.burst, maxQueue: sent.active.rule.maxQueue, maxWaitMs: sent.active.rule.maxWaitMs });
-    }
+    if (code === null && flow.response.statusCode >= 500) return;
+    const before = active.queue.get(key)!.rate;
+    const opts = { start: r.rate, min: r.adaptive.min, max: r.adaptive.max };
+    const event = code !== null ? ({ kind: "throttle", sentAt: sent.sentAt } as const) : ({ kind: "success" } as const);
+    const answer = this.ctx.state.adaptive(active.ns + key, opts, event, performance.now());
+    return settled(
+      answer,
+      (snap) => {
+        if (snap.cut) {
+          (flow.metadata.shaping as Record<string, unknown>).throttled = code;
+          this.ctx.log.debug(`shaping: rule ${r.id} key ${key}: ${code}, rate ${fmtRate(before)} → ${fmtRate(snap.rate)}`);
+        }
+        this.learn(active, key, snap);
+      },
+      this.stateFailed,
+    );
   }
 
   /** One line per rule and key: what `shaping.status` shows. */
@@ -247,7 +287,7 @@ export class Shaping implements Addon {
       let any = false;
       for (const b of a.queue.all()) {
         any = true;
-        const c = a.controllers.get(b.key);
+        const c = a.learned.get(b.key);
         const learned = c ? `, ${c.cuts} cut${c.cuts === 1 ? "" : "s"} on ${c.throttles} throttle${c.throttles === 1 ? "" : "s"}` : "";
         lines.push(`  ${b.key}: rate ${fmtRate(b.rate)}, queued ${b.depth}, longest wait ${fmtSeconds(b.oldestWaitMs(t))}, released ${b.released}, rejected ${b.rejected}${learned}`);
       }

@@ -76,6 +76,11 @@ export interface AddonContext {
    * `sluice_`), and the metrics addon serves it. Registering never opens a socket.
    */
   metrics: import("prom-client").Registry;
+  /**
+   * State shared by every sluice process that uses the same store (rate budgets, adaptive rates):
+   * in-process by default. Features use it and never know which implementation it is.
+   */
+  state: import("./shared-state.js").SharedState;
   /** The proxy's own listener, for addons that talk to it (client replay); null until it listens. */
   listener(): ProxyListener | null;
   /** sluice's own listening addresses: a listener registers here so the proxy refuses to forward to it. */

@@ -4,9 +4,10 @@
  * One queue holds any number of budgets (one token bucket each: per host, per service, …); inside
  * a budget, waiting requests sit in lanes (per operation, per client, …) that are served
  * round-robin, so one hot lane cannot starve the others while they share a budget. No sockets:
- * waiting is a promise, releasing is a timer, and callers pass the limits.
+ * waiting is a promise, releasing is a timer, callers pass the limits, and the tokens themselves
+ * live in the shared state (core/shared-state.ts), so processes sharing it share the rate.
  */
-import { TokenBucket } from "./token-bucket.js";
+import { isPromise, type Grant, type MaybeAsync } from "./shared-state.js";
 
 export type RejectReason = "queue-full" | "max-wait";
 
@@ -63,20 +64,30 @@ class Lane {
   }
 }
 
-/** One token bucket and the requests waiting for it. */
+/** Asks the shared state for one token of this budget at time `at` (ms). */
+export type TakeToken = (limits: RateQueueLimits, at: number) => MaybeAsync<Grant>;
+
+/**
+ * One token bucket (kept in the shared state, see core/shared-state.ts) and the requests waiting
+ * for it. The bucket may answer synchronously (in-process) or with a promise (a network store);
+ * while an answer is pending no other take is asked for, so releases stay in order.
+ */
 export class Budget {
-  readonly bucket: TokenBucket;
   private readonly lanes = new Map<string, Lane>();
   /** Lanes with waiters, in round-robin order; `next` is where the next release looks first. */
   private ring: Lane[] = [];
   private next = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private dueAt = 0;
+  /** A take is in flight (an async shared state). */
+  private taking = false;
   depth = 0;
   released = 0;
   rejected = 0;
   /** Last time anything happened here, for forgetting idle budgets. */
   lastActive: number;
+  /** Last time a token was taken (or asked for): the bucket is full again burst/rate seconds later. */
+  private lastTake: number;
   /** Called for every request that leaves (immediately or after waiting), e.g. to measure the sending rate. */
   onRelease: ((now: number) => void) | null = null;
 
@@ -84,14 +95,17 @@ export class Budget {
     readonly key: string,
     private limits: RateQueueLimits,
     private readonly clock: () => number,
+    private readonly takeToken: TakeToken,
   ) {
+    if (!(limits.rate > 0)) throw new RangeError(`rate must be positive, got ${limits.rate}`);
+    if (!(limits.burst >= 1)) throw new RangeError(`burst must be at least 1, got ${limits.burst}`);
     const now = clock();
-    this.bucket = new TokenBucket(limits.rate, limits.burst, now);
     this.lastActive = now;
+    this.lastTake = -Infinity;
   }
 
   get rate(): number {
-    return this.bucket.rate;
+    return this.limits.rate;
   }
 
   /** The longest wait among the requests queued now (ms). */
@@ -112,33 +126,44 @@ export class Budget {
   }
 
   get idle(): boolean {
-    return this.depth === 0 && this.bucket.available(this.clock()) >= this.bucket.burst;
+    const now = this.clock();
+    return this.depth === 0 && !this.taking && ((now - this.lastTake) / 1000) * this.limits.rate >= this.limits.burst;
   }
 
-  /** Expected wait for a request joining `laneKey` now (ms): its turn in the round-robin, at the rate. */
-  expectedWaitMs(laneKey: string, now = this.clock()): number {
+  /**
+   * Expected wait for a request joining `laneKey` now (ms): its turn in the round-robin, at the
+   * rate. `firstMs` is the wait for the next token when the caller just learned it.
+   */
+  expectedWaitMs(laneKey: string, now = this.clock(), firstMs?: number): number {
     const inLane = this.lanes.get(laneKey)?.length ?? 0;
     const activeLanes = this.ring.length + (inLane === 0 ? 1 : 0);
     // With round-robin, the request goes after its own lane's waiters, each of which waits for one
     // turn of every active lane; never more than everybody queued ahead.
     const ahead = Math.min(this.depth, (inLane + 1) * activeLanes - 1);
-    // While a release is scheduled, its due time is the answer: asking the bucket would refill it
-    // at `now` and lose the catch-up a late timer is owed.
-    const first = this.timer ? Math.max(0, this.dueAt - now) : this.bucket.waitTime(now);
-    return first + (ahead / this.bucket.rate) * 1000;
+    // While a release is scheduled, its due time is the answer.
+    const first = firstMs ?? (this.timer ? Math.max(0, this.dueAt - now) : 0);
+    return first + (ahead / this.limits.rate) * 1000;
   }
 
   enqueue(laneKey: string): Ticket {
     const now = this.clock();
     this.lastActive = now;
-    if (this.depth === 0 && this.bucket.tryTake(now)) {
-      this.released++;
-      this.onRelease?.(now);
-      return { result: { admitted: true, waitMs: 0 }, cancel: noop };
+    let firstMs: number | undefined;
+    let pending: Promise<Grant> | null = null;
+    if (this.depth === 0 && !this.timer && !this.taking) {
+      const g = this.take(now);
+      if (isPromise(g)) pending = g;
+      else if (g.granted) {
+        this.released++;
+        this.onRelease?.(now);
+        return { result: { admitted: true, waitMs: 0 }, cancel: noop };
+      } else firstMs = g.waitMs;
     }
-    const expected = this.expectedWaitMs(laneKey, now);
+    const expected = this.expectedWaitMs(laneKey, now, firstMs);
     const refuse = (reason: RejectReason): Ticket => {
       this.rejected++;
+      // An answer still on its way is settled like any other (its token, if granted, goes unused).
+      pending?.then((g) => this.onGrant(g), (err: unknown) => this.onTakeError(err));
       return { result: { admitted: false, reason, waitMs: 0, expectedWaitMs: expected, depth: this.depth }, cancel: noop };
     };
     if (this.depth >= this.limits.maxQueue) return refuse("queue-full");
@@ -160,19 +185,17 @@ export class Budget {
       waiter.deadline = setTimeout(() => this.drop(waiter, "max-wait"), Math.max(1, this.limits.maxWaitMs));
       waiter.deadline.unref?.();
     }
-    this.schedule(now);
+    if (pending) pending.then((g) => this.onGrant(g), (err: unknown) => this.onTakeError(err));
+    else if (firstMs !== undefined) this.scheduleIn(now, firstMs);
     return { result: promise, cancel: () => this.drop(waiter, "cancelled") };
   }
 
-  /** New limits (a rule changed, or an adaptive rate moved); reschedules the next release. */
+  /** New limits (a rule changed, or an adaptive rate moved); asks again for the next release. */
   update(limits: RateQueueLimits): void {
-    const now = this.clock();
     this.limits = limits;
-    this.bucket.burst = limits.burst;
-    if (limits.rate !== this.bucket.rate) this.bucket.setRate(limits.rate, now);
-    if (this.depth > 0) {
+    if (this.depth > 0 && !this.taking) {
       this.clearTimer();
-      this.schedule(now);
+      this.pump(this.clock());
     }
   }
 
@@ -186,6 +209,13 @@ export class Budget {
     this.ring = [];
     this.lanes.clear();
     this.depth = 0;
+  }
+
+  private take(at: number): MaybeAsync<Grant> {
+    this.lastTake = at;
+    const g = this.takeToken(this.limits, at);
+    if (isPromise(g)) this.taking = true;
+    return g;
   }
 
   private drop(w: Waiter, reason: RejectReason | "cancelled"): void {
@@ -216,11 +246,11 @@ export class Budget {
     this.lanes.delete(lane.key);
   }
 
-  private schedule(now: number): void {
+  /** Sleeps until `waitMs` after `from` (the time the bucket was asked about). */
+  private scheduleIn(from: number, waitMs: number): void {
     if (this.timer || this.depth === 0) return;
-    const wait = this.bucket.waitTime(now);
-    this.dueAt = now + wait;
-    this.timer = setTimeout(() => this.pump(), Math.max(0, Math.ceil(wait)));
+    this.dueAt = from + waitMs;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(this.dueAt - this.clock())));
   }
 
   private clearTimer(): void {
@@ -228,29 +258,59 @@ export class Budget {
     this.timer = null;
   }
 
-  /** Releases what the bucket allows, round-robin across lanes, then sleeps until the next token. */
-  private pump(): void {
+  private onTimer(): void {
     this.timer = null;
-    const actual = this.clock();
     // Judge the bucket at the moment the token was due, not when the timer got round to firing:
     // a late timer then does not lose the token, and the long-run rate stays on schedule.
-    let at = Math.min(actual, this.dueAt + 0.001);
-    while (this.depth > 0 && this.bucket.tryTake(at)) {
-      const lane = this.ring[this.next]!;
-      const w = lane.shift()!;
-      this.depth--;
-      if (lane.length === 0) {
-        this.removeFromRing(lane);
-      } else {
-        this.next = (this.next + 1) % this.ring.length;
+    this.pump(Math.min(this.clock(), this.dueAt + 0.001));
+  }
+
+  /** Releases what the bucket allows, round-robin across lanes, then sleeps until the next token. */
+  private pump(at: number): void {
+    while (this.depth > 0) {
+      const g = this.take(at);
+      if (isPromise(g)) {
+        g.then((r) => this.onGrant(r), (err: unknown) => this.onTakeError(err));
+        return;
       }
-      this.released++;
-      this.lastActive = actual;
-      this.onRelease?.(actual);
-      this.settle(w, { admitted: true, waitMs: actual - w.enqueuedAt });
-      at = actual;
+      if (!g.granted) return this.scheduleIn(at, g.waitMs);
+      this.releaseOne();
+      at = this.clock();
     }
-    this.schedule(actual);
+  }
+
+  /** An asynchronous take answered. */
+  private onGrant(g: Grant): void {
+    this.taking = false;
+    if (!g.granted) return this.scheduleIn(this.clock(), g.waitMs);
+    if (this.depth > 0) this.releaseOne();
+    this.pump(this.clock());
+  }
+
+  /** The shared state failed: nobody should wait forever on it, so the waiters go unshaped. */
+  private onTakeError(err: unknown): void {
+    this.taking = false;
+    this.takeError = err instanceof Error ? err : new Error(String(err));
+    this.releaseAll();
+  }
+
+  /** The last failure of the shared state, for status lines. */
+  takeError: Error | null = null;
+
+  private releaseOne(): void {
+    const now = this.clock();
+    const lane = this.ring[this.next]!;
+    const w = lane.shift()!;
+    this.depth--;
+    if (lane.length === 0) {
+      this.removeFromRing(lane);
+    } else {
+      this.next = (this.next + 1) % this.ring.length;
+    }
+    this.released++;
+    this.lastActive = now;
+    this.onRelease?.(now);
+    this.settle(w, { admitted: true, waitMs: now - w.enqueuedAt });
   }
 }
 
@@ -261,6 +321,8 @@ export class RateQueue {
 
   constructor(
     private limits: RateQueueLimits,
+    /** Takes a token of budget `key` (from the shared state). */
+    private readonly takeToken: (key: string, limits: RateQueueLimits, at: number) => MaybeAsync<Grant>,
     private readonly clock: () => number = () => performance.now(),
     /** Called when a budget is created, e.g. to attach an adaptive rate. */
     private readonly onCreate: ((budget: Budget) => void) | null = null,
@@ -272,7 +334,7 @@ export class RateQueue {
   budget(key: string): Budget {
     let b = this.budgets.get(key);
     if (!b) {
-      b = new Budget(key, this.limits, this.clock);
+      b = new Budget(key, this.limits, this.clock, (limits, at) => this.takeToken(key, limits, at));
       this.budgets.set(key, b);
       this.onCreate?.(b);
     }

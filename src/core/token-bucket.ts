@@ -1,7 +1,8 @@
 /**
- * Token buckets, the one rate primitive shared by fault rate budgets (admit or throttle) and
- * request shaping (wait until admitted). Time is passed in (milliseconds), so both the proxy and
- * the tests decide what "now" is.
+ * Token buckets, the one rate primitive behind fault rate budgets (admit or throttle) and request
+ * shaping (wait until admitted), kept per key by the in-process shared state
+ * (core/shared-state.ts). Time is passed in (milliseconds), so both the proxy and the tests
+ * decide what "now" is.
  */
 export class TokenBucket {
   private tokens: number;
@@ -63,48 +64,5 @@ export class TokenBucket {
   available(now: number): number {
     this.refill(now);
     return this.tokens;
-  }
-}
-
-/**
- * One bucket per key (host, service, prefix, …), created on first use and forgotten when idle
- * and full, so a key space of millions of prefixes stays bounded by the active ones.
- */
-export class KeyedTokenBuckets {
-  private readonly buckets = new Map<string, TokenBucket>();
-  private lastSweep = 0;
-
-  constructor(
-    public rate: number,
-    public burst: number,
-    /** Sweep idle buckets at most this often (ms). */
-    private readonly sweepEvery = 10_000,
-  ) {}
-
-  get(key: string, now: number): TokenBucket {
-    let b = this.buckets.get(key);
-    if (!b) {
-      b = new TokenBucket(this.rate, this.burst, now);
-      this.buckets.set(key, b);
-    }
-    if (now - this.lastSweep > this.sweepEvery) this.sweep(now, key);
-    return b;
-  }
-
-  tryTake(key: string, now: number): boolean {
-    return this.get(key, now).tryTake(now);
-  }
-
-  get size(): number {
-    return this.buckets.size;
-  }
-
-  keys(): IterableIterator<string> {
-    return this.buckets.keys();
-  }
-
-  private sweep(now: number, keep: string): void {
-    this.lastSweep = now;
-    for (const [k, b] of this.buckets) if (k !== keep && b.available(now) >= b.burst) this.buckets.delete(k);
   }
 }

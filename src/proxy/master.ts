@@ -10,6 +10,7 @@ import { CommandManager } from "../core/commands.js";
 import { FlowView } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
 import { registerClientLimitOptions } from "./client-limits.js";
+import { InProcessState, type SharedState } from "../core/shared-state.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "prom-client";
@@ -26,6 +27,8 @@ export interface MasterInit {
   values?: Record<string, unknown>;
   addons?: Addon[];
   log?: LineLogger;
+  /** Where rate budgets and adaptive rates live (default: this process's memory). */
+  state?: SharedState;
 }
 
 export class Master {
@@ -47,7 +50,7 @@ export class Master {
     this.addons = new AddonManager(this.log);
     registerCoreOptions(this.options);
     registerClientLimitOptions(this.options);
-    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), listener: () => this.listener(), ownListeners: this.ownListeners };
+    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), state: init.state ?? new InProcessState(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
   }

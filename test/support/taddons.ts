@@ -11,6 +11,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Addon, HookName } from "../../src/core/addons.js";
+import type { SharedState } from "../../src/core/shared-state.js";
 import { LineLogger } from "../../src/core/log.js";
 import { Master } from "../../src/proxy/master.js";
 import { CoreCommands } from "../../src/addons/core-commands.js";
@@ -31,10 +32,15 @@ export interface TContext {
 let confdir: string | undefined;
 
 /** Loads `addons` (after the built-in commands) and configures them with the defaults. */
-export async function context(...addons: Addon[]): Promise<TContext> {
+export function context(...addons: Addon[]): Promise<TContext> {
+  return contextWith({}, ...addons);
+}
+
+/** As `context`, with a shared state of the test's choosing (two contexts sharing one act as two processes). */
+export async function contextWith(opts: { state?: SharedState }, ...addons: Addon[]): Promise<TContext> {
   confdir ??= mkdtempSync(join(tmpdir(), "sluice-taddons-"));
   const logs: string[] = [];
-  const master = new Master({ set: { confdir }, addons: [new CoreCommands(), ...addons], log: new LineLogger("debug", (line) => logs.push(line)) });
+  const master = new Master({ set: { confdir }, addons: [new CoreCommands(), ...addons], log: new LineLogger("debug", (line) => logs.push(line)), state: opts.state });
   await master.configure();
   return {
     master,

@@ -1,0 +1,148 @@
+/**
+ * State that must agree across sluice processes — rate budgets (token buckets) and adaptive
+ * rates — behind one small interface (DESIGN.md, "State that outlives one process"). Features
+ * (faults' rate= budgets, shaping's queues) call it and never know which implementation they have:
+ * `InProcessState` here, with no dependencies; a Redis one later, behind the same interface.
+ *
+ * Every operation is one atomic step on one key and may answer synchronously (in-process: no
+ * promise on the hot path) or with a promise (a network store). Callers handle both.
+ */
+import { TokenBucket } from "./token-bucket.js";
+import { AdaptiveRate, type AdaptiveRateOptions } from "./adaptive-rate.js";
+
+export type MaybeAsync<T> = T | Promise<T>;
+
+/** A token bucket's shape: `rate` tokens per second, up to `burst` saved up. */
+export interface RateLimit {
+  rate: number;
+  burst: number;
+}
+
+/** The answer to a take: granted, or how long until the tokens would be there. */
+export interface Grant {
+  granted: boolean;
+  /** Milliseconds until `n` tokens are available (0 when granted). */
+  waitMs: number;
+}
+
+/** What happened to a request under an adaptive rate. */
+export type AdaptiveEvent =
+  /** A request was sent (the measured sending rate caps growth). */
+  | { kind: "send" }
+  /** The server throttled a request sent at `sentAt` (ms on the caller's clock). */
+  | { kind: "throttle"; sentAt: number }
+  /** A non-throttling answer: grow along the cubic. */
+  | { kind: "success" }
+  /** No event: just read the state. */
+  | { kind: "read" };
+
+export interface AdaptiveSnapshot {
+  /** Requests per second to send at now. */
+  rate: number;
+  /** True when this event cut the rate. */
+  cut: boolean;
+  throttles: number;
+  cuts: number;
+}
+
+export interface SharedState {
+  /** "in-process", "redis://…": for status lines. */
+  readonly description: string;
+  /**
+   * Takes `n` tokens from bucket `key` if they are all there, else none; the bucket is created full
+   * on first use. `limit` is the bucket's shape as of now: a changed rate applies from now on,
+   * keeping the tokens earned so far (adaptive rates move it). `at` is the caller's clock (ms) for
+   * when the take happens — a timer that fired late asks for the token that was due — and an
+   * implementation with a clock of its own may ignore it.
+   */
+  take(key: string, limit: RateLimit, n: number, at: number): MaybeAsync<Grant>;
+  /** Applies `event` to the adaptive rate at `key` (created at `opts.start` on first use) and returns it. */
+  adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot>;
+  /** Drops the state at keys starting with `prefix` (rules removed or replaced). */
+  forget(prefix: string): MaybeAsync<void>;
+}
+
+/** True when a MaybeAsync answer is a promise. */
+export function isPromise<T>(x: MaybeAsync<T>): x is Promise<T> {
+  return typeof (x as Promise<T> | null)?.then === "function";
+}
+
+/**
+ * The default: buckets and adaptive rates in this process's memory. Idle state is swept (a full
+ * bucket after 10 s, an adaptive rate after 10 min without events) so millions of keys (S3
+ * prefixes) stay bounded by the active ones.
+ */
+export class InProcessState implements SharedState {
+  readonly description = "in-process";
+  private readonly buckets = new Map<string, { bucket: TokenBucket; lastUsed: number }>();
+  private readonly rates = new Map<string, { rate: AdaptiveRate; lastUsed: number }>();
+  private lastSweep = -Infinity;
+
+  constructor(
+    private readonly bucketIdleMs = 10_000,
+    private readonly adaptiveIdleMs = 600_000,
+  ) {}
+
+  take(key: string, limit: RateLimit, n: number, at: number): Grant {
+    this.maybeSweep(at);
+    let entry = this.buckets.get(key);
+    if (!entry) {
+      entry = { bucket: new TokenBucket(limit.rate, limit.burst, at), lastUsed: at };
+      this.buckets.set(key, entry);
+    }
+    const b = entry.bucket;
+    entry.lastUsed = at;
+    b.burst = limit.burst;
+    if (b.rate !== limit.rate) b.setRate(limit.rate, at);
+    const available = b.available(at);
+    if (available >= n) {
+      for (let i = 0; i < n; i++) b.tryTake(at);
+      return { granted: true, waitMs: 0 };
+    }
+    return { granted: false, waitMs: ((n - available) / b.rate) * 1000 };
+  }
+
+  adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): AdaptiveSnapshot {
+    let entry = this.rates.get(key);
+    if (!entry) {
+      entry = { rate: new AdaptiveRate(opts, at), lastUsed: at };
+      this.rates.set(key, entry);
+    }
+    entry.lastUsed = at;
+    const r = entry.rate;
+    let cut = false;
+    switch (event.kind) {
+      case "send":
+        r.recordSend(at);
+        break;
+      case "throttle":
+        cut = r.onThrottle(at, event.sentAt);
+        break;
+      case "success":
+        r.onSuccess(at);
+        break;
+      case "read":
+        break;
+    }
+    return { rate: r.rate, cut, throttles: r.throttles, cuts: r.cuts };
+  }
+
+  forget(prefix: string): void {
+    for (const k of this.buckets.keys()) if (k.startsWith(prefix)) this.buckets.delete(k);
+    for (const k of this.rates.keys()) if (k.startsWith(prefix)) this.rates.delete(k);
+  }
+
+  /** Keys held now (tests check that idle ones go). */
+  get size(): { buckets: number; adaptive: number } {
+    return { buckets: this.buckets.size, adaptive: this.rates.size };
+  }
+
+  private maybeSweep(now: number): void {
+    if (now - this.lastSweep < this.bucketIdleMs) return;
+    this.lastSweep = now;
+    for (const [k, e] of this.buckets) {
+      if (now - e.lastUsed > this.bucketIdleMs && e.bucket.available(now) >= e.bucket.burst) this.buckets.delete(k);
+    }
+    for (const [k, e] of this.rates) if (now - e.lastUsed > this.adaptiveIdleMs) this.rates.delete(k);
+  }
+}
