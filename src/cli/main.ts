@@ -326,7 +326,8 @@ function runCa(argv: string[]): void {
   ${files.keyAndCert}   key + certificate (private: mode 0600, never share it)
   ${files.certPem}   certificate (PEM) — give this to clients
   ${files.certCer}   certificate (DER) — Windows, Android
-  ${files.p12}   certificate + key (PKCS#12, no password) — browsers, Java
+  ${files.p12}   certificate (PKCS#12) — Windows, Java keystores
+  ${files.keyP12}   KEY + certificate (PKCS#12, no password, mode 0600) — the CA's private key: never hand it out
 
   subject      ${d.subject}
   sha256       ${d.fingerprint256}

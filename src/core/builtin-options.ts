@@ -10,6 +10,7 @@ export function registerCoreOptions(options: Options): void {
   options.add({ name: "listen_host", type: "string", default: "127.0.0.1", help: "Address to listen on (127.0.0.1 keeps the proxy private to this machine)" });
   options.add({ name: "listen_port", type: "int", default: 8080, help: "Port to listen on (0 picks a free one)" });
   options.add({ name: "confdir", type: "string", default: DEFAULT_CONFDIR, help: "Folder for the CA and the config file" });
+  options.add({ name: "leaf_key_type", type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" });
   options.add({ name: "ssl_insecure", type: "bool", default: false, help: "Do not verify upstream server certificates" });
   options.add({ name: "ssl_verify_upstream_trusted_ca", type: "optional-string", default: null, help: "PEM file with an extra CA to trust for upstream servers" });
   options.add({ name: "ignore_hosts", type: "strings", default: [] as string[], help: "Regexes of hosts whose TLS connections pass through untouched" });

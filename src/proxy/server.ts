@@ -19,6 +19,7 @@ import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
 import { ConnectionCapLog, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
 import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
+import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 
 const CONTEXT = Symbol("sluice.connection");
@@ -291,7 +292,7 @@ export class ProxyServer {
         socket.removeListener("data", onData);
         socket.pause();
         socket.unshift(buffered);
-        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, disarm);
+        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, hello?.acceptsEcdsa ?? false, disarm);
         return;
       }
       socket.removeListener("data", onData);
@@ -322,6 +323,7 @@ export class ProxyServer {
     sni: string | null,
     alpnOffers: string[],
     fallbackSni: string,
+    acceptsEcdsa: boolean,
     disarmHead: () => void,
   ): Promise<void> {
     const hello = { clientConn, sni, alpnProtocols: alpnOffers, ignoreConnection: false };
@@ -336,13 +338,17 @@ export class ProxyServer {
 
     const certHost = sni ?? fallbackSni;
     const offerH2 = this.ctx.options.get<boolean>("http2") && alpnOffers.includes("h2");
-    let secureContext: tls.SecureContext;
+    const keyChoice = this.ctx.options.get<string>("leaf_key_type");
+    const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
+    let leaf: LeafCertificate;
     try {
-      secureContext = this.ctx.ca.secureContextFor(certHost);
+      leaf = await this.ctx.ca.certificateFor(certHost, keyType);
     } catch (err) {
       this.ctx.log.error(`cannot make a certificate for ${certHost}: ${(err as Error).message}`);
       return void socket.destroy();
     }
+    if (socket.destroyed) return;
+    const secureContext = leaf.context;
     const tlsSocket = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext,
@@ -362,7 +368,7 @@ export class ProxyServer {
       clientConn.tlsVersion = tlsSocket.getProtocol();
       clientConn.cipher = tlsSocket.getCipher()?.name ?? null;
       clientConn.timestampTlsSetup = now();
-      clientConn.certificateList = [this.ctx.ca.leafCertFor(certHost.toLowerCase())];
+      clientConn.certificateList = [leaf.certPem];
       const isH2 = tlsSocket.alpnProtocol === "h2";
       // A fresh upstream set that knows whether to offer h2 to the server as this client speaks it.
       const scoped = isH2 ? new ClientUpstreams(this.ctx, clientConn, this.mode, () => this.tlsSettings, true) : upstreams;

@@ -2,27 +2,80 @@
  * sluice's certificate authority: generated once in the confdir, then used to sign leaf
  * certificates per host on the fly.
  *
- * Keys come from Node's native crypto (RSA generation in pure JS takes seconds); node-forge builds
- * and signs the certificates and writes the PKCS#12 bundle, which Node's crypto cannot do.
+ * Certificates are built as ASN.1 structures (`@peculiar/asn1-x509`) and signed by Node's native
+ * crypto: a leaf for a new host is signed on the thread pool, never on the event loop, and
+ * concurrent requests for the same host share one signing. Leaves use one shared ECDSA P-256 key
+ * (TLS handshakes with it cost a fraction of RSA's) or, for clients that accept no ECDSA, one
+ * shared RSA key. node-forge is kept only to write the PKCS#12 bundles, which Node cannot.
+ *
+ * Two processes starting on one fresh confdir must end up with one CA: the CA file is written
+ * under a temporary name and linked into place, which fails if another process got there first;
+ * the loser then loads the winner's.
  */
-import { generateKeyPairSync, randomBytes, createPrivateKey, X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync, statSync } from "node:fs";
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  randomBytes,
+  sign as signSync,
+  X509Certificate,
+  type KeyObject,
+} from "node:crypto";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { createSecureContext, type SecureContext } from "node:tls";
+import { promisify } from "node:util";
+import { sign as signCallback } from "node:crypto";
+import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import {
+  AlgorithmIdentifier,
+  AttributeTypeAndValue,
+  AttributeValue,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  ExtendedKeyUsage,
+  Extension,
+  Extensions,
+  GeneralName,
+  KeyIdentifier,
+  KeyUsage,
+  KeyUsageFlags,
+  Name,
+  RelativeDistinguishedName,
+  SubjectAlternativeName,
+  SubjectKeyIdentifier,
+  SubjectPublicKeyInfo,
+  TBSCertificate,
+  Validity,
+  Version,
+  id_ce_authorityKeyIdentifier,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_subjectKeyIdentifier,
+  id_kp_clientAuth,
+  id_kp_serverAuth,
+} from "@peculiar/asn1-x509";
 import forge from "node-forge";
 
 export const CA_BASENAME = "sluice-ca";
 
 export interface CaFiles {
-  /** Key and certificate in one PEM, mode 0600: what sluice loads. */
+  /** Key and certificate in one PEM, mode 0600: what sluice loads. Never hand it out. */
   keyAndCert: string;
   /** Certificate only, PEM: what clients trust. */
   certPem: string;
   /** Certificate only, DER (.cer): for Windows and Android. */
   certCer: string;
-  /** Certificate and key, PKCS#12 without password: for browsers and Java keystores. */
+  /** Certificate only, PKCS#12 without password: for Windows and Java keystores. */
   p12: string;
+  /** Certificate and private key, PKCS#12, mode 0600 (as mitmproxy's `-ca.p12`): never hand it out. */
+  keyP12: string;
 }
 
 export function caFilesIn(confdir: string): CaFiles {
@@ -31,43 +84,87 @@ export function caFilesIn(confdir: string): CaFiles {
     certPem: join(confdir, `${CA_BASENAME}-cert.pem`),
     certCer: join(confdir, `${CA_BASENAME}-cert.cer`),
     p12: join(confdir, `${CA_BASENAME}-cert.p12`),
+    keyP12: join(confdir, `${CA_BASENAME}.p12`),
   };
+}
+
+/** Which key a leaf certificate carries. */
+export type LeafKeyType = "ecdsa" | "rsa";
+
+/** A leaf certificate for one host, with its key and a TLS context presenting it. */
+export interface LeafCertificate {
+  host: string;
+  keyType: LeafKeyType;
+  certPem: string;
+  keyPem: string;
+  context: SecureContext;
 }
 
 /** Leaf validity stays under 200 days: browsers and Apple platforms refuse longer ones. */
 const LEAF_VALIDITY_DAYS = 190;
 const CA_VALIDITY_YEARS = 10;
-const LEAF_CACHE_SIZE = 1000;
+const LEAF_CACHE_SIZE = 10_000;
+const DAY_MS = 86_400_000;
+
+const OID_CN = "2.5.4.3";
+const OID_O = "2.5.4.10";
+const SHA256_WITH_RSA = "1.2.840.113549.1.1.11";
+const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
+/** DER NULL: RSA signature algorithms carry it as their parameters. */
+const DER_NULL = new Uint8Array([0x05, 0x00]).buffer;
+
+const signAsync = promisify(signCallback);
+
+interface LeafKey {
+  privateKey: KeyObject;
+  keyPem: string;
+  spki: SubjectPublicKeyInfo;
+}
 
 export class CertificateAuthority {
   readonly files: CaFiles;
   readonly certPem: string;
-  private readonly caCert: forge.pki.Certificate;
-  private readonly caKey: forge.pki.rsa.PrivateKey;
-  /** One key for every leaf, as mitmproxy does: generating a key per host would cost ~50 ms each. */
-  /** PEM key shared by every leaf (also what tests use to stand up TLS origins). */
-  readonly leafKeyPem: string;
-  private readonly leafPublicKey: forge.pki.rsa.PublicKey;
-  private readonly contexts = new Map<string, SecureContext>();
-  private readonly leafPems = new Map<string, string>();
+  private readonly caKey: KeyObject;
+  private readonly caName: Name;
+  private readonly caKeyId: ArrayBuffer;
+  private readonly signatureAlgorithm: AlgorithmIdentifier;
+  private readonly signatureAlgorithmDer: Buffer;
+  private readonly ecdsaLeafKey: LeafKey;
+  private rsaLeafKey: Promise<LeafKey> | null = null;
+  /** Finished and in-progress leaves per "keyType host", least recently used first. */
+  private readonly leaves = new Map<string, Promise<LeafCertificate>>();
+  /** Synchronously signed PEMs (leafCertFor), for tools and tests that cannot wait. */
+  private readonly syncPems = new Map<string, string>();
 
-  private constructor(files: CaFiles, keyPem: string, certPem: string) {
+  private constructor(files: CaFiles, caKey: KeyObject, certPem: string) {
     this.files = files;
     this.certPem = certPem;
-    this.caCert = forge.pki.certificateFromPem(certPem);
-    this.caKey = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-    const leaf = generateKeyPairSync("rsa", { modulusLength: 2048 });
-    this.leafKeyPem = leaf.privateKey.export({ type: "pkcs1", format: "pem" }).toString();
-    this.leafPublicKey = forge.pki.publicKeyFromPem(leaf.publicKey.export({ type: "spki", format: "pem" }).toString()) as forge.pki.rsa.PublicKey;
+    this.caKey = caKey;
+    const caCert = AsnConvert.parse(pemToDer(certPem), Certificate);
+    this.caName = caCert.tbsCertificate.subject;
+    const ski = caCert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
+    this.caKeyId = ski ? AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer : keyIdOf(caCert.tbsCertificate.subjectPublicKeyInfo);
+    this.signatureAlgorithm = signatureAlgorithmFor(caKey);
+    this.signatureAlgorithmDer = Buffer.from(AsnConvert.serialize(this.signatureAlgorithm));
+    this.ecdsaLeafKey = leafKeyFrom(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey);
   }
 
-  /** Loads the CA from `confdir`, creating it (and the folder) on first run. */
+  /** PEM key of the ECDSA leaf certificates (what `leafCertFor` certificates carry). */
+  get leafKeyPem(): string {
+    return this.ecdsaLeafKey.keyPem;
+  }
+
+  /**
+   * Loads the CA from `confdir`, creating it (and the folder) on first run. Safe when several
+   * processes start on one fresh confdir at once: they all end up with the CA on disk.
+   */
   static loadOrCreate(confdir: string, log?: (msg: string) => void): CertificateAuthority {
     const files = caFilesIn(confdir);
+    let created = false;
     if (!existsSync(files.keyAndCert)) {
       mkdirSync(confdir, { recursive: true, mode: 0o700 });
-      createCaFiles(files);
-      log?.(`created a new certificate authority in ${confdir}: trust ${files.certPem} (see \`sluice ca\`)`);
+      created = createCaFile(files.keyAndCert);
+      if (created) log?.(`created a new certificate authority in ${confdir}: trust ${files.certPem} (see \`sluice ca\`)`);
     }
     let text: string;
     try {
@@ -75,66 +172,132 @@ export class CertificateAuthority {
     } catch (err) {
       throw new Error(`cannot read the CA file ${files.keyAndCert}: ${(err as Error).message}`);
     }
-    const keyPem = /-----BEGIN (?:RSA )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA )?PRIVATE KEY-----/.exec(text)?.[0];
+    const keyPem = /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC )?PRIVATE KEY-----/.exec(text)?.[0];
     const certPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text)?.[0];
     if (!keyPem || !certPem) {
       throw new Error(`${files.keyAndCert} must hold a private key and a certificate in PEM; move it away to have sluice create a new CA`);
     }
-    const mode = statSync(files.keyAndCert).mode & 0o777;
-    if (mode & 0o077) {
-      chmodSync(files.keyAndCert, 0o600);
-      log?.(`tightened permissions of ${files.keyAndCert} to 0600 (it holds the CA's private key)`);
-    }
-    // forge reads PKCS#1 and PKCS#8 alike only for RSA; normalise through Node.
-    const pkcs1 = createPrivateKey(keyPem).export({ type: "pkcs1", format: "pem" }).toString();
-    return new CertificateAuthority(files, pkcs1, certPem + "\n");
+    tighten(files.keyAndCert, log);
+    const ca = new CertificateAuthority(files, createPrivateKey(keyPem), certPem + "\n");
+    ca.writeMissingFiles(created ? undefined : log);
+    return ca;
   }
 
-  /** A TLS context with a leaf certificate for `host` (DNS name or IP), cached. */
-  secureContextFor(host: string): SecureContext {
+  /**
+   * The certificate files clients use are derived from the key file: any that is missing is
+   * written again (atomically, by rename), and the key-bearing .p12 is kept at 0600.
+   */
+  private writeMissingFiles(log?: (msg: string) => void): void {
+    const der = pemToDer(this.certPem);
+    const missing: string[] = [];
+    const write = (path: string, data: string | Buffer, mode: number) => {
+      if (existsSync(path)) return;
+      writeAtomically(path, data, mode);
+      missing.push(path);
+    };
+    write(this.files.certPem, this.certPem.trim() + "\n", 0o644);
+    write(this.files.certCer, der, 0o644);
+    const forgeCert = forge.pki.certificateFromAsn1(forge.asn1.fromDer(der.toString("binary")));
+    if (existsSync(this.files.p12) && p12HasKey(this.files.p12)) {
+      // Before this name was certificate-only, sluice put the key in it: move the key to the
+      // .p12 whose name says so, and make this one safe to hand out again.
+      unlinkSync(this.files.p12);
+      log?.(`${this.files.p12} held the CA's private key; it now holds only the certificate, and the key bundle is ${this.files.keyP12}`);
+    }
+    write(this.files.p12, pkcs12(null, forgeCert), 0o644);
+    if (this.caKey.asymmetricKeyType === "rsa") {
+      const forgeKey = forge.pki.privateKeyFromPem(this.caKey.export({ type: "pkcs1", format: "pem" }).toString()) as forge.pki.rsa.PrivateKey;
+      write(this.files.keyP12, pkcs12(forgeKey, forgeCert), 0o600);
+      tighten(this.files.keyP12, log);
+    }
+    if (missing.length) log?.(`wrote the missing ${missing.join(", ")} from ${this.files.keyAndCert}`);
+  }
+
+  /**
+   * The leaf certificate for `host` (DNS name or IP): signed on the thread pool the first time,
+   * then cached (10,000 hosts, least recently used out). Concurrent calls for one host share one
+   * signing. This is what TLS interception and custom-certificate tools call.
+   */
+  certificateFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<LeafCertificate> {
     const name = host.toLowerCase();
-    let ctx = this.contexts.get(name);
-    if (ctx) {
-      // Re-insert to keep the map in least-recently-used order.
-      this.contexts.delete(name);
-      this.contexts.set(name, ctx);
-      return ctx;
+    const cacheKey = `${keyType} ${name}`;
+    let leaf = this.leaves.get(cacheKey);
+    if (leaf) {
+      this.leaves.delete(cacheKey);
+      this.leaves.set(cacheKey, leaf);
+      return leaf;
     }
-    const certPem = this.leafCertFor(name);
-    ctx = createSecureContext({ key: this.leafKeyPem, cert: certPem + this.certPem });
-    this.contexts.set(name, ctx);
-    if (this.contexts.size > LEAF_CACHE_SIZE) this.contexts.delete(this.contexts.keys().next().value!);
-    return ctx;
+    leaf = this.makeLeaf(name, keyType);
+    this.leaves.set(cacheKey, leaf);
+    // A failed signing is not cached: the next handshake tries again.
+    leaf.catch(() => this.leaves.get(cacheKey) === leaf && this.leaves.delete(cacheKey));
+    if (this.leaves.size > LEAF_CACHE_SIZE) this.leaves.delete(this.leaves.keys().next().value!);
+    return leaf;
   }
 
-  /** PEM leaf certificate for `host`, signed by the CA (cached with the context). */
+  /** A TLS context presenting the leaf for `host`. */
+  async secureContextFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<SecureContext> {
+    return (await this.certificateFor(host, keyType)).context;
+  }
+
+  /**
+   * PEM ECDSA leaf certificate for `host`, signed synchronously on the calling thread: for tools
+   * and tests that stand up a TLS server with `leafKeyPem`. The proxy uses `certificateFor`.
+   */
   leafCertFor(host: string): string {
-    const cached = this.leafPems.get(host);
-    if (cached) return cached;
-    const cert = forge.pki.createCertificate();
-    cert.publicKey = this.leafPublicKey;
-    cert.serialNumber = serialNumber();
-    const notBefore = new Date(Date.now() - 2 * 86400_000); // tolerate client clock skew
-    const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * 86400_000);
-    cert.validity.notBefore = notBefore;
-    cert.validity.notAfter = notAfter;
-    const cn = host.length <= 64 ? host : host.slice(0, 64);
-    cert.setSubject([{ name: "commonName", value: cn }, { name: "organizationName", value: "sluice" }]);
-    cert.setIssuer(this.caCert.subject.attributes);
-    const altName = isIP(host) ? { type: 7, ip: host } : { type: 2, value: host };
-    cert.setExtensions([
-      { name: "basicConstraints", cA: false, critical: true },
-      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: "extKeyUsage", serverAuth: true },
-      { name: "subjectAltName", altNames: [altName] },
-      { name: "subjectKeyIdentifier" },
-      { name: "authorityKeyIdentifier", keyIdentifier: this.caCert.generateSubjectKeyIdentifier().getBytes() },
-    ]);
-    cert.sign(this.caKey, forge.md.sha256.create());
-    const pem = forge.pki.certificateToPem(cert);
-    this.leafPems.set(host, pem);
-    if (this.leafPems.size > LEAF_CACHE_SIZE) this.leafPems.delete(this.leafPems.keys().next().value!);
+    const name = host.toLowerCase();
+    let pem = this.syncPems.get(name);
+    if (!pem) {
+      const tbs = this.leafTbs(name, this.ecdsaLeafKey);
+      pem = toPem(this.assemble(tbs, signSync("sha256", tbs, this.caKey)));
+      this.syncPems.set(name, pem);
+      if (this.syncPems.size > 1000) this.syncPems.delete(this.syncPems.keys().next().value!);
+    }
     return pem;
+  }
+
+  private async makeLeaf(host: string, keyType: LeafKeyType): Promise<LeafCertificate> {
+    const key = keyType === "rsa" ? await this.rsaKey() : this.ecdsaLeafKey;
+    const tbs = this.leafTbs(host, key);
+    const signature = await signAsync("sha256", tbs, this.caKey);
+    const certPem = toPem(this.assemble(tbs, signature));
+    const context = createSecureContext({ key: key.keyPem, cert: certPem + this.certPem });
+    return { host, keyType, certPem, keyPem: key.keyPem, context };
+  }
+
+  /** The shared RSA leaf key, made on first use (off the event loop: RSA generation takes ~100 ms). */
+  private rsaKey(): Promise<LeafKey> {
+    this.rsaLeafKey ??= promisify(generateKeyPair)("rsa", { modulusLength: 2048 }).then(({ privateKey }) => leafKeyFrom(privateKey));
+    return this.rsaLeafKey;
+  }
+
+  private leafTbs(host: string, key: LeafKey): Buffer {
+    const notBefore = new Date(Date.now() - 2 * DAY_MS); // tolerate client clock skew
+    const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * DAY_MS);
+    const altName = isIP(host) ? new GeneralName({ iPAddress: host }) : new GeneralName({ dNSName: host });
+    const tbs = new TBSCertificate({
+      version: Version.v3,
+      serialNumber: serialNumber(),
+      signature: this.signatureAlgorithm,
+      issuer: this.caName,
+      validity: new Validity({ notBefore, notAfter }),
+      subject: distinguishedName(host.length <= 64 ? host : host.slice(0, 64)),
+      subjectPublicKeyInfo: key.spki,
+      extensions: new Extensions([
+        extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
+        extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment)),
+        extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth])),
+        extension(id_ce_subjectAltName, false, new SubjectAlternativeName([altName])),
+        extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(key.spki))),
+        extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(this.caKeyId) })),
+      ]),
+    });
+    return Buffer.from(AsnConvert.serialize(tbs));
+  }
+
+  /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }. */
+  private assemble(tbsDer: Buffer, signature: Buffer): Buffer {
+    return certificateDer(tbsDer, this.signatureAlgorithmDer, signature);
   }
 
   /** Subject, fingerprint and validity for `sluice ca`. */
@@ -144,44 +307,141 @@ export class CertificateAuthority {
   }
 }
 
-function serialNumber(): string {
+function leafKeyFrom(privateKey: KeyObject): LeafKey {
+  const spkiDer = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  return {
+    privateKey,
+    keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    spki: AsnConvert.parse(spkiDer, SubjectPublicKeyInfo),
+  };
+}
+
+function signatureAlgorithmFor(key: KeyObject): AlgorithmIdentifier {
+  if (key.asymmetricKeyType === "rsa") return new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: DER_NULL });
+  if (key.asymmetricKeyType === "ec") return new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
+  throw new Error(`the CA key is ${key.asymmetricKeyType}; sluice signs with RSA or ECDSA CA keys`);
+}
+
+/** RFC 5280's method 1: SHA-1 of the subjectPublicKey bits. */
+function keyIdOf(spki: SubjectPublicKeyInfo): ArrayBuffer {
+  return new Uint8Array(createHash("sha1").update(new Uint8Array(spki.subjectPublicKey)).digest()).buffer;
+}
+
+function extension(id: string, critical: boolean, value: object): Extension {
+  return new Extension({ extnID: id, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
+}
+
+function distinguishedName(cn: string): Name {
+  return new Name([
+    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_CN, value: new AttributeValue({ utf8String: cn }) })]),
+    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_O, value: new AttributeValue({ utf8String: "sluice" }) })]),
+  ]);
+}
+
+function serialNumber(): ArrayBuffer {
   // Positive 128-bit serial: clear the top bit so DER does not read it as negative.
   const b = randomBytes(16);
   b[0]! &= 0x7f;
-  return b.toString("hex");
+  b[0]! |= 0x01;
+  return new Uint8Array(b).buffer;
 }
 
-function createCaFiles(files: CaFiles): void {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  const keyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
-  const key = forge.pki.privateKeyFromPem(keyPem);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: "spki", format: "pem" }).toString());
-  cert.serialNumber = serialNumber();
-  const notBefore = new Date(Date.now() - 2 * 86400_000);
+function certificateDer(tbs: Buffer, algorithm: Buffer, signature: Buffer): Buffer {
+  const bits = Buffer.concat([derHeader(0x03, signature.length + 1), Buffer.from([0]), signature]);
+  return Buffer.concat([derHeader(0x30, tbs.length + algorithm.length + bits.length), tbs, algorithm, bits]);
+}
+
+function derHeader(tag: number, length: number): Buffer {
+  if (length < 0x80) return Buffer.from([tag, length]);
+  const bytes: number[] = [];
+  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
+  return Buffer.from([tag, 0x80 | bytes.length, ...bytes]);
+}
+
+function toPem(der: Buffer): string {
+  const b64 = der.toString("base64").replace(/.{64}/g, "$&\n");
+  return `-----BEGIN CERTIFICATE-----\n${b64}${b64.endsWith("\n") ? "" : "\n"}-----END CERTIFICATE-----\n`;
+}
+
+function pemToDer(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, ""), "base64");
+}
+
+function tighten(path: string, log?: (msg: string) => void): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    chmodSync(path, 0o600);
+    log?.(`tightened permissions of ${path} to 0600 (it holds the CA's private key)`);
+  }
+}
+
+/** Writes under a temporary name, then renames into place: readers never see half a file. */
+function writeAtomically(path: string, data: string | Buffer, mode: number): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+function pkcs12(key: forge.pki.rsa.PrivateKey | null, cert: forge.pki.Certificate): Buffer {
+  const asn1 = forge.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: "sluice CA" });
+  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), "binary");
+}
+
+function p12HasKey(path: string): boolean {
+  try {
+    const p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(readFileSync(path).toString("binary")));
+    const bags = p12.getBags({ bagType: forge.pki.oids.pkcs8ShroudedKeyBag! })[forge.pki.oids.pkcs8ShroudedKeyBag!] ?? [];
+    const plain = p12.getBags({ bagType: forge.pki.oids.keyBag! })[forge.pki.oids.keyBag!] ?? [];
+    return bags.length + plain.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes a new CA key and self-signed certificate and links it into place as `path` only if no
+ * file is there yet. Returns false when another process created it first (its CA is then used).
+ */
+function createCaFile(path: string): boolean {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const spki = AsnConvert.parse(createPublicKey(privateKey).export({ type: "spki", format: "der" }), SubjectPublicKeyInfo);
+  const notBefore = new Date(Date.now() - 2 * DAY_MS);
   const notAfter = new Date(notBefore);
   notAfter.setFullYear(notAfter.getFullYear() + CA_VALIDITY_YEARS);
-  cert.validity.notBefore = notBefore;
-  cert.validity.notAfter = notAfter;
-  const subject = [
-    { name: "commonName", value: "sluice CA" },
-    { name: "organizationName", value: "sluice" },
-  ];
-  cert.setSubject(subject);
-  cert.setIssuer(subject);
-  cert.setExtensions([
-    { name: "basicConstraints", cA: true, critical: true },
-    { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
-    { name: "extKeyUsage", serverAuth: true, clientAuth: true },
-    { name: "subjectKeyIdentifier" },
+  const algorithm = signatureAlgorithmFor(privateKey);
+  const name = new Name([
+    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_CN, value: new AttributeValue({ utf8String: "sluice CA" }) })]),
+    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_O, value: new AttributeValue({ utf8String: "sluice" }) })]),
   ]);
-  cert.sign(key, forge.md.sha256.create());
-  const certPem = forge.pki.certificateToPem(cert);
-  writeFileSync(files.keyAndCert, keyPem + certPem, { mode: 0o600 });
-  chmodSync(files.keyAndCert, 0o600);
-  writeFileSync(files.certPem, certPem, { mode: 0o644 });
-  writeFileSync(files.certCer, Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), "binary"), { mode: 0o644 });
-  // The .p12 carries the private key too (browsers import it that way), so it is 0600 like the key.
-  const p12 = forge.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: "sluice CA" });
-  writeFileSync(files.p12, Buffer.from(forge.asn1.toDer(p12).getBytes(), "binary"), { mode: 0o600 });
+  const tbs = new TBSCertificate({
+    version: Version.v3,
+    serialNumber: serialNumber(),
+    signature: algorithm,
+    issuer: name,
+    validity: new Validity({ notBefore, notAfter }),
+    subject: name,
+    subjectPublicKeyInfo: spki,
+    extensions: new Extensions([
+      extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: true })),
+      extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)),
+      extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth, id_kp_clientAuth])),
+      extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(spki))),
+    ]),
+  });
+  const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
+  const certPem = toPem(certificateDer(tbsDer, Buffer.from(AsnConvert.serialize(algorithm)), signSync("sha256", tbsDer, privateKey)));
+  const keyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, keyPem + certPem, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw new Error(`cannot create the CA file ${path}: ${(err as Error).message}`);
+  } finally {
+    unlinkSync(tmp);
+  }
 }

@@ -6,6 +6,18 @@
 export interface ClientHelloInfo {
   sni: string | null;
   alpnProtocols: string[];
+  /**
+   * Whether the client can verify an ECDSA certificate: it lists an ECDSA signature algorithm and
+   * either offers TLS 1.3 or an ECDHE-ECDSA cipher suite (TLS 1.2 needs one for an ECDSA key).
+   */
+  acceptsEcdsa: boolean;
+}
+
+/** ecdsa_secp256r1_sha256 … ecdsa_sha1 (RFC 8446 SignatureScheme values). */
+const ECDSA_SIGNATURE_SCHEMES = new Set([0x0403, 0x0503, 0x0603, 0x0203]);
+/** TLS 1.2 ECDHE-ECDSA cipher suites (AES-GCM, AES-CBC, ChaCha20, CCM). */
+function isEcdsaSuite(suite: number): boolean {
+  return (suite >= 0xc006 && suite <= 0xc00a) || suite === 0xc023 || suite === 0xc024 || suite === 0xc02b || suite === 0xc02c || suite === 0xcca9 || (suite >= 0xc0ac && suite <= 0xc0af);
 }
 
 /** True when the first byte is a TLS handshake record. */
@@ -51,10 +63,15 @@ export function parseClientHello(data: Buffer): ClientHelloInfo | "incomplete" |
 function readHelloBody(b: Buffer): ClientHelloInfo {
   let p = 2 + 32; // client_version, random
   p += 1 + b[p]!; // session id
-  p += 2 + b.readUInt16BE(p); // cipher suites
+  const suitesEnd = p + 2 + b.readUInt16BE(p);
+  let ecdsaSuite = false;
+  for (let q = p + 2; q + 2 <= suitesEnd; q += 2) if (isEcdsaSuite(b.readUInt16BE(q))) ecdsaSuite = true;
+  p = suitesEnd;
   p += 1 + b[p]!; // compression methods
-  const info: ClientHelloInfo = { sni: null, alpnProtocols: [] };
+  const info: ClientHelloInfo = { sni: null, alpnProtocols: [], acceptsEcdsa: false };
   if (p + 2 > b.length) return info;
+  let ecdsaSignatures = false;
+  let tls13 = false;
   const extEnd = p + 2 + b.readUInt16BE(p);
   p += 2;
   while (p + 4 <= extEnd) {
@@ -71,6 +88,12 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
         if (nameType === 0) info.sni = ext.subarray(q + 3, q + 3 + nameLen).toString("ascii");
         q += 3 + nameLen;
       }
+    } else if (type === 0x000d) {
+      // signature_algorithms: a list of 2-byte SignatureScheme values
+      for (let q = 2; q + 2 <= ext.length; q += 2) if (ECDSA_SIGNATURE_SCHEMES.has(ext.readUInt16BE(q))) ecdsaSignatures = true;
+    } else if (type === 0x002b) {
+      // supported_versions: TLS 1.3 is 0x0304
+      for (let q = 1; q + 2 <= ext.length; q += 2) if (ext.readUInt16BE(q) === 0x0304) tls13 = true;
     } else if (type === 0x0010) {
       let q = 2;
       while (q < ext.length) {
@@ -80,5 +103,6 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
       }
     }
   }
+  info.acceptsEcdsa = ecdsaSignatures && (tls13 || ecdsaSuite);
   return info;
 }

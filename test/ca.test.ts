@@ -1,0 +1,127 @@
+/**
+ * The CA under concurrency and damage: two processes on one fresh confdir, missing certificate
+ * files, loose permissions, the key-bearing PKCS#12; leaves signed natively (ECDSA P-256, RSA for
+ * clients that accept no ECDSA), concurrent generations for one host sharing one signing.
+ */
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import forge from "node-forge";
+import { CertificateAuthority, caFilesIn } from "../src/proxy/tls/ca.js";
+import { spawnSluice } from "./support/cli.js";
+import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
+import { startSluice } from "./support/sluice.js";
+import { run } from "./support/run.js";
+
+const CURL = ["-s", "-S", "--max-time", "20", "--noproxy", ""];
+
+describe("two processes on one fresh confdir", () => {
+  let origin: Origin | null = null;
+  after(() => origin?.close());
+
+  test("both serve leaves from the CA on disk (curl --cacert), in every trial", async () => {
+    origin = await startOrigin({ tls: true });
+    for (let trial = 0; trial < 2; trial++) {
+      const confdir = join(mkdtempSync(join(tmpdir(), "sluice-race-")), "conf");
+      const args = ["dump", "-p", "0", "--confdir", confdir, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`];
+      const [a, b] = await Promise.all([spawnSluice(args), spawnSluice(args)]);
+      try {
+        const caFile = caFilesIn(confdir).certPem;
+        for (const proxy of [a, b]) {
+          const r = await run("curl", [...CURL, "--cacert", caFile, "-x", `http://127.0.0.1:${proxy.port}`, `${origin.url}/trial${trial}`]);
+          assert.equal(r.code, 0, `trial ${trial}, proxy on ${proxy.port}: ${r.stderr}`);
+        }
+        const created = [a, b].filter((p) => /created a new certificate authority/.test(p.stderr()));
+        assert.equal(created.length, 1, "exactly one process created the CA");
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    }
+  });
+});
+
+describe("CA files", () => {
+  test("missing certificate files beside an existing key are written again; loose key files tightened", () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-ca-files-"));
+    const first = CertificateAuthority.loadOrCreate(confdir);
+    const files = first.files;
+    for (const f of [files.certPem, files.certCer, files.p12, files.keyP12]) rmSync(f);
+    chmodSync(files.keyAndCert, 0o644);
+    const logs: string[] = [];
+    const again = CertificateAuthority.loadOrCreate(confdir, (m) => logs.push(m));
+    assert.equal(again.certPem, first.certPem, "same CA");
+    for (const f of [files.certPem, files.certCer, files.p12, files.keyP12]) assert.ok(existsSync(f), `${f} written again`);
+    assert.equal(new X509Certificate(readFileSync(files.certCer)).fingerprint256, new X509Certificate(first.certPem).fingerprint256);
+    assert.equal(statSync(files.keyAndCert).mode & 0o777, 0o600);
+    assert.equal(statSync(files.keyP12).mode & 0o777, 0o600, "the key-bearing .p12 is private");
+    assert.equal(statSync(files.p12).mode & 0o777, 0o644, "the certificate-only .p12 can be handed out");
+    assert.match(logs.join("\n"), /wrote the missing .*sluice-ca-cert\.pem/);
+    assert.match(logs.join("\n"), /tightened permissions of .*sluice-ca\.pem/);
+
+    chmodSync(files.keyP12, 0o644);
+    CertificateAuthority.loadOrCreate(confdir);
+    assert.equal(statSync(files.keyP12).mode & 0o777, 0o600, "a loose key .p12 is tightened");
+  });
+
+  test("the certificate .p12 holds no key; an old one that did is replaced and the key moves to sluice-ca.p12", () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-ca-p12-"));
+    const ca = CertificateAuthority.loadOrCreate(confdir);
+    const bags = (path: string) => {
+      const p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(readFileSync(path).toString("binary")));
+      const keys = [forge.pki.oids.pkcs8ShroudedKeyBag!, forge.pki.oids.keyBag!].flatMap((t) => p12.getBags({ bagType: t })[t] ?? []);
+      const certs = p12.getBags({ bagType: forge.pki.oids.certBag! })[forge.pki.oids.certBag!] ?? [];
+      return { keys: keys.length, certs: certs.length };
+    };
+    assert.deepEqual(bags(ca.files.p12), { keys: 0, certs: 1 });
+    assert.deepEqual(bags(ca.files.keyP12), { keys: 1, certs: 1 });
+    // What earlier sluice versions wrote under the certificate's name: key and certificate.
+    writeFileSync(ca.files.p12, readFileSync(ca.files.keyP12), { mode: 0o644 });
+    const logs: string[] = [];
+    CertificateAuthority.loadOrCreate(confdir, (m) => logs.push(m));
+    assert.deepEqual(bags(ca.files.p12), { keys: 0, certs: 1 });
+    assert.match(logs.join("\n"), /held the CA's private key; it now holds only the certificate/);
+  });
+});
+
+describe("leaf certificates", () => {
+  test("signed natively: ECDSA P-256 by default, verified by the CA; one signing per host however many ask", async () => {
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    const caCert = new X509Certificate(ca.certPem);
+    const a = ca.certificateFor("Example.COM");
+    const b = ca.certificateFor("example.com");
+    assert.equal(a, b, "concurrent requests for one host share one promise");
+    const leaf = await a;
+    const x = new X509Certificate(leaf.certPem);
+    assert.equal(x.publicKey.asymmetricKeyType, "ec");
+    assert.equal(x.publicKey.asymmetricKeyDetails?.namedCurve, "prime256v1");
+    assert.equal(x.subjectAltName, "DNS:example.com");
+    assert.ok(x.verify(caCert.publicKey));
+    assert.ok(x.checkIssued(caCert));
+    const rsa = new X509Certificate((await ca.certificateFor("example.com", "rsa")).certPem);
+    assert.equal(rsa.publicKey.asymmetricKeyType, "rsa");
+    assert.ok(rsa.verify(caCert.publicKey));
+    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => ca.certificateFor(`h${i}.example.net`)));
+    assert.equal(new Set(many.map((l) => new X509Certificate(l.certPem).serialNumber)).size, 200, "distinct serials");
+    for (const l of many) assert.ok(new X509Certificate(l.certPem).verify(caCert.publicKey));
+  });
+
+  test("curl gets an ECDSA leaf, or an RSA one when its ClientHello offers no ECDSA", async () => {
+    const origin = await startOrigin({ tls: true });
+    const sluice = await startSluice();
+    try {
+      let r = await run("curl", [...CURL, "--cacert", sluice.caCert, "-x", sluice.url, `${origin.url}/ecdsa`]);
+      assert.equal(r.code, 0, r.stderr);
+      r = await run("curl", [...CURL, "--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256", "--cacert", sluice.caCert, "-x", sluice.url, `${origin.url}/rsa`]);
+      assert.equal(r.code, 0, r.stderr);
+      const flows = await sluice.waitForFlows(2);
+      const keyOf = (path: string) => new X509Certificate(flows.find((f) => f.request.path === path)!.clientConn.certificateList[0]!).publicKey.asymmetricKeyType;
+      assert.equal(keyOf("/ecdsa"), "ec");
+      assert.equal(keyOf("/rsa"), "rsa");
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});
