@@ -5,7 +5,7 @@
  * (ceiling-proxies.ts) show what the cheapest Node.js relays reach on the same machine.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const SLUICE = join(here, "..", "..", "bin", "sluice.js");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = 10;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** The long latency run (issue 20: "over 1 minute"). */
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 60);
+/** Clients at once for the accept-queue row. */
+const WIDE = 1000;
+/** The sustained-load memory row: seconds of load, and how often RSS is read. */
+const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 
 interface Row {
   name: string;
@@ -24,6 +30,47 @@ interface Row {
   p50: number;
   p99: number;
   note?: string;
+  requests?: number;
+  /** CPU time the process under test spent per request (µs), from /proc/PID/stat. */
+  cpuUs?: number;
+  /** Over the interleaved rounds: lowest and highest requests/s, lowest and highest CPU per request. */
+  spread?: { rps: [number, number]; cpuUs: [number, number] };
+}
+
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+
+/** User + system CPU time of `pid` so far, in µs (0 where /proc is unreadable). */
+function cpuUsOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+function rssMbOf(pid: number | undefined): number {
+  try {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Number(kb) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Connections the kernel dropped because a listen queue was full, machine-wide (TcpExt ListenOverflows). */
+function listenOverflows(): number {
+  try {
+    const lines = readFileSync("/proc/net/netstat", "utf8").split("\n");
+    const names = lines.find((l) => l.startsWith("TcpExt:"))!.split(" ");
+    const values = lines.filter((l) => l.startsWith("TcpExt:"))[1]!.split(" ");
+    return Number(values[names.indexOf("ListenOverflows")]);
+  } catch {
+    return NaN;
+  }
 }
 
 function which(cmd: string): boolean {
@@ -90,9 +137,10 @@ function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
  * wrk against `url`; with `proxyPort`, requests go to the proxy in absolute form. A one-second
  * warm-up first, unmeasured, so every row is measured after its JIT and connection pools settle.
  */
-export async function wrk(url: string, proxyPort?: number, warmUp = true): Promise<Omit<Row, "name">> {
-  if (warmUp) await wrk(url, proxyPort, false).catch(() => undefined);
-  const args = ["-t1", `-c${CONNECTIONS}`, `-d${warmUp ? SECONDS : 1}s`, "--latency"];
+/** wrk's run; with `pid`, also the CPU that process spent per request during the measured part. */
+export async function wrk(url: string, proxyPort?: number, warmUp = true, connections = CONNECTIONS, seconds = SECONDS, pid?: number): Promise<Omit<Row, "name">> {
+  if (warmUp) await wrk(url, proxyPort, false, connections, 1).catch(() => undefined);
+  const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", ...(connections > 100 ? ["--timeout", "10s"] : [])];
   let target = url;
   if (proxyPort) {
     const script = join(mkdtempSync(join(tmpdir(), "sluice-wrk-")), "proxy.lua");
@@ -100,16 +148,29 @@ export async function wrk(url: string, proxyPort?: number, warmUp = true): Promi
     args.push("-s", script);
     target = `http://127.0.0.1:${proxyPort}`;
   }
+  const cpuBefore = cpuUsOf(pid);
   const out = await runToEnd("wrk", [...args, target]);
+  const cpu = cpuUsOf(pid) - cpuBefore;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const unit = (v: string, u: string) => Number(v) * (u === "us" ? 0.001 : u === "s" ? 1000 : 1);
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
   const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(out);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
-  return { rps, p50: p50 ? unit(p50[1]!, p50[2]!) : NaN, p99: p99 ? unit(p99[1]!, p99[2]!) : NaN, note: errors ? `${errors} non-2xx` : undefined };
+  const socketErrors = /Socket errors: (.*)/.exec(out)?.[1];
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const notes = [errors ? `${errors} non-2xx` : "", socketErrors ? `socket errors: ${socketErrors}` : ""].filter(Boolean);
+  return {
+    rps,
+    requests,
+    cpuUs: pid && requests > 0 ? cpu / requests : undefined,
+    p50: p50 ? unit(p50[1]!, p50[2]!) : NaN,
+    p99: p99 ? unit(p99[1]!, p99[2]!) : NaN,
+    note: notes.join("; ") || undefined,
+  };
 }
 
 async function httpsLoad(proxyPort: number, ca: string, target: string, mode: "keepalive" | "new"): Promise<Omit<Row, "name">> {
+  // The loader takes plain http:// targets too (absolute form through the proxy): one loader for both.
   const out = await runToEnd(process.execPath, [join(here, "https-load.js"), `http://127.0.0.1:${proxyPort}`, ca, target, String(CONNECTIONS), String(SECONDS), mode]);
   const r = JSON.parse(out.trim()) as { rps: number; p50: number; p99: number; errors: number };
   return { rps: r.rps, p50: r.p50, p99: r.p99, note: r.errors ? `${r.errors} errors` : undefined };
@@ -121,12 +182,28 @@ async function curlSpeed(url: string, proxyPort?: number): Promise<number> {
   return Number(await runToEnd("curl", [...args, url]));
 }
 
+/** One row from interleaved rounds: the best round's figures, the spread over all of them. */
+function summarize(rounds: Row[]): Row {
+  const best = rounds.reduce((a, b) => (b.rps > a.rps ? b : a));
+  const rps = rounds.map((r) => r.rps);
+  const cpus = rounds.map((r) => r.cpuUs).filter((c): c is number => c !== undefined && c > 0);
+  return {
+    ...best,
+    cpuUs: cpus.length ? Math.min(...cpus) : undefined,
+    spread: { rps: [Math.min(...rps), Math.max(...rps)], cpuUs: cpus.length ? [Math.min(...cpus), Math.max(...cpus)] : [NaN, NaN] },
+  };
+}
+
 function table(title: string, rows: Row[], baseline: string): string {
   const base = rows.find((r) => r.name === baseline);
-  const lines = [title, `${"".padEnd(34)}${"req/s".padStart(10)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}   ratio`];
+  const withCpu = rows.some((r) => r.cpuUs !== undefined);
+  const head = `${"".padEnd(34)}${"req/s".padStart(10)}${withCpu ? "  (spread)    " : ""}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${withCpu ? "  CPU µs/req (spread)" : ""}   ratio`;
+  const lines = [title, head];
   for (const r of rows) {
     const ratio = base && r !== base ? ` ${(r.rps / base.rps).toFixed(2)}× ${baseline}` : "";
-    lines.push(`${r.name.padEnd(34)}${r.rps.toFixed(0).padStart(10)}${r.p50.toFixed(2).padStart(9)}${r.p99.toFixed(2).padStart(9)}  ${ratio}${r.note ? `  (${r.note})` : ""}`);
+    const spread = withCpu ? (r.spread ? `  ${`${r.spread.rps[0].toFixed(0)}–${r.spread.rps[1].toFixed(0)}`.padEnd(12)}` : "".padEnd(14)) : "";
+    const cpu = withCpu ? (r.cpuUs ? `  ${r.cpuUs.toFixed(0).padStart(5)} (${r.spread ? `${r.spread.cpuUs[0].toFixed(0)}–${r.spread.cpuUs[1].toFixed(0)}` : "-"})`.padEnd(20) : "".padEnd(20)) : "";
+    lines.push(`${r.name.padEnd(34)}${r.rps.toFixed(0).padStart(10)}${spread}${r.p50.toFixed(2).padStart(9)}${r.p99.toFixed(2).padStart(9)}${cpu}  ${ratio}${r.note ? `  (${r.note})` : ""}`);
   }
   return lines.join("\n");
 }
@@ -147,48 +224,75 @@ export async function benchProxy(): Promise<string> {
     const reversePort = Number(reverse.match[1]);
     const regularPort = Number(regular.match[1]);
     const sluiceCa = join(confdir, "sluice-ca-cert.pem");
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleRss = rssMbOf(regular.child.pid);
     const ceilings = await start(process.execPath, [join(here, "ceiling-proxies.js"), String(ports.http)], /(\{.*\})\n/, "stdout");
     children.push(ceilings.child);
     const ceilingPorts = JSON.parse(ceilings.match[1]!) as { minimal: number; relay: number };
 
     let mitmPort: number | null = null;
     let mitmCa: string | null = null;
+    let mitmPid: number | undefined;
     if (existsSync("/usr/bin/mitmdump")) {
       const mitmConf = mkdtempSync(join(tmpdir(), "sluice-bench-mitm-"));
       mitmPort = await freePort();
       const mitm = spawn("/usr/bin/mitmdump", ["-q", "--listen-host", "127.0.0.1", "-p", String(mitmPort), "--set", `confdir=${mitmConf}`, "--set", "ssl_insecure=true"], { stdio: "ignore" });
       children.push(mitm);
+      mitmPid = mitm.pid;
       await waitForPort(mitmPort);
       mitmCa = join(mitmConf, "mitmproxy-ca-cert.pem");
     }
 
     const target = `http://127.0.0.1:${ports.http}/`;
     if (which("wrk")) {
+      // Each row names the process whose CPU it costs: the proxy under test (the origin for "direct").
       type Run = [name: string, run: () => Promise<Omit<Row, "name">>];
       const runs: Run[] = [
-        ["direct", () => wrk(target)],
-        ["sluice reverse", () => wrk(`http://127.0.0.1:${reversePort}/`)],
-        ["sluice regular", () => wrk(target, regularPort)],
-        ...(mitmPort ? [["mitmdump regular", () => wrk(target, mitmPort)] satisfies Run] : []),
-        ["ceiling: minimal Node proxy", () => wrk(target, ceilingPorts.minimal)],
+        ["direct", () => wrk(target, undefined, true, CONNECTIONS, SECONDS, origin.child.pid)],
+        ["sluice reverse", () => wrk(`http://127.0.0.1:${reversePort}/`, undefined, true, CONNECTIONS, SECONDS, reverse.child.pid)],
+        ["sluice regular", () => wrk(target, regularPort, true, CONNECTIONS, SECONDS, regular.child.pid)],
+        ...(mitmPort ? [["mitmdump regular", () => wrk(target, mitmPort, true, CONNECTIONS, SECONDS, mitmPid)] satisfies Run] : []),
+        ["floor: minimal Node proxy", () => wrk(target, ceilingPorts.minimal, true, CONNECTIONS, SECONDS, ceilings.child.pid)],
       ];
-      // This machine's load swings between runs: rounds are interleaved and each row keeps its best.
-      const rows: Row[] = runs.map(([name]) => ({ name, rps: 0, p50: NaN, p99: NaN }));
+      // This machine's load swings between runs: rounds are interleaved; each row reports its best
+      // round (highest req/s, lowest CPU per request) and the spread over all rounds.
+      const all: Row[][] = runs.map(() => []);
       for (let round = 0; round < ROUNDS; round++) {
         for (const [i, [name, run]] of runs.entries()) {
           progress(`${name}, round ${round + 1} of ${ROUNDS} (${SECONDS + 1} s)`);
-          const r = await run();
-          if (r.rps > rows[i]!.rps) rows[i] = { name, ...r };
+          all[i]!.push({ name, ...(await run()) });
         }
       }
-      out.push(table(`1 KiB GET over HTTP, keep-alive, ${CONNECTIONS} connections, ${SECONDS}s after a 1 s warm-up, best of ${ROUNDS} interleaved rounds (wrk)`, rows, "direct"));
+      const rows: Row[] = all.map((rounds) => summarize(rounds));
+      out.push(table(`1 KiB GET over HTTP, keep-alive, ${CONNECTIONS} connections, ${SECONDS}s after a 1 s warm-up, best of ${ROUNDS} interleaved rounds (wrk); CPU per request of the proxy process from /proc`, rows, "direct"));
       const direct = rows[0]!;
+      const floor = rows.at(-1)!;
       const added = rows.slice(1, 3).map((r) => `${r.name} +${(r.p50 - direct.p50).toFixed(2)} ms`).join(", ");
       out.push(`added p50 latency: ${added}`);
+      for (const r of rows.slice(1, 3)) {
+        if (r.cpuUs && floor.cpuUs) out.push(`CPU per request, ${r.name} / floor: ${r.cpuUs.toFixed(0)} / ${floor.cpuUs.toFixed(0)} µs = ${(r.cpuUs / floor.cpuUs).toFixed(2)}× (target ≤ 1.3×)`);
+      }
       const mitm = rows.find((r) => r.name === "mitmdump regular");
       if (mitm) out.push(`sluice regular / mitmdump regular: ${(rows[2]!.rps / mitm.rps).toFixed(1)}× requests/s`);
-      const ceiling = rows.at(-1)!;
-      out.push(`ceiling (node:http + undici Pool, no flows or hooks) / mitmdump: ${mitm ? `${(ceiling.rps / mitm.rps).toFixed(1)}×` : "n/a"}; sluice regular reaches ${((rows[2]!.rps / ceiling.rps) * 100).toFixed(0)}% of that ceiling`);
+      out.push(`floor (node:http + undici Pool, no flows or hooks) / mitmdump: ${mitm ? `${(floor.rps / mitm.rps).toFixed(1)}×` : "n/a"}; sluice regular reaches ${((rows[2]!.rps / floor.rps) * 100).toFixed(0)}% of the floor's requests/s`);
+
+      // Tail latency over a longer run, and a thousand clients at once (accept-queue overflows).
+      progress(`latency over ${LATENCY_SECONDS} s at c=${CONNECTIONS}: direct, then sluice regular`);
+      const longDirect = await wrk(target, undefined, true, CONNECTIONS, LATENCY_SECONDS);
+      const longSluice = await wrk(target, regularPort, true, CONNECTIONS, LATENCY_SECONDS);
+      out.push(
+        `\nlatency over ${LATENCY_SECONDS} s at c=${CONNECTIONS} (wrk): direct p50 ${longDirect.p50.toFixed(2)} / p99 ${longDirect.p99.toFixed(2)} ms; ` +
+          `sluice regular p50 ${longSluice.p50.toFixed(2)} / p99 ${longSluice.p99.toFixed(2)} ms; added p50 ${(longSluice.p50 - longDirect.p50).toFixed(2)} ms (target < 0.8), ` +
+          `p99 ${(longSluice.p99 - longDirect.p99).toFixed(2)} ms (target < 5)${longSluice.note ? ` (${longSluice.note})` : ""}`,
+      );
+      progress(`c=${WIDE} for ${SECONDS} s against sluice regular`);
+      const overflowsBefore = listenOverflows();
+      const wide = await wrk(target, regularPort, true, WIDE, SECONDS);
+      const overflows = listenOverflows() - overflowsBefore;
+      out.push(
+        `c=${WIDE} through sluice regular (wrk, ${SECONDS} s after a warm-up): ${wide.rps.toFixed(0)} req/s, p50 ${wide.p50.toFixed(2)} ms, p99 ${wide.p99.toFixed(2)} ms (target < 200), ` +
+          `listen-queue overflows during the run: ${Number.isNaN(overflows) ? "unknown (/proc/net/netstat unreadable)" : overflows}${wide.note ? ` (${wide.note})` : ""}`,
+      );
     } else {
       out.push("wrk is not installed (apt-get install -y wrk): plain-HTTP rows skipped");
     }
@@ -197,8 +301,35 @@ export async function benchProxy(): Promise<string> {
     for (const mode of ["keepalive", "new"] as const) {
       progress(`HTTPS through CONNECT, ${mode === "new" ? "a new TLS connection per request" : "keep-alive"}`);
       const rows: Row[] = [{ name: "sluice regular (CONNECT, TLS)", ...(await httpsLoad(regularPort, sluiceCa, httpsTarget, mode)) }];
+      if (mode === "keepalive") {
+        // The same loader over plain HTTP: the ratio the HTTPS target is stated in.
+        const plain = await httpsLoad(regularPort, sluiceCa, target, mode);
+        rows.push({ name: "sluice regular, plain HTTP", ...plain });
+        out.push(`\nHTTPS intercepted / plain HTTP through sluice, keep-alive, same loader: ${((rows[0]!.rps / plain.rps) * 100).toFixed(0)}% (target ≥ 70%)`);
+      }
       if (mitmPort && mitmCa) rows.push({ name: "mitmdump regular (CONNECT, TLS)", ...(await httpsLoad(mitmPort, mitmCa, httpsTarget, mode)) });
       out.push(table(`\n1 KiB GET over HTTPS intercepted, ${mode === "new" ? "new TLS connection per request" : "keep-alive"}, ${CONNECTIONS} connections (undici loader)`, rows, "mitmdump regular (CONNECT, TLS)"));
+    }
+
+    if (which("wrk")) {
+      // Memory under sustained load: sluice dump as it ships (its small view) and with the view the
+      // console and web UI keep, each in a fresh process.
+      const lines = [`\nsluice dump RSS (MB): idle after start ${idleRss.toFixed(0)} (target ≤ 70); under ${MEMORY_SECONDS} s of wrk c=${CONNECTIONS} load, sampled every ${MEMORY_SECONDS / 6} s (target ≤ 120):`];
+      for (const [label, extra] of [["dump (view 1000 flows, 16m)", []], ["console/web-sized view (50000 flows, 256m)", ["--set", "view_max_flows=50000", "--set", "view_max_bytes=256m"]]] as const) {
+        const proc = await start(process.execPath, [SLUICE, "dump", ...common, ...extra], /listening at [^\s]+:(\d+)/);
+        children.push(proc.child);
+        progress(`memory over ${MEMORY_SECONDS} s: ${label}`);
+        const samples: string[] = [];
+        const load = wrk(target, Number(proc.match[1]), false, CONNECTIONS, MEMORY_SECONDS);
+        for (let t = 1; t <= 6; t++) {
+          await new Promise((r) => setTimeout(r, (MEMORY_SECONDS / 6) * 1000));
+          samples.push(rssMbOf(proc.child.pid).toFixed(0));
+        }
+        const done = await load;
+        lines.push(`  ${label.padEnd(44)} ${samples.join(" → ")}  (${((done.requests ?? 0) / 1000).toFixed(0)}k requests)`);
+        proc.child.kill("SIGKILL");
+      }
+      out.push(lines.join("\n"));
     }
 
     if (which("curl")) {

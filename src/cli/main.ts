@@ -6,8 +6,6 @@ import { Intercept } from "../addons/intercept.js";
 import { Save } from "../addons/save.js";
 import { ServerReplay } from "../addons/server-replay.js";
 import { ClientReplay } from "../addons/client-replay.js";
-import { ConsoleAddon } from "../ui/console/console-addon.js";
-import { WebUi } from "../ui/web/web-ui.js";
 import { Shaping } from "../addons/shaping.js";
 import { Faults } from "../addons/faults.js";
 import { AdminApi } from "../addons/admin-api.js";
@@ -20,6 +18,7 @@ import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
 import { filterHelpText } from "../core/filter.js";
 import { Master } from "../proxy/master.js";
+import { DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
 import type { Addon } from "../core/addons.js";
@@ -120,7 +119,7 @@ async function runDump(argv: string[]): Promise<void> {
   // -n -C FILE: replay through a private listener on a free port, then exit.
   const replayOnly = args.noServer && !!args.set.client_replay;
   if (replayOnly) Object.assign(args.set, { listen_host: "127.0.0.1", listen_port: "0" });
-  const master = new Master({ set: args.set, addons, log });
+  const master = new Master({ set: args.set, addons, log, view: DUMP_VIEW });
   try {
     await master.configure();
   } catch (err) {
@@ -204,6 +203,8 @@ async function runConsole(argv: string[]): Promise<void> {
   if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
   // Log lines go to the console's event log (E), not over the screen.
   const log = new LineLogger(args.verbose ? "debug" : "info", () => {});
+  // Loaded only here: the console's React and ink would cost sluice dump ~20 MB it never uses.
+  const { ConsoleAddon } = await import("../ui/console/console-addon.js");
   const output = new ConsoleAddon();
   const master = new Master({ set: args.set, addons: frontEndAddons(output), log });
   try {
@@ -248,6 +249,7 @@ async function runWeb(argv: string[]): Promise<void> {
   delete args.set.flow_detail;
   if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
+  const { WebUi } = await import("../ui/web/web-ui.js");
   const web = new WebUi();
   const master = new Master({ set: args.set, addons: frontEndAddons(web), log });
   try {

@@ -9,6 +9,7 @@ export function registerCoreOptions(options: Options): void {
   options.add({ name: "mode", type: "string", default: "regular", help: "Proxy mode: regular, reverse:URL or upstream:URL" });
   options.add({ name: "listen_host", type: "string", default: "127.0.0.1", help: "Address to listen on (127.0.0.1 keeps the proxy private to this machine)" });
   options.add({ name: "listen_port", type: "int", default: 8080, help: "Port to listen on (0 picks a free one)" });
+  options.add({ name: "backlog", type: "int", default: 4096, help: "Connections the kernel queues for the proxy before it accepts them (capped by net.core.somaxconn); Node's default of 511 overflows at ~1000 concurrent clients" });
   options.add({ name: "confdir", type: "string", default: DEFAULT_CONFDIR, help: "Folder for the CA and the config file" });
   options.add({ name: "leaf_key_type", type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" });
   options.add({ name: "ssl_insecure", type: "bool", default: false, help: "Do not verify upstream server certificates" });

@@ -48,9 +48,21 @@ export interface ServerConnection extends Connection {
   via: string | null;
 }
 
+/**
+ * Ids for flows and connections: UUID-shaped like mitmproxy's, made of a random prefix drawn once
+ * per process and a counter, so unique across runs and processes without drawing randomness (and
+ * refilling the entropy pool) for every flow.
+ */
+const ID_PREFIX = randomUUID().slice(0, 24);
+let idCounter = 0;
+
+export function newId(): string {
+  return ID_PREFIX + (idCounter++).toString(16).padStart(12, "0");
+}
+
 function baseConnection(): Connection {
   return {
-    id: randomUUID(),
+    id: newId(),
     peername: null,
     sockname: null,
     tls: false,
@@ -333,7 +345,7 @@ export class HTTPFlow {
   /** How a kill ends the client connection: a normal close, or a TCP reset (RST). */
   killMode: "close" | "reset" = "close";
 
-  constructor(clientConn: ClientConnection, serverConn: ServerConnection, request: Request, id: string = randomUUID()) {
+  constructor(clientConn: ClientConnection, serverConn: ServerConnection, request: Request, id: string = newId()) {
     this.clientConn = clientConn;
     this.serverConn = serverConn;
     this.request = request;

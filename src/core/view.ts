@@ -9,6 +9,21 @@ import type { Addon, AddonContext } from "./addons.js";
 import type { HTTPFlow } from "./flow.js";
 import { compileFilter, type FlowPredicate } from "./filter.js";
 
+/** How much the view keeps by default. */
+export interface ViewLimits {
+  maxFlows: number;
+  maxBytes: number;
+}
+
+/** The console and web UI browse history: they keep a lot (~5 KB per small flow, ~230 MB at 50,000). */
+export const BROWSING_VIEW: ViewLimits = { maxFlows: 50_000, maxBytes: 256 * 1024 * 1024 };
+
+/**
+ * `sluice dump` prints each flow as it ends; its view only serves commands on recent flows (the
+ * admin API, replay), so it stays sidecar-sized (README "Memory").
+ */
+export const DUMP_VIEW: ViewLimits = { maxFlows: 1000, maxBytes: 16 * 1024 * 1024 };
+
 export type ViewListener = (event: "add" | "update" | "remove" | "clear", flow: HTTPFlow | null) => void;
 
 export class FlowView implements Addon {
@@ -17,19 +32,25 @@ export class FlowView implements Addon {
   private byId = new Map<string, HTTPFlow>();
   private listeners: ViewListener[] = [];
   private shownFilter: FlowPredicate | null = null;
-  private max = 50_000;
-  private maxBytes = 256 * 1024 * 1024;
+  private max: number;
+  private maxBytes: number;
   /** Body bytes of the flows in the view, as counted when each flow last changed. */
   private bytes = 0;
-  private counted = new WeakMap<HTTPFlow, number>();
+  /** Per flow id, its body bytes as counted: a plain map, cleared as flows leave (no WeakMap per flow). */
+  private counted = new Map<string, number>();
   private ctx: AddonContext | null = null;
   focusId: string | null = null;
+
+  constructor(private readonly defaults: ViewLimits = BROWSING_VIEW) {
+    this.max = defaults.maxFlows;
+    this.maxBytes = defaults.maxBytes;
+  }
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
     ctx.options.add({ name: "view_filter", type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" });
-    ctx.options.add({ name: "view_max_flows", type: "int", default: 50_000, help: "Flows kept in the view; the oldest finished ones are dropped past this" });
-    ctx.options.add({ name: "view_max_bytes", type: "size", default: 256 * 1024 * 1024, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this" });
+    ctx.options.add({ name: "view_max_flows", type: "int", default: this.defaults.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 50000 in the console and web UI, 1000 in sluice dump)" });
+    ctx.options.add({ name: "view_max_bytes", type: "size", default: this.defaults.maxBytes, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this (default 256m in the console and web UI, 16m in sluice dump)" });
   }
 
   configure(updated: Set<string>): void {
@@ -83,21 +104,21 @@ export class FlowView implements Addon {
   /** Re-counts a flow's body bytes; trims when the view holds too many. */
   private count(flow: HTTPFlow): void {
     const size = (flow.request.content?.length ?? 0) + (flow.response?.content?.length ?? 0);
-    this.bytes += size - (this.counted.get(flow) ?? 0);
-    this.counted.set(flow, size);
+    this.bytes += size - (this.counted.get(flow.id) ?? 0);
+    this.counted.set(flow.id, size);
     if (this.bytes > this.maxBytes) this.trimBytes(flow);
   }
 
   private uncount(flow: HTTPFlow): void {
-    this.bytes -= this.counted.get(flow) ?? 0;
-    this.counted.delete(flow);
+    this.bytes -= this.counted.get(flow.id) ?? 0;
+    this.counted.delete(flow.id);
   }
 
   /** Drops the oldest finished flows until the kept bodies are down to 90% of the byte cap. */
   private trimBytes(keep: HTTPFlow): void {
     const target = Math.floor(this.maxBytes * 0.9);
     this.flows = this.flows.filter((f) => {
-      if (this.bytes > target && f !== keep && !f.live && !f.intercepted && !f.marked && (this.counted.get(f) ?? 0) > 0) {
+      if (this.bytes > target && f !== keep && !f.live && !f.intercepted && !f.marked && (this.counted.get(f.id) ?? 0) > 0) {
         this.uncount(f);
         this.byId.delete(f.id);
         return false;
@@ -119,7 +140,7 @@ export class FlowView implements Addon {
     this.flows = [];
     this.byId.clear();
     this.bytes = 0;
-    this.counted = new WeakMap();
+    this.counted.clear();
     this.focusId = null;
     this.emit("clear", null);
   }

@@ -7,7 +7,7 @@ import { registerCoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
-import { FlowView } from "../core/view.js";
+import { FlowView, type ViewLimits } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
 import { registerClientLimitOptions } from "./client-limits.js";
 import { InProcessState, type SharedState } from "../core/shared-state.js";
@@ -29,6 +29,8 @@ export interface MasterInit {
   log?: LineLogger;
   /** Where rate budgets and adaptive rates live (default: this process's memory). */
   state?: SharedState;
+  /** Default size of the flow view (`view_max_flows`, `view_max_bytes`); `sluice dump` keeps a small one. */
+  view?: ViewLimits;
 }
 
 export class Master {
@@ -39,12 +41,13 @@ export class Master {
   server: ProxyServer | null = null;
   readonly context: AddonContext;
   /** The flows this front end knows about; commands select from it. */
-  readonly view = new FlowView();
+  readonly view: FlowView;
   readonly commands = new CommandManager(() => this.view);
   /** Every address sluice listens on; the proxy refuses to forward to them. */
   readonly ownListeners = new OwnListeners();
 
   constructor(init: MasterInit = {}) {
+    this.view = new FlowView(init.view);
     this.log = init.log ?? new LineLogger();
     setFilterNotice((m) => this.log.warn(m));
     this.addons = new AddonManager(this.log);

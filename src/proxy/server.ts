@@ -127,6 +127,8 @@ export class ProxyServer {
   listen(): Promise<net.AddressInfo> {
     const host = this.ctx.options.get<string>("listen_host");
     const port = this.ctx.options.get<number>("listen_port");
+    const backlog = this.ctx.options.get<number>("backlog");
+    if (!(backlog > 0)) return Promise.reject(new Error(`backlog must be a positive number of connections, got ${backlog}`));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         if (err.code === "EADDRINUSE") reject(new Error(`cannot listen on ${host}:${port}: the port is in use; pick another with -p PORT`));
@@ -134,7 +136,7 @@ export class ProxyServer {
         else reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
       };
       this.listener.once("error", onError);
-      this.listener.listen(port, host, () => {
+      this.listener.listen(port, host, backlog, () => {
         this.listener.removeListener("error", onError);
         const address = this.listener.address() as net.AddressInfo;
         this.unregister = this.ctx.ownListeners.register("proxy", address);
