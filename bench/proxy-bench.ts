@@ -77,11 +77,14 @@ function which(cmd: string): boolean {
   return (process.env.PATH ?? "").split(":").some((d) => existsSync(join(d, cmd)));
 }
 
-export function start(cmd: string, args: string[], readyPattern: RegExp, stream: "stdout" | "stderr" = "stderr"): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+export function start(cmd: string, args: string[], readyPattern: RegExp, stream: "stdout" | "stderr" = "stderr", timeoutMs = 30_000): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let text = "";
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${text}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${cmd} did not start within ${timeoutMs / 1000} s: ${text}`));
+    }, timeoutMs);
     child[stream]!.on("data", (c: Buffer) => {
       text += c.toString();
       const m = readyPattern.exec(text);

@@ -55,7 +55,7 @@ export async function benchWeb(): Promise<string> {
     await writeCapture(capture, FLOWS);
     const confdir = join(dir, "conf");
     progress("starting sluice web -r capture");
-    const loaded = await start(process.execPath, [SLUICE, "web", "-r", capture, "-p", "0", "--set", "web_port=0", "--confdir", confdir, "--set", `view_max_flows=${FLOWS * 2}`], /web UI at (\S+)/);
+    const loaded = await start(process.execPath, [SLUICE, "web", "-r", capture, "-p", "0", "--set", "web_port=0", "--confdir", confdir, "--set", `view_max_flows=${FLOWS * 2}`], /web UI at (\S+)/, "stderr", 600_000);
     children.push(loaded.child);
     const url = loaded.match[1]!;
     const rssLoaded = rssOf(loaded.child.pid!);

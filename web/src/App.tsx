@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { getStore, run, say, send, useStore } from "./conn";
 import { FlowList } from "./FlowList";
 import { FlowDetailPane } from "./FlowDetail";
@@ -33,6 +33,7 @@ export function App() {
   const message = useStore((s) => s.message);
   const rows = useStore((s) => s.rows);
   const [highlight, setHighlight] = useState("");
+  const openDetail = useCallback(() => setDetailOpen(true), []);
   const filterRef = useRef<HTMLInputElement>(null);
   const interceptRef = useRef<HTMLInputElement>(null);
   const highlightRef = useRef<HTMLInputElement>(null);
@@ -133,7 +134,7 @@ export function App() {
             <FlowMenu />
           </div>
           <main className={detailOpen ? "flows split" : "flows"}>
-            <FlowList onOpen={() => setDetailOpen(true)} />
+            <FlowList onOpen={openDetail} />
             {detailOpen && <FlowDetailPane onClose={() => setDetailOpen(false)} />}
           </main>
         </>

@@ -1,4 +1,4 @@
-import { useEffect, useLayoutEffect, useRef, useState } from "react";
+import { memo, useEffect, useLayoutEffect, useRef, useState } from "react";
 import { send, useStore } from "./conn";
 import type { FlowSummary } from "./types";
 import { clock, humanDuration, humanSize, shortType } from "./format";
@@ -112,7 +112,17 @@ export function FlowList({ onOpen }: { onOpen(): void }) {
   );
 }
 
-function Row({ flow, index, focused, onOpen }: { flow: FlowSummary; index: number; focused: boolean; onOpen(): void }) {
+interface RowProps {
+  flow: FlowSummary;
+  index: number;
+  focused: boolean;
+  onOpen(): void;
+}
+
+/** A row redraws only when its flow changed (its version), moved, or gained or lost the focus or highlight. */
+const Row = memo(RowView, (a: RowProps, b: RowProps) => a.flow.id === b.flow.id && a.flow.v === b.flow.v && a.flow.highlight === b.flow.highlight && a.index === b.index && a.focused === b.focused && a.onOpen === b.onOpen);
+
+function RowView({ flow, index, focused, onOpen }: RowProps) {
   const m = flow.marks;
   const classes = ["flow-row", `k-${flow.kind}`];
   if (focused) classes.push("focused");

@@ -31,6 +31,7 @@ export interface FlowSummary {
   kind: FlowKind;
   marks: FlowMarks;
   highlight?: boolean;
+  v?: number;
 }
 
 export interface FilterProblem {

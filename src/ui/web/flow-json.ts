@@ -43,6 +43,8 @@ export interface FlowSummary {
   kind: FlowKind;
   marks: FlowMarks;
   highlight?: boolean;
+  /** Changes whenever the flow does: the page redraws a row only when this moves. */
+  v?: number;
 }
 
 function contentType(m: Message | null): string {

@@ -8,6 +8,7 @@ import type { HTTPFlow } from "../../core/flow.js";
 import type { FlowView } from "../../core/view.js";
 import { compileFilter, FilterSyntaxError, type FlowPredicate } from "../../core/filter.js";
 import { summaryOf, type FlowSummary } from "./flow-json.js";
+import { flowVersions } from "./versions.js";
 
 export type SortColumn = "time" | "method" | "url" | "status" | "type" | "size" | "duration";
 export const SORT_COLUMNS: readonly SortColumn[] = ["time", "method", "url", "status", "type", "size", "duration"];
@@ -223,6 +224,7 @@ export class LiveView {
     const rows: FlowSummary[] = [];
     for (let i = offset; i < Math.min(total, offset + this.limit); i++) {
       const s = summaryOf(flows[i]!);
+      s.v = flowVersions.get(flows[i]!) ?? 0;
       if (this.highlight?.(flows[i]!)) s.highlight = true;
       rows.push(s);
     }

@@ -10,6 +10,7 @@ import type { AddonContext } from "../../core/addons.js";
 import type { LineLogger, LogEntry } from "../../core/log.js";
 import { LiveView, checkFilter, type FilterProblem } from "./live-view.js";
 import { detailOf } from "./flow-json.js";
+import { bumpVersion, flowVersions } from "./versions.js";
 import { faultsPage, optionsPage, retriesPage, shapingPage } from "./pages.js";
 import { applyMessageText, messageAsText } from "../console/editor.js";
 import { quoteWord } from "../console/controller.js";
@@ -29,11 +30,6 @@ type Incoming =
   | { type: "export"; reqId: number; id: string; format: string }
   | { type: "pages"; pages: PageName[] };
 
-/** Something changed for a flow: bumped by the web addon on every hook, read to resend an open detail. */
-export const flowVersions = new WeakMap<HTTPFlow, number>();
-export function bumpVersion(flow: HTTPFlow): void {
-  flowVersions.set(flow, (flowVersions.get(flow) ?? 0) + 1);
-}
 
 export class Session {
   readonly live: LiveView;

@@ -20,7 +20,8 @@ import type { HTTPFlow } from "../../core/flow.js";
 import { decodeBody } from "../../core/encoding.js";
 import { readFlowFile } from "../../store/index.js";
 import { refusal, type GuardConfig } from "./guard.js";
-import { Session, bumpVersion } from "./session.js";
+import { Session } from "./session.js";
+import { bumpVersion } from "./versions.js";
 import { quoteWord } from "../console/controller.js";
 
 /** Where `vite build` puts the page: dist/web, beside the compiled dist/src. */
@@ -63,6 +64,8 @@ export class WebUi implements Addon {
     ctx.options.add({ name: "web_port", type: "int", default: 8081, help: "Port of the web UI (sluice web); 0 picks a free one" });
     ctx.options.add({ name: "web_host", type: "string", default: "127.0.0.1", help: "Address the web UI listens on (127.0.0.1 keeps it private to this machine)" });
     ctx.options.add({ name: "web_password", type: "string", default: "", help: "Token for the web UI (?token=…); random per start when empty" });
+    // Commands (mark, comment, flow.set, …) change flows through the view: those count as changes too.
+    ctx.view.onChange((_event, flow) => flow && bumpVersion(flow));
     ctx.options.add({ name: "web_open_browser", type: "bool", default: false, help: "Open the web UI in the system's browser when sluice web starts" });
   }
 
