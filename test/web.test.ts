@@ -290,6 +290,7 @@ describe("sluice web in chromium", () => {
 
   test("an option set on the Options page applies; a bad value shows its error inline", async () => {
     await page.getByRole("button", { name: "Options" }).click();
+    assert.equal(await page.locator("tr[data-option=view_max_flows] input").inputValue(), "100000", "sluice web keeps a larger view than dump");
     const field = page.locator("tr[data-option=connect_timeout] input");
     await field.fill("soon");
     await field.press("Enter");

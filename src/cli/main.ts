@@ -241,6 +241,9 @@ It prints the UI's URL with its token (?token=…): the page, its API and its We
 requests without it, for another Host, or from another origin.
 `;
 
+/** The web UI's default view size: 100,000 flows stay fluid in the page (see the README for the memory it costs). */
+const WEB_VIEW_MAX_FLOWS = 100_000;
+
 /** \`sluice web\`: the proxy with the browser UI as its front end. */
 async function runWeb(argv: string[]): Promise<void> {
   const args = parseProxyArgs(argv);
@@ -257,6 +260,9 @@ async function runWeb(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
+  // People browse here: keep twice dump's view unless the command line or config file chose a size.
+  const viewSpec = master.options.spec("view_max_flows");
+  if (args.set.view_max_flows === undefined && viewSpec && master.options.get("view_max_flows") === viewSpec.default) master.options.update({ view_max_flows: WEB_VIEW_MAX_FLOWS });
   if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
   let address;
   try {

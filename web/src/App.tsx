@@ -31,7 +31,10 @@ export function App() {
   const connected = useStore((s) => s.connected);
   const closedReason = useStore((s) => s.closedReason);
   const message = useStore((s) => s.message);
-  const rows = useStore((s) => s.rows);
+  // Narrow selections: a new page of rows (ten times a second) must not redraw the whole app.
+  const filterError = useStore((s) => s.rows?.filterError ?? null);
+  const highlightError = useStore((s) => s.rows?.highlightError ?? null);
+  const progress = useStore((s) => s.rows?.progress ?? null);
   const [highlight, setHighlight] = useState("");
   const openDetail = useCallback(() => setDetailOpen(true), []);
   const filterRef = useRef<HTMLInputElement>(null);
@@ -106,16 +109,16 @@ export function App() {
               name="filter"
               inputRef={filterRef}
               value={state?.viewFilter ?? ""}
-              error={rows?.filterError ?? null}
+              error={filterError}
               onApply={(expr) => send({ type: "view", filter: expr })}
-              progress={rows?.progress ?? null}
+              progress={progress}
             />
             <FilterBox
               label="Highlight"
               name="highlight"
               inputRef={highlightRef}
               value={highlight}
-              error={rows?.highlightError ?? null}
+              error={highlightError}
               onApply={(expr) => {
                 setHighlight(expr);
                 send({ type: "view", highlight: expr }, "view");
@@ -146,10 +149,7 @@ export function App() {
       {page === "events" && <EventsPage />}
       <footer className="bottom">
         <CommandBar inputRef={commandRef} />
-        <span className="status">
-          {rows ? `${rows.total.toLocaleString()} shown of ${rows.all.toLocaleString()} flows` : ""}
-          {state && state.paused > 0 ? ` · ${state.paused} intercepted (a resumes, A all)` : ""}
-        </span>
+        <Status />
         {message && (
           <span className={message.error ? "message error" : "message"} role="status">
             {message.text.split("\n")[0]}
@@ -157,6 +157,18 @@ export function App() {
         )}
       </footer>
     </div>
+  );
+}
+
+function Status() {
+  const total = useStore((s) => s.rows?.total ?? null);
+  const all = useStore((s) => s.rows?.all ?? 0);
+  const paused = useStore((s) => s.state?.paused ?? 0);
+  return (
+    <span className="status">
+      {total !== null ? `${total.toLocaleString()} shown of ${all.toLocaleString()} flows` : ""}
+      {paused > 0 ? ` · ${paused} intercepted (a resumes, A all)` : ""}
+    </span>
   );
 }
 

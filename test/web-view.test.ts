@@ -1,0 +1,152 @@
+/**
+ * The web UI's server side without a browser: a tab's live view (incremental filter, sort,
+ * paging, the view's trims, a filter over a large view in slices with progress), the filter
+ * error position, the guard's Host check, and the curl/HTTPie/raw export run by a real shell.
+ */
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { FlowView } from "../src/core/view.js";
+import { LiveView, checkFilter } from "../src/ui/web/live-view.js";
+import { hostIsOurs, tokenMatches } from "../src/ui/web/guard.js";
+import { exportFlow, shellQuote } from "../src/ui/web/export.js";
+import { run } from "./support/run.js";
+import { tflow } from "./support/tflow.js";
+
+function viewOf(n: number, status = (i: number) => (i % 10 === 9 ? 503 : 200)): FlowView {
+  const view = new FlowView();
+  for (let i = 0; i < n; i++) view.add(tflow({ path: `/item/${i}`, status: status(i), start: 1_700_000_000 + i, took: (n - i) / 1000 }));
+  return view;
+}
+
+async function settle(live: LiveView): Promise<void> {
+  for (let i = 0; i < 1000 && live.rows(null).progress; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe("a tab's live view", () => {
+  test("pages the view without a filter: only the window's rows, with the totals", () => {
+    const view = viewOf(1000);
+    const live = new LiveView(view);
+    live.configure({ offset: 990, limit: 50 }, () => {});
+    const page = live.rows(null);
+    assert.equal(page.total, 1000);
+    assert.equal(page.rows.length, 10);
+    assert.equal(page.rows[0]!.path, "/item/990");
+  });
+
+  test("a filter over 40,000 flows runs in slices with progress, then new flows are judged one by one", async () => {
+    const view = viewOf(40_000);
+    const live = new LiveView(view);
+    view.onChange((e, f) => live.onViewEvent(e, f));
+    let progressCalls = 0;
+    live.configure({ filter: "~c 503", limit: 5 }, () => progressCalls++);
+    const during = live.rows(null);
+    assert.ok(during.progress && during.progress.done < during.progress.of, "still filtering after the first slice");
+    await settle(live);
+    assert.ok(progressCalls > 3);
+    const page = live.rows(null);
+    assert.equal(page.progress, null);
+    assert.equal(page.total, 4_000);
+    assert.equal(page.rows[0]!.path, "/item/9");
+    view.add(tflow({ path: "/new/ok", status: 200 }));
+    view.add(tflow({ path: "/new/bad", status: 503 }));
+    assert.equal(live.rows(null).total, 4_001);
+    // A flow that gets its answer later joins the filtered list then.
+    const pending = tflow({ path: "/late" });
+    view.add(pending);
+    assert.equal(live.rows(null).total, 4_001);
+    pending.response = tflow({ status: 503 }).response;
+    view.update(pending);
+    await settle(live);
+    assert.equal(live.rows(null).total, 4_002);
+  });
+
+  test("sorts by a column either way, keeping arrival order among equals", async () => {
+    const view = viewOf(30);
+    const live = new LiveView(view);
+    live.configure({ sort: "duration", limit: 3 }, () => {});
+    await settle(live);
+    assert.deepEqual(live.rows(null).rows.map((r) => r.path), ["/item/29", "/item/28", "/item/27"]);
+    live.configure({ sort: "status", desc: true, limit: 3 }, () => {});
+    await settle(live);
+    assert.deepEqual(live.rows(null).rows.map((r) => r.status), [503, 503, 503]);
+  });
+
+  test("follows the view's trims and deletes", () => {
+    const view = viewOf(0);
+    const live = new LiveView(view);
+    view.onChange((e, f) => live.onViewEvent(e, f));
+    for (let i = 0; i < 20; i++) view.add(tflow({ path: `/t/${i}`, status: 200 }));
+    view.remove(view.all[0]!);
+    assert.equal(live.rows(null).total, 19);
+    assert.equal(live.rows(null).rows[0]!.path, "/t/1");
+  });
+
+  test("a bad filter says where it is wrong and keeps the last good one", async () => {
+    const view = viewOf(20);
+    const live = new LiveView(view);
+    live.configure({ filter: "~c 503" }, () => {});
+    await settle(live);
+    live.configure({ filter: "~c 50x" }, () => {});
+    const page = live.rows(null);
+    assert.equal(page.total, 2);
+    assert.equal(page.filterError?.position, 3);
+    assert.match(page.filterError!.message, /~c expects an integer at position 3/);
+    assert.deepEqual(checkFilter("(~m GET").problem?.position !== null, true);
+  });
+
+  test("marks a flow as sluice sees it: attempt, fault, shaping, intercept", () => {
+    const view = new FlowView();
+    const f = tflow({ status: 503 });
+    f.metadata.retry = { invocationId: "x", attempt: 2, maxAttempts: 3, inferred: true, backoffMs: 40 };
+    f.metadata.fault = { rule: "1", action: "throttle" };
+    f.metadata.shaping = { rule: "1", key: "k", waitMs: 1200.4 };
+    f.intercept();
+    view.add(f);
+    const row = new LiveView(view).rows(null).rows[0]!;
+    assert.deepEqual(row.marks, { attempt: 2, maxAttempts: 3, inferred: true, fault: "throttle", shapedMs: 1200, intercepted: "request" });
+    assert.equal(row.kind, "fault");
+  });
+});
+
+describe("the web UI's guard", () => {
+  test("Host must name the UI: an IP literal, localhost or web_host, on its port", () => {
+    const cfg = { port: 8081, host: "127.0.0.1" };
+    assert.ok(hostIsOurs("127.0.0.1:8081", cfg));
+    assert.ok(hostIsOurs("localhost:8081", cfg));
+    assert.ok(hostIsOurs("[::1]:8081", cfg));
+    assert.ok(!hostIsOurs("127.0.0.1:8082", cfg));
+    assert.ok(!hostIsOurs("attacker.example:8081", cfg), "DNS rebinding");
+    assert.ok(!hostIsOurs("127.0.0.1", cfg), "no port");
+    assert.ok(hostIsOurs("sluice.lan:8081", { port: 8081, host: "sluice.lan" }));
+  });
+
+  test("tokens compare whole", () => {
+    assert.ok(tokenMatches("abc", "abc"));
+    assert.ok(!tokenMatches("ab", "abc"));
+    assert.ok(!tokenMatches("", "abc"));
+  });
+});
+
+describe("export as curl, HTTPie and raw HTTP", () => {
+  const flow = () =>
+    tflow({ method: "POST", scheme: "http", host: "127.0.0.1", port: 9, path: "/p?q=1&r='2'", reqHeaders: ["Host", "127.0.0.1:9", "X-Quote", `it's "x"`, "Content-Length", "9", "Accept-Encoding", "gzip"], reqBody: `{"a": 1}\n` });
+
+  test("curl: the shell hands curl exactly the method, URL, headers and body", async () => {
+    const cmd = exportFlow(flow(), "curl");
+    assert.equal(cmd, `curl -H 'Host: 127.0.0.1:9' -H 'X-Quote: it'"'"'s "x"' --compressed 'http://127.0.0.1:9/p?q=1&r='"'"'2'"'"'' --data-binary '{"a": 1}\n'`.replace("\\n", "\n"));
+    // The shell's word splitting gives back every argument intact.
+    const r = await run("sh", ["-c", `printf '%s\\0' ${cmd.slice(5)}`]);
+    assert.deepEqual(r.stdout.split("\0").slice(0, -1), ["-H", "Host: 127.0.0.1:9", "-H", `X-Quote: it's "x"`, "--compressed", "http://127.0.0.1:9/p?q=1&r='2'", "--data-binary", `{"a": 1}\n`]);
+  });
+
+  test("HTTPie and raw", () => {
+    assert.match(exportFlow(flow(), "httpie"), /^http POST 'http:\/\/127\.0\.0\.1:9\/p\?q=1&r='"'"'2'"'"'' Host:127\.0\.0\.1:9 'X-Quote:it'"'"'s "x"' Accept-Encoding:gzip <<< /);
+    assert.equal(exportFlow(flow(), "raw"), `POST /p?q=1&r='2' HTTP/1.1\r\nHost: 127.0.0.1:9\r\nX-Quote: it's "x"\r\nContent-Length: 9\r\nAccept-Encoding: gzip\r\n\r\n{"a": 1}\n`);
+    assert.equal(shellQuote("plain-word"), "plain-word");
+  });
+
+  test("a binary body cannot go on a command line: said, not mangled", () => {
+    const f = tflow({ method: "PUT", reqBody: Buffer.from([0xff, 0x00, 0xfe]) });
+    assert.throws(() => exportFlow(f, "curl"), /binary: curl cannot carry it/);
+  });
+});
