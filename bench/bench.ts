@@ -5,6 +5,7 @@ import { benchFlowFiles } from "./flowfile-bench.js";
 import { benchSqlite } from "./sqlite-bench.js";
 import { benchShaping } from "./shaping-bench.js";
 import { benchRetries } from "./retries-bench.js";
+import { benchHardening } from "./hardening-bench.js";
 import { benchWeb } from "./web-bench.js";
 
 const suites: [string, () => Promise<string>, string][] = [
@@ -13,6 +14,7 @@ const suites: [string, () => Promise<string>, string][] = [
   ["flowfile", benchFlowFiles, "flow files written and read, against mitmproxy's own code"],
   ["sqlite", benchSqlite, "SQLite captures: 1,000,000 flows loaded (SLUICE_BENCH_FLOWS=N for fewer), filtered queries"],
   ["shaping", benchShaping, "a scanner against a throttling EC2 origin: no shaping, blanket latency, a rate queue"],
+  ["hardening", benchHardening, "a -w soak (SLUICE_SOAK_SECONDS, default 600): RSS and flows lost; new TLS hostnames/s; 10,000 idle connections"],
   ["retries", benchRetries, "invocation tracker and `sluice report` speed and memory"],
   ["web", benchWeb, "the web UI in chromium with 100,000 flows (SLUICE_BENCH_FLOWS=N): interactive, filter, scroll, memory; proxy req/s with the UI open"],
 ];

@@ -119,7 +119,23 @@ interface LeafKey {
   privateKey: KeyObject;
   keyPem: string;
   spki: SubjectPublicKeyInfo;
+  /** The DER pieces every leaf with this key shares, made on first use. */
+  tbsParts?: LeafTbsParts;
 }
+
+interface LeafTbsParts {
+  version: Buffer;
+  signature: Buffer;
+  issuer: Buffer;
+  organization: Buffer;
+  spki: Buffer;
+  extensions: Buffer[];
+}
+
+/** DER contents of the OIDs 2.5.4.3 (commonName), 2.5.4.10 (organizationName), 2.5.29.17 (subjectAltName). */
+const OID_CN_DER = Buffer.from([0x55, 0x04, 0x03]);
+const OID_O_DER = Buffer.from([0x55, 0x04, 0x0a]);
+const SAN_OID_DER = Buffer.from([0x55, 0x1d, 0x11]);
 
 export class CertificateAuthority {
   readonly files: CaFiles;
@@ -271,28 +287,49 @@ export class CertificateAuthority {
     return this.rsaLeafKey;
   }
 
+  /**
+   * The leaf's TBSCertificate in DER. Everything but the serial, validity, subject and SAN is the
+   * same for every leaf of one key, so those parts are serialised once (by asn1-x509) and the
+   * per-host parts are encoded here: the ASN.1 library's generic serialiser costs milliseconds
+   * per certificate, this costs microseconds.
+   */
   private leafTbs(host: string, key: LeafKey): Buffer {
+    const fixed = (key.tbsParts ??= this.fixedLeafParts(key));
     const notBefore = new Date(Date.now() - 2 * DAY_MS); // tolerate client clock skew
     const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * DAY_MS);
     const altName = isIP(host) ? new GeneralName({ iPAddress: host }) : new GeneralName({ dNSName: host });
-    const tbs = new TBSCertificate({
-      version: Version.v3,
-      serialNumber: serialNumber(),
-      signature: this.signatureAlgorithm,
-      issuer: this.caName,
-      validity: new Validity({ notBefore, notAfter }),
-      subject: distinguishedName(host.length <= 64 ? host : host.slice(0, 64)),
-      subjectPublicKeyInfo: key.spki,
-      extensions: new Extensions([
+    const san = isIP(host)
+      ? Buffer.from(AsnConvert.serialize(extension(id_ce_subjectAltName, false, new SubjectAlternativeName([altName]))))
+      : derSequence([derObjectId(SAN_OID_DER), derTlv(0x04, derSequence([derTlv(0x82, Buffer.from(host, "ascii"))]))]);
+    const extensions = derTlv(0xa3, derSequence([...fixed.extensions, san]));
+    const cn = host.length <= 64 ? host : host.slice(0, 64);
+    return derSequence([
+      fixed.version,
+      derTlv(0x02, Buffer.from(serialNumber())),
+      fixed.signature,
+      fixed.issuer,
+      derSequence([derUtcTime(notBefore), derUtcTime(notAfter)]),
+      derSequence([rdn(OID_CN_DER, cn), fixed.organization]),
+      fixed.spki,
+      extensions,
+    ]);
+  }
+
+  private fixedLeafParts(key: LeafKey): LeafTbsParts {
+    return {
+      version: Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]),
+      signature: this.signatureAlgorithmDer,
+      issuer: Buffer.from(AsnConvert.serialize(this.caName)),
+      organization: rdn(OID_O_DER, "sluice"),
+      spki: Buffer.from(AsnConvert.serialize(key.spki)),
+      extensions: [
         extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
         extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment)),
         extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth])),
-        extension(id_ce_subjectAltName, false, new SubjectAlternativeName([altName])),
         extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(key.spki))),
         extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(this.caKeyId) })),
-      ]),
-    });
-    return Buffer.from(AsnConvert.serialize(tbs));
+      ].map((e) => Buffer.from(AsnConvert.serialize(e))),
+    };
   }
 
   /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }. */
@@ -349,6 +386,31 @@ function serialNumber(): ArrayBuffer {
 function certificateDer(tbs: Buffer, algorithm: Buffer, signature: Buffer): Buffer {
   const bits = Buffer.concat([derHeader(0x03, signature.length + 1), Buffer.from([0]), signature]);
   return Buffer.concat([derHeader(0x30, tbs.length + algorithm.length + bits.length), tbs, algorithm, bits]);
+}
+
+function derTlv(tag: number, content: Buffer): Buffer {
+  return Buffer.concat([derHeader(tag, content.length), content]);
+}
+
+function derSequence(parts: Buffer[]): Buffer {
+  const content = Buffer.concat(parts);
+  return Buffer.concat([derHeader(0x30, content.length), content]);
+}
+
+function derObjectId(content: Buffer): Buffer {
+  return derTlv(0x06, content);
+}
+
+/** RelativeDistinguishedName SET { AttributeTypeAndValue { type, UTF8String } }. */
+function rdn(oid: Buffer, value: string): Buffer {
+  return derTlv(0x31, derSequence([derObjectId(oid), derTlv(0x0c, Buffer.from(value, "utf8"))]));
+}
+
+/** UTCTime YYMMDDHHMMSSZ (dates before 2050, as RFC 5280 requires for UTCTime). */
+function derUtcTime(d: Date): Buffer {
+  const two = (n: number) => String(n).padStart(2, "0");
+  const text = `${two(d.getUTCFullYear() % 100)}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`;
+  return derTlv(0x17, Buffer.from(text, "ascii"));
 }
 
 function derHeader(tag: number, length: number): Buffer {
