@@ -18,7 +18,7 @@ import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
 import { filterHelpText } from "../core/filter.js";
 import { Master } from "../proxy/master.js";
-import { DUMP_VIEW } from "../core/view.js";
+import { BROWSING_VIEW, DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
 import type { Addon } from "../core/addons.js";
@@ -241,8 +241,8 @@ It prints the UI's URL with its token (?token=…): the page, its API and its We
 requests without it, for another Host, or from another origin.
 `;
 
-/** The web UI's default view size: 100,000 flows stay fluid in the page (see the README for the memory it costs). */
-const WEB_VIEW_MAX_FLOWS = 100_000;
+/** The web UI's default view: 100,000 flows stay fluid in the page (the README says what memory it costs). */
+const WEB_VIEW = { ...BROWSING_VIEW, maxFlows: 100_000 };
 
 /** \`sluice web\`: the proxy with the browser UI as its front end. */
 async function runWeb(argv: string[]): Promise<void> {
@@ -254,15 +254,12 @@ async function runWeb(argv: string[]): Promise<void> {
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const { WebUi } = await import("../ui/web/web-ui.js");
   const web = new WebUi();
-  const master = new Master({ set: args.set, addons: frontEndAddons(web), log });
+  const master = new Master({ set: args.set, addons: frontEndAddons(web), log, view: WEB_VIEW });
   try {
     await master.configure();
   } catch (err) {
     fail((err as Error).message);
   }
-  // People browse here: keep twice dump's view unless the command line or config file chose a size.
-  const viewSpec = master.options.spec("view_max_flows");
-  if (args.set.view_max_flows === undefined && viewSpec && master.options.get("view_max_flows") === viewSpec.default) master.options.update({ view_max_flows: WEB_VIEW_MAX_FLOWS });
   if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
   let address;
   try {

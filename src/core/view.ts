@@ -49,7 +49,7 @@ export class FlowView implements Addon {
   load(ctx: AddonContext): void {
     this.ctx = ctx;
     ctx.options.add({ name: "view_filter", type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" });
-    ctx.options.add({ name: "view_max_flows", type: "int", default: this.defaults.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 50000 in the console and web UI, 1000 in sluice dump)" });
+    ctx.options.add({ name: "view_max_flows", type: "int", default: this.defaults.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 100000 in the web UI, 50000 in the console, 1000 in sluice dump)" });
     ctx.options.add({ name: "view_max_bytes", type: "size", default: this.defaults.maxBytes, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this (default 256m in the console and web UI, 16m in sluice dump)" });
   }
 
