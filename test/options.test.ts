@@ -1,7 +1,8 @@
 /** Options that roll back when an addon refuses them, typed reads, and the taddons harness. */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { Options } from "../src/core/options.js";
+import { Options, declareOptions } from "../src/core/options.js";
+import { CommandManager } from "../src/core/commands.js";
 import { Faults } from "../src/addons/faults.js";
 import { Shaping } from "../src/addons/shaping.js";
 import type { Addon, AddonContext } from "../src/core/addons.js";
@@ -99,5 +100,31 @@ describe("addon logic through hooks (taddons + tflow)", () => {
     assert.equal(second.response?.statusCode, 429);
     assert.match(second.response!.text ?? "", /rule 1 \(~all => 1\/min max-queue=0\)/);
     await tctx.trigger("done");
+  });
+});
+
+describe("declared once", () => {
+  test("typed option reads: a live view generated from the declarations", async () => {
+    const options = new Options();
+    const core = options.register(declareOptions({ port: { type: "int", default: 8080, help: "" }, hosts: { type: "strings", default: [], help: "" } }));
+    const port: number = core.port;
+    assert.equal(port, 8080);
+    options.set("port", "9090");
+    assert.equal(core.port, 9090, "the view reads the current value");
+    // @ts-expect-error: a strings option reads as string[], not string
+    const wrong: string = core.hosts;
+    assert.deepEqual(wrong, []);
+    const tctx = await context();
+    assert.equal(typeof tctx.master.core.listen_port, "number");
+    assert.equal(tctx.master.core.connect_timeout, 10);
+  });
+
+  test("command parameters and run's arguments come from one declaration", async () => {
+    const commands = new CommandManager(() => undefined);
+    commands.add({ name: "t.add", help: "", params: [{ name: "a", type: "int" }, { name: "b", type: "int", optional: true }], run: (a, b) => a + (b ?? 0) });
+    assert.equal(await commands.execute("t.add 2 3"), 5);
+    assert.equal(await commands.execute("t.add 2"), 2);
+    // @ts-expect-error: an int parameter arrives as a number, not a string
+    commands.add({ name: "t.bad", help: "", params: [{ name: "a", type: "int" }], run: (a: string) => a.length });
   });
 });

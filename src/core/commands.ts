@@ -19,8 +19,24 @@ export interface CommandParam {
 export interface CommandSpec {
   name: string;
   help: string;
-  params: CommandParam[];
+  params: readonly CommandParam[];
   run(...args: any[]): unknown;
+}
+
+/** What a parameter of each type arrives as. */
+export type ParamValue<T extends ParamType> = T extends "flows" ? HTTPFlow[] : T extends "int" ? number : T extends "bool" ? boolean : string;
+
+/** The arguments `run` receives, derived from the parameter declarations (optional ones may be undefined). */
+export type ArgsOf<P extends readonly CommandParam[]> = {
+  [I in keyof P]: P[I] extends { optional: true } ? ParamValue<P[I]["type"]> | undefined : ParamValue<P[I]["type"]>;
+};
+
+/** A command declared once: `run`'s parameters are checked against `params`. */
+export interface TypedCommandSpec<P extends readonly CommandParam[]> {
+  name: string;
+  help: string;
+  params: P;
+  run(...args: ArgsOf<P>): unknown;
 }
 
 export class CommandError extends Error {}
@@ -30,8 +46,9 @@ export class CommandManager {
 
   constructor(private readonly view: () => FlowView | undefined) {}
 
-  add(spec: CommandSpec): void {
-    this.commands.set(spec.name, spec);
+  /** Adds a command; the compiler checks `run` against the declared `params`. */
+  add<const P extends readonly CommandParam[]>(spec: TypedCommandSpec<P>): void {
+    this.commands.set(spec.name, spec as unknown as CommandSpec);
   }
 
   remove(name: string): void {

@@ -17,6 +17,26 @@ export interface OptionSpec<T = unknown> {
 
 export class OptionError extends Error {}
 
+/** The TypeScript type of an option's value, by its declared type. */
+export type OptionValue<T extends OptionType> = T extends "string" ? string
+  : T extends "int" | "size" ? number
+  : T extends "bool" ? boolean
+  : T extends "strings" ? string[]
+  : T extends "optional-string" ? string | null
+  : never;
+
+/** One option, declared once: its type drives parsing, checking and the typed accessor. */
+export type OptionDecl = { [T in OptionType]: { type: T; default: OptionValue<T>; help: string; choices?: readonly string[] } }[OptionType];
+export type OptionDecls = Record<string, OptionDecl>;
+
+/** Read-only, typed, live view of declared options: `core.listen_port` is a number, always current. */
+export type TypedOptions<D extends OptionDecls> = { readonly [K in keyof D]: OptionValue<D[K]["type"]> };
+
+/** Declares a group of options (keeps the literal types the typed accessor needs). */
+export function declareOptions<const D extends OptionDecls>(decls: D): D {
+  return decls;
+}
+
 /** Told which options changed; throwing (or rejecting) refuses the new values, which are then rolled back. */
 type Listener = (updated: Set<string>) => void | Promise<void>;
 
@@ -43,6 +63,19 @@ export class Options {
       const r = this.set(spec.name, pending);
       if (r) r.catch(() => {});
     }
+  }
+
+  /**
+   * Registers every option of `decls` and returns a typed live view of them, so readers write
+   * `core.connect_timeout` (a number) instead of `options.get<number>("connect_timeout")`.
+   */
+  register<D extends OptionDecls>(decls: D): TypedOptions<D> {
+    const view = {} as Record<string, unknown>;
+    for (const [name, decl] of Object.entries(decls)) {
+      this.add<unknown>({ name, ...decl });
+      Object.defineProperty(view, name, { get: () => this.values.get(name), enumerable: true });
+    }
+    return Object.freeze(view) as TypedOptions<D>;
   }
 
   has(name: string): boolean {

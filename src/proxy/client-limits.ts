@@ -14,14 +14,21 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../core/addons.js";
-import type { Options } from "../core/options.js";
+import { declareOptions, type Options, type TypedOptions } from "../core/options.js";
 import { sendPlain, type ClientRequest, type ClientResponse } from "./client-response.js";
 
-export function registerClientLimitOptions(options: Options): void {
-  options.add({ name: "client_header_timeout", type: "int", default: 60, help: "Seconds a client has to send a complete request head, TLS handshake, CONNECT and HTTP/2 preface included (nginx's client_header_timeout); 0 off" });
-  options.add({ name: "client_body_timeout", type: "int", default: 60, help: "Seconds a request body may pause between two reads before the request is answered 408 and closed; 0 off" });
-  options.add({ name: "client_keepalive_timeout", type: "int", default: 75, help: "Seconds an idle keep-alive client connection (HTTP/1.1 or HTTP/2) is kept open; 0 off" });
-  options.add({ name: "max_client_connections", type: "int", default: 10_000, help: "Most client connections open at once; further ones are closed at once, with a log line; 0 no limit" });
+/** The client limits, declared once (names, types, defaults, help). */
+export const CLIENT_LIMIT_OPTIONS = declareOptions({
+  client_header_timeout: { type: "int", default: 60, help: "Seconds a client has to send a complete request head, TLS handshake, CONNECT and HTTP/2 preface included (nginx's client_header_timeout); 0 off" },
+  client_body_timeout: { type: "int", default: 60, help: "Seconds a request body may pause between two reads before the request is answered 408 and closed; 0 off" },
+  client_keepalive_timeout: { type: "int", default: 75, help: "Seconds an idle keep-alive client connection (HTTP/1.1 or HTTP/2) is kept open; 0 off" },
+  max_client_connections: { type: "int", default: 10_000, help: "Most client connections open at once; further ones are closed at once, with a log line; 0 no limit" },
+});
+
+export type ClientLimitOptions = TypedOptions<typeof CLIENT_LIMIT_OPTIONS>;
+
+export function registerClientLimitOptions(options: Options): ClientLimitOptions {
+  return options.register(CLIENT_LIMIT_OPTIONS);
 }
 
 export interface ClientLimits {
@@ -31,13 +38,13 @@ export interface ClientLimits {
   maxConnections: number;
 }
 
-export function clientLimits(options: Options): ClientLimits {
-  const seconds = (name: string) => {
-    const v = options.get<number>(name);
+export function clientLimits(options: ClientLimitOptions): ClientLimits {
+  const seconds = (name: "client_header_timeout" | "client_body_timeout" | "client_keepalive_timeout") => {
+    const v = options[name];
     if (!(v >= 0)) throw new Error(`option ${name} expects seconds (0 for off), got ${v}`);
     return v * 1000;
   };
-  const max = options.get<number>("max_client_connections");
+  const max = options.max_client_connections;
   if (!(max >= 0)) throw new Error(`option max_client_connections expects a count (0 for no limit), got ${max}`);
   return { headerMs: seconds("client_header_timeout"), bodyMs: seconds("client_body_timeout"), keepAliveMs: seconds("client_keepalive_timeout"), maxConnections: max };
 }

@@ -116,7 +116,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ) {
     this.flow = new HTTPFlow(cc.clientConn, newServerConnection(), request);
     this.flow.live = true;
-    this.limit = ctx.options.get<number>("stream_large_bodies");
+    this.limit = ctx.core.stream_large_bodies;
     res.once("close", () => this.onClientClose());
   }
 

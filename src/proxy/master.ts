@@ -3,13 +3,13 @@
  * console, web) is decided in cli/ (cli/wiring.ts); the master only runs what it is given.
  */
 import { AddonManager, type Addon, type AddonContext, type ProxyListener } from "../core/addons.js";
-import { registerCoreOptions } from "../core/builtin-options.js";
+import { CORE_OPTIONS, type CoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
 import { FlowView, type ViewLimits } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
-import { registerClientLimitOptions } from "./client-limits.js";
+import { CLIENT_LIMIT_OPTIONS, type ClientLimitOptions } from "./client-limits.js";
 import { InProcessState, type SharedState } from "../core/shared-state.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
@@ -35,6 +35,8 @@ export interface MasterInit {
 
 export class Master {
   readonly options = new Options();
+  /** Typed reads of the options the proxy itself uses (`master.core.listen_port`). */
+  readonly core: CoreOptions & ClientLimitOptions;
   readonly log: LineLogger;
   readonly addons: AddonManager;
   ca!: CertificateAuthority;
@@ -51,8 +53,7 @@ export class Master {
     this.log = init.log ?? new LineLogger();
     setFilterNotice((m) => this.log.warn(m));
     this.addons = new AddonManager(this.log);
-    registerCoreOptions(this.options);
-    registerClientLimitOptions(this.options);
+    this.core = this.options.register({ ...CORE_OPTIONS, ...CLIENT_LIMIT_OPTIONS });
     this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), state: init.state ?? new InProcessState(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
@@ -72,13 +73,13 @@ export class Master {
     }
     this.pendingAddons = [];
     // The config file sets defaults; the command line wins over it.
-    const confdir = this.init.set?.confdir ?? (this.init.values?.confdir as string | undefined) ?? this.options.get<string>("confdir");
+    const confdir = this.init.set?.confdir ?? (this.init.values?.confdir as string | undefined) ?? this.core.confdir;
     for (const [name, value] of Object.entries(loadConfigFile(confdir))) {
       if (this.init.set?.[name] === undefined) this.options.set(name, value, true);
     }
     for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
     if (this.init.values) this.options.update(this.init.values);
-    parseMode(this.options.get<string>("mode")); // a bad mode is a usage error, before any CA is made
+    parseMode(this.core.mode); // a bad mode is a usage error, before any CA is made
     const all = new Set(this.options.all().map((o) => o.name));
     // A copy: configuring the scripts addon loads scripts, which adds (and configures) their addons.
     for (const addon of [...this.addons.list]) await addon.configure?.(all);
@@ -97,8 +98,8 @@ export class Master {
   /** Configures (if not yet), creates the CA if needed and starts listening. */
   async start(): Promise<AddressInfo> {
     await this.configure();
-    this.ca = CertificateAuthority.loadOrCreate(this.options.get<string>("confdir"), (m) => this.log.info(m));
-    const ctx: ProxyContext = { options: this.options, addons: this.addons, log: this.log, ca: this.ca, ownListeners: this.ownListeners };
+    this.ca = CertificateAuthority.loadOrCreate(this.core.confdir, (m) => this.log.info(m));
+    const ctx: ProxyContext = { options: this.options, core: this.core, addons: this.addons, log: this.log, ca: this.ca, ownListeners: this.ownListeners };
     this.server = new ProxyServer(ctx);
     const address = await this.server.listen();
     await this.addons.trigger("running");

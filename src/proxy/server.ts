@@ -47,10 +47,10 @@ export class ProxyServer {
   private pendingH2Deadline: (() => void) | null = null;
 
   constructor(private readonly ctx: ProxyContext) {
-    this.mode = parseMode(ctx.options.get<string>("mode"));
+    this.mode = parseMode(ctx.core.mode);
     this.tlsSettings = upstreamTlsSettings(ctx);
     this.compileHostPatterns();
-    this.limits = clientLimits(ctx.options);
+    this.limits = clientLimits(ctx.core);
     ctx.options.onChange((changed) => {
       if (changed.has("ssl_insecure") || changed.has("ssl_verify_upstream_trusted_ca")) this.tlsSettings = upstreamTlsSettings(ctx);
       if (changed.has("ignore_hosts") || changed.has("allow_hosts")) this.compileHostPatterns();
@@ -96,7 +96,7 @@ export class ProxyServer {
   }
 
   private applyLimits(): void {
-    this.limits = clientLimits(this.ctx.options);
+    this.limits = clientLimits(this.ctx.core);
     this.h1.headersTimeout = this.limits.headerMs;
     this.h1.keepAliveTimeout = this.limits.keepAliveMs;
     this.listener.maxConnections = this.limits.maxConnections > 0 ? this.limits.maxConnections : Infinity;
@@ -112,8 +112,8 @@ export class ProxyServer {
   }
 
   private compileHostPatterns(): void {
-    const compile = (name: string) =>
-      this.ctx.options.get<string[]>(name).map((p) => {
+    const compile = (name: "ignore_hosts" | "allow_hosts") =>
+      this.ctx.core[name].map((p) => {
         try {
           return new RegExp(p, "i");
         } catch (err) {
@@ -125,9 +125,9 @@ export class ProxyServer {
   }
 
   listen(): Promise<net.AddressInfo> {
-    const host = this.ctx.options.get<string>("listen_host");
-    const port = this.ctx.options.get<number>("listen_port");
-    const backlog = this.ctx.options.get<number>("backlog");
+    const host = this.ctx.core.listen_host;
+    const port = this.ctx.core.listen_port;
+    const backlog = this.ctx.core.backlog;
     if (!(backlog > 0)) return Promise.reject(new Error(`backlog must be a positive number of connections, got ${backlog}`));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
@@ -302,7 +302,7 @@ export class ProxyServer {
       socket.unshift(buffered);
       // Plain HTTP: in a tunnel the scheme is http; in reverse mode keep the configured server scheme.
       const plainTarget: UpstreamTarget = this.mode.kind === "reverse" ? target : { ...target, scheme: "http" };
-      const cc: ConnectionContext = { clientConn, clientTls: false, target: plainTarget, absoluteForm: false, upstreams, rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header") };
+      const cc: ConnectionContext = { clientConn, clientTls: false, target: plainTarget, absoluteForm: false, upstreams, rewriteHost: this.mode.kind === "reverse" && !this.ctx.core.keep_host_header };
       (socket as WithContext)[CONTEXT] = cc;
       if (buffered.subarray(0, 4).toString("latin1") === "PRI ") {
         // HTTP/2 with prior knowledge (h2c). The session takes over the socket's handle and reads
@@ -339,8 +339,8 @@ export class ProxyServer {
     }
 
     const certHost = sni ?? fallbackSni;
-    const offerH2 = this.ctx.options.get<boolean>("http2") && alpnOffers.includes("h2");
-    const keyChoice = this.ctx.options.get<string>("leaf_key_type");
+    const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
+    const keyChoice = this.ctx.core.leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
     let leaf: LeafCertificate;
     try {
@@ -382,7 +382,7 @@ export class ProxyServer {
         target,
         absoluteForm: false,
         upstreams: scoped,
-        rewriteHost: this.mode.kind === "reverse" && !this.ctx.options.get<boolean>("keep_host_header"),
+        rewriteHost: this.mode.kind === "reverse" && !this.ctx.core.keep_host_header,
       };
       (tlsSocket as WithContext)[CONTEXT] = cc;
       if (isH2) this.startH2Session(streamOver(tlsSocket), cc, disarmHead);

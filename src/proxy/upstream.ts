@@ -44,8 +44,8 @@ export interface UpstreamTlsSettings {
 }
 
 export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
-  const insecure = ctx.options.get<boolean>("ssl_insecure");
-  const extra = ctx.options.get<string | null>("ssl_verify_upstream_trusted_ca");
+  const insecure = ctx.core.ssl_insecure;
+  const extra = ctx.core.ssl_verify_upstream_trusted_ca;
   let ca: string[] | undefined;
   if (extra) {
     let pem: string;
@@ -86,7 +86,7 @@ export class ClientUpstreams {
     const viaHttpProxy = this.mode.kind === "upstream" && target.scheme === "http";
     // Through an upstream proxy, plain HTTP goes to the proxy in absolute form; HTTPS is tunnelled.
     const origin = viaHttpProxy ? `http://${this.mode.host}:${this.mode.port}` : `${target.scheme}://${hostForUrl}:${target.port}`;
-    const connectTimeout = this.ctx.options.get<number>("connect_timeout") * 1000;
+    const connectTimeout = this.ctx.core.connect_timeout * 1000;
     const newEntry: Entry = { client: undefined as unknown as Client, serverConn: newServerConnection() };
     newEntry.client = new Client(origin, {
       connect: (_opts, callback) => {
@@ -95,11 +95,11 @@ export class ClientUpstreams {
           (err: Error) => callback(err, null),
         );
       },
-      allowH2: this.clientSpeaksH2 && target.scheme === "https" && this.ctx.options.get<boolean>("http2"),
+      allowH2: this.clientSpeaksH2 && target.scheme === "https" && this.ctx.core.http2,
       pipelining: 1,
       keepAliveTimeout: 30_000,
-      headersTimeout: this.ctx.options.get<number>("read_timeout") * 1000,
-      bodyTimeout: this.ctx.options.get<number>("read_timeout") * 1000,
+      headersTimeout: this.ctx.core.read_timeout * 1000,
+      bodyTimeout: this.ctx.core.read_timeout * 1000,
       strictContentLength: false,
       maxHeaderSize: 256 * 1024,
     });
@@ -157,7 +157,7 @@ export class ClientUpstreams {
     if (target.scheme === "http") return raw;
 
     const settings = this.tlsSettings();
-    const alpn = this.clientSpeaksH2 && this.ctx.options.get<boolean>("http2") ? ["h2", "http/1.1"] : ["http/1.1"];
+    const alpn = this.clientSpeaksH2 && this.ctx.core.http2 ? ["h2", "http/1.1"] : ["http/1.1"];
     const servername = net.isIP(target.host) ? undefined : target.host;
     const secure = tls.connect({
       socket: raw,

@@ -85,7 +85,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
     perMessageDeflate: false,
     rejectUnauthorized: tlsSettings.rejectUnauthorized,
     ca: tlsSettings.ca,
-    handshakeTimeout: ctx.options.get<number>("connect_timeout") * 1000,
+    handshakeTimeout: ctx.core.connect_timeout * 1000,
   });
   let upgraded = false;
   server.once("upgrade", (res) => {

@@ -195,7 +195,7 @@ export type Hooks = Partial<Record<FlowHookName, (flow: HTTPFlow) => void | Prom
 export function exchangeHarness(hooks: Hooks = {}, options: Record<string, string> = {}) {
   const log: Log = [];
   const opts = new Options();
-  registerCoreOptions(opts);
+  const core = registerCoreOptions(opts);
   for (const [k, v] of Object.entries(options)) opts.set(k, v);
   const addons = new AddonManager(new LineLogger("silent"));
   const flows: HTTPFlow[] = [];
@@ -208,7 +208,7 @@ export function exchangeHarness(hooks: Hooks = {}, options: Record<string, strin
     };
   }
   addons.add(recorder);
-  const ctx = { options: opts, addons, log: new LineLogger("silent"), ca: undefined } as unknown as ProxyContext;
+  const ctx = { options: opts, core, addons, log: new LineLogger("silent"), ca: undefined } as unknown as ProxyContext;
   const dispatcher = new FakeDispatcher(log);
   const serverConn = newServerConnection();
   const upstreams: Upstreams = { entryFor: () => ({ client: dispatcher, serverConn }), usesAbsoluteForm: () => false };
