@@ -64,7 +64,9 @@ describe("kill -9 during a -w capture under load", () => {
         }
       };
       const workers = Array.from({ length: 10 }, (_, w) => worker(w));
-      await new Promise((r) => setTimeout(r, 2500));
+      // Load for 2.5 s, longer on a busy machine until a few hundred responses were delivered.
+      const startedAt = Date.now();
+      while (Date.now() - startedAt < 2500 || (delivered.length < 300 && Date.now() - startedAt < 20_000)) await new Promise((r) => setTimeout(r, 100));
       const killedAt = Date.now();
       sluice.child.kill("SIGKILL");
       stop = true;
