@@ -5,6 +5,7 @@ import zlib from "node:zlib";
 import { compileFilter, matchesFilter, FilterSyntaxError, filterHelp, filterHelpText } from "../src/core/filter.js";
 import { Headers } from "../src/core/headers.js";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import { tflow } from "./support/tflow.js";
 import { throttleResponse, awsInfoOf } from "../src/aws/index.js";
 
 interface FlowInit {
@@ -20,31 +21,16 @@ interface FlowInit {
   resBody?: Buffer | string | null;
 }
 
+/** tflow() with this suite's defaults: a finished 200 HTML answer from a known server address. */
 function flow(init: FlowInit = {}): HTTPFlow {
-  const host = init.host ?? "example.com";
-  const req = new Request({
-    method: init.method ?? "GET",
-    scheme: init.scheme ?? "https",
-    host,
-    port: init.port ?? 443,
+  const f = tflow({
+    ...init,
     path: init.path ?? "/index.html",
-    httpVersion: "HTTP/1.1",
-    headers: new Headers(init.reqHeaders ?? ["Host", host, "User-Agent", "curl/8.0"]),
-    content: init.reqBody == null ? null : Buffer.from(init.reqBody),
-    timestampStart: 1_700_000_000,
+    status: init.status === undefined ? 200 : init.status,
+    reason: "OK",
+    resHeaders: init.resHeaders ?? ["Content-Type", "text/html; charset=utf-8", "Server", "nginx"],
   });
-  const f = new HTTPFlow(newClientConnection(), newServerConnection(), req);
-  f.clientConn.peername = ["127.0.0.1", 50123];
   f.serverConn.address = ["93.184.216.34", 443];
-  if (init.status !== null) {
-    f.response = new Response({
-      statusCode: init.status ?? 200,
-      reason: "OK",
-      headers: new Headers(init.resHeaders ?? ["Content-Type", "text/html; charset=utf-8", "Server", "nginx"]),
-      content: init.resBody == null ? null : Buffer.from(init.resBody),
-      timestampStart: 1_700_000_000.5,
-    });
-  }
   return f;
 }
 

@@ -2,15 +2,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FlowView } from "../src/core/view.js";
-import { Headers } from "../src/core/headers.js";
-import { HTTPFlow, Request, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import type { HTTPFlow } from "../src/core/flow.js";
+import { tflow } from "./support/tflow.js";
 
 function flow(path: string): HTTPFlow {
-  const req = new Request({
-    method: "GET", scheme: "http", host: "origin.test", port: 80, path, httpVersion: "HTTP/1.1",
-    headers: new Headers(["Host", "origin.test"]), content: null, timestampStart: 1_700_000_000,
-  });
-  return new HTTPFlow(newClientConnection(), newServerConnection(), req);
+  return tflow({ url: `http://origin.test${path}`, reqHeaders: ["Host", "origin.test"] });
 }
 
 function viewWithMax(max: number): FlowView {
