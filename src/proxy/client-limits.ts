@@ -17,6 +17,21 @@ import type { Logger } from "../core/addons.js";
 import { declareOptions, type Options, type TypedOptions } from "../core/options.js";
 import { sendPlain, type ClientRequest, type ClientResponse } from "./client-response.js";
 
+/**
+ * The most header fields sluice forwards in one request or response head (besides the 256 KiB
+ * bound on a head's size). Above it a request is answered 431 and a response 502, saying so:
+ * never forwarded with the rest silently dropped, as Node's default of ~1,000 did.
+ */
+export const MAX_HEADER_FIELDS = 10_000;
+
+/** Why a request head with too many fields is refused, or null when it is within the limit. */
+export function tooManyRequestHeaders(req: ClientRequest): string | null {
+  const fields = req.rawHeaders.length / 2;
+  if (fields <= MAX_HEADER_FIELDS) return null;
+  // Node stops counting at the limit it was given (MAX_HEADER_FIELDS + 1): "more than" is all it knows.
+  return `the request has more than ${MAX_HEADER_FIELDS.toLocaleString("en")} header fields, the most sluice forwards`;
+}
+
 /** The client limits, declared once (names, types, defaults, help). */
 export const CLIENT_LIMIT_OPTIONS = declareOptions({
   client_header_timeout: { type: "int", default: 60, help: "Seconds a client has to send a complete request head, TLS handshake, CONNECT and HTTP/2 preface included (nginx's client_header_timeout); 0 off" },

@@ -53,7 +53,10 @@ export function requestFromClient(req: ClientRequest, cc: ConnectionContext<Upst
     host = u.hostname.replace(/^\[|\]$/g, "");
     port = u.port ? Number(u.port) : scheme === "https" ? 443 : 80;
     path = u.pathname + u.search;
-    if (!authority) authority = u.host;
+    // RFC 9112 §3.2.2: the request-target's host wins over any Host the client sent, and a proxy
+    // forwards a Host made from it.
+    authority = u.host;
+    if (headers.has("host") && headers.get("host") !== u.host) headers.set("host", u.host);
   } else if (!cc.absoluteForm && authority) {
     scheme = cc.clientTls ? "https" : "http";
     const a = new URL(`${scheme}://${authority}`);

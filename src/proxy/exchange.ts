@@ -26,6 +26,7 @@ import {
   type ClientRequest, type ClientResponse,
 } from "./client-response.js";
 import { statusForUpstreamError } from "./guards.js";
+import { MAX_HEADER_FIELDS } from "./client-limits.js";
 import { describeUpstreamError, hostHeaderFor, type ClientUpstreams, type UpstreamTarget } from "./upstream.js";
 
 export type { ClientRequest, ClientResponse } from "./client-response.js";
@@ -251,11 +252,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const flow = this.flow;
     flow.serverConn = this.entry!.serverConn;
     if (statusCode < 200 && statusCode !== 101) return; // interim (100/103): not relayed
+    const fields = headerList(controller.rawHeaders, headers);
+    if (fields.length / 2 > MAX_HEADER_FIELDS) {
+      // Never relay a head with fields cut off: say so instead.
+      const request = flow.request;
+      this.fail(502, `${request.host}:${request.port} answered with ${(fields.length / 2).toLocaleString("en")} header fields, more than the ${MAX_HEADER_FIELDS.toLocaleString("en")} sluice forwards`);
+      controller.abort(new Error("too many response header fields"));
+      return;
+    }
     const response = new Response({
       statusCode,
       reason: statusMessage || reasonPhrase(statusCode),
       httpVersion: this.entry!.serverConn.alpn === "h2" ? "HTTP/2.0" : "HTTP/1.1",
-      headers: new Headers(headerList(controller.rawHeaders, headers)),
+      headers: new Headers(fields),
       content: null,
       timestampStart: now(),
     });

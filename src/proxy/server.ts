@@ -14,10 +14,10 @@ import type { ProxyContext } from "./context.js";
 import { sendPlain } from "./client-response.js";
 import { handleExchange, type ConnectionContext } from "./exchange.js";
 import { parseMode, type ProxyMode } from "./mode.js";
-import { looksLikeTls, parseClientHello } from "./tls/client-hello.js";
+import { UNRECOGNIZED_NAME_ALERT, looksLikeTls, parseClientHello } from "./tls/client-hello.js";
 import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
-import { ConnectionCapLog, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
+import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
 import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
@@ -66,6 +66,8 @@ export class ProxyServer {
       maxHeaderSize: 256 * 1024,
       noDelay: true,
     });
+    // One more than forwarded, so that a head over the limit is seen (and refused) rather than cut.
+    this.h1.maxHeadersCount = MAX_HEADER_FIELDS + 1;
     // Node times request heads only on servers that emitted "listening"; sockets are handed to this
     // one, so it never would, and client_header_timeout would silently not apply.
     this.h1.emit("listening");
@@ -80,7 +82,7 @@ export class ProxyServer {
     });
     this.h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => this.onClientError(err, socket));
 
-    this.h2 = http2.createServer({ maxSessionMemory: 64 });
+    this.h2 = http2.createServer({ maxSessionMemory: 64, maxHeaderListPairs: MAX_HEADER_FIELDS + 8 });
     this.h2.on("request", (req, res) => this.onRequest(req, res));
     this.h2.on("session", (session) => {
       if (this.pendingH2Context) this.h2Contexts.set(session, this.pendingH2Context);
@@ -241,6 +243,12 @@ export class ProxyServer {
       if ("shouldKeepAlive" in res) res.shouldKeepAlive = false;
       return sendPlain(res, 400, "sluice: bad request: HTTP/0.9 request lines (no HTTP version) are not supported; send HTTP/1.0 or later\n");
     }
+    const tooMany = tooManyRequestHeaders(req);
+    if (tooMany) {
+      this.ctx.log.info(`client ${cc.clientConn.peername?.join(":") ?? "?"}: ${req.method} ${req.url}: ${tooMany}: answered 431`);
+      if ("shouldKeepAlive" in res) res.shouldKeepAlive = false;
+      return sendPlain(res, 431, `sluice: ${tooMany}\n`);
+    }
     watchRequestBody(req, res, this.limits.bodyMs, this.ctx.log, `client ${cc.clientConn.peername?.join(":") ?? "?"}`);
     handleExchange(this.ctx, cc, req, res).catch((err: Error) => {
       this.ctx.log.error(`internal error while handling ${req.method} ${req.url}: ${err.stack ?? err.message}`);
@@ -292,6 +300,14 @@ export class ProxyServer {
         const hello = parseClientHello(buffered);
         if (hello === "incomplete") return;
         socket.removeListener("data", onData);
+        if (hello?.badSni) {
+          disarm();
+          this.ctx.log.warn(
+            `client ${clientConn.peername?.join(":") ?? "?"}: TLS ClientHello with server name ${hello.badSni}, which is not an ASCII host name (IDNA names are sent as xn--…): refused with alert unrecognized_name`,
+          );
+          socket.end(UNRECOGNIZED_NAME_ALERT);
+          return;
+        }
         socket.pause();
         socket.unshift(buffered);
         void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, hello?.acceptsEcdsa ?? false, disarm);

@@ -11,6 +11,11 @@ export interface ClientHelloInfo {
    * either offers TLS 1.3 or an ECDHE-ECDSA cipher suite (TLS 1.2 needs one for an ECDSA key).
    */
   acceptsEcdsa: boolean;
+  /**
+   * Set when the server_name is not an ASCII host name (RFC 6066: IDNA A-labels, "xn--…"), e.g.
+   * raw UTF-8: such a hello is refused rather than its name mangled into another one.
+   */
+  badSni: string | null;
 }
 
 /** ecdsa_secp256r1_sha256 … ecdsa_sha1 (RFC 8446 SignatureScheme values). */
@@ -19,6 +24,9 @@ const ECDSA_SIGNATURE_SCHEMES = new Set([0x0403, 0x0503, 0x0603, 0x0203]);
 function isEcdsaSuite(suite: number): boolean {
   return (suite >= 0xc006 && suite <= 0xc00a) || suite === 0xc023 || suite === 0xc024 || suite === 0xc02b || suite === 0xc02c || suite === 0xcca9 || (suite >= 0xc0ac && suite <= 0xc0af);
 }
+
+/** A fatal TLS alert `unrecognized_name` (RFC 6066 §3), for a ClientHello whose name sluice refuses. */
+export const UNRECOGNIZED_NAME_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
 
 /** True when the first byte is a TLS handshake record. */
 export function looksLikeTls(firstBytes: Buffer): boolean {
@@ -68,7 +76,7 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
   for (let q = p + 2; q + 2 <= suitesEnd; q += 2) if (isEcdsaSuite(b.readUInt16BE(q))) ecdsaSuite = true;
   p = suitesEnd;
   p += 1 + b[p]!; // compression methods
-  const info: ClientHelloInfo = { sni: null, alpnProtocols: [], acceptsEcdsa: false };
+  const info: ClientHelloInfo = { sni: null, alpnProtocols: [], acceptsEcdsa: false, badSni: null };
   if (p + 2 > b.length) return info;
   let ecdsaSignatures = false;
   let tls13 = false;
@@ -85,7 +93,11 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
       while (q + 3 <= ext.length) {
         const nameType = ext[q]!;
         const nameLen = ext.readUInt16BE(q + 1);
-        if (nameType === 0) info.sni = ext.subarray(q + 3, q + 3 + nameLen).toString("ascii");
+        if (nameType === 0) {
+          const name = ext.subarray(q + 3, q + 3 + nameLen);
+          if (name.every((b) => b > 0x20 && b < 0x7f)) info.sni = name.toString("latin1");
+          else info.badSni = JSON.stringify(name.toString("utf8"));
+        }
         q += 3 + nameLen;
       }
     } else if (type === 0x000d) {
