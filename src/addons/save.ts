@@ -123,6 +123,14 @@ export class Save implements Addon {
     return this.finished(flow);
   }
 
+  /**
+   * A flow read from a file (`-r`) goes to `-w` too, as with mitmdump `-nr IN -w OUT`; the
+   * promise (when the disk is behind) says when to read on.
+   */
+  saveLoaded(flow: HTTPFlow): Promise<void> | void {
+    return this.save(flow);
+  }
+
   private finished(flow: HTTPFlow): Promise<void> | void {
     if (this.live.delete(flow) && this.live.size === 0) this.onSettled?.();
     return this.save(flow);

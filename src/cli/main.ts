@@ -11,7 +11,9 @@ import { Faults } from "../addons/faults.js";
 import { AdminApi } from "../addons/admin-api.js";
 import { Retries } from "../addons/retries.js";
 import { Metrics } from "../addons/metrics.js";
-import { REPORT_HELP, runReport } from "./report.js";
+import { Progress, REPORT_HELP, runReport } from "./report.js";
+import { compileFilter } from "../core/filter.js";
+import { stat } from "node:fs/promises";
 import { convertFile, readFlowFile } from "../store/index.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
@@ -36,7 +38,7 @@ Commands:
   dump      run the proxy and print one line per flow (like mitmdump)
   web       run the proxy with a browser UI on http://127.0.0.1:8081 (like mitmweb); same options as dump
   ca        show where sluice's CA certificate is and how to make clients trust it
-  convert   convert flow files: sluice convert IN OUT (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
+  convert   convert flow files: sluice convert IN OUT [FILTER] (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
   report    retries, throttles and back-off in a capture: sluice report FILE [--html OUT.html] [FILTER]
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
@@ -112,7 +114,12 @@ async function runDump(argv: string[]): Promise<void> {
     process.stdout.write(DUMP_HELP);
     return;
   }
-  if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
+  // As in mitmdump, FILTER selects what is printed, what is saved (-w) and what is read (-r).
+  const filter = args.positionals.length ? args.positionals.join(" ") : undefined;
+  if (filter !== undefined) {
+    args.set.dumper_filter = filter;
+    args.set.save_stream_filter ??= filter;
+  }
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const dump = new Dump();
   const addons: Addon[] = frontEndAddons(dump);
@@ -126,8 +133,8 @@ async function runDump(argv: string[]): Promise<void> {
     fail((err as Error).message);
   }
   if (args.rfile) {
-    // With -n only matching flows matter, so an SQLite capture can answer FILTER from its indexes.
-    const loaded = await loadFlows(args.rfile, master, dump, log, args.noServer ? args.set.dumper_filter : undefined);
+    const save = addons.find((a): a is Save => a instanceof Save) ?? null;
+    const loaded = await loadFlows(args.rfile, master, { dump, save, log, filter, progress: args.noServer });
     if (args.noServer && !replayOnly) {
       dump.flush();
       await master.addons.trigger("done");
@@ -165,21 +172,42 @@ async function runDump(argv: string[]): Promise<void> {
   process.on("SIGTERM", () => void stop());
 }
 
-/** `-r FILE`: flows go into the view and through the dump output. Null when the file is unreadable. */
-async function loadFlows(path: string, master: Master, dump: Dump | null, log: LineLogger, filter?: string): Promise<number | null> {
+/**
+ * `-r FILE`: flows matching `filter` go into the view, through the dump output and to `-w`.
+ * Null when the file is unreadable.
+ */
+async function loadFlows(path: string, master: Master, how: { dump: Dump | null; save: Save | null; log: LineLogger; filter?: string; progress?: boolean }): Promise<number | null> {
+  const { dump, save, log, filter } = how;
+  const matches = filter ? compileFilter(filter) : null;
+  const progress = how.progress ? new Progress(path, await fileSize(path), true) : null;
   let count = 0;
   try {
-    for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m), filter })) {
+    // An SQLite capture answers FILTER from its indexes; other formats are filtered here.
+    for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m), filter, onProgress: progress ? (read, total) => progress.bytes(read, total) : undefined })) {
+      progress?.flow();
+      if (matches && !matches(flow)) continue;
       master.view.add(flow);
       dump?.show(flow);
+      const saving = save?.saveLoaded(flow);
+      if (saving) await saving;
       count++;
     }
   } catch (err) {
     log.error((err as Error).message);
     return null;
+  } finally {
+    progress?.done(count);
   }
-  log.info(`loaded ${count} flow${count === 1 ? "" : "s"} from ${path}`);
+  log.info(`loaded ${count} flow${count === 1 ? "" : "s"} from ${path}${filter ? ` matching ${filter}` : ""}`);
   return count;
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
 }
 
 const CONSOLE_HELP = `Usage: sluice [console] [options] [FILTER]
@@ -212,7 +240,7 @@ async function runConsole(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
-  if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
+  if (args.rfile && (await loadFlows(args.rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
   let address;
   try {
     address = await master.start();
@@ -260,7 +288,7 @@ async function runWeb(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
-  if (args.rfile && (await loadFlows(args.rfile, master, null, log)) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
+  if (args.rfile && (await loadFlows(args.rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
   let address;
   try {
     address = await master.start();
@@ -288,15 +316,22 @@ async function runWeb(argv: string[]): Promise<void> {
   process.on("SIGTERM", () => void stop());
 }
 
+const CONVERT_HELP = `Usage: sluice convert IN OUT [FILTER]
+
+Converts between mitmproxy flow files (.mitm, .flows, anything else), HAR (.har) and SQLite
+(.sqlite, .db). The input format is recognised by content, the output format by OUT's extension.
+FILTER (a filter expression, as for sluice dump) keeps only the flows it matches.
+`;
+
 async function runConvert(argv: string[]): Promise<void> {
-  if (argv.includes("-h") || argv.includes("--help") || argv.length !== 2) {
-    const usage = "Usage: sluice convert IN OUT\n\nConverts between mitmproxy flow files (.mitm, .flows, anything else), HAR (.har) and SQLite (.sqlite, .db).\nThe input format is recognised by content, the output format by OUT's extension.\n";
-    if (argv.length === 2 || argv.includes("-h") || argv.includes("--help")) return void process.stdout.write(usage);
-    fail("convert needs IN and OUT: sluice convert capture.mitm capture.har");
-  }
+  if (argv.includes("-h") || argv.includes("--help")) return void process.stdout.write(CONVERT_HELP);
+  if (argv.length < 2) fail("convert needs IN and OUT: sluice convert capture.mitm capture.har [FILTER]");
   const [input, output] = argv as [string, string];
+  const expression = argv.length > 2 ? argv.slice(2).join(" ") : undefined;
+  const filter = expression ? { expression, matches: compileFilter(expression) } : undefined;
   const tty = process.stderr.isTTY;
   const result = await convertFile(input, output, {
+    filter,
     onWarning: (m) => process.stderr.write(`sluice: warning: ${m}\n`),
     onProgress: (p) => {
       if (!tty || p.done) return;
@@ -305,8 +340,10 @@ async function runConvert(argv: string[]): Promise<void> {
     },
   });
   if (tty) process.stderr.write("\r");
-  process.stderr.write(`converted ${result.flows} flow${result.flows === 1 ? "" : "s"}: ${input} → ${output}\n`);
+  process.stderr.write(`converted ${result.flows} flow${result.flows === 1 ? "" : "s"}${expression ? ` matching ${expression}` : ""}: ${input} → ${output}\n`);
 }
+
+const CA_HELP = "Usage: sluice ca [--confdir DIR]\n\nCreates the CA on first use and prints where its files are and how to trust it.\n";
 
 function runCa(argv: string[]): void {
   let confdir = DEFAULT_CONFDIR;
@@ -315,7 +352,7 @@ function runCa(argv: string[]): void {
     if (a === "--confdir") confdir = argv[++i] ?? fail("--confdir needs a folder");
     else if (a.startsWith("--confdir=")) confdir = a.slice("--confdir=".length);
     else if (a === "-h" || a === "--help") {
-      process.stdout.write("Usage: sluice ca [--confdir DIR]\n\nCreates the CA on first use and prints where its files are and how to trust it.\n");
+      process.stdout.write(CA_HELP);
       return;
     } else fail(`unknown argument ${a} for \`sluice ca\``);
   }
@@ -396,6 +433,27 @@ async function runCommands(): Promise<void> {
   for (const c of master.commands.list()) process.stdout.write(`${master.commands.usage(c)}\n    ${c.help}\n`);
 }
 
+/** `sluice help [COMMAND]`: the same text as `sluice COMMAND --help`. */
+function showHelp(command: string | undefined): void {
+  const texts: Record<string, string> = {
+    dump: DUMP_HELP,
+    console: CONSOLE_HELP,
+    web: WEB_HELP,
+    report: REPORT_HELP,
+    convert: CONVERT_HELP,
+    ca: CA_HELP,
+    options: "Usage: sluice options\n\nLists every option with its type, default and help; set one with --set NAME=VALUE or in ~/.sluice/config.yaml.\n",
+    commands: "Usage: sluice commands\n\nLists the commands of the console's : prompt, the admin API (POST /commands) and scripts, with their parameters.\n",
+    filters: "Usage: sluice filters\n\nLists the filter expression operators: mitmproxy's, plus sluice's AWS operators (~svc, ~op, ~retry, ~throttled, …).\n",
+    addons: "Usage: sluice addons\n\nLists the addons in the order their hooks run: user scripts, then the addons that change traffic, then those that observe it.\n",
+    help: MAIN_HELP,
+  };
+  if (command === undefined) return void process.stdout.write(MAIN_HELP);
+  const text = texts[command];
+  if (!text) fail(`no command ${JSON.stringify(command)}; \`sluice help\` lists them: ${Object.keys(texts).join(", ")}`);
+  process.stdout.write(text);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
@@ -420,12 +478,7 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(`Filter expressions (mitmproxy's language, plus AWS operators):\n\n${filterHelpText()}\n\nRegexes are searched and case-insensitive; quote arguments with spaces: ~h 'x-amz-target: .*GetItem'.\n`);
         return;
       case "help":
-        if (rest[0] === "dump") process.stdout.write(DUMP_HELP);
-        else if (rest[0] === "console") process.stdout.write(CONSOLE_HELP);
-        else if (rest[0] === "web") process.stdout.write(WEB_HELP);
-        else if (rest[0] === "report") process.stdout.write(REPORT_HELP);
-        else process.stdout.write(MAIN_HELP);
-        return;
+        return showHelp(rest[0]);
       case "-h":
       case "--help":
         process.stdout.write(MAIN_HELP);

@@ -154,7 +154,7 @@ export function bareHead503Text(n: number): string {
 }
 
 /** Progress on stderr: a live counter on a terminal, a line every few seconds otherwise. */
-class Progress {
+export class Progress {
   private readonly started = Date.now();
   private last = Date.now();
   private flows = 0;
@@ -163,9 +163,11 @@ class Progress {
   private readonly tty = !!process.stderr.isTTY;
   private shown = false;
 
+  /** `terminalOnly`: say nothing unless stderr is a terminal (for commands whose output is the point). */
   constructor(
     private readonly file: string,
     private readonly size: number,
+    private readonly terminalOnly = false,
   ) {}
 
   bytes(read: number, total: number): void {
@@ -179,6 +181,7 @@ class Progress {
     const now = Date.now();
     if (now - this.last < (this.tty ? 200 : 5000)) return;
     this.last = now;
+    if (this.terminalOnly && !this.tty) return;
     // Flow files report bytes of the file; SQLite reports rows, which say nothing about the share read.
     const pct = this.total === this.size && this.size > 0 ? ` (${((this.read / this.total) * 100).toFixed(0)}%)` : "";
     const text = `reading ${this.file}: ${this.flows} flows${pct}`;
@@ -189,6 +192,7 @@ class Progress {
 
   done(flows: number): void {
     if (this.tty && this.shown) process.stderr.write("\r\x1b[K");
+    if (this.terminalOnly) return;
     const seconds = (Date.now() - this.started) / 1000;
     process.stderr.write(`read ${flows} flows from ${this.file} in ${seconds.toFixed(1)} s\n`);
   }

@@ -131,6 +131,8 @@ export interface ConvertOptions {
   /** Called at most every 100 ms while converting, and once at the end with `done: true`. */
   onProgress?: (progress: ConvertProgress) => void;
   onWarning?: (message: string) => void;
+  /** Only flows this filter expression matches are written (an SQLite input answers it from its indexes). */
+  filter?: { expression: string; matches: (flow: HTTPFlow) => boolean };
 }
 
 /**
@@ -146,13 +148,16 @@ export async function convertFile(inPath: string, outPath: string, options: Conv
   let lastReport = 0;
   try {
     const flows = readFlowFile(inPath, {
+      filter: options.filter?.expression,
       onWarning: options.onWarning,
       onProgress: (read, total) => {
         progress.bytesRead = read;
         progress.bytesTotal = total;
       },
     });
+    const matches = options.filter?.matches;
     for await (const flow of flows) {
+      if (matches && !matches(flow)) continue;
       sink.write(flow);
       progress.flows++;
       const now = Date.now();
