@@ -427,7 +427,8 @@ function expectedPythonView(f: HTTPFlow): PythonFlow {
     host: r.host,
     port: r.port,
     scheme: r.scheme,
-    authority: r.authority,
+    // mitmproxy records no authority for an HTTP/1 request other than CONNECT (origin-form on replay).
+    authority: r.httpVersion.startsWith("HTTP/1") && r.method !== "CONNECT" ? "" : r.authority,
     path: r.path,
     request: msg(r),
     response: f.response ? { ...msg(f.response), status_code: f.response.statusCode, reason: f.response.reason } : null,

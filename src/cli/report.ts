@@ -179,7 +179,8 @@ export class Progress {
     // Checking the clock every flow is cheap next to decoding one.
     if (++this.flows % 256 !== 0) return;
     const now = Date.now();
-    if (now - this.last < (this.tty ? 200 : 5000)) return;
+    // On a terminal the counter appears at once and then ticks; in a log, a line every 5 s.
+    if ((!this.tty || this.shown) && now - this.last < (this.tty ? 200 : 5000)) return;
     this.last = now;
     if (this.terminalOnly && !this.tty) return;
     // Flow files report bytes of the file; SQLite reports rows, which say nothing about the share read.

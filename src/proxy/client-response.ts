@@ -61,19 +61,25 @@ export function destroyClient(res: ClientResponse, mode: "close" | "reset" = "cl
   socket.destroy();
 }
 
-/** Response headers for the client: hop-by-hop removed; an object for HTTP/2. */
-export function writeHead(res: ClientResponse, response: Response): void {
+/**
+ * Response headers for the client: hop-by-hop removed; an object for HTTP/2. `contentLength`,
+ * when given, is the framing sluice sends instead of the recorded Content-Length: the flow keeps
+ * the headers the server sent (a chunked answer stays chunked in a saved flow).
+ */
+export function writeHead(res: ClientResponse, response: Response, contentLength: string | null = null): void {
   const raw = response.headers.raw;
   if (isHttp2(res)) {
     const obj: Record<string, string | string[]> = {};
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
       if (HOP_BY_HOP.has(name) || name === "host") continue;
+      if (contentLength !== null && name === "content-length") continue;
       const prev = obj[name];
       if (prev === undefined) obj[name] = raw[i + 1]!;
       else if (Array.isArray(prev)) prev.push(raw[i + 1]!);
       else obj[name] = [prev, raw[i + 1]!];
     }
+    if (contentLength !== null) obj["content-length"] = contentLength;
     res.writeHead(response.statusCode, obj);
     return;
   }
@@ -81,8 +87,10 @@ export function writeHead(res: ClientResponse, response: Response): void {
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i]!.toLowerCase();
     if (lower === "connection" || lower === "keep-alive" || lower === "proxy-connection" || lower === "transfer-encoding" || lower === "upgrade" || lower === "trailer") continue;
+    if (contentLength !== null && lower === "content-length") continue;
     list.push(raw[i]!, raw[i + 1]!);
   }
+  if (contentLength !== null) list.push("content-length", contentLength);
   (res as ServerResponse).writeHead(response.statusCode, response.reason || reasonPhrase(response.statusCode) || "Unknown", list);
 }
 
@@ -91,12 +99,14 @@ export function sendComplete(res: ClientResponse, response: Response, method: st
   if (!clientWritable(res) || res.headersSent) return;
   const body = response.content ?? Buffer.alloc(0);
   const bodyless = method === "HEAD" || response.statusCode === 204 || response.statusCode === 304 || response.statusCode < 200;
+  // Framing for this send only; the flow's headers stay as the server (or a hook) set them.
+  let contentLength: string | null = null;
   if (!bodyless) {
     const declared = response.headers.get("content-length");
-    if (declared !== String(body.length)) response.headers.set("content-length", String(body.length));
+    if (declared !== String(body.length)) contentLength = String(body.length);
   }
   try {
-    writeHead(res, response);
+    writeHead(res, response, contentLength);
   } catch (err) {
     sendPlain(res, 502, `sluice: cannot send the response to the client: ${(err as Error).message}\n`);
     return;

@@ -453,6 +453,9 @@ export function flowToState(flow: HTTPFlow): TnetDict {
   const via = server.via ? viaToState(server.via) : null;
   if (server.via && (!via || viaFromState(via) !== server.via)) extra.via = server.via;
   messageExtra(extra, "request", flow.request);
+  // Rare: an HTTP/1 authority that is not the Host header (there was none) is kept here.
+  const r = flow.request;
+  if (r.authority && authorityIsHostHeader(r) && r.authority !== r.headers.get("host")) extra.request_authority = r.authority;
   if (flow.response) messageExtra(extra, "response", flow.response);
 
   const metadata = metadataToState(flow.metadata);
@@ -482,13 +485,28 @@ function messageExtra(extra: TnetDict, side: "request" | "response", m: Request 
   if (m.contentLength !== (m.content?.length ?? 0)) extra[`${side}_content_length`] = m.contentLength;
 }
 
+/**
+ * The authority as mitmproxy records it: the request-target's authority for HTTP/1 CONNECT,
+ * :authority for HTTP/2, and empty for every other HTTP/1 request (mitmproxy drops the
+ * absolute-form authority of a proxied request), so `mitmdump -C` replays origin-form requests
+ * that any server understands. The Host header still says where the request went.
+ */
+function recordedAuthority(r: Request): string {
+  return authorityIsHostHeader(r) ? "" : r.authority;
+}
+
+/** HTTP/1 requests other than CONNECT: sluice's `authority` there is the Host header. */
+function authorityIsHostHeader(r: Request): boolean {
+  return r.httpVersion.startsWith("HTTP/1") && r.method !== "CONNECT";
+}
+
 function requestToState(r: Request): TnetDict {
   return {
     host: r.host,
     port: r.port,
     method: wire(r.method),
     scheme: wire(r.scheme),
-    authority: wire(r.authority),
+    authority: wire(recordedAuthority(r)),
     path: wire(r.path),
     http_version: wire(r.httpVersion),
     headers: headersToState(r.headers),
@@ -732,6 +750,8 @@ function requestFromState(r: TnetDict, extra: TnetDict): Request {
   req.timestampEnd = numOrNull(r.timestamp_end);
   req.trailers = r.trailers ? headersFromState(r.trailers, "request.trailers") : null;
   applyMessageExtra(req, "request", extra);
+  // mitmproxy records no authority for HTTP/1; sluice's is the Host header (or what it kept).
+  if (!req.authority && authorityIsHostHeader(req)) req.authority = typeof extra.request_authority === "string" ? extra.request_authority : (req.headers.get("host") ?? "");
   return req;
 }
 
