@@ -250,6 +250,7 @@ describe("throttleResponse and serviceErrorResponse shapes", () => {
     assert.equal(r.headers.get("x-amzn-ErrorType"), "TooManyRequestsException");
     assert.equal(r.headers.get("content-type"), "application/json");
     assert.equal(r.headers.get("retry-after"), "3");
+    assert.equal(r.headers.get("x-amz-retry-after"), "2500", "milliseconds: the sub-second part is kept");
     assert.equal(r.text, '{"Reason":"CallerRateLimitExceeded","Type":"User","message":"Rate exceeded"}');
   });
 

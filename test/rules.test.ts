@@ -117,7 +117,7 @@ describe("rules-file mappings", () => {
 describe("explain", () => {
   const examples: Record<(typeof FAULT_ACTIONS)[number], string> = {
     status: "status 503", throttle: "throttle retry-after=2", error: "error 503", delay: "delay 200ms jitter=50ms",
-    bandwidth: "bandwidth 64 on=request", reset: "reset", close: "close", hang: "hang", truncate: "truncate 100",
+    bandwidth: "bandwidth 64 on=request", reset: "reset", close: "close", hang: "hang", truncate: "truncate 100", "aws-limits": "aws-limits scale=0.1",
   };
 
   test("every fault action explains itself, each differently", () => {

@@ -5,7 +5,7 @@
  */
 import type { HTTPFlow } from "../core/flow.js";
 import { now, reasonPhrase } from "../core/flow.js";
-import { awsInfoOf, serviceErrorResponse, throttleResponse } from "../aws/index.js";
+import { awsErrorResponse, awsInfoOf, serviceErrorResponse, throttleResponse, type AwsLimitRefusal } from "../aws/index.js";
 import type { DelayDistribution, FaultAction } from "./fault-rules.js";
 
 /** How a wait ended: its time ran out, it was let go (rule disabled), or it was cut short. */
@@ -126,6 +126,14 @@ export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAc
     case "truncate":
       if (flow.response) flow.response.truncateAt = action.bytes;
       return;
+    case "aws-limits": {
+      // The rule admitted the flow only when a limit refused it (faults.ts), and said which.
+      const refused = flow.metadata.aws_limit as AwsLimitRefusal | undefined;
+      if (!refused) return;
+      const info = awsInfoOf(flow);
+      flow.response = awsErrorResponse(info, { status: refused.status, code: refused.code, message: refused.message });
+      return;
+    }
     default:
       return unhandled(action);
   }

@@ -13,7 +13,7 @@ import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys
 export const FAULT_EXAMPLE = "'~svc s3 => throttle p=0.3'";
 const FAULT_OBJECT = { actionKey: "action", missingAction: "add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)", example: FAULT_EXAMPLE };
 
-export const FAULT_ACTIONS = ["status", "throttle", "error", "delay", "bandwidth", "reset", "close", "hang", "truncate"] as const;
+export const FAULT_ACTIONS = ["status", "throttle", "error", "delay", "bandwidth", "reset", "close", "hang", "truncate", "aws-limits"] as const;
 export type FaultActionName = (typeof FAULT_ACTIONS)[number];
 
 export type FaultAction =
@@ -25,7 +25,8 @@ export type FaultAction =
   | { name: "reset" }
   | { name: "close" }
   | { name: "hang" }
-  | { name: "truncate"; bytes: number };
+  | { name: "truncate"; bytes: number }
+  | { name: "aws-limits"; scale: number; depth: number };
 
 export const DELAY_DISTRIBUTIONS = ["uniform", "normal", "exponential"] as const;
 export type DelayDistribution = (typeof DELAY_DISTRIBUTIONS)[number];
@@ -74,6 +75,7 @@ const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
   close: [],
   hang: [],
   truncate: [],
+  "aws-limits": ["scale", "depth"],
 };
 const ACTION_USAGE: Record<FaultActionName, string> = {
   status: "status CODE (e.g. status 503): replace the status of the server's answer, keeping its body",
@@ -85,6 +87,7 @@ const ACTION_USAGE: Record<FaultActionName, string> = {
   close: "close: close the connection without answering",
   hang: "hang: never answer (until the client gives up)",
   truncate: "truncate BYTES: send only the first BYTES of the body, then close, e.g. truncate 100",
+  "aws-limits": "aws-limits [scale=FACTOR] [depth=N]: answer requests beyond AWS's documented limits with the operation's own throttling error (`sluice limits` lists them; scale=0.1 is ten times tighter, depth= the S3 prefix depth)",
 };
 
 /** Parses one rule; `defaultId` is used unless the rule says id=…. */
@@ -92,7 +95,8 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
   let spec: RuleSpec;
   let enabledFromObject: boolean | null = null;
   try {
-    if (typeof source === "string") spec = parseRuleSpec(source, FAULT_EXAMPLE);
+    // `--fault aws-limits` needs no filter: AWS's limits apply to the calls they name.
+    if (typeof source === "string") spec = parseRuleSpec(/^\s*aws-limits\b/.test(source) && !source.includes("=>") ? `=> ${source.trim()}` : source, FAULT_EXAMPLE);
     else ({ spec, enabled: enabledFromObject } = specFromObject(source, FAULT_OBJECT));
   } catch (err) {
     throw new FaultRuleError(err instanceof RuleSpecError ? `fault ${err.message}` : (err as Error).message);
@@ -132,7 +136,7 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
 
 function parseAction(name: FaultActionName, args: string[], o: Record<string, string>, fail: (msg: string) => never): FaultAction {
   const usage = () => fail(`write ${ACTION_USAGE[name]}`);
-  const maxArgs = name === "reset" || name === "close" || name === "hang" || name === "throttle" ? 0 : 1;
+  const maxArgs = name === "reset" || name === "close" || name === "hang" || name === "throttle" || name === "aws-limits" ? 0 : 1;
   if (args.length > maxArgs) fail(`unexpected ${JSON.stringify(args[maxArgs])}; write ${ACTION_USAGE[name]}`);
   const duration = (text: string, what: string): number => {
     try {
@@ -190,6 +194,14 @@ function parseAction(name: FaultActionName, args: string[], o: Record<string, st
     case "close":
     case "hang":
       return { name };
+    case "aws-limits": {
+      if (o.rate !== undefined || o.per !== undefined || o.burst !== undefined) fail("rate=, per= and burst= do not apply to aws-limits: its budgets are AWS's own (scale= makes them tighter or looser)");
+      const scale = o.scale === undefined ? 1 : Number(o.scale);
+      if (!(scale > 0) || !Number.isFinite(scale)) fail(`scale= expects a factor above 0 (0.1: ten times tighter than AWS), got ${JSON.stringify(o.scale)}`);
+      const depth = o.depth === undefined ? 1 : Number(o.depth);
+      if (!Number.isInteger(depth) || depth < 0) fail(`depth= expects the S3 prefix depth, a whole number (default 1), got ${JSON.stringify(o.depth)}`);
+      return { name, scale, depth };
+    }
   }
 }
 
@@ -295,6 +307,8 @@ export function explainAction(action: FaultAction): string {
       return "never answer, until the client gives up or the rule is disabled";
     case "truncate":
       return `send only the first ${action.bytes} bytes of the body, then close`;
+    case "aws-limits":
+      return `answer requests beyond AWS's documented limits${action.scale === 1 ? "" : ` × ${action.scale}`} with the operation's own throttling error, without contacting the server (S3 prefix depth ${action.depth}; \`sluice limits\` lists them)`;
   }
 }
 

@@ -11,6 +11,7 @@ import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-state.js";
 import { keyOf } from "../rules/keys.js";
+import { AwsLimiter, refusalOf, type AwsLimit } from "../aws/index.js";
 import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
 import { applyFaultAction, FlowWaits } from "./fault-actions.js";
 
@@ -43,12 +44,15 @@ class ActiveRule {
   readonly phase: "request" | "response";
   /** Prefix of this rule's budgets in the shared state: the same rule in another process shares them. */
   readonly ns: string;
+  /** aws-limits rules: AWS's buckets (in the shared state too); the rule fires only for what they refuse. */
+  readonly limiter: AwsLimiter | null;
 
   constructor(
     readonly rule: FaultRule,
     readonly source: FaultRuleInfo["source"],
     private readonly state: SharedState,
   ) {
+    this.limiter = rule.action.name === "aws-limits" ? new AwsLimiter({ scale: rule.action.scale, depth: rule.action.depth }) : null;
     this.phase = phaseOf(rule.action);
     this.ns = `fault/${rule.id}/${rule.text}/`;
   }
@@ -63,10 +67,22 @@ class ActiveRule {
     if (tr.first !== null && n > tr.first) return false;
     if (tr.after !== null && n <= tr.after) return false;
     if (tr.every !== null && n % tr.every !== 0) return false;
+    if (this.limiter) return this.limited(flow, t);
     if (!tr.rate) return this.chance();
     // Within the budget: admitted untouched. Only the excess is faulted.
     const grant = this.state.take(this.ns + keyOf(tr.rate.per, flow), { rate: tr.rate.perSecond, burst: tr.rate.burst }, 1, t);
     return isPromise(grant) ? grant.then((g) => !g.granted && this.chance()) : !grant.granted && this.chance();
+  }
+
+  /** aws-limits: fires for what AWS's buckets refuse, recording which limit on the flow. */
+  private limited(flow: HTTPFlow, t: number): MaybeAsync<boolean> {
+    const record = (refused: AwsLimit | null): boolean => {
+      if (!refused || !this.chance()) return false;
+      flow.metadata.aws_limit = refusalOf(refused);
+      return true;
+    };
+    const refused = this.limiter!.admit(flow, this.state, t, this.ns);
+    return isPromise(refused) ? refused.then(record) : record(refused);
   }
 
   private chance(): boolean {

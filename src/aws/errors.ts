@@ -155,7 +155,12 @@ export function awsErrorResponse(info: AwsRequestInfo | null, error: AwsError, o
   headers.add("Date", new Date().toUTCString());
   if (service === "s3") headers.add("Server", "AmazonS3");
   else if (service === "ec2") headers.add("Server", "AmazonEC2");
-  if (opts.retryAfterSeconds !== undefined) headers.add("Retry-After", String(Math.max(0, Math.ceil(opts.retryAfterSeconds))));
+  if (opts.retryAfterSeconds !== undefined) {
+    // Retry-After holds whole seconds; the SDKs' x-amz-retry-after holds milliseconds, so a
+    // sub-second value survives there.
+    headers.add("Retry-After", String(Math.max(0, Math.ceil(opts.retryAfterSeconds))));
+    headers.add("x-amz-retry-after", String(Math.max(0, Math.round(opts.retryAfterSeconds * 1000))));
+  }
   return Response.make(error.status, body, headers);
 }
 

@@ -23,6 +23,8 @@ import { Master } from "../proxy/master.js";
 import { BROWSING_VIEW, DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
+import { limitsTable, LIMITED_SERVICES } from "../aws/index.js";
+import { signingNameOf } from "../aws/services.js";
 import type { Addon } from "../core/addons.js";
 import { frontEndAddons } from "./wiring.js";
 
@@ -43,6 +45,7 @@ Commands:
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
+  limits    AWS's documented request limits that --fault aws-limits emulates, with sources: sluice limits [SERVICE] [scale=F] [depth=N]
   addons    list the addons in the order their hooks run (user scripts come first)
   help      show this help, or \`sluice help COMMAND\`
 
@@ -474,6 +477,8 @@ export async function main(argv: string[]): Promise<void> {
         return await runCommands();
       case "addons":
         return await runAddons();
+      case "limits":
+        return runLimits(rest);
       case "filters":
         process.stdout.write(`Filter expressions (mitmproxy's language, plus AWS operators):\n\n${filterHelpText()}\n\nRegexes are searched and case-insensitive; quote arguments with spaces: ~h 'x-amz-target: .*GetItem'.\n`);
         return;
@@ -493,10 +498,31 @@ export async function main(argv: string[]): Promise<void> {
       default:
         // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
         if (command.startsWith("-")) return await runConsole(argv);
-        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, addons, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, limits, addons, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);
     fail((err as Error).message, 1);
   }
+}
+
+/** `sluice limits [SERVICE] [scale=F] [depth=N]`: the limit profiles, with their sources. */
+function runLimits(args: string[]): void {
+  let service: string | null = null;
+  const opts: { scale?: number; depth?: number } = {};
+  for (const a of args) {
+    const m = /^(scale|depth)=(.*)$/.exec(a);
+    if (m) {
+      const v = Number(m[2]);
+      if (m[1] === "scale" && !(v > 0)) throw new UsageError(`limits: scale= expects a factor above 0, got ${JSON.stringify(m[2])}`);
+      if (m[1] === "depth" && !(Number.isInteger(v) && v >= 0)) throw new UsageError(`limits: depth= expects a whole number, got ${JSON.stringify(m[2])}`);
+      opts[m[1] as "scale" | "depth"] = v;
+      continue;
+    }
+    if (service !== null) throw new UsageError(`limits takes one service, got ${JSON.stringify(service)} and ${JSON.stringify(a)}: sluice limits [SERVICE] [scale=F] [depth=N]`);
+    const signing = signingNameOf(a) ?? a.toLowerCase();
+    if (!LIMITED_SERVICES.includes(signing)) throw new UsageError(`limits: no limit profile for ${JSON.stringify(a)}; profiles exist for ${LIMITED_SERVICES.join(", ")}`);
+    service = signing;
+  }
+  process.stdout.write(limitsTable(service, opts));
 }

@@ -1,0 +1,140 @@
+/**
+ * AWS's real limits (issue 17): the limit profiles' errors are ones the installed botocore's
+ * service models list for the operation (or its retry handler classifies as throttling), and
+ * `--fault aws-limits` in front of a local fake answers the excess with them — boto3 sees EC2's
+ * RequestLimitExceeded beyond the non-mutating bucket and passes again as it refills, S3 PUTs to
+ * two prefixes each get their own budget, a Kinesis PutRecord throttle raises
+ * ProvisionedThroughputExceededException.
+ */
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { Response } from "../src/core/flow.js";
+import { Faults } from "../src/addons/faults.js";
+import { awsLimits } from "../src/aws/limits.js";
+import { startSluice } from "./support/sluice.js";
+import { startScriptedOrigin } from "./support/fake-aws.js";
+import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
+
+/** Operations each limit names, to look up in the service model (EC2's and S3's models list no errors). */
+const SAMPLE_OPERATION: Record<string, string> = { kinesis: "PutRecord", sqs: "SendMessage", sts: "AssumeRole", kms: "Encrypt" };
+
+describe("limit profiles", () => {
+  test("every limit's error is modelled for its operation or classified as throttling by botocore's retry handler", async () => {
+    const wanted = [...new Set(awsLimits().map((l) => `${l.service} ${l.appliesTo === "DescribeStream" ? "DescribeStream" : SAMPLE_OPERATION[l.service] ?? "-"} ${l.error.code}`))];
+    const script = `
+import botocore.session, json, sys
+from botocore.retries import standard
+s = botocore.session.get_session()
+throttling = set(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
+out = {}
+for line in json.loads(sys.argv[1]):
+    svc, op, code = line.split(" ")
+    modelled = []
+    if op != "-":
+        m = s.get_service_model(svc)
+        modelled = [e.error_code or e.name for e in m.operation_model(op).error_shapes] + [e.name for e in m.operation_model(op).error_shapes]
+    out[line] = code in modelled or code in throttling
+print(json.dumps(out))
+`;
+    const r = await run(await pythonWithBoto3(), ["-c", script, JSON.stringify(wanted)]);
+    assert.equal(r.code, 0, r.stderr);
+    const verdicts = JSON.parse(r.stdout) as Record<string, boolean>;
+    const unknown = Object.entries(verdicts).filter(([, ok]) => !ok).map(([line]) => line);
+    // EC2's resource-rate error is documented on its throttling page but botocore does not retry it.
+    assert.deepEqual(unknown, ["ec2 - RequestResourceCountExceeded"]);
+    assert.ok(wanted.includes("kinesis PutRecord ProvisionedThroughputExceededException"));
+  });
+
+  test("sluice limits prints every profile with its source; an unknown service is one line naming those that exist", async () => {
+    const r = await run(process.execPath, [SLUICE_BIN, "limits", "ec2", "scale=0.1"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /non-mutating actions: bucket 10 requests, refill 2\/s, per account and region; 503 RequestLimitExceeded\n.*\n\s+source: https:\/\/docs\.aws\.amazon\.com\/ec2\/latest\/devguide\/ec2-api-throttling\.html/);
+    const all = await run(process.execPath, [SLUICE_BIN, "limits"]);
+    for (const service of ["ec2", "s3", "kinesis", "sqs", "sts", "kms"]) assert.match(all.stdout, new RegExp(`^${service}$`, "m"));
+    assert.equal((all.stdout.match(/^\s+source: https:\/\//gm) ?? []).length, awsLimits().length, "a source for every limit");
+    assertOneLineError(await run(process.execPath, [SLUICE_BIN, "limits", "dynamo"]), /no limit profile for "dynamo"; profiles exist for ec2, s3/, "unknown service");
+  });
+});
+
+describe("--fault aws-limits in front of a local fake, with boto3", () => {
+  test("EC2 beyond the non-mutating bucket and as it refills, Kinesis PutRecord: each with its own error", async () => {
+    const origin = await startScriptedOrigin((req) => {
+      const target = req.headers.get("x-amz-target") ?? "";
+      if (target.endsWith(".PutRecord")) return Response.make(200, '{"SequenceNumber":"1","ShardId":"shardId-000000000000"}', { "content-type": "application/x-amz-json-1.1" });
+      if (req.method === "PUT") return Response.make(200, "", { etag: '"9dd4e461268c8034f5c8564e155c67a6"' });
+      return Response.make(200, '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r1</requestId><reservationSet/></DescribeInstancesResponse>', { "content-type": "text/xml;charset=UTF-8" });
+    });
+    const mapping = JSON.stringify(["ec2", "kinesis"].map((s) => `|https://${s}\\.eu-west-1\\.amazonaws\\.com|${origin.url}`));
+    const sluice = await startSluice({ set: { map_remote: mapping, fault_rules: JSON.stringify(["~svc kinesis => aws-limits scale=0.001", "aws-limits scale=0.05"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config, botocore.exceptions, json, time
+cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+def code(call):
+    try:
+        call()
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+ec2 = boto3.client("ec2", region_name="eu-west-1", config=cfg)
+kinesis = boto3.client("kinesis", region_name="eu-west-1", config=cfg)
+describe = lambda: ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
+burst = [code(describe) for _ in range(14)]
+time.sleep(2.1)
+refilled = [code(describe) for _ in range(3)]
+put = lambda: kinesis.put_record(StreamName="clicks", Data=b"x", PartitionKey="k")
+records = [code(put) for _ in range(3)]
+print(json.dumps({"burst": burst, "refilled": refilled, "records": records}))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as Record<string, string[]>;
+      // Non-mutating bucket (100, 20/s) × 0.05: 5 back to back, refill 1/s.
+      assert.deepEqual(out.burst!.slice(0, 5), Array(5).fill("ok"), "within the bucket every call passes");
+      assert.ok(out.burst!.slice(5).every((c) => c === "RequestLimitExceeded" || c === "ok"));
+      assert.ok(out.burst!.slice(5).filter((c) => c === "RequestLimitExceeded").length >= 4, `beyond it: ${out.burst!.join(" ")}`);
+      assert.ok(out.refilled!.filter((c) => c === "ok").length >= 2, `after 2.1 s the bucket has refilled two: ${out.refilled!.join(" ")}`);
+      assert.equal(out.records![0], "ok");
+      assert.ok(out.records!.slice(1).includes("ProvisionedThroughputExceededException"), `Kinesis: ${out.records!.join(" ")}`);
+      const refused = sluice.flows.filter((f) => f.metadata.aws_limit);
+      assert.equal(origin.requests.length, sluice.flows.length - refused.length, "refused requests never reached the origin");
+      const limits = new Set(refused.map((f) => (f.metadata.aws_limit as { limit: string }).limit));
+      assert.deepEqual([...limits].sort(), ["PutRecord records per shard", "non-mutating actions"]);
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("S3 PUTs to two prefixes each get their own budget (3,500/s × 0.0002: one token, 0.7/s per prefix)", async () => {
+    const origin = await startScriptedOrigin(() => Response.make(200, "", { etag: '"9dd4e461268c8034f5c8564e155c67a6"' }));
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://s3\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["~svc s3 => aws-limits scale=0.0002"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config, botocore.exceptions, json
+s3 = boto3.client("s3", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"}))
+def code(key):
+    try:
+        s3.put_object(Bucket="logs", Key=key, Body=b"x")
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+out = {}
+for i in range(6):
+    for prefix in ("a", "b"):
+        out.setdefault(prefix, []).append(code("%s/%d" % (prefix, i)))
+print(json.dumps(out))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as Record<string, string[]>;
+      for (const prefix of ["a", "b"]) {
+        // With one budget for both, b/'s first PUT would find the token a/'s took.
+        assert.equal(out[prefix]![0], "ok", `prefix ${prefix}/ has its own bucket: ${out[prefix]!.join(" ")}`);
+        assert.ok(out[prefix]!.includes("SlowDown"), `beyond it S3's SlowDown: ${out[prefix]!.join(" ")}`);
+      }
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});
