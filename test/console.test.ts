@@ -472,7 +472,9 @@ describe("sluice console list keys on real flows", () => {
     await term.keys("O");
     screen = await term.waitForText(" Options ");
     assert.match(screen, new RegExp(`^listen_port\\s+${new URL(proxy).port}\\s`, "m"));
-    assert.match(screen, /^mode\s+regular\s/m);
+    // More options than fit a screen: page down to `mode`.
+    await term.keys("NPage");
+    await term.waitForText(/^mode\s+regular\s/m);
     await term.keys("q");
 
     await term.waitForText(" Flows ");
