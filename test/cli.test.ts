@@ -73,7 +73,7 @@ describe("sluice executable", () => {
   test("sluice options lists every option with type, default and help", async () => {
     const r = await sluice(["options"]);
     assert.equal(r.code, 0, r.stderr);
-    for (const name of ["mode", "listen_host", "listen_port", "stream_large_bodies", "ssl_insecure", "map_remote", "flow_detail"]) {
+    for (const name of ["mode", "listen_host", "listen_port", "stream_large_bodies", "ssl_insecure", "map_remote", "flow_detail", "web_port", "web_password"]) {
       assert.match(r.stdout, new RegExp(`^${name}  \\(\\w[\\w-]*, default: `, "m"), name);
     }
     assert.match(r.stdout, /^listen_host  \(string, default: 127\.0\.0\.1\)/m);

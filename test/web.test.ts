@@ -10,11 +10,11 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Page } from "playwright-core";
 import WebSocket from "ws";
 import { startOrigin, type Origin } from "./support/origins.js";
 import { run } from "./support/run.js";
@@ -25,12 +25,8 @@ import { mapS3To, runBoto3, startThrottlingS3, type ThrottlingS3 } from "./suppo
 /** Where the README's screenshots go when SLUICE_WEB_SCREENSHOTS names a folder (docs/ in the repository). */
 const SHOTS = process.env.SLUICE_WEB_SCREENSHOTS ?? null;
 
-export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-export async function launchChromium(profile: string): Promise<Browser> {
-  const context = await chromium.launchPersistentContext(profile, { executablePath: "/usr/bin/chromium", headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 }, acceptDownloads: true });
-  return context.browser() ?? (context as unknown as Browser);
-}
+/** Debian's chromium, headless, with nothing that reaches beyond this machine; a new empty profile per run. */
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 /** The UI's URL from the line `sluice web` prints. */
 async function webUrlOf(proxy: RunningSluice): Promise<string> {
@@ -52,7 +48,6 @@ describe("sluice web in chromium", () => {
   let s3: ThrottlingS3;
   let proxy: RunningSluice;
   let url: string;
-  let browser: Browser;
   let page: Page;
   let contextClose: () => Promise<void>;
 
@@ -74,7 +69,6 @@ describe("sluice web in chromium", () => {
     url = await webUrlOf(proxy);
     const context = await chromium.launchPersistentContext(join(dir, "profile"), { executablePath: "/usr/bin/chromium", headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 }, acceptDownloads: true });
     contextClose = () => context.close();
-    browser = context.browser()!;
     page = context.pages()[0] ?? (await context.newPage());
     page.on("pageerror", (e) => process.stderr.write(`page error: ${e.message}\n`));
     await page.goto(url);
@@ -373,6 +367,22 @@ describe("sluice web start-up errors", () => {
       assertOneLineError(r, new RegExp(`web UI not started: port ${port} on 127.0.0.1 is in use; pick another with --set web_port=PORT`), "port taken", 1);
     } finally {
       blocker.close();
+    }
+  });
+
+  test("web_open_browser hands the URL with its token to the system's opener (xdg-open)", async () => {
+    const bin = mkdtempSync(join(tmpdir(), "sluice-opener-"));
+    const opened = join(bin, "opened.txt");
+    writeFileSync(join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s' "$1" > ${JSON.stringify(opened)}\n`, { mode: 0o755 });
+    const web = await spawnSluice(["web", "-p", "0", "--set", "web_port=0", "--confdir", testConfdir(), "--set", "web_open_browser=true", "--set", "web_password=opened-token"], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    try {
+      const url = await webUrlOf(web);
+      assert.match(url, /\?token=opened-token$/);
+      for (let i = 0; i < 100 && !existsSync(opened); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(readFileSync(opened, "utf8"), url);
+    } finally {
+      await web.stop();
+      rmSync(bin, { recursive: true, force: true });
     }
   });
 

@@ -388,7 +388,9 @@ Trust it:
 }
 
 async function runOptions(): Promise<void> {
-  const master = new Master({ addons: frontEndAddons(new Dump()), log: new LineLogger("error") });
+  // Every front end's options, the web UI's (web_port, …) included.
+  const { WebUi } = await import("../ui/web/web-ui.js");
+  const master = new Master({ addons: [...frontEndAddons(new Dump()), new WebUi()], log: new LineLogger("error") });
   await master.configure();
   for (const o of master.options.all()) {
     const def = formatOptionValue(o.default);
