@@ -134,6 +134,7 @@ describe("sluice web in chromium", () => {
   test("a flow's detail shows its headers, a pretty JSON body and the timing waterfall", async () => {
     await curl(proxy.port, ["-H", "X-Detail: yes", `${origin.url}/detail/json`]);
     await row("/detail/json").click();
+    await page.locator(".flow-scroll .flow-row.focused", { hasText: "/detail/json" }).waitFor();
     await page.keyboard.press("Enter");
     const detail = page.locator(".detail");
     await detail.locator(".start-line", { hasText: "/detail/json" }).waitFor();
@@ -167,6 +168,8 @@ describe("sluice web in chromium", () => {
     const paused = page.locator(".flow-scroll .flow-row.intercepted", { hasText: "/intercept-me" });
     await paused.waitFor();
     await paused.click();
+    // Enter opens the focused flow: wait until sluice has the click's focus (a slow machine lags).
+    await page.locator(".flow-scroll .flow-row.focused", { hasText: "/intercept-me" }).waitFor();
     await page.keyboard.press("Enter");
     const detail = page.locator(".detail");
     await detail.getByRole("button", { name: "Edit" }).click();
@@ -201,6 +204,7 @@ describe("sluice web in chromium", () => {
   test("copy as curl yields a command that, run in a shell, repeats the request at the origin", async () => {
     await curl(proxy.port, ["-X", "PUT", "-H", "X-Copy: it's quoted", "--data-binary", `{"a": "b c"}`, `${origin.url}/copy-me?q=1&r=2`]);
     await row("/copy-me").click();
+    await page.locator(".flow-scroll .flow-row.focused", { hasText: "/copy-me" }).waitFor();
     await page.keyboard.press("Enter");
     await page.locator(".detail select[aria-label=export]").selectOption("curl");
     const text = page.locator("[role=dialog] textarea.export-text");
