@@ -18,6 +18,10 @@ export const PROXY_FLAGS = {
   anticache: { type: "boolean" },
   anticomp: { type: "boolean" },
   showhost: { type: "boolean" },
+  certs: { type: "string", multiple: true },
+  "no-http2": { type: "boolean" },
+  cut: { type: "string" },
+  "cut-format": { type: "string" },
   scripts: { type: "string", short: "s", multiple: true },
   "save-stream-file": { type: "string", short: "w" },
   rfile: { type: "string", short: "r" },
@@ -73,11 +77,20 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v.confdir !== undefined) set.confdir = v.confdir;
   if (v["flow-detail"] !== undefined) set.flow_detail = v["flow-detail"];
   if (v.quiet) set.flow_detail = "0";
+  if (v.quiet && set.termlog_verbosity === undefined) set.termlog_verbosity = "error";
+  if (v.verbose && set.termlog_verbosity === undefined) set.termlog_verbosity = "debug";
+  if (v["no-http2"]) set.http2 = "false";
+  if (v.cut !== undefined) {
+    set.cut = v.cut;
+    set.flow_detail = "0"; // the cut rows replace dump's lines
+  }
+  if (v["cut-format"] !== undefined) set.cut_format = v["cut-format"];
   // Regexes and specs may contain commas: these lists are passed whole, not split.
   const lists: Record<string, string[]> = {};
   if (v["ignore-hosts"]) lists.ignore_hosts = v["ignore-hosts"];
   if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
   if (v["map-remote"]) lists.map_remote = v["map-remote"];
+  if (v.certs) lists.certs = v.certs;
   if (v["map-local"]) lists.map_local = v["map-local"];
   if (v["modify-headers"]) lists.modify_headers = v["modify-headers"];
   if (v["modify-body"]) lists.modify_body = v["modify-body"];
@@ -99,7 +112,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
 }
 
-const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "map_local", "modify_headers", "modify_body", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
+const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "map_local", "modify_headers", "modify_body", "certs", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
 
 function cleanParseError(message: string): string {
   const m = /Unknown option '([^']+)'/.exec(message);

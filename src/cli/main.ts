@@ -27,6 +27,9 @@ import { limitsTable, LIMITED_SERVICES } from "../aws/index.js";
 import { signingNameOf } from "../aws/services.js";
 import type { Addon } from "../core/addons.js";
 import { frontEndAddons } from "./wiring.js";
+import type { ReadFile } from "../addons/readfile.js";
+import type { CutOutput } from "../addons/cut-output.js";
+import { ENV_HELP, RUN_HELP, runEnv, runRun } from "./run.js";
 
 const VERSION = "0.1.0";
 
@@ -39,6 +42,8 @@ Commands:
   console   the default: run the proxy with the interactive console; same options as dump
   dump      run the proxy and print one line per flow (like mitmdump)
   web       run the proxy with a browser UI on http://127.0.0.1:8081 (like mitmweb); same options as dump
+  run       run a program behind sluice: sluice run [options] -- COMMAND … (exits with its status)
+  env       print the variables that put programs behind sluice: eval "$(sluice env)"
   ca        show where sluice's CA certificate is and how to make clients trust it
   convert   convert flow files: sluice convert IN OUT [FILTER] (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
   report    retries, throttles and back-off in a capture: sluice report FILE [--html OUT.html] [FILTER]
@@ -63,6 +68,14 @@ Proxy:
   -p, --listen-port PORT     port to listen on (default 8080; 0 picks a free one)
       --listen-host HOST     address to listen on (default 127.0.0.1)
   -k, --ssl-insecure         do not verify upstream server certificates
+      --certs [DOMAIN=]PEM   serve this certificate (chain, optional key) for DOMAIN (*.example.com; all hosts without DOMAIN) (repeatable)
+      --no-http2             speak HTTP/1.1 only, to clients and servers (also --set http2=false)
+      --set client_certs=FILE|DIR        present a client certificate to servers (DIR: one HOST.pem per server)
+      --set tls_version_client_min=V     TLS versions towards clients / servers: TLS1, TLS1_1, TLS1_2, TLS1_3, UNBOUNDED
+      --set tls_version_server_min=V     (also _max; defaults TLS1_2 … UNBOUNDED)
+      --set upstream_auth=USER:PASS      Basic auth to the upstream proxy (upstream mode) or the server (reverse mode)
+      --set connection_strategy=eager    reach the server when a client CONNECTs (default lazy: when a request needs it)
+      --set body_size_limit=SIZE         refuse larger bodies: requests 413, responses 502
       --ignore-hosts REGEX   pass TLS to matching hosts through untouched (repeatable)
       --allow-hosts REGEX    intercept only matching hosts (repeatable)
   -M, --map-remote SPEC      |filter|url-regex|replacement: send matching requests elsewhere (repeatable)
@@ -99,6 +112,11 @@ Retries and metrics (see also \`sluice report\`):
       --set statsd=HOST:PORT     send the same counters as StatsD lines over UDP
 
 Output:
+      --set termlog_verbosity=LEVEL  error, warn, info (default), alert or debug (-q: error, -v: debug)
+      --set readfile_filter=FILTER   with -r, load only matching flows
+      --set hardump=FILE     write every flow to a HAR file on exit (- prints it)
+      --cut FIELDS           print fields of each flow as CSV instead, e.g. request.method,response.status_code,request.url
+      --cut-format csv|json  --cut as CSV rows (default) or one JSON object per line
       --showhost             show URLs with the Host header's name instead of the address connected to
       --flow-detail N        0 nothing, 1 one line per flow (default), 2 +headers, 3 +bodies, 4 full bodies
   -q, --quiet                print no flows and only errors
@@ -185,12 +203,16 @@ async function loadFlows(path: string, master: Master, how: { dump: Dump | null;
   const progress = how.progress ? new Progress(path, await fileSize(path), true) : null;
   let count = 0;
   try {
+    const readfile = master.addons.get("readfile") as ReadFile | undefined;
+    const cut = master.addons.get("cut_output") as CutOutput | undefined;
     // An SQLite capture answers FILTER from its indexes; other formats are filtered here.
     for await (const flow of readFlowFile(path, { onWarning: (m) => log.warn(m), filter, onProgress: progress ? (read, total) => progress.bytes(read, total) : undefined })) {
       progress?.flow();
       if (matches && !matches(flow)) continue;
+      if (readfile && !readfile.accepts(flow)) continue;
       master.view.add(flow);
       dump?.show(flow);
+      cut?.show(flow);
       const saving = save?.saveLoaded(flow);
       if (saving) await saving;
       count++;
@@ -444,6 +466,8 @@ function showHelp(command: string | undefined): void {
     dump: DUMP_HELP,
     console: CONSOLE_HELP,
     web: WEB_HELP,
+    run: RUN_HELP,
+    env: ENV_HELP,
     report: REPORT_HELP,
     convert: CONVERT_HELP,
     ca: CA_HELP,
@@ -471,6 +495,10 @@ export async function main(argv: string[]): Promise<void> {
         return runCa(rest);
       case "convert":
         return await runConvert(rest);
+      case "run":
+        return process.exit(await runRun(rest));
+      case "env":
+        return await runEnv(rest);
       case "report":
         return await runReport(rest);
       case "options":
@@ -500,7 +528,7 @@ export async function main(argv: string[]): Promise<void> {
       default:
         // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
         if (command.startsWith("-")) return await runConsole(argv);
-        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, ca, convert, report, options, commands, filters, limits, addons, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, run, env, ca, convert, report, options, commands, filters, limits, addons, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

@@ -12,6 +12,12 @@ import { AntiCache } from "../addons/anticache.js";
 import { AntiComp } from "../addons/anticomp.js";
 import { StickyAuth } from "../addons/sticky-auth.js";
 import { StickyCookie } from "../addons/sticky-cookie.js";
+import { UpstreamAuth } from "../addons/upstream-auth.js";
+import { TermLog } from "../addons/termlog.js";
+import { ReadFile } from "../addons/readfile.js";
+import { HarDump } from "../addons/har-dump.js";
+import { Export } from "../addons/export.js";
+import { CutOutput } from "../addons/cut-output.js";
 import { Scripts } from "../addons/scripts.js";
 import { Intercept } from "../addons/intercept.js";
 import { Save } from "../addons/save.js";
@@ -34,9 +40,9 @@ import "../aws/index.js";
  */
 export function frontEndAddons(output: Addon): Addon[] {
   return [
-    new CoreCommands(), new ClientReplay(), new Scripts(),
+    new TermLog(), new ReadFile(), new CoreCommands(), new ClientReplay(), new Scripts(),
     // Traffic changers first, in mitmproxy's order (anticache … stickycookie), then sluice's own.
-    new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(),
-    new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), output,
+    new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(), new UpstreamAuth(),
+    new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), new CutOutput(), output,
   ];
 }

@@ -5,6 +5,9 @@ import { declareOptions, type Options, type TypedOptions } from "./options.js";
 
 export const DEFAULT_CONFDIR = join(homedir(), ".sluice");
 
+/** mitmproxy's TLS version names; UNBOUNDED leaves the bound to Node (TLS 1 … TLS 1.3). */
+export const TLS_VERSIONS = ["UNBOUNDED", "SSL3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3"] as const;
+
 /** The options every front end has, declared once (names, types, defaults, help). */
 export const CORE_OPTIONS = declareOptions({
   mode: { type: "string", default: "regular", help: "Proxy mode: regular, reverse:URL or upstream:URL" },
@@ -20,6 +23,15 @@ export const CORE_OPTIONS = declareOptions({
   stream_large_bodies: { type: "size", default: 1024 * 1024, help: "Bodies larger than this stream through without being kept on the flow (e.g. 512k, 1m, 10m)" },
   http2: { type: "bool", default: true, help: "Offer HTTP/2 to clients and servers" },
   keep_host_header: { type: "bool", default: false, help: "Reverse mode: keep the client's Host header instead of the target's" },
+  tls_version_client_min: { type: "string", default: "TLS1_2", choices: TLS_VERSIONS, help: "Oldest TLS version clients may use towards sluice" },
+  tls_version_client_max: { type: "string", default: "UNBOUNDED", choices: TLS_VERSIONS, help: "Newest TLS version clients may use towards sluice" },
+  tls_version_server_min: { type: "string", default: "TLS1_2", choices: TLS_VERSIONS, help: "Oldest TLS version sluice accepts from servers" },
+  tls_version_server_max: { type: "string", default: "UNBOUNDED", choices: TLS_VERSIONS, help: "Newest TLS version sluice offers to servers" },
+  client_certs: { type: "optional-string", default: null, help: "Client certificate (PEM with key) to present to servers: a file for all, or a directory of HOST.pem files" },
+  certs: { type: "strings", default: [], help: "Certificates to serve instead of generated ones: [domain=]cert.pem (domain may be *.example.com; none means every host; the PEM holds the chain and optionally the key)" },
+  upstream_auth: { type: "optional-string", default: null, help: "user:pass sent as Basic auth to the upstream proxy (upstream mode) or the server (reverse mode)" },
+  connection_strategy: { type: "string", default: "lazy", choices: ["eager", "lazy"], help: "eager: connect to the server when a client connects (CONNECT fails if it is unreachable); lazy: only when a request needs it" },
+  body_size_limit: { type: "optional-string", default: null, help: "Refuse bodies larger than this (e.g. 10m): requests get 413, responses 502, as mitmproxy does" },
   connect_timeout: { type: "int", default: 10, help: "Seconds to wait for an upstream connection" },
   read_timeout: { type: "int", default: 300, help: "Seconds to wait for upstream response headers or body data" },
 });

@@ -27,6 +27,7 @@ import {
 } from "./client-response.js";
 import { statusForUpstreamError } from "./guards.js";
 import { MAX_HEADER_FIELDS } from "./client-limits.js";
+import { parseSize } from "../core/options.js";
 import { describeUpstreamError, hostHeaderFor, type ClientUpstreams, type UpstreamTarget } from "./upstream.js";
 
 export type { ClientRequest, ClientResponse } from "./client-response.js";
@@ -42,6 +43,8 @@ export interface Upstreams {
   entryFor(target: UpstreamTarget): UpstreamEntry;
   /** Whether plain-HTTP requests to `target` must carry an absolute-form URL (upstream proxy). */
   usesAbsoluteForm(target: UpstreamTarget): boolean;
+  /** upstream_auth as a Proxy-Authorization value for an upstream proxy, if set. */
+  proxyAuthorization?(): string | null;
 }
 
 /** Per client connection: who it is and where its requests go by default (tests pass fake upstreams). */
@@ -87,6 +90,22 @@ export async function handleExchange(ctx: ProxyContext, cc: ConnectionContext<Up
 
 type FlowHook = "requestHeaders" | "request" | "responseHeaders" | "response" | "error";
 
+let sizeLimitText: string | null = null;
+let sizeLimitBytes: number | null = null;
+
+/** `body_size_limit` in bytes, or null for none; parsed once per distinct value. */
+function bodySizeLimit(ctx: ProxyContext): number | null {
+  const text = ctx.options.get<string | null>("body_size_limit");
+  if (!text) return null;
+  if (text !== sizeLimitText) {
+    const n = parseSize(text);
+    if (n === null) throw new Error(`body_size_limit expects a size such as 512k or 10m, got ${JSON.stringify(text)}`);
+    sizeLimitText = text;
+    sizeLimitBytes = n;
+  }
+  return sizeLimitBytes;
+}
+
 export class Exchange implements Dispatcher.DispatchHandler {
   phase: Phase = "request";
   readonly flow: HTTPFlow;
@@ -97,6 +116,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The server's response, to tell it from one an addon put in its place. */
   private serverResponse: Response | null = null;
   private declaredLength = NaN;
+  /** body_size_limit in bytes, or null. */
+  private readonly sizeLimit: number | null;
   /** The body kept so far while buffering (and while a responseHeaders hook runs). */
   private chunks: Buffer[] = [];
   private size = 0;
@@ -118,6 +139,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.flow = new HTTPFlow(cc.clientConn, newServerConnection(), request);
     this.flow.live = true;
     this.limit = ctx.core.stream_large_bodies;
+    this.sizeLimit = bodySizeLimit(ctx);
     res.once("close", () => this.onClientClose());
   }
 
@@ -131,16 +153,27 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
     // Body: kept up to the limit, streamed past it.
     let streamedBody: AsyncIterable<Buffer> | null = null;
+    const sizeLimit = this.sizeLimit;
     if (hasNoBody(req)) {
       request.content = Buffer.alloc(0);
       req.resume();
     } else {
       const declared = Number(request.headers.get("content-length") ?? NaN);
+      // mitmproxy's body_size_limit: judged by Content-Length, or by what is buffered before streaming.
+      if (sizeLimit !== null && declared > sizeLimit) {
+        this.fail(413, `request body exceeds body_size_limit (${declared} > ${sizeLimit} bytes)`);
+        return this.done();
+      }
       try {
         if (declared > this.limit) {
           streamedBody = bodyStream(req, [], request);
         } else {
-          const got = await readUpTo(req, this.limit);
+          const got = await readUpTo(req, sizeLimit !== null && sizeLimit < this.limit ? sizeLimit : this.limit);
+          if (!got.ended && sizeLimit !== null && got.size > sizeLimit) {
+            req.resume(); // read and drop the rest, so the client can take its answer
+            this.fail(413, `request body exceeds body_size_limit (more than ${sizeLimit} bytes)`);
+            return this.done();
+          }
           if (got.ended) {
             request.content = got.chunks.length === 1 ? got.chunks[0]! : Buffer.concat(got.chunks, got.size);
             request.contentLength = got.size;
@@ -216,6 +249,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const viaProxy = upstreams.usesAbsoluteForm(target);
     // Towards another proxy, this instance's Via token: a chain that leads back here is answered 508.
     if (viaProxy) headers.push("via", this.ctx.ownListeners.viaEntry());
+    const proxyAuthorization = viaProxy ? (upstreams.proxyAuthorization?.() ?? null) : null;
+    if (proxyAuthorization) headers.push("proxy-authorization", proxyAuthorization);
     const kept = request.content && request.content.length ? request.content : null;
     const upload = request.bandwidthLimit ? paced(streamedBody ?? (kept ? [kept] : []), request.bandwidthLimit) : streamedBody;
     this.phase = "awaitingHead";
@@ -288,6 +323,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.body!.onResponseData(controller, chunk);
     } else if (phase === "buffering" || phase === "awaitingHead") {
       this.size += chunk.length;
+      if (this.sizeLimit !== null && this.size > this.sizeLimit) return this.refuseResponse(`response body exceeds body_size_limit (more than ${this.sizeLimit} bytes)`);
       this.chunks.push(chunk);
       if (phase === "buffering" && this.size > this.limit) this.startStreaming(controller);
     }
@@ -345,6 +381,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.answer();
       return;
     }
+    if (this.sizeLimit !== null && this.declaredLength > this.sizeLimit) return this.refuseResponse(`response body exceeds body_size_limit (${this.declaredLength} > ${this.sizeLimit} bytes)`);
     this.phase = "buffering";
     if (this.declaredLength > this.limit || this.size > this.limit) this.startStreaming(this.controller!);
     if (this.endedEarly) this.onResponseEnd(this.controller!, this.endedEarly);
@@ -414,6 +451,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** Records `msg` as the flow's error, runs `error`, then answers `status` if nothing was sent yet. */
+  /** body_size_limit refused the server's response: the client gets 502, as from mitmproxy. */
+  private refuseResponse(msg: string): void {
+    this.chunks = [];
+    this.controller?.abort(new Error(msg));
+    this.fail(502, msg);
+  }
+
   private fail(status: number, msg: string): void {
     this.end("failed");
     this.flow.error = { msg, timestamp: now() };

@@ -21,6 +21,7 @@ import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline
 import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
+import { ServingCertificates } from "./tls/serving.js";
 
 const CONTEXT = Symbol("sluice.connection");
 type WithContext = { [CONTEXT]?: ConnectionContext };
@@ -45,14 +46,17 @@ export class ProxyServer {
   private limits: ClientLimits;
   /** The header deadline of the connection whose HTTP/2 session is being created (see pendingH2Context). */
   private pendingH2Deadline: (() => void) | null = null;
+  private readonly serving: ServingCertificates;
 
   constructor(private readonly ctx: ProxyContext) {
     this.mode = parseMode(ctx.core.mode);
     this.tlsSettings = upstreamTlsSettings(ctx);
+    this.serving = new ServingCertificates(ctx.options, ctx.ca);
     this.compileHostPatterns();
     this.limits = clientLimits(ctx.core);
     ctx.options.onChange((changed) => {
-      if (changed.has("ssl_insecure") || changed.has("ssl_verify_upstream_trusted_ca")) this.tlsSettings = upstreamTlsSettings(ctx);
+      if (changed.has("ssl_insecure") || changed.has("ssl_verify_upstream_trusted_ca") || changed.has("tls_version_server_min") || changed.has("tls_version_server_max")) this.tlsSettings = upstreamTlsSettings(ctx);
+      if (changed.has("certs") || changed.has("tls_version_client_min") || changed.has("tls_version_client_max")) this.serving.reload();
       if (changed.has("ignore_hosts") || changed.has("allow_hosts")) this.compileHostPatterns();
       if ([...changed].some((n) => n.startsWith("client_") || n === "max_client_connections")) this.applyLimits();
     });
@@ -282,6 +286,17 @@ export class ProxyServer {
       socket.end(`HTTP/1.1 ${r.statusCode} ${r.reason}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
       return;
     }
+    if (this.ctx.options.get<string>("connection_strategy") === "eager") {
+      // mitmproxy's eager strategy: reach the server before telling the client the tunnel is up,
+      // so an unreachable server fails the CONNECT itself; the connection is kept for the first request.
+      try {
+        await outer.upstreams.preconnect({ scheme: "https", host: target.host, port: target.port });
+      } catch (err) {
+        const body = `sluice: ${(err as Error).message}\n`;
+        socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+        return;
+      }
+    }
     socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
     if (head.length) socket.unshift(head);
     this.peekAndRoute(socket, outer.clientConn, { scheme: "https", host: target.host, port: target.port }, outer.upstreams, target.host);
@@ -358,9 +373,9 @@ export class ProxyServer {
     const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
     const keyChoice = this.ctx.core.leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
-    let leaf: LeafCertificate;
+    let leaf: Pick<LeafCertificate, "certPem" | "context">;
     try {
-      leaf = await this.ctx.ca.certificateFor(certHost, keyType);
+      leaf = await this.serving.certificateFor(certHost, keyType);
     } catch (err) {
       this.ctx.log.error(`cannot make a certificate for ${certHost}: ${(err as Error).message}`);
       return void socket.destroy();

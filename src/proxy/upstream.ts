@@ -14,6 +14,7 @@ import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { Client } from "undici";
 import { newServerConnection, now, type ClientConnection, type ServerConnection } from "../core/flow.js";
+import { clientCertFileFor, tlsVersionBounds, type VersionBounds } from "./tls/serving.js";
 import type { ProxyContext } from "./context.js";
 import type { ProxyMode } from "./mode.js";
 import { guardedTcpConnect } from "./guards.js";
@@ -41,6 +42,10 @@ export interface UpstreamTlsSettings {
    * to pay on every upstream connection.
    */
   secureContext: tls.SecureContext | undefined;
+  /** tls_version_server_min/max. */
+  bounds: VersionBounds;
+  /** Contexts that present a client certificate (client_certs), by PEM file. */
+  clientCertContexts: Map<string, tls.SecureContext>;
 }
 
 export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
@@ -56,7 +61,28 @@ export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
     }
     ca = [...tls.rootCertificates, pem];
   }
-  return { rejectUnauthorized: !insecure, ca, secureContext: ca ? tls.createSecureContext({ ca }) : undefined };
+  const bounds = tlsVersionBounds(ctx.options, "server");
+  const custom = ca || bounds.minVersion || bounds.maxVersion;
+  return { rejectUnauthorized: !insecure, ca, secureContext: custom ? tls.createSecureContext({ ca, ...bounds }) : undefined, bounds, clientCertContexts: new Map() };
+}
+
+/** A context that presents the client certificate in `pemFile` (certificate and key), cached. */
+function clientCertContext(settings: UpstreamTlsSettings, pemFile: string): tls.SecureContext {
+  let context = settings.clientCertContexts.get(pemFile);
+  if (context) return context;
+  let pem: string;
+  try {
+    pem = readFileSync(pemFile, "utf8");
+  } catch (err) {
+    throw new Error(`client_certs: cannot read ${pemFile}: ${(err as Error).message}`);
+  }
+  try {
+    context = tls.createSecureContext({ ca: settings.ca, cert: pem, key: pem, ...settings.bounds });
+  } catch (err) {
+    throw new Error(`client_certs: ${pemFile} must hold a certificate and its private key in PEM: ${(err as Error).message}`);
+  }
+  settings.clientCertContexts.set(pemFile, context);
+  return context;
 }
 
 /** The upstream connections of one client connection. */
@@ -68,6 +94,8 @@ export class ClientUpstreams {
    * tunnel's requests make to an upstream proxy, so a loop of proxies is seen however it passes TLS.
    */
   inboundVia: string | undefined;
+  /** Sockets opened ahead of the first request (connection_strategy=eager), by target. */
+  private readonly preopened = new Map<string, net.Socket>();
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -108,6 +136,39 @@ export class ClientUpstreams {
     return entry;
   }
 
+  /**
+   * connection_strategy=eager: open the TCP connection to `target` (through the upstream proxy in
+   * upstream mode) now; the first request to it uses this socket. Throws a sentence on failure.
+   */
+  async preconnect(target: UpstreamTarget): Promise<void> {
+    const key = `${target.scheme}://${target.host}:${target.port}`;
+    if (this.preopened.has(key) || this.entries.has(key)) return;
+    const timeoutMs = this.ctx.options.get<number>("connect_timeout") * 1000;
+    try {
+      const socket = await withTimeout(this.openRaw(target), timeoutMs, `connect to ${target.host}:${target.port} timed out after ${timeoutMs / 1000}s`);
+      socket.once("close", () => this.preopened.get(key) === socket && this.preopened.delete(key));
+      if (this.closed) socket.destroy();
+      else this.preopened.set(key, socket);
+    } catch (err) {
+      throw new Error(describeConnectError(err as NodeJS.ErrnoException, target));
+    }
+  }
+
+  private openRaw(target: UpstreamTarget): Promise<net.Socket> {
+    const own = this.ctx.ownListeners;
+    if (this.mode.kind === "upstream") {
+      return target.scheme === "https" ? tunnelThroughProxy(this.mode, target, own, this.inboundVia, this.proxyAuthorization()) : guardedTcpConnect(own, this.mode.host, this.mode.port);
+    }
+    return guardedTcpConnect(own, target.host, target.port);
+  }
+
+  /** `upstream_auth=user:pass` as a Basic Proxy-Authorization value, for the upstream proxy. */
+  proxyAuthorization(): string | null {
+    if (this.mode.kind !== "upstream") return null;
+    const auth = this.ctx.options.get<string | null>("upstream_auth");
+    return auth ? `Basic ${Buffer.from(auth, "utf8").toString("base64")}` : null;
+  }
+
   /** Whether plain-HTTP requests to `target` must carry an absolute-form URL (upstream proxy). */
   usesAbsoluteForm(target: UpstreamTarget): boolean {
     return this.mode.kind === "upstream" && target.scheme === "http";
@@ -144,13 +205,10 @@ export class ClientUpstreams {
   }
 
   private async openSocket(target: UpstreamTarget, conn: ServerConnection): Promise<net.Socket> {
-    let raw: net.Socket;
-    if (this.mode.kind === "upstream") {
-      const own = this.ctx.ownListeners;
-      raw = target.scheme === "https" ? await tunnelThroughProxy(this.mode, target, own, this.inboundVia) : await guardedTcpConnect(own, this.mode.host, this.mode.port);
-    } else {
-      raw = await guardedTcpConnect(this.ctx.ownListeners, target.host, target.port);
-    }
+    const key = `${target.scheme}://${target.host}:${target.port}`;
+    const early = this.preopened.get(key);
+    this.preopened.delete(key);
+    const raw = early && !early.destroyed ? early : await this.openRaw(target);
     conn.timestampTcpSetup = now();
     conn.peername = raw.remoteAddress ? [raw.remoteAddress, raw.remotePort ?? 0] : null;
     conn.sockname = raw.localAddress ? [raw.localAddress, raw.localPort ?? 0] : null;
@@ -159,13 +217,14 @@ export class ClientUpstreams {
     const settings = this.tlsSettings();
     const alpn = this.clientSpeaksH2 && this.ctx.core.http2 ? ["h2", "http/1.1"] : ["http/1.1"];
     const servername = net.isIP(target.host) ? undefined : target.host;
+    const clientCert = clientCertFileFor(this.ctx.options, servername ?? target.host);
     const secure = tls.connect({
       socket: raw,
       host: target.host, // what the certificate is checked against (an IP needs its IP SAN)
       servername,
       ALPNProtocols: alpn,
       rejectUnauthorized: settings.rejectUnauthorized,
-      secureContext: settings.secureContext,
+      secureContext: clientCert ? clientCertContext(settings, clientCert) : settings.secureContext,
     });
     await new Promise<void>((resolve, reject) => {
       secure.once("secureConnect", resolve);
@@ -186,6 +245,8 @@ export class ClientUpstreams {
   /** Closes every upstream connection of this client (client went away). */
   close(): void {
     this.closed = true;
+    for (const socket of this.preopened.values()) socket.destroy();
+    this.preopened.clear();
     for (const entry of this.entries.values()) entry.client.destroy().catch(() => {});
     this.entries.clear();
   }
@@ -195,11 +256,11 @@ export class ClientUpstreams {
  * HTTP CONNECT through the upstream proxy, using Node's own client. The CONNECT carries this
  * instance's Via token, so a chain that leads back here is answered 508 instead of looping.
  */
-export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: { host: string; port: number }, own: OwnListeners, inboundVia?: string): Promise<net.Socket> {
+export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: { host: string; port: number }, own: OwnListeners, inboundVia?: string, proxyAuthorization?: string | null): Promise<net.Socket> {
   const authority = `${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
   const proxySocket = await guardedTcpConnect(own, mode.host, mode.port);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority, via: inboundVia ? `${inboundVia}, ${own.viaEntry()}` : own.viaEntry() }, agent: false, createConnection: () => proxySocket });
+    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority, via: inboundVia ? `${inboundVia}, ${own.viaEntry()}` : own.viaEntry(), ...(proxyAuthorization ? { "proxy-authorization": proxyAuthorization } : {}) }, agent: false, createConnection: () => proxySocket });
     req.once("connect", (res, socket, head) => {
       if (res.statusCode !== 200) {
         socket.destroy();

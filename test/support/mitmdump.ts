@@ -28,11 +28,11 @@ export interface RunningMitmdump {
 export async function startMitmdump(args: string[]): Promise<RunningMitmdump> {
   const confdir = mkdtempSync(join(tmpdir(), "sluice-mitm-"));
   const port = await freePort();
-  const child: ChildProcess = spawn(MITMDUMP, ["--listen-host", "127.0.0.1", "-p", String(port), "--set", `confdir=${confdir}`, "--set", "connection_strategy=lazy", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(MITMDUMP, ["--listen-host", "127.0.0.1", "-p", String(port), "--set", `confdir=${confdir}`, ...(args.some((a) => a.startsWith("connection_strategy=")) ? [] : ["--set", "connection_strategy=lazy"]), ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000; // generous: a loaded CI machine starts Python slowly
   for (;;) {
     if (child.exitCode !== null) throw new Error(`mitmdump exited with ${child.exitCode}: ${out}`);
     if (await canConnect(port)) break;

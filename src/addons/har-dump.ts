@@ -1,0 +1,50 @@
+/**
+ * `--set hardump=FILE` (mitmproxy's savehar): write every flow seen — live or loaded with `-r` —
+ * to a HAR file when sluice exits (`-` prints it). `save_stream_filter` selects the flows, as in
+ * mitmproxy. Flows are kept in memory until then, as mitmproxy does: use `-w FILE.har` to stream
+ * a HAR file instead.
+ */
+import type { Addon, AddonContext } from "../core/addons.js";
+import type { HTTPFlow } from "../core/flow.js";
+import { flowsToHar, HarWriter } from "../store/har.js";
+
+export class HarDump implements Addon {
+  name = "hardump";
+  private flows: HTTPFlow[] = [];
+  private seen = new WeakSet<HTTPFlow>();
+  private ctx!: AddonContext;
+  private path: string | null = null;
+
+  load(ctx: AddonContext): void {
+    this.ctx = ctx;
+    ctx.options.add({ name: "hardump", type: "optional-string", default: null, help: "Write all flows to this HAR file on exit (- prints it); save_stream_filter selects them" });
+    ctx.view.onChange((event, flow) => {
+      if (this.path && event === "add" && flow) this.keep(flow);
+    });
+  }
+
+  configure(updated: Set<string>): void {
+    if (updated.has("hardump")) this.path = this.ctx.options.get<string | null>("hardump");
+  }
+
+  private keep(flow: HTTPFlow): void {
+    if (this.seen.has(flow)) return;
+    this.seen.add(flow);
+    this.flows.push(flow);
+  }
+
+  async done(): Promise<void> {
+    if (!this.path) return;
+    const filterText = this.ctx.options.has("save_stream_filter") ? this.ctx.options.get<string | null>("save_stream_filter") : null;
+    const filter = filterText ? this.ctx.filter(filterText) : null;
+    const flows = this.flows.filter((f) => (!filter || filter(f)) && !f.live);
+    if (this.path === "-") {
+      process.stdout.write(JSON.stringify(flowsToHar(flows), null, 2) + "\n");
+      return;
+    }
+    const writer = await HarWriter.open(this.path);
+    for (const flow of flows) writer.write(flow);
+    await writer.close();
+    this.ctx.log.info(`hardump: wrote ${flows.length} flow${flows.length === 1 ? "" : "s"} to ${this.path}`);
+  }
+}

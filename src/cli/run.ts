@@ -1,0 +1,135 @@
+/**
+ * `sluice run [options] -- COMMAND …` and `sluice env [--shell bash|fish|powershell]`: put any
+ * program behind sluice in one step. `run` starts the proxy (or, with `--attach HOST:PORT`, uses
+ * one already running), runs the command with the client environment (client-env.ts), prints
+ * its flows as `dump` does (on stderr, so the command's stdout stays its own), and exits with the
+ * command's status. Every `dump` option applies (-w, --fault, --shape, -M, …).
+ */
+import { spawn } from "node:child_process";
+import { Dump } from "../addons/dump.js";
+import { LineLogger } from "../core/log.js";
+import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
+import { Master } from "../proxy/master.js";
+import { CertificateAuthority, caFilesIn } from "../proxy/tls/ca.js";
+import { parseProxyArgs, UsageError } from "./args.js";
+import { frontEndAddons } from "./wiring.js";
+import { clientEnv, formatEnv, writeCaBundle, type Shell } from "./client-env.js";
+
+export const RUN_HELP = `Usage: sluice run [options] [--attach HOST:PORT] -- COMMAND [ARGS…]
+
+Runs COMMAND behind sluice: starts the proxy on a free port (or uses the one at --attach), sets
+every variable that makes common clients use it and trust sluice's CA (HTTP(S)_PROXY, AWS_CA_BUNDLE,
+REQUESTS_CA_BUNDLE, SSL_CERT_FILE, CURL_CA_BUNDLE, NODE_EXTRA_CA_CERTS, NODE_USE_ENV_PROXY and a
+preload for older Node, GIT_SSL_CAINFO, CARGO_HTTP_CAINFO, DENO_CERT, JAVA_TOOL_OPTIONS; see
+\`sluice env\`), prints its flows on stderr as \`sluice dump\` does and exits with its status.
+Every option of \`sluice dump\` applies (-M, -w, --fault, --shape, -q, …).
+`;
+
+export const ENV_HELP = `Usage: sluice env [--shell bash|fish|powershell] [--attach HOST:PORT] [--confdir DIR]
+
+Prints the variables \`sluice run\` sets, for a proxy at HOST:PORT (default 127.0.0.1:8080), as
+commands to eval:  eval "$(sluice env)"   ·   sluice env --shell fish | source
+`;
+
+function takeFlag(argv: string[], name: string): string | undefined {
+  const i = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (i < 0) return undefined;
+  const a = argv[i]!;
+  if (a.includes("=")) {
+    argv.splice(i, 1);
+    return a.slice(name.length + 1);
+  }
+  const value = argv[i + 1];
+  if (value === undefined) throw new UsageError(`${name} needs a value`);
+  argv.splice(i, 2);
+  return value;
+}
+
+function parseAttach(text: string): string {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (!m) throw new UsageError(`--attach expects HOST:PORT (e.g. 127.0.0.1:8080), got ${JSON.stringify(text)}`);
+  const host = m[1] ?? m[2]!;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${m[3]}`;
+}
+
+/** The environment for a child: the caller's, with the client variables on top. */
+function childEnv(proxyUrl: string, confdir: string, ca: CertificateAuthority): NodeJS.ProcessEnv {
+  const bundle = writeCaBundle(confdir, ca.files.certPem);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [name, value] of clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, nodeOptions: process.env.NODE_OPTIONS })) env[name] = value;
+  return env;
+}
+
+export async function runEnv(argv: string[]): Promise<void> {
+  const args = [...argv];
+  if (args.includes("-h") || args.includes("--help")) return void process.stdout.write(ENV_HELP);
+  const shell = (takeFlag(args, "--shell") ?? "bash") as Shell;
+  if (!["bash", "fish", "powershell"].includes(shell)) throw new UsageError(`--shell expects bash, fish or powershell, got ${JSON.stringify(shell)}`);
+  const attach = takeFlag(args, "--attach");
+  const confdir = takeFlag(args, "--confdir") ?? DEFAULT_CONFDIR;
+  if (args.length) throw new UsageError(`unknown argument ${args[0]} for \`sluice env\`; see \`sluice env --help\``);
+  const proxyUrl = attach ? parseAttach(attach) : "http://127.0.0.1:8080";
+  const ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));
+  const bundle = writeCaBundle(confdir, caFilesIn(confdir).certPem);
+  process.stdout.write(formatEnv(clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, nodeOptions: process.env.NODE_OPTIONS }), shell));
+}
+
+export async function runRun(argv: string[]): Promise<number> {
+  const dash = argv.indexOf("--");
+  if (argv.includes("-h") && (dash < 0 || argv.indexOf("-h") < dash)) return void process.stdout.write(RUN_HELP), 0;
+  if (argv.includes("--help") && (dash < 0 || argv.indexOf("--help") < dash)) return void process.stdout.write(RUN_HELP), 0;
+  if (dash < 0 || dash === argv.length - 1) throw new UsageError("sluice run needs a command after --, e.g. sluice run -- python3 job.py");
+  const options = argv.slice(0, dash);
+  const command = argv.slice(dash + 1);
+  const attach = takeFlag(options, "--attach");
+  const args = parseProxyArgs(options);
+  if (args.noServer || args.rfile) throw new UsageError("-n and -r do not apply to sluice run: it runs a live proxy for the command");
+  if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
+
+  let master: Master | null = null;
+  let dump: Dump | null = null;
+  let proxyUrl: string;
+  let confdir: string;
+  let ca: CertificateAuthority;
+  if (attach) {
+    proxyUrl = parseAttach(attach);
+    confdir = args.set.confdir ?? DEFAULT_CONFDIR;
+    ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));
+  } else {
+    args.set.listen_port ??= "0";
+    const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
+    dump = new Dump({ write: (t) => process.stderr.write(t), color: !!process.stderr.isTTY && !process.env.NO_COLOR });
+    master = new Master({ set: args.set, addons: frontEndAddons(dump), log });
+    await master.configure();
+    const address = await master.start();
+    const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+    proxyUrl = `http://${host}:${address.port}`;
+    confdir = master.options.get<string>("confdir");
+    ca = master.ca;
+    log.info(`sluice ${master.options.get<string>("mode")} proxy listening at ${host}:${address.port}; running ${command.join(" ")}`);
+  }
+
+  const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env: childEnv(proxyUrl, confdir, ca) });
+  // The terminal's Ctrl-C reaches the child directly (same process group); sluice waits for it.
+  const ignore = () => {};
+  process.on("SIGINT", ignore);
+  process.on("SIGTERM", () => child.kill("SIGTERM"));
+  const status = await new Promise<number>((resolve) => {
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      process.stderr.write(`sluice: cannot run ${command[0]}: ${err.code === "ENOENT" ? "command not found" : err.message}\n`);
+      resolve(127);
+    });
+    child.once("exit", (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
+  });
+  process.removeListener("SIGINT", ignore);
+  if (master) {
+    // Flows still finishing (a response the child did not wait for) get their line before exit.
+    await master.stop();
+    dump?.flush();
+  }
+  return status;
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return (({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 }) as Record<string, number>)[signal] ?? 1;
+}
