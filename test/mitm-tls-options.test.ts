@@ -25,9 +25,13 @@ interface Proxy {
   stop(): Promise<unknown>;
 }
 
+let confdirForAll: string | null = null;
+
 /** sluice and mitmdump with the same arguments (sluice also trusts the test origins' CA). */
 async function bothProxies(args: string[], sluiceOnly: string[] = []): Promise<Proxy[]> {
-  const confdir = mkdtempSync(join(tmpdir(), "sluice-tlsopt-"));
+  // One confdir (one CA) for the file: making a CA per proxy costs seconds on a loaded machine.
+  confdirForAll ??= mkdtempSync(join(tmpdir(), "sluice-tlsopt-"));
+  const confdir = confdirForAll;
   const started = await Promise.allSettled([
     spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`, ...sluiceOnly, ...args], {}),
     startMitmdump(["--set", "ssl_insecure=true", ...args]),

@@ -25,6 +25,9 @@ function bypassed(host: string, noProxy: string): boolean {
   });
 }
 
+/** Marks the preload's own CONNECT request, whose connection must not be tunnelled again. */
+const TO_PROXY = Symbol("sluice.toProxy");
+
 const proxyUrl = process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY || process.env.http_proxy;
 
 if (proxyUrl && !(process.env.NODE_USE_ENV_PROXY === "1" && honoursEnvProxy())) {
@@ -37,7 +40,7 @@ if (proxyUrl && !(process.env.NODE_USE_ENV_PROXY === "1" && honoursEnvProxy())) 
     const host = String(options.host ?? options.hostname ?? "localhost").replace(/^\[|\]$/g, "");
     const port = Number(options.port ?? (secure ? 443 : 80));
     const authority = `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
-    const req = http.request({ host: proxy.hostname, port: Number(proxy.port || 80), method: "CONNECT", path: authority, headers: { host: authority }, agent: false });
+    const req = http.request({ host: proxy.hostname, port: Number(proxy.port || 80), method: "CONNECT", path: authority, headers: { host: authority }, agent: false, [TO_PROXY]: true } as http.RequestOptions);
     req.once("connect", (res, socket) => {
       if (res.statusCode !== 200) {
         socket.destroy();
@@ -57,7 +60,8 @@ if (proxyUrl && !(process.env.NODE_USE_ENV_PROXY === "1" && honoursEnvProxy())) 
     const original = Agent.prototype.createConnection as (...args: unknown[]) => Duplex;
     Agent.prototype.createConnection = function (this: http.Agent, options: https.RequestOptions, callback?: (err: Error | null, socket: Duplex) => void) {
       const host = String(options.host ?? options.hostname ?? "");
-      if (bypassed(host.toLowerCase(), noProxy) || !callback) return original.call(this, options, callback);
+      // The CONNECT to the proxy itself goes direct, as does everything NO_PROXY names.
+      if ((options as Record<symbol, unknown>)[TO_PROXY] || bypassed(host.toLowerCase(), noProxy) || !callback) return original.call(this, options, callback);
       // https.Agent's own createConnection is what wraps TLS; for http a plain tunnel is enough:
       // sluice reads plain HTTP inside a CONNECT tunnel.
       tunnel(options as https.RequestOptions & tls.ConnectionOptions, secure, (err, socket) => callback(err, socket as Duplex));
