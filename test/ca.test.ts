@@ -27,7 +27,8 @@ describe("two processes on one fresh confdir", () => {
     for (let trial = 0; trial < 2; trial++) {
       const confdir = join(mkdtempSync(join(tmpdir(), "sluice-race-")), "conf");
       const args = ["dump", "-p", "0", "--confdir", confdir, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`];
-      const [a, b] = await Promise.all([spawnSluice(args), spawnSluice(args)]);
+      // Both make an RSA CA key at once: slow on a busy machine, so allow them time to start.
+      const [a, b] = await Promise.all([spawnSluice(args, { startTimeoutMs: 90_000 }), spawnSluice(args, { startTimeoutMs: 90_000 })]);
       try {
         const caFile = caFilesIn(confdir).certPem;
         for (const proxy of [a, b]) {

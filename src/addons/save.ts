@@ -22,6 +22,7 @@ import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
 const DEFAULT_BACKLOG = 64 * 1024 * 1024;
 /** How long a stop waits for flows still in flight (their connections just closed) to finish. */
 const SHUTDOWN_GRACE_MS = 2000;
+const MAX_TRACKED_LIVE = 100_000;
 
 export class Save implements Addon {
   name = "save";
@@ -107,7 +108,10 @@ export class Save implements Addon {
   }
 
   requestHeaders(flow: HTTPFlow): void {
-    if (this.sink) this.live.add(flow);
+    if (!this.sink) return;
+    // Only for the shutdown wait: a flow that somehow never finishes must not pin memory forever.
+    if (this.live.size >= MAX_TRACKED_LIVE) this.live.clear();
+    this.live.add(flow);
   }
 
   response(flow: HTTPFlow): Promise<void> | void {

@@ -15,7 +15,7 @@ export const CORE_OPTIONS = declareOptions({
   listen_port: { type: "int", default: 8080, help: "Port to listen on (0 picks a free one)" },
   backlog: { type: "int", default: 4096, help: "Connections the kernel queues for the proxy before it accepts them (capped by net.core.somaxconn); Node's default of 511 overflows at ~1000 concurrent clients" },
   confdir: { type: "string", default: DEFAULT_CONFDIR, help: "Folder for the CA and the config file" },
-  leaf_key_type: { type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" },
+  ssl_leaf_key_type: { type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" },
   ssl_insecure: { type: "bool", default: false, help: "Do not verify upstream server certificates" },
   ssl_verify_upstream_trusted_ca: { type: "optional-string", default: null, help: "PEM file with an extra CA to trust for upstream servers" },
   ignore_hosts: { type: "strings", default: [], help: "Regexes of hosts whose TLS connections pass through untouched" },

@@ -371,7 +371,7 @@ export class ProxyServer {
 
     const certHost = sni ?? fallbackSni;
     const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
-    const keyChoice = this.ctx.core.leaf_key_type;
+    const keyChoice = this.ctx.core.ssl_leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
     let leaf: Pick<LeafCertificate, "certPem" | "context">;
     try {

@@ -22,7 +22,7 @@ export interface RunningSluice {
  * Starts `sluice ARGS`. The port is read from the "listening at" log line, or, for quiet runs
  * that print nothing, given as `port` and waited for.
  */
-export async function spawnSluice(args: string[], opts: { env?: NodeJS.ProcessEnv; port?: number } = {}): Promise<RunningSluice> {
+export async function spawnSluice(args: string[], opts: { env?: NodeJS.ProcessEnv; port?: number; startTimeoutMs?: number } = {}): Promise<RunningSluice> {
   const env = opts.env ?? process.env;
   const child = spawn(process.execPath, [SLUICE_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -33,7 +33,7 @@ export async function spawnSluice(args: string[], opts: { env?: NodeJS.ProcessEn
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`sluice did not start: ${err}`));
-    }, 20_000);
+    }, opts.startTimeoutMs ?? 20_000);
     const done = (p: number) => {
       clearTimeout(timer);
       resolve(p);
