@@ -470,11 +470,11 @@ describe("sluice console list keys on real flows", () => {
     assert.match(screen, /listening at 127\.0\.0\.1:\d+/);
     await term.keys("q");
     await term.keys("O");
-    screen = await term.waitForText(" Options ");
-    assert.match(screen, new RegExp(`^listen_port\\s+${new URL(proxy).port}\\s`, "m"));
-    // More options than fit a screen: page down to `mode`.
+    await term.waitForText(" Options ");
+    // More options than fit a screen: page down to `listen_port` and `mode`.
     await term.keys("NPage");
-    await term.waitForText(/^mode\s+regular\s/m);
+    screen = await term.waitForText(/^mode\s+regular\s/m);
+    assert.match(screen, new RegExp(`^listen_port\\s+${new URL(proxy).port}\\s`, "m"));
     await term.keys("q");
 
     await term.waitForText(" Flows ");
