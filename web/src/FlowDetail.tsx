@@ -19,15 +19,17 @@ export function FlowDetailPane({ onClose }: { onClose(): void }) {
   const flow = detail?.flow ?? null;
 
   useEffect(() => {
+    // From the state updater, not the closure: two Tabs pressed before React re-renders would
+    // otherwise both step from the same tab.
     const onTab = (e: Event) => {
       if (!flow) return;
       const tabs = tabsFor(flow);
-      const i = tabs.indexOf(tab);
-      setTab(tabs[(i + (e as CustomEvent<number>).detail + tabs.length) % tabs.length]!);
+      const step = (e as CustomEvent<number>).detail;
+      setTab((current) => tabs[(tabs.indexOf(current) + step + tabs.length) % tabs.length]!);
     };
     window.addEventListener("sluice-tab", onTab);
     return () => window.removeEventListener("sluice-tab", onTab);
-  }, [flow, tab]);
+  }, [flow]);
 
   if (!detail) return <section className="detail" />;
   if (!flow) {
