@@ -13,6 +13,7 @@
  */
 import { HTTPFlow, Message, Request, Response } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
+import { editDistance } from "../core/edit-distance.js";
 
 const viewOf = new WeakMap<object, object>();
 const targetOf = new WeakMap<object, object>();
@@ -132,20 +133,6 @@ function suggestion(label: string, target: object, prop: string): string {
   }
   if (best && bestDistance <= Math.max(2, Math.floor(prop.length / 3))) return `; did you mean ${best}?`;
   return " (see the README's table of mitmproxy names)";
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const here = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = here;
-    }
-  }
-  return row[b.length]!;
 }
 
 const headersHandler: ProxyHandler<Headers> = {

@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import { register } from "node:module";
 import { HOOK_NAMES, type Addon, type AddonContext, type HookName } from "../core/addons.js";
 import { scriptView } from "./script-view.js";
+import { editDistance } from "../core/edit-distance.js";
 
 interface LoadedScript {
   path: string;
@@ -205,17 +206,7 @@ function nearHook(name: string): string | null {
 
 /** At most two edits apart (enough for a typo or a missing plural). */
 function closeEnough(a: string, b: string): boolean {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const here = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = here;
-    }
-  }
-  return row[b.length]! <= 2;
+  return editDistance(a, b) <= 2;
 }
 
 /** Own and inherited (class method) names, as a script's addon may be an object or a class instance. */

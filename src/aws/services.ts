@@ -5,6 +5,7 @@
  */
 import { operatorRegex } from "../core/filter.js";
 import { SERVICE_ALIASES, SIGNING_NAMES } from "./service-names.js";
+import { editDistance } from "../core/edit-distance.js";
 
 const SIGNING = new Set(SIGNING_NAMES);
 
@@ -35,22 +36,16 @@ export function closeServiceNames(name: string, limit = 5): string[] {
   const lower = name.toLowerCase();
   const scored: [string, number][] = [];
   for (const candidate of [...SIGNING_NAMES, ...Object.keys(SERVICE_ALIASES)]) {
-    const d = editDistance(lower, candidate);
+    const d = nameDistance(lower, candidate);
     const related = candidate.startsWith(lower) || lower.startsWith(candidate);
     if (d <= Math.max(2, Math.floor(lower.length / 3)) || related) scored.push([candidate, related ? Math.min(d, 1.5) : d]);
   }
   return scored.sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0])).slice(0, limit).map(([n]) => n);
 }
 
-function editDistance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 8) return 99;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length]!;
+/** Names far apart in length are never close: skip the full distance for them. */
+function nameDistance(a: string, b: string): number {
+  return Math.abs(a.length - b.length) > 8 ? 99 : editDistance(a, b);
 }
 
 const PLAIN_NAME = /^[A-Za-z0-9-]+$/;

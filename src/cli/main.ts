@@ -1,4 +1,5 @@
 /** `sluice` — the one executable. Thin: parses arguments, wires addons, reports errors in one line. */
+import type { AddressInfo } from "node:net";
 import { Dump } from "../addons/dump.js";
 import { MapRemote } from "../addons/map-remote.js";
 import { Scripts } from "../addons/scripts.js";
@@ -260,23 +261,27 @@ async function runConsole(argv: string[]): Promise<void> {
   const { ConsoleAddon } = await import("../ui/console/console-addon.js");
   const output = new ConsoleAddon();
   const master = new Master({ set: args.set, addons: frontEndAddons(output), log });
-  try {
-    await master.configure();
-  } catch (err) {
-    fail((err as Error).message);
-  }
-  if (args.rfile && (await loadFlows(args.rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
-  let address;
-  try {
-    address = await master.start();
-  } catch (err) {
-    fail((err as Error).message, 1);
-  }
+  const address = await startFrontEnd(master, args.rfile, log);
   const { runConsoleUi } = await import("../ui/console/index.js");
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   await runConsoleUi(master, output, `${host}:${address.port}`);
   await master.stop();
   process.exit(0);
+}
+
+/** The console's and web UI's start: configure, load `-r FILE` into the view, listen; a failure is one line. */
+async function startFrontEnd(master: Master, rfile: string | null, log: LineLogger): Promise<AddressInfo> {
+  try {
+    await master.configure();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (rfile && (await loadFlows(rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${rfile}`, 1);
+  try {
+    return await master.start();
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
 }
 
 const WEB_HELP = `Usage: sluice web [options] [FILTER]
@@ -308,18 +313,7 @@ async function runWeb(argv: string[]): Promise<void> {
   const { WebUi } = await import("../ui/web/web-ui.js");
   const web = new WebUi();
   const master = new Master({ set: args.set, addons: frontEndAddons(web), log, view: WEB_VIEW });
-  try {
-    await master.configure();
-  } catch (err) {
-    fail((err as Error).message);
-  }
-  if (args.rfile && (await loadFlows(args.rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${args.rfile}`, 1);
-  let address;
-  try {
-    address = await master.start();
-  } catch (err) {
-    fail((err as Error).message, 1);
-  }
+  const address = await startFrontEnd(master, args.rfile, log);
   let url: string;
   try {
     url = await web.start(address);
