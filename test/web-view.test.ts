@@ -1,15 +1,14 @@
 /**
  * The web UI's server side without a browser: a tab's live view (incremental filter, sort,
  * paging, the view's trims, a filter over a large view in slices with progress), the filter
- * error position, the guard's Host check, and the curl/HTTPie/raw export run by a real shell.
+ * error position and the guard's Host check. ("Copy as" runs the `export` command's code, tested in
+ * export-cut.test.ts, and end to end in web.test.ts.)
  */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { FlowView } from "../src/core/view.js";
 import { LiveView, checkFilter } from "../src/ui/web/live-view.js";
 import { hostIsOurs, tokenMatches } from "../src/ui/web/guard.js";
-import { exportFlow, shellQuote } from "../src/ui/web/export.js";
-import { run } from "./support/run.js";
 import { tflow } from "./support/tflow.js";
 
 function viewOf(n: number, status = (i: number) => (i % 10 === 9 ? 503 : 200)): FlowView {
@@ -124,29 +123,5 @@ describe("the web UI's guard", () => {
     assert.ok(tokenMatches("abc", "abc"));
     assert.ok(!tokenMatches("ab", "abc"));
     assert.ok(!tokenMatches("", "abc"));
-  });
-});
-
-describe("export as curl, HTTPie and raw HTTP", () => {
-  const flow = () =>
-    tflow({ method: "POST", scheme: "http", host: "127.0.0.1", port: 9, path: "/p?q=1&r='2'", reqHeaders: ["Host", "127.0.0.1:9", "X-Quote", `it's "x"`, "Content-Length", "9", "Accept-Encoding", "gzip"], reqBody: `{"a": 1}\n` });
-
-  test("curl: the shell hands curl exactly the method, URL, headers and body", async () => {
-    const cmd = exportFlow(flow(), "curl");
-    assert.equal(cmd, `curl -H 'Host: 127.0.0.1:9' -H 'X-Quote: it'"'"'s "x"' --compressed 'http://127.0.0.1:9/p?q=1&r='"'"'2'"'"'' --data-binary '{"a": 1}\n'`.replace("\\n", "\n"));
-    // The shell's word splitting gives back every argument intact.
-    const r = await run("sh", ["-c", `printf '%s\\0' ${cmd.slice(5)}`]);
-    assert.deepEqual(r.stdout.split("\0").slice(0, -1), ["-H", "Host: 127.0.0.1:9", "-H", `X-Quote: it's "x"`, "--compressed", "http://127.0.0.1:9/p?q=1&r='2'", "--data-binary", `{"a": 1}\n`]);
-  });
-
-  test("HTTPie and raw", () => {
-    assert.match(exportFlow(flow(), "httpie"), /^http POST 'http:\/\/127\.0\.0\.1:9\/p\?q=1&r='"'"'2'"'"'' Host:127\.0\.0\.1:9 'X-Quote:it'"'"'s "x"' Accept-Encoding:gzip <<< /);
-    assert.equal(exportFlow(flow(), "raw"), `POST /p?q=1&r='2' HTTP/1.1\r\nHost: 127.0.0.1:9\r\nX-Quote: it's "x"\r\nContent-Length: 9\r\nAccept-Encoding: gzip\r\n\r\n{"a": 1}\n`);
-    assert.equal(shellQuote("plain-word"), "plain-word");
-  });
-
-  test("a binary body cannot go on a command line: said, not mangled", () => {
-    const f = tflow({ method: "PUT", reqBody: Buffer.from([0xff, 0x00, 0xfe]) });
-    assert.throws(() => exportFlow(f, "curl"), /binary: curl cannot carry it/);
   });
 });

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { chromium, type Page } from "playwright-core";
 import WebSocket from "ws";
-import { startOrigin, type Origin } from "./support/origins.js";
+import { echo, startOrigin, type Origin } from "./support/origins.js";
 import { run } from "./support/run.js";
 import { spawnSluice, assertOneLineError, SLUICE_BIN, type RunningSluice } from "./support/cli.js";
 import { testConfdir } from "./support/sluice.js";
@@ -36,6 +36,23 @@ async function webUrlOf(proxy: RunningSluice): Promise<string> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`no web UI line in: ${proxy.stderr()}`);
+}
+
+/** A 1×1 PNG: the Response tab must show it as an image the browser decodes. */
+const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
+
+/** A plain WebSocket through the proxy in regular mode: CONNECT, then the upgrade inside the tunnel. */
+function wsThroughProxy(proxyPort: number, url: string): WebSocket {
+  return new WebSocket(url, ["echo"], {
+    createConnection: ((options: { host?: string; port?: number }, done: (err: Error | null, socket?: net.Socket) => void) => {
+      const authority = `${options.host}:${options.port}`;
+      const req = http.request({ host: "127.0.0.1", port: proxyPort, method: "CONNECT", path: authority, headers: { host: authority }, agent: false });
+      req.once("connect", (res, socket) => (res.statusCode === 200 ? done(null, socket) : done(new Error(`CONNECT answered ${res.statusCode}`))));
+      req.once("error", (err) => done(err));
+      req.end();
+      return undefined;
+    }) as unknown as WebSocket.ClientOptions["createConnection"],
+  });
 }
 
 function curl(proxyPort: number, args: string[]) {
@@ -59,12 +76,13 @@ describe("sluice web in chromium", () => {
   };
 
   before(async () => {
-    origin = await startOrigin();
+    origin = await startOrigin({ websocket: true, handler: (req, res, body) => (req.url === "/image.png" ? (res as http.ServerResponse).writeHead(200, { "content-type": "image/png" }).end(PNG) : echo(req, res, body)) });
     s3 = await startThrottlingS3(() => false);
     proxy = await spawnSluice([
       "web", "-p", "0", "--set", "web_port=0", "--confdir", testConfdir(),
       "--set", `map_remote=${mapS3To(s3.url)}`,
       "--fault", "~op ListBuckets => throttle first=2",
+      "--shape", "~u /shaped/ => 40/s",
     ]);
     url = await webUrlOf(proxy);
     const context = await chromium.launchPersistentContext(join(dir, "profile"), { executablePath: "/usr/bin/chromium", headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 720 }, acceptDownloads: true });
@@ -156,6 +174,48 @@ describe("sluice web in chromium", () => {
     await page.keyboard.press("Escape");
   });
 
+  test("an image body is shown as the image, decoded by the browser", async () => {
+    await curl(proxy.port, ["-o", "/dev/null", `${origin.url}/image.png`]);
+    await row("/image.png").click();
+    await page.locator(".flow-scroll .flow-row.focused", { hasText: "/image.png" }).waitFor();
+    await page.keyboard.press("Enter");
+    const detail = page.locator(".detail");
+    await detail.locator(".start-line", { hasText: "/image.png" }).waitFor();
+    await detail.getByRole("tab", { name: "Response" }).click();
+    const img = detail.locator(".body-content[data-kind=image] img.body-image");
+    await img.waitFor();
+    // The test's TypeScript has no DOM types: the image element seen structurally.
+    type Img = { complete: boolean; naturalWidth: number; naturalHeight: number };
+    await page.waitForFunction((el) => (el as unknown as Img).complete, await img.elementHandle());
+    assert.deepEqual(await img.evaluate((el) => [(el as unknown as Img).naturalWidth, (el as unknown as Img).naturalHeight]), [1, 1]);
+    await page.keyboard.press("Escape");
+  });
+
+  test("a WebSocket flow's tab lists the messages both ways and the close", async () => {
+    const ws = wsThroughProxy(proxy.port, `ws://127.0.0.1:${origin.port}/ws-chat`);
+    const echoed: string[] = [];
+    ws.on("message", (data) => echoed.push(String(data)));
+    await new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+    ws.send("hello from the test");
+    while (echoed.length < 1) await new Promise((r) => setTimeout(r, 20));
+    ws.send("close-please");
+    await new Promise((r) => ws.once("close", r));
+    await row("/ws-chat").click();
+    await page.locator(".flow-scroll .flow-row.focused", { hasText: "/ws-chat" }).waitFor();
+    await page.keyboard.press("Enter");
+    const detail = page.locator(".detail");
+    await detail.locator(".start-line", { hasText: "/ws-chat" }).waitFor();
+    await detail.getByRole("tab", { name: "WebSocket" }).click();
+    const messages = detail.locator("table.ws-messages tr");
+    await detail.locator(".ws .muted", { hasText: "closed by server: 4000 asked to" }).waitFor();
+    const lines = await messages.allInnerTexts();
+    assert.equal(lines.length, 3, lines.join("\n"));
+    assert.match(lines[0]!, /→\s+text\s+hello from the test\s+19b/);
+    assert.match(lines[1]!, /←\s+text\s+hello from the test\s+19b/);
+    assert.match(lines[2]!, /→\s+text\s+close-please/);
+    await page.keyboard.press("Escape");
+  });
+
   test("an intercepted curl request is edited (path and a header) in the browser, resumed, and curl gets the origin's answer to the edit", async () => {
     const box = page.locator("[data-filter=intercept] input");
     await box.fill("~u /intercept-me");
@@ -172,13 +232,18 @@ describe("sluice web in chromium", () => {
     await page.locator(".flow-scroll .flow-row.focused", { hasText: "/intercept-me" }).waitFor();
     await page.keyboard.press("Enter");
     const detail = page.locator(".detail");
+    await detail.locator(".start-line", { hasText: "/intercept-me" }).waitFor();
     await detail.getByRole("button", { name: "Edit" }).click();
     const editor = detail.locator("textarea[aria-label='edit request']");
     const original = await editor.inputValue();
     const [first, ...rest] = original.split("\n");
+    assert.match(first!, /\/intercept-me/, "the editor holds the intercepted request");
     await editor.fill([first!.replace("/intercept-me", "/edited-path"), "X-Edited-In: browser", ...rest].join("\n"));
     await detail.getByRole("button", { name: "Apply" }).click();
-    await page.locator("[role=status]", { hasText: "changed url, headers" }).waitFor();
+    // Whatever the answer, show it: a wrong one fails here with its text rather than a timeout.
+    const said = page.locator("[role=status]", { hasText: /changed|nothing|must|colon|no such|not/ });
+    await said.waitFor();
+    assert.equal(await said.innerText(), "changed url, headers");
     await detail.getByRole("button", { name: "Resume" }).click();
     assert.equal(await exited, 0);
     const answer = JSON.parse(out) as { url: string; headers: Record<string, string> };
@@ -283,6 +348,19 @@ describe("sluice web in chromium", () => {
     await ruleRow.waitFor({ state: "detached" });
     const after = await curl(proxy.port, ["-o", "/dev/null", "-w", "%{http_code}", `${origin.url}/teapot`]);
     assert.equal(after.stdout, "200");
+    await page.getByRole("button", { name: "Flows" }).click();
+  });
+
+  test("the Shaping page shows each rule's keys as table rows: rate, released, queue", async () => {
+    for (let i = 0; i < 3; i++) await curl(proxy.port, ["-o", "/dev/null", `${origin.url}/shaped/${i}`]);
+    await page.getByRole("button", { name: "Shaping" }).click();
+    await page.locator("tr.rule-head", { hasText: "~u /shaped/ => 40/s" }).waitFor();
+    const key = page.locator("tr[data-key]");
+    await key.locator("td.num").nth(3).filter({ hasText: /^3$/ }).waitFor();
+    const cells = await key.locator("td").allInnerTexts();
+    assert.equal(cells[2], "40/s");
+    assert.equal(cells[3], "0", "nothing queued once the three requests are through");
+    assert.equal(cells[6], "0", "nothing rejected");
     await page.getByRole("button", { name: "Flows" }).click();
   });
 

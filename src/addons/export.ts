@@ -77,7 +77,7 @@ export class Export implements Addon {
       name: "export",
       help: "Export a flow and show it: curl, httpie, raw, raw_request, raw_response or har",
       params: [{ name: "format", type: "string" }, { name: "flow", type: "flows" }],
-      run: (format: string, flows: HTTPFlow[]) => exportFlow(format, oneFlow(flows), (b) => this.spareBodyFile(oneFlow(flows), b)).toString("utf8"),
+      run: (format: string, flows: HTTPFlow[]) => exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.options.get<string>("confdir"), oneFlow(flows))).toString("utf8"),
     });
     commands.add({
       name: "export.file",
@@ -97,7 +97,7 @@ export class Export implements Addon {
       help: "Export a flow to the clipboard",
       params: [{ name: "format", type: "string" }, { name: "flow", type: "flows" }],
       run: (format: string, flows: HTTPFlow[]) => {
-        copyToClipboard(exportFlow(format, oneFlow(flows), (b) => this.spareBodyFile(oneFlow(flows), b)));
+        copyToClipboard(exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.options.get<string>("confdir"), oneFlow(flows))));
         return `copied ${format} to the clipboard`;
       },
     });
@@ -138,15 +138,21 @@ export class Export implements Addon {
       },
     });
   }
+}
 
-  /** A body for a curl/httpie command shown or copied: kept in the confdir, named by flow. */
-  private spareBodyFile(flow: HTTPFlow, body: Buffer): string {
-    const dir = join(this.ctx.options.get<string>("confdir"), "exports");
+/**
+ * Where a body a curl/httpie command cannot carry inline goes when the command is shown or copied
+ * (the console, the web UI, `export`, `export.clip`): CONFDIR/exports/FLOW-ID.body, readable only
+ * by the user, because a request body may hold secrets.
+ */
+export function exportsDirBodyFile(confdir: string, flow: HTTPFlow): BodyFileWriter {
+  return (body) => {
+    const dir = join(confdir, "exports");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, `${flow.id}.body`);
     writeFileSync(path, body, { mode: 0o600 });
     return path;
-  }
+  };
 }
 
 function checked(cuts: string): string[] {

@@ -41,6 +41,15 @@ function settled<T>(answer: MaybeAsync<T>, then: (value: T) => void, failed: (er
 
 function noop(): void {}
 
+/** One shaping rule as the web UI's Shaping page shows it. */
+export interface ShapingRuleStatus {
+  id: string;
+  text: string;
+  explain: string;
+  adaptive: boolean;
+  keys: { key: string; rate: number; queued: number; longestWaitMs: number; released: number; rejected: number; cuts: number | null; throttles: number | null }[];
+}
+
 interface Sent {
   active: ActiveRule;
   key: string;
@@ -276,22 +285,32 @@ export class Shaping implements Addon {
     );
   }
 
+  /** Per rule and key: the current rate, the queue and what adaptive rules learned (the web UI's Shaping page). */
+  status(): ShapingRuleStatus[] {
+    const t = performance.now();
+    return this.rules.map((a) => ({
+      id: a.rule.id,
+      text: a.rule.text,
+      explain: explainShapeRule(a.rule),
+      adaptive: !!a.rule.adaptive,
+      keys: [...a.queue.all()].map((b) => {
+        const learned = a.learned.get(b.key);
+        return { key: b.key, rate: b.rate, queued: b.depth, longestWaitMs: b.oldestWaitMs(t), released: b.released, rejected: b.rejected, cuts: learned?.cuts ?? null, throttles: learned?.throttles ?? null };
+      }),
+    }));
+  }
+
   /** One line per rule and key: what `shaping.status` shows. */
   statusText(): string {
     if (this.rules.length === 0) return "no shaping rules (add one with --shape 'FILTER => RATE', e.g. --shape '~svc ec2 => 20/s')";
     const lines: string[] = [];
-    const t = performance.now();
-    for (const a of this.rules) {
-      const r = a.rule;
-      lines.push(`rule ${r.id}: ${r.text}`, `  ${explainShapeRule(r)}`);
-      let any = false;
-      for (const b of a.queue.all()) {
-        any = true;
-        const c = a.learned.get(b.key);
-        const learned = c ? `, ${c.cuts} cut${c.cuts === 1 ? "" : "s"} on ${c.throttles} throttle${c.throttles === 1 ? "" : "s"}` : "";
-        lines.push(`  ${b.key}: rate ${fmtRate(b.rate)}, queued ${b.depth}, longest wait ${fmtSeconds(b.oldestWaitMs(t))}, released ${b.released}, rejected ${b.rejected}${learned}`);
+    for (const r of this.status()) {
+      lines.push(`rule ${r.id}: ${r.text}`, `  ${r.explain}`);
+      for (const k of r.keys) {
+        const learned = k.cuts !== null ? `, ${k.cuts} cut${k.cuts === 1 ? "" : "s"} on ${k.throttles} throttle${k.throttles === 1 ? "" : "s"}` : "";
+        lines.push(`  ${k.key}: rate ${fmtRate(k.rate)}, queued ${k.queued}, longest wait ${fmtSeconds(k.longestWaitMs)}, released ${k.released}, rejected ${k.rejected}${learned}`);
       }
-      if (!any) lines.push("  (no requests yet)");
+      if (r.keys.length === 0) lines.push("  (no requests yet)");
     }
     return lines.join("\n");
   }

@@ -15,6 +15,7 @@ function tabsFor(flow: FlowDetail): Tab[] {
 
 export function FlowDetailPane({ onClose }: { onClose(): void }) {
   const detail = useStore((s) => s.detail);
+  const focusId = useStore((s) => s.state?.focusId ?? null);
   const [tab, setTab] = useState<Tab>("Request");
   const flow = detail?.flow ?? null;
 
@@ -31,7 +32,9 @@ export function FlowDetailPane({ onClose }: { onClose(): void }) {
     return () => window.removeEventListener("sluice-tab", onTab);
   }, [flow]);
 
-  if (!detail) return <section className="detail" />;
+  // Until sluice answers for the newly focused flow, show nothing rather than the previous flow:
+  // an Edit or Resume clicked in that moment would act on the wrong flow.
+  if (!detail || detail.id !== focusId) return <section className="detail" aria-busy="true" />;
   if (!flow) {
     return (
       <section className="detail">
@@ -85,7 +88,9 @@ export function FlowDetailPane({ onClose }: { onClose(): void }) {
           <option value="">Export…</option>
           <option value="curl">copy as curl</option>
           <option value="httpie">copy as HTTPie</option>
-          <option value="raw">copy as raw HTTP</option>
+          <option value="raw_request">copy request as raw HTTP</option>
+          <option value="raw_response">copy response as raw HTTP</option>
+          <option value="har">copy as HAR</option>
         </select>
         <button onClick={onClose} title="Esc">
           ✕

@@ -1,6 +1,6 @@
 // The page's one WebSocket to sluice, and a small store the components read with useStore.
 import { useSyncExternalStore } from "react";
-import type { FaultRuleInfo, FlowDetail, LogEntry, OptionRow, RetriesPage, RowsMessage, StateMessage } from "./types";
+import type { FaultRuleInfo, FlowDetail, LogEntry, OptionRow, RetriesPage, RowsMessage, ShapingRuleStatus, StateMessage } from "./types";
 
 export const token = new URLSearchParams(location.search).get("token") ?? "";
 
@@ -12,7 +12,7 @@ export interface Store {
   detail: { id: string; flow: FlowDetail | null } | null;
   retries: RetriesPage | null;
   faults: { loaded: boolean; rules: FaultRuleInfo[] } | null;
-  shaping: { loaded: boolean; text: string } | null;
+  shaping: { loaded: boolean; rules: ShapingRuleStatus[] } | null;
   options: OptionRow[] | null;
   events: LogEntry[];
   /** The last command's answer, shown in the status line. */

@@ -192,3 +192,12 @@ export interface LogEntry {
   message: string;
   timestamp: number;
 }
+
+/** One shaping rule with its keys (the server's ShapingRuleStatus, addons/shaping.ts). */
+export interface ShapingRuleStatus {
+  id: string;
+  text: string;
+  explain: string;
+  adaptive: boolean;
+  keys: { key: string; rate: number; queued: number; longestWaitMs: number; released: number; rejected: number; cuts: number | null; throttles: number | null }[];
+}

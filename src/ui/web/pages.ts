@@ -4,6 +4,7 @@
  * the flows in the view with their attempts), Faults, Shaping, Options and the event log. Each
  * comes from the addon that owns the feature; nothing here counts on its own.
  */
+import type { ShapingRuleStatus } from "../../addons/shaping.js";
 import type { HTTPFlow } from "../../core/flow.js";
 import type { AddonContext } from "../../core/addons.js";
 import type { LineLogger, LogEntry } from "../../core/log.js";
@@ -109,9 +110,14 @@ export function faultsPage(master: AddonContext): FaultsPage {
   return { loaded: typeof faults?.list === "function", rules: faults?.list?.() ?? [] };
 }
 
-export async function shapingPage(master: AddonContext): Promise<{ loaded: boolean; text: string }> {
-  if (!master.commands.get("shaping.status")) return { loaded: false, text: "" };
-  return { loaded: true, text: String(await master.commands.execute("shaping.status")) };
+export interface ShapingPage {
+  loaded: boolean;
+  rules: ShapingRuleStatus[];
+}
+
+export function shapingPage(master: AddonContext): ShapingPage {
+  const shaping = master.addons.get("shaping") as { status?: () => ShapingRuleStatus[] } | undefined;
+  return { loaded: typeof shaping?.status === "function", rules: shaping?.status?.() ?? [] };
 }
 
 export interface OptionRow {

@@ -14,7 +14,7 @@ import { bumpVersion, flowVersions } from "./versions.js";
 import { faultsPage, optionsPage, retriesPage, shapingPage } from "./pages.js";
 import { applyMessageText, messageAsText } from "../console/editor.js";
 import { quoteWord } from "../console/controller.js";
-import { EXPORT_FORMATS, exportFlow, type ExportFormat } from "./export.js";
+import { exportFlow, exportsDirBodyFile } from "../../addons/export.js";
 
 export type PageName = "retries" | "faults" | "shaping" | "options" | "events";
 
@@ -159,9 +159,9 @@ export class Session {
       case "export": {
         const flow = this.master.view.get(msg.id);
         if (!flow) return this.send({ type: "result", reqId: msg.reqId, ok: false, text: "no such flow: it was deleted or dropped from the view" });
-        if (!(EXPORT_FORMATS as readonly string[]).includes(msg.format)) return this.send({ type: "result", reqId: msg.reqId, ok: false, text: `export as curl, httpie or raw, not ${msg.format}` });
-        try {
-          this.send({ type: "result", reqId: msg.reqId, ok: true, text: exportFlow(flow, msg.format as ExportFormat) });
+                try {
+          // The `export` command's own code: what the page copies is what `:export curl @focus` shows.
+          this.send({ type: "result", reqId: msg.reqId, ok: true, text: exportFlow(msg.format, flow, exportsDirBodyFile(this.master.options.get<string>("confdir"), flow)).toString("utf8").replace(/\n$/, "") });
         } catch (err) {
           this.send({ type: "result", reqId: msg.reqId, ok: false, text: (err as Error).message });
         }
@@ -228,7 +228,7 @@ export class Session {
     if (this.closed || this.congested) return;
     if (this.pages.has("retries")) this.send({ type: "retries", data: retriesPage(this.master) });
     if (this.pages.has("faults")) this.send({ type: "faults", data: faultsPage(this.master) });
-    if (this.pages.has("shaping")) this.send({ type: "shaping", data: await shapingPage(this.master) });
+    if (this.pages.has("shaping")) this.send({ type: "shaping", data: shapingPage(this.master) });
     if (this.pages.has("options")) this.send({ type: "options", data: optionsPage(this.master) });
   }
 }
