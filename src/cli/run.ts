@@ -12,6 +12,7 @@ import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { Master } from "../proxy/master.js";
 import { CertificateAuthority, caFilesIn } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
+import { describeMode } from "../proxy/mode.js";
 import { frontEndAddons } from "./wiring.js";
 import { clientEnv, formatEnv, writeCaBundle, type Shell } from "./client-env.js";
 
@@ -106,7 +107,7 @@ export async function runRun(argv: string[]): Promise<number> {
     proxyUrl = `http://${host}:${address.port}`;
     confdir = master.options.get<string>("confdir");
     ca = master.ca;
-    log.info(`sluice ${master.options.get<string>("mode")} proxy listening at ${host}:${address.port}; running ${command.join(" ")}`);
+    log.info(`sluice ${describeMode(master.options.get<string>("mode"))} proxy listening at ${host}:${address.port}; running ${command.join(" ")}`);
   }
 
   const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env: childEnv(proxyUrl, confdir, ca) });

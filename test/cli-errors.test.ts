@@ -1,0 +1,43 @@
+/**
+ * Every mistake a user can make on the command line is one line on stderr and a non-zero exit:
+ * the real `sluice` executable, spawned per case, never a stack trace, never a quiet exit 0.
+ */
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run } from "./support/run.js";
+import { SLUICE_BIN, spawnSluice } from "./support/cli.js";
+import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
+import { parseMode } from "../src/proxy/mode.js";
+
+describe("--mode without a scheme, as in mitmproxy", () => {
+  test("reverse defaults to https and upstream to http; a path or credentials are refused", () => {
+    assert.deepEqual(parseMode("reverse:example.com:8443"), { kind: "reverse", spec: "reverse:example.com:8443", scheme: "https", host: "example.com", port: 8443 });
+    assert.deepEqual(parseMode("reverse:example.com"), { kind: "reverse", spec: "reverse:example.com", scheme: "https", host: "example.com", port: 443 });
+    assert.deepEqual(parseMode("upstream:127.0.0.1:3128"), { kind: "upstream", spec: "upstream:127.0.0.1:3128", scheme: "http", host: "127.0.0.1", port: 3128 });
+    assert.deepEqual(parseMode("reverse:http://127.0.0.1:81/"), { kind: "reverse", spec: "reverse:http://127.0.0.1:81/", scheme: "http", host: "127.0.0.1", port: 81 }, "a trailing slash is allowed, as in mitmproxy");
+    assert.throws(() => parseMode("reverse:https://example.com/api"), /has a path; give only scheme:\/\/host\[:port\]/);
+    assert.throws(() => parseMode("upstream:http://u:p@127.0.0.1:3128"), /upstream_auth=USER:PASS/);
+  });
+
+  let origin: Origin;
+  before(async () => {
+    origin = await startOrigin({ tls: true });
+  });
+  after(() => origin.close());
+
+  test("sluice dump --mode reverse:127.0.0.1:PORT speaks https to the server and says so", async () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-mode-"));
+    const proc = await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:127.0.0.1:${origin.port}`, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`]);
+    try {
+      assert.match(proc.stderr(), new RegExp(`reverse:127\\.0\\.0\\.1:${origin.port} \\(reverse to https://127\\.0\\.0\\.1:${origin.port}\\) proxy listening`));
+      const r = await run("curl", ["-sS", "--max-time", "30", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${proc.port}/hello`]);
+      assert.equal(r.stdout, "200", r.stderr + proc.stderr());
+      assert.equal(origin.requests.at(-1)?.url, "/hello");
+    } finally {
+      await proc.stop();
+    }
+  });
+});
