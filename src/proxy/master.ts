@@ -11,6 +11,8 @@ import { FlowView, type ViewLimits } from "../core/view.js";
 import { OwnListeners } from "../core/own-listeners.js";
 import { CLIENT_LIMIT_OPTIONS, type ClientLimitOptions } from "./client-limits.js";
 import { InProcessState, type SharedState } from "../core/shared-state.js";
+import { FLEET_OPTIONS, type FleetOptions } from "../fleet/options.js";
+import { joinFleet, type Fleet } from "../fleet/start.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "prom-client";
@@ -37,6 +39,10 @@ export class Master {
   readonly options = new Options();
   /** Typed reads of the options the proxy itself uses (`master.core.listen_port`). */
   readonly core: CoreOptions & ClientLimitOptions;
+  /** shared_state, fleet, …: read once at start (fleet/start.ts). */
+  readonly fleetOptions: FleetOptions;
+  /** The fleet this process joined (shared_state set), or null. */
+  fleet: Fleet | null = null;
   readonly log: LineLogger;
   readonly addons: AddonManager;
   ca!: CertificateAuthority;
@@ -54,6 +60,7 @@ export class Master {
     setFilterNotice((m) => this.log.warn(m));
     this.addons = new AddonManager(this.log);
     this.core = this.options.register({ ...CORE_OPTIONS, ...CLIENT_LIMIT_OPTIONS });
+    this.fleetOptions = this.options.register(FLEET_OPTIONS);
     this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), state: init.state ?? new InProcessState(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
@@ -80,6 +87,11 @@ export class Master {
     for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
     if (this.init.values) this.options.update(this.init.values);
     parseMode(this.core.mode); // a bad mode is a usage error, before any CA is made
+    // The fleet first: rules built by the addons below take their budgets from its shared state.
+    if (!this.init.state) {
+      this.fleet = await joinFleet(this.fleetOptions, this.log);
+      if (this.fleet?.state) this.context.state = this.fleet.state;
+    }
     const all = new Set(this.options.all().map((o) => o.name));
     // A copy: configuring the scripts addon loads scripts, which adds (and configures) their addons.
     for (const addon of [...this.addons.list]) await addon.configure?.(all);
@@ -87,7 +99,10 @@ export class Master {
     const unknown = this.options.unknownDeferred();
     if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: see \`sluice options\``);
     // From now on a change goes to every addon; one that refuses it rolls it back (see Options.update).
-    this.options.onChange((changed) => this.addons.configure(changed));
+    this.options.onChange((changed) => {
+      for (const name of Object.keys(FLEET_OPTIONS)) if (changed.has(name)) throw new Error(`${name} is read at start: restart sluice to change it`);
+      return this.addons.configure(changed);
+    });
   }
 
   private listener(): ProxyListener | null {
@@ -109,5 +124,6 @@ export class Master {
   async stop(): Promise<void> {
     await this.server?.close();
     await this.addons.trigger("done");
+    await this.fleet?.close();
   }
 }
