@@ -48,7 +48,7 @@ Commands:
   env       print the variables that put programs behind sluice: eval "$(sluice env)"
   ca        show where sluice's CA certificate is and how to make clients trust it
   convert   convert flow files: sluice convert IN OUT [FILTER] (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
-  report    retries, throttles and back-off in a capture: sluice report FILE [--html OUT.html] [FILTER]
+  report    retries, throttles and back-off in captures: sluice report FILE... [--html OUT.html] [FILTER]
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)

@@ -8,16 +8,23 @@ import { constants } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileFilter, setFilterNotice, type FlowPredicate } from "../core/filter.js";
-import { readFlowFile } from "../store/index.js";
+import { readMergedCaptures } from "../store/merged-captures.js";
 import { InvocationTracker, type TrackerSnapshot } from "../aws/index.js";
 import { percent, retrySummaryTable } from "../addons/retries.js";
 import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
 import { UsageError } from "./args.js";
+import { expandCaptures, splitCapturesAndFilter } from "./capture-args.js";
 
-export const REPORT_HELP = `Usage: sluice report FILE [options] [FILTER]
+export const REPORT_HELP = `Usage: sluice report CAPTURE... [options] [FILTER]
 
-Reads a capture (mitmproxy flow file, HAR or SQLite, e.g. written with \`sluice dump -w FILE\`)
-and reconstructs SDK calls and their retries: attempts are grouped by amz-sdk-invocation-id and
+Reads one or more captures (mitmproxy flow files, HAR or SQLite, e.g. written with \`sluice dump -w
+FILE\`; files or quoted globs such as 'logs/*.mitm', formats mixed) as one, and reconstructs SDK
+calls and their retries. Several captures — one per sluice process of a fleet — are merged in the
+order their flows finished, so an SDK call whose attempts went through different processes is one
+call with all its attempts in time order; a flow found in two captures is counted once. The
+captures are the leading words that exist as files, contain a glob or a '/', or end in .mitm,
+.flows, .har, .sqlite, .sqlite3 or .db; the first other word starts FILTER.
+ attempts are grouped by amz-sdk-invocation-id and
 numbered by amz-sdk-request; for clients without those headers, the same request from the same
 client again soon after a retryable failure (429, 5xx, throttling, connection error) is counted as
 an inferred retry. Prints the operations with the most retries, the throttled share, the time lost
@@ -53,8 +60,8 @@ export async function runReport(argv: string[]): Promise<void> {
   }
   const v = parsed.values;
   if (v.help) return void process.stdout.write(REPORT_HELP);
-  const [file, ...filterWords] = parsed.positionals;
-  if (!file) throw new UsageError("report needs a capture file: sluice report capture.mitm [--html report.html] [FILTER]");
+  const { captures, filterWords } = splitCapturesAndFilter(parsed.positionals);
+  if (captures.length === 0) throw new UsageError("report needs a capture file: sluice report capture.mitm [--html report.html] [FILTER]");
   const top = v.top === undefined ? 10 : wholeNumber("--top", v.top);
   const inferWindow = v["infer-window"] === undefined ? 30 : wholeNumber("--infer-window", v["infer-window"]);
   const idleWindow = v["idle-window"] === undefined ? 60 : wholeNumber("--idle-window", v["idle-window"]);
@@ -68,22 +75,23 @@ export async function runReport(argv: string[]): Promise<void> {
       throw new UsageError((err as Error).message);
     }
   }
-  let size: number;
-  try {
-    size = (await stat(file)).size;
-  } catch {
-    throw new Error(`cannot read ${file}: no such file (give a flow file, HAR or SQLite capture, e.g. one written with \`sluice dump -w FILE\`)`);
-  }
+  const files = await expandCaptures(captures, "sluice report 'captures/*.sqlite'");
+  let size = 0;
+  for (const f of files) size += (await stat(f)).size;
+  const file = captureLabel(files);
 
   // Find out before reading a large capture that the page cannot be written.
   if (v.html) await checkWritableDirectory(v.html);
 
   const tracker = new InvocationTracker({ inferWindow, idleWindow, topInvocations: top });
   const progress = new Progress(file, size);
-  for await (const flow of readFlowFile(file, {
+  for await (const flow of readMergedCaptures(files, {
     filter: filter ?? undefined,
     onWarning: (m) => process.stderr.write(`sluice: warning: ${m}\n`),
     onProgress: (read, total) => progress.bytes(read, total),
+    onDuplicates: (n) => {
+      if (n) process.stderr.write(`sluice: ${n} flow${n === 1 ? "" : "s"} found in more than one capture (same start, method, URL and client) counted once\n`);
+    },
   })) {
     if (predicate && !predicate(flow)) continue;
     tracker.add(flow);
@@ -101,7 +109,14 @@ export async function runReport(argv: string[]): Promise<void> {
     }
     process.stderr.write(`wrote ${v.html}\n`);
   }
-  process.stdout.write(v.json ? JSON.stringify({ file, filter, ...data }, null, 2) + "\n" : reportText(data, file, filter, top));
+  process.stdout.write(v.json ? JSON.stringify({ file, files, filter, ...data }, null, 2) + "\n" : reportText(data, file, filter, top));
+}
+
+/** How the report names its input: the file, or how many captures and which. */
+export function captureLabel(files: readonly string[]): string {
+  if (files.length === 1) return files[0]!;
+  const shown = files.slice(0, 4).join(", ");
+  return `${files.length} captures (${shown}${files.length > 4 ? `, … ${files.length - 4} more` : ""})`;
 }
 
 async function checkWritableDirectory(path: string): Promise<void> {
