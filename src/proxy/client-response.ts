@@ -163,3 +163,16 @@ export function sendPlain(res: ClientResponse, status: number, text: string): vo
   }
   (res as ServerResponse).end(body);
 }
+
+/** An addon's response as HTTP/1.1 bytes that close the connection: its headers (framing replaced) and body. */
+export function completeResponse(r: Response): Buffer {
+  const body = r.content ?? Buffer.alloc(0);
+  let head = `HTTP/1.1 ${r.statusCode} ${r.reason || reasonPhrase(r.statusCode)}\r\n`;
+  for (const [name, value] of r.headers) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === "content-length") continue;
+    head += `${name}: ${value.replace(/[\r\n]+/g, " ")}\r\n`;
+  }
+  head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, "latin1"), body]);
+}

@@ -11,7 +11,7 @@ import { Duplex } from "node:stream";
 import { HTTPFlow, Request, newClientConnection, newServerConnection, now, reasonPhrase, type ClientConnection } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
-import { sendPlain } from "./client-response.js";
+import { completeResponse, sendPlain } from "./client-response.js";
 import { handleExchange, type ConnectionContext } from "./exchange.js";
 import { parseMode, type ProxyMode } from "./mode.js";
 import { UNRECOGNIZED_NAME_ALERT, looksLikeTls, parseClientHello } from "./tls/client-hello.js";
@@ -181,8 +181,19 @@ export class ProxyServer {
       upstreams.close();
       this.ctx.addons.trigger("clientDisconnected", clientConn);
     });
-    this.ctx.addons.trigger("clientConnected", clientConn);
+    // An addon may refuse the client here (block_global, block_private) by setting its error.
+    const admitting = this.ctx.addons.trigger("clientConnected", clientConn);
+    if (admitting) void admitting.then(() => this.admit(socket, clientConn, upstreams));
+    else this.admit(socket, clientConn, upstreams);
+  }
 
+  /** Routes a client the clientConnected hooks let in; closes one they refused, without a word (as mitmproxy). */
+  private admit(socket: net.Socket, clientConn: ClientConnection, upstreams: ClientUpstreams): void {
+    if (clientConn.error) {
+      this.ctx.log.debug(`client ${clientConn.peername?.join(":") ?? "?"}: closed: ${clientConn.error}`);
+      return void socket.destroy();
+    }
+    if (socket.destroyed) return;
     if (this.mode.kind === "reverse") {
       const target: UpstreamTarget = { scheme: this.mode.scheme, host: this.mode.host, port: this.mode.port };
       this.peekAndRoute(socket, clientConn, target, upstreams, this.mode.host);
@@ -281,9 +292,9 @@ export class ProxyServer {
     if (pending) await pending;
     if (flow.isKilled) return void socket.destroy();
     if (flow.response) {
-      const r = flow.response;
-      const body = r.content ?? Buffer.alloc(0);
-      socket.end(`HTTP/1.1 ${r.statusCode} ${r.reason}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
+      // Answered by an addon (a 407 from proxyauth, a script): the whole response, then close, as
+      // the client would otherwise take the next bytes for the tunnel.
+      socket.end(completeResponse(flow.response));
       return;
     }
     if (this.ctx.options.get<string>("connection_strategy") === "eager") {

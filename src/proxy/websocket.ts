@@ -10,6 +10,7 @@ import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
 import { requestFromClient, BadRequestError } from "./client-request.js";
 import type { ConnectionContext } from "./exchange.js";
+import { completeResponse } from "./client-response.js";
 import type { UpstreamTlsSettings } from "./upstream.js";
 import { RefusedTargetError, ownCheckingLookup, ownLiteralTarget } from "./guards.js";
 
@@ -51,9 +52,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
   if (flow.isKilled) return void socket.destroy();
   if (flow.response) {
     // An addon answered the upgrade itself (e.g. a fault): no WebSocket.
-    const r = flow.response;
-    const body = r.content ?? Buffer.alloc(0);
-    socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${r.statusCode} ${r.reason || reasonPhrase(r.statusCode)}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+    socket.end(completeResponse(flow.response));
     await ctx.addons.trigger("response", flow);
     flow.live = false;
     return;
