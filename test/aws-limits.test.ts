@@ -11,17 +11,28 @@ import assert from "node:assert/strict";
 import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
 import { awsLimits } from "../src/aws/limits.js";
+import { tflow } from "./support/tflow.js";
+import { startFakeDynamoDB } from "./support/fake-aws.js";
 import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
 
 /** Operations each limit names, to look up in the service model (EC2's and S3's models list no errors). */
-const SAMPLE_OPERATION: Record<string, string> = { kinesis: "PutRecord", sqs: "SendMessage", sts: "AssumeRole", kms: "Encrypt" };
+const SAMPLE_OPERATION: Record<string, string> = { kinesis: "PutRecord", sqs: "SendMessage", sts: "AssumeRole", kms: "Encrypt", dynamodb: "PutItem", lambda: "Invoke" };
+
+/** An operation the limit applies to, to look its error up in the model. */
+function sampleOperation(l: ReturnType<typeof awsLimits>[number]): string {
+  if (l.appliesTo === "DescribeStream" || l.appliesTo === "GetFunction" || l.appliesTo === "GetPolicy") return l.appliesTo;
+  if (l.service === "dynamodb" && l.name.includes("read")) return "GetItem";
+  if (l.service === "dynamodb" && l.name.startsWith("control")) return "CreateTable";
+  if (l.service === "lambda" && l.name.startsWith("other control")) return "ListFunctions";
+  return SAMPLE_OPERATION[l.service] ?? "-";
+}
 
 describe("limit profiles", () => {
   test("every limit's error is modelled for its operation or classified as throttling by botocore's retry handler", async () => {
-    const wanted = [...new Set(awsLimits().map((l) => `${l.service} ${l.appliesTo === "DescribeStream" ? "DescribeStream" : SAMPLE_OPERATION[l.service] ?? "-"} ${l.error.code}`))];
+    const wanted = [...new Set(awsLimits().map((l) => `${l.service} ${sampleOperation(l)} ${l.error.code}`))];
     const script = `
 import botocore.session, json, sys
 from botocore.retries import standard
@@ -44,6 +55,36 @@ print(json.dumps(out))
     // EC2's resource-rate error is documented on its throttling page but botocore does not retry it.
     assert.deepEqual(unknown, ["ec2 - RequestResourceCountExceeded"]);
     assert.ok(wanted.includes("kinesis PutRecord ProvisionedThroughputExceededException"));
+    for (const line of ["dynamodb PutItem ProvisionedThroughputExceededException", "dynamodb GetItem RequestLimitExceeded", "dynamodb CreateTable ThrottlingException", "lambda Invoke TooManyRequestsException", "lambda ListFunctions TooManyRequestsException"]) {
+      assert.ok(wanted.includes(line), `${line} in ${wanted.join(", ")}`);
+    }
+  });
+
+  test("DynamoDB's ThrottlingReasons and Lambda's Reason values are members and enum values of botocore's error shapes", async () => {
+    const fieldsOf = awsLimits().filter((l) => l.errorFor || l.error.fields).map((l) => {
+      const flow = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem", authorization: "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/dynamodb/aws4_request" }, reqBody: '{"TableName":"t","Item":{"pk":{"S":"a"}}}' });
+      const e = l.errorFor ? l.errorFor(flow, { service: l.service, region: "eu-west-1", operation: "PutItem", bucket: null, key: null, invocationId: null, attempt: null, maxAttempts: null, sdk: null, retryMode: null }) : l.error;
+      return { service: l.service, code: e.code, fields: e.fields };
+    });
+    const script = `
+import botocore.session, json, sys
+s = botocore.session.get_session()
+bad = []
+for e in json.loads(sys.argv[1]):
+    shape = s.get_service_model(e["service"]).shape_for(e["code"])
+    for name, value in e["fields"].items():
+        if name not in shape.members:
+            bad.append("%s %s has no member %s" % (e["service"], e["code"], name))
+        elif name == "Reason" and value not in shape.members[name].enum:
+            bad.append("lambda Reason %s not in %s" % (value, shape.members[name].enum))
+        elif name == "ThrottlingReasons" and set(value[0]) != set(shape.members[name].member.members):
+            bad.append("ThrottlingReason members %s" % sorted(value[0]))
+print(json.dumps(bad))
+`;
+    const r = await run(await pythonWithBoto3(), ["-c", script, JSON.stringify(fieldsOf)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), []);
+    assert.ok(fieldsOf.some((f) => f.service === "dynamodb") && fieldsOf.some((f) => f.service === "lambda"));
   });
 
   test("sluice limits prints every profile with its source; an unknown service is one line naming those that exist", async () => {
@@ -51,7 +92,7 @@ print(json.dumps(out))
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /non-mutating actions: bucket 10 requests, refill 2\/s, per account and region; 503 RequestLimitExceeded\n.*\n\s+source: https:\/\/docs\.aws\.amazon\.com\/ec2\/latest\/devguide\/ec2-api-throttling\.html/);
     const all = await run(process.execPath, [SLUICE_BIN, "limits"]);
-    for (const service of ["ec2", "s3", "kinesis", "sqs", "sts", "kms"]) assert.match(all.stdout, new RegExp(`^${service}$`, "m"));
+    for (const service of ["ec2", "s3", "dynamodb", "lambda", "kinesis", "sqs", "sts", "kms"]) assert.match(all.stdout, new RegExp(`^${service}$`, "m"));
     assert.equal((all.stdout.match(/^\s+source: https:\/\//gm) ?? []).length, awsLimits().length, "a source for every limit");
     assertOneLineError(await run(process.execPath, [SLUICE_BIN, "limits", "dynamo"]), /no limit profile for "dynamo"; profiles exist for ec2, s3/, "unknown service");
   });
@@ -133,6 +174,85 @@ print(json.dumps(out))
         assert.equal(out[prefix]![0], "ok", `prefix ${prefix}/ has its own bucket: ${out[prefix]!.join(" ")}`);
         assert.ok(out[prefix]!.includes("SlowDown"), `beyond it S3's SlowDown: ${out[prefix]!.join(" ")}`);
       }
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});
+
+describe("--fault aws-limits for DynamoDB and Lambda, with boto3", () => {
+  test("a hot DynamoDB partition key gets ProvisionedThroughputExceededException with its ThrottlingReasons; another key of the table passes", async () => {
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk" }], region: "eu-west-1" });
+    // Writes per partition: 1,000 WCU × 0.002 = a bucket of 2, refilled 2/s.
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${dynamo.url}`]), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.002"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config, botocore.exceptions, json
+ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
+def put(pk):
+    try:
+        ddb.put_item(TableName="orders", Item={"pk": {"S": pk}, "n": {"N": "1"}})
+        return {"code": "ok"}
+    except botocore.exceptions.ClientError as e:
+        return {"code": e.response["Error"]["Code"], "reasons": e.response.get("ThrottlingReasons"), "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
+import threading
+hot = []
+threads = [threading.Thread(target=lambda: hot.append(put("hot"))) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+cold = put("cold")
+print(json.dumps({"hot": hot, "cold": cold}))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { hot: { code: string; reasons?: { reason: string; resource: string }[]; status?: number }[]; cold: { code: string } };
+      // 8 at once against a bucket of 2: the bucket's 2 pass (more only as it refills), the rest are refused.
+      assert.ok(out.hot.filter((h) => h.code === "ok").length >= 2, JSON.stringify(out.hot));
+      const throttled = out.hot.filter((h) => h.code !== "ok");
+      assert.ok(throttled.length >= 1, JSON.stringify(out.hot));
+      for (const t of throttled) {
+        assert.equal(t.code, "ProvisionedThroughputExceededException");
+        assert.equal(t.status, 400);
+        assert.deepEqual(t.reasons, [{ reason: "TableWriteKeyRangeThroughputExceeded", resource: "arn:aws:dynamodb:eu-west-1:000000000000:table/orders" }]);
+      }
+      assert.equal(out.cold.code, "ok", "another partition key value has its own partition budget");
+    } finally {
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
+  test("Lambda beyond the concurrency limit gets 429 TooManyRequestsException with Reason ConcurrentInvocationLimitExceeded; a slot frees when an invocation ends", async () => {
+    const origin = await startScriptedOrigin(() => Response.make(200, '{"ok":true}', { "content-type": "application/json", "x-amz-executed-version": "$LATEST" }), { answerAfterMs: () => 1500 });
+    // 1,000 concurrent executions × 0.002 = 2 in flight.
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://lambda\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.002"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config, botocore.exceptions, json, threading
+lam = boto3.client("lambda", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
+out = []
+def invoke():
+    try:
+        lam.invoke(FunctionName="resize", Payload=b"{}")
+        out.append({"code": "ok"})
+    except botocore.exceptions.ClientError as e:
+        out.append({"code": e.response["Error"]["Code"], "reason": e.response.get("Reason"), "type": e.response.get("Type"), "status": e.response["ResponseMetadata"]["HTTPStatusCode"]})
+threads = [threading.Thread(target=invoke) for _ in range(5)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+after = []
+invoke()
+print(json.dumps({"together": out, "after": out[5]}))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { together: { code: string; reason?: string; type?: string; status?: number }[]; after: { code: string } };
+      const together = out.together.slice(0, 5);
+      const ok = together.filter((x) => x.code === "ok").length;
+      assert.ok(ok >= 1 && ok <= 2, `at most 2 in flight: ${JSON.stringify(together)}`);
+      const throttled = together.filter((x) => x.code !== "ok");
+      assert.ok(throttled.length >= 3);
+      for (const t of throttled) assert.deepEqual(t, { code: "TooManyRequestsException", reason: "ConcurrentInvocationLimitExceeded", type: "User", status: 429 });
+      assert.equal(out.after.code, "ok", "the slots are free again once the invocations ended");
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }

@@ -131,7 +131,7 @@ export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAc
       const refused = flow.metadata.aws_limit as AwsLimitRefusal | undefined;
       if (!refused) return;
       const info = awsInfoOf(flow);
-      flow.response = awsErrorResponse(info, { status: refused.status, code: refused.code, message: refused.message });
+      flow.response = awsErrorResponse(info, { status: refused.status, code: refused.code, message: refused.message, ...(refused.fields ? { fields: refused.fields } : {}) });
       return;
     }
     default:

@@ -78,7 +78,7 @@ class ActiveRule {
   private limited(flow: HTTPFlow, t: number): MaybeAsync<boolean> {
     const record = (refused: AwsLimit | null): boolean => {
       if (!refused || !this.chance()) return false;
-      flow.metadata.aws_limit = refusalOf(refused);
+      flow.metadata.aws_limit = refusalOf(refused, flow);
       return true;
     };
     const refused = this.limiter!.admit(flow, this.state, t, this.ns);
@@ -195,6 +195,20 @@ export class Faults implements Addon {
     // Already answered (shaping, a script) or faulted: leave it alone.
     if (flow.response || flow.metadata.fault) return;
     return this.evaluate(flow, "request");
+  }
+
+  /** Lambda's concurrency: an invocation is in flight until its answer is complete or it failed. */
+  response(flow: HTTPFlow): void {
+    this.releaseLimits(flow);
+  }
+
+  error(flow: HTTPFlow): void {
+    this.releaseLimits(flow);
+  }
+
+  private releaseLimits(flow: HTTPFlow): void {
+    for (const a of this.configured) a.limiter?.release(flow);
+    for (const a of this.runtime) a.limiter?.release(flow);
   }
 
   responseHeaders(flow: HTTPFlow): void | Promise<void> {

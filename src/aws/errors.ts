@@ -80,8 +80,8 @@ export interface AwsError {
   message: string;
   /** Query protocols say whose fault it was: "Sender" (4xx) or "Receiver" (5xx). */
   fault?: "Sender" | "Receiver";
-  /** Extra JSON members before "message" (Lambda's "Reason" and "Type"). */
-  fields?: Record<string, string>;
+  /** Extra JSON members before "message" (Lambda's "Reason" and "Type", DynamoDB's "ThrottlingReasons"). */
+  fields?: Record<string, unknown>;
 }
 
 export interface ErrorResponseOptions {
@@ -146,7 +146,7 @@ export function awsErrorResponse(info: AwsRequestInfo | null, error: AwsError, o
       headers.add("x-amzn-RequestId", randomUUID()).add("smithy-protocol", "rpc-v2-cbor");
       if (QUERY_COMPATIBLE.has(service)) headers.add("x-amzn-query-error", `${error.code};${fault}`);
       headers.add("Content-Type", "application/cbor");
-      body = cborTextMap({ __type: error.code, ...error.fields, message });
+      body = cborTextMap({ __type: error.code, ...textFields(error.fields), message });
       break;
     default:
       headers.add("Content-Type", "text/plain; charset=utf-8");
@@ -333,6 +333,13 @@ function cleanCode(code: string): string {
   const colon = bare.indexOf(":");
   if (colon >= 0) bare = bare.slice(0, colon);
   return bare.trim();
+}
+
+/** The string members of `fields`: all an RPC v2 CBOR error body carries here. */
+function textFields(fields: Record<string, unknown> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields ?? {})) if (typeof v === "string") out[k] = v;
+  return out;
 }
 
 function queryErrorXml(service: string, fault: string, code: string, message: string, requestId: string): string {

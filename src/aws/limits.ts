@@ -20,6 +20,10 @@ const KINESIS_QUOTAS = "https://docs.aws.amazon.com/streams/latest/dev/service-s
 const SQS_QUOTAS = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html";
 const STS_QUOTAS = "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html";
 const KMS_QUOTAS = "https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html";
+const DYNAMODB_QUOTAS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html";
+const DYNAMODB_PARTITIONS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html";
+const DYNAMODB_CONTROL_PLANE = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-control-plane.html";
+const LAMBDA_QUOTAS = "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html";
 
 /** What a request is counted as: one request, or units of its own (instances, records, bytes). */
 type Cost = (flow: HTTPFlow, info: AwsRequestInfo) => number;
@@ -39,7 +43,14 @@ export interface AwsLimit {
   per: string;
   key: (flow: HTTPFlow, info: AwsRequestInfo) => string;
   cost?: Cost;
+  /**
+   * "rate" (the default): a token bucket of `burst` refilled at `rate`/s. "concurrency": at most
+   * `burst` requests in flight at once (Lambda's concurrent executions); `rate` is unused.
+   */
+  kind?: "rate" | "concurrency";
   error: AwsError;
+  /** The error for this request when it names the resource (DynamoDB's ThrottlingReasons name the table). */
+  errorFor?: (flow: HTTPFlow, info: AwsRequestInfo) => AwsError;
   source: string;
   /** Where the number is not AWS's published one, or the emulation is partial: says how. */
   note?: string;
@@ -216,6 +227,168 @@ const KMS: AwsLimit[] = [
   },
 ];
 
+/** DynamoDB's data-plane operations; every other operation is control plane. */
+const DYNAMODB_READS = new Set(["GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"]);
+const DYNAMODB_WRITES = new Set(["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"]);
+const DYNAMODB_DATA_PLANE = new Set([...DYNAMODB_READS, ...DYNAMODB_WRITES, "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"]);
+/** Operations that name one item (or one key's range), so one partition key value. */
+const DYNAMODB_SINGLE_KEY = new Set(["GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"]);
+
+function dynamoTable(flow: HTTPFlow): string {
+  const body = jsonBody(flow);
+  return String(body.TableName ?? "-");
+}
+
+/** The value the request's partition key has: the first attribute of Key or Item, or the first key-condition value. */
+function dynamoPartitionValue(flow: HTTPFlow): string {
+  const body = jsonBody(flow);
+  const first = (o: unknown): string | null => {
+    if (!o || typeof o !== "object") return null;
+    const entries = Object.entries(o as Record<string, unknown>);
+    return entries.length ? JSON.stringify(entries[0]![1]) : null;
+  };
+  return first(body.Key) ?? first(body.Item) ?? first(body.ExpressionAttributeValues) ?? (body.KeyConditions ? first(Object.values(body.KeyConditions as object)[0]) : null) ?? "-";
+}
+
+/** DynamoDB's item size, roughly: the JSON of the item (attribute names and values) in bytes. */
+function dynamoItemBytes(flow: HTTPFlow): number {
+  const item = jsonBody(flow).Item;
+  return item === undefined ? 1 : Buffer.byteLength(JSON.stringify(item));
+}
+
+function countOf(o: unknown): number {
+  if (!o || typeof o !== "object") return 0;
+  let n = 0;
+  for (const v of Object.values(o as Record<string, unknown>)) {
+    if (Array.isArray(v)) n += v.length;
+    else if (v && typeof v === "object" && Array.isArray((v as { Keys?: unknown }).Keys)) n += ((v as { Keys: unknown[] }).Keys).length;
+  }
+  return n;
+}
+
+/**
+ * Read cost in half-RCUs (one eventually consistent read of up to 4 KB): a strongly consistent
+ * read is 2, a transactional read 4. The item size is not known before the answer, so each read
+ * is charged for one 4 KB unit.
+ */
+function dynamoReadCost(flow: HTTPFlow, info: AwsRequestInfo): number {
+  const body = jsonBody(flow);
+  switch (info.operation) {
+    case "TransactGetItems": return 4 * Math.max(1, Array.isArray(body.TransactItems) ? body.TransactItems.length : 1);
+    case "BatchGetItem": {
+      const requests = body.RequestItems && typeof body.RequestItems === "object" ? Object.values(body.RequestItems as Record<string, { Keys?: unknown[]; ConsistentRead?: boolean }>) : [];
+      return Math.max(1, requests.reduce((n, r) => n + (Array.isArray(r.Keys) ? r.Keys.length : 0) * (r.ConsistentRead ? 2 : 1), 0));
+    }
+    default: return body.ConsistentRead === true ? 2 : 1;
+  }
+}
+
+/** Write cost in WCUs: one per 1 KB of the item written (at least one); transactional writes cost twice. */
+function dynamoWriteCost(flow: HTTPFlow, info: AwsRequestInfo): number {
+  const body = jsonBody(flow);
+  switch (info.operation) {
+    case "TransactWriteItems": return 2 * Math.max(1, Array.isArray(body.TransactItems) ? body.TransactItems.length : 1);
+    case "BatchWriteItem": return Math.max(1, countOf(body.RequestItems));
+    default: return Math.max(1, Math.ceil(dynamoItemBytes(flow) / 1024));
+  }
+}
+
+/** The table's ARN as ThrottlingReasons name it (the account id is not in the traffic: zeros). */
+function dynamoTableArn(flow: HTTPFlow, info: AwsRequestInfo): string {
+  return `arn:aws:dynamodb:${info.region ?? "us-east-1"}:000000000000:table/${dynamoTable(flow)}`;
+}
+
+function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string): Pick<AwsLimit, "error" | "errorFor"> {
+  const error: AwsError = { status: 400, code, message };
+  return { error, errorFor: (flow, info) => ({ ...error, fields: { ThrottlingReasons: [{ reason, resource: dynamoTableArn(flow, info) }] } }) };
+}
+
+const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegion(flow, info)}/${dynamoTable(flow)}`;
+const dynamoPartitionKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${dynamoTableKey(flow, info)}/${dynamoPartitionValue(flow)}`;
+const PARTITION_NOTE = "sluice cannot see how a table is split: each partition key value gets the per-partition limit (a real partition holds many values, so AWS may throttle sooner); the first attribute of Key or Item is taken as the partition key";
+
+const DYNAMODB: AwsLimit[] = [
+  {
+    service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value)",
+    matches: (o) => DYNAMODB_READS.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
+    per: "table and partition key value", key: dynamoPartitionKey, cost: dynamoReadCost,
+    ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", "Throughput exceeds the current capacity for one or more partitions of your table."),
+    source: DYNAMODB_PARTITIONS,
+    note: `${PARTITION_NOTE}; a read is charged one 4 KB unit (2 half-RCUs strongly consistent) because its size is only known from the answer`,
+  },
+  {
+    service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value)",
+    matches: (o) => DYNAMODB_WRITES.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 1000, rate: 1000, unit: "WCU",
+    per: "table and partition key value", key: dynamoPartitionKey, cost: dynamoWriteCost,
+    ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", "Throughput exceeds the current capacity for one or more partitions of your table."),
+    source: DYNAMODB_PARTITIONS, note: `${PARTITION_NOTE}; a PutItem costs one WCU per KB of its item's JSON, UpdateItem and DeleteItem one`,
+  },
+  {
+    service: "dynamodb", name: "on-demand table reads", appliesTo: [...DYNAMODB_READS].join(", "),
+    matches: (o) => DYNAMODB_READS.has(o), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
+    per: "table", key: dynamoTableKey, cost: dynamoReadCost,
+    ...dynamoThrottle("RequestLimitExceeded", "TableReadAccountLimitExceeded", "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase"),
+    source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table; provisioned tables are limited by their own provisioned capacity, which the traffic does not show",
+  },
+  {
+    service: "dynamodb", name: "on-demand table writes", appliesTo: [...DYNAMODB_WRITES].join(", "),
+    matches: (o) => DYNAMODB_WRITES.has(o), burst: 40000, rate: 40000, unit: "WCU (write request units)",
+    per: "table", key: dynamoTableKey, cost: dynamoWriteCost,
+    ...dynamoThrottle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase"),
+    source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
+  },
+  {
+    service: "dynamodb", name: "control plane requests", appliesTo: "every operation that is not a data-plane read or write (CreateTable, DescribeTable, ListTables, UpdateTable, …)",
+    matches: (o) => !DYNAMODB_DATA_PLANE.has(o), burst: 2500, rate: 2500, unit: "requests", per: "account and region", key: accountRegion,
+    error: { status: 400, code: "ThrottlingException", message: "Rate of requests exceeds the allowed throughput." }, source: DYNAMODB_CONTROL_PLANE,
+  },
+];
+
+/** The function a Lambda request names: /2015-03-31/functions/NAME/… */
+function lambdaFunction(flow: HTTPFlow): string {
+  const m = /\/functions\/([^/]+)/.exec(flow.request.path);
+  return m ? decodeURIComponent(m[1]!).replace(/^arn:aws[\w-]*:lambda:[^:]*:[^:]*:function:/, "").replace(/:.*$/, "") : "-";
+}
+
+const LAMBDA_INVOKE = new Set(["Invoke", "InvokeWithResponseStream"]);
+const isSyncInvoke = (o: string, f: HTTPFlow) => LAMBDA_INVOKE.has(o) && (f.request.headers.get("x-amz-invocation-type") ?? "RequestResponse") !== "Event";
+const LAMBDA_CONTROL_PLANE = (o: string) => !LAMBDA_INVOKE.has(o) && o !== "InvokeAsync";
+
+function lambdaThrottle(reason: string, message: string): AwsError {
+  return { status: 429, code: "TooManyRequestsException", message, fields: { Reason: reason, Type: "User" } };
+}
+
+const LAMBDA: AwsLimit[] = [
+  {
+    service: "lambda", name: "concurrent executions", appliesTo: "synchronous Invoke and InvokeWithResponseStream (not InvocationType Event)",
+    matches: isSyncInvoke, kind: "concurrency", burst: 1000, rate: 0, unit: "invocations in flight", per: "account and region", key: accountRegion,
+    error: lambdaThrottle("ConcurrentInvocationLimitExceeded", "Rate Exceeded."), source: LAMBDA_QUOTAS,
+    note: "an invocation is in flight from its request to the end of its answer; the count is kept per sluice process. Reserved concurrency is a function's configuration the traffic does not show (use error TooManyRequestsException for it)",
+  },
+  {
+    service: "lambda", name: "invocation requests per function", appliesTo: "synchronous Invoke and InvokeWithResponseStream",
+    matches: isSyncInvoke, burst: 10000, rate: 10000, unit: "requests", per: "function", key: (f, info) => `${accountRegion(f, info)}/${lambdaFunction(f)}`,
+    error: lambdaThrottle("FunctionInvocationRateLimitExceeded", "Rate Exceeded."), source: LAMBDA_QUOTAS,
+    note: "10 × the concurrency limit: each execution environment serves up to 10 requests per second",
+  },
+  {
+    service: "lambda", name: "GetFunction requests", appliesTo: "GetFunction", matches: (o) => o === "GetFunction",
+    burst: 100, rate: 100, unit: "requests", per: "account and region", key: accountRegion,
+    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+  },
+  {
+    service: "lambda", name: "GetPolicy requests", appliesTo: "GetPolicy", matches: (o) => o === "GetPolicy",
+    burst: 15, rate: 15, unit: "requests", per: "account and region", key: accountRegion,
+    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+  },
+  {
+    service: "lambda", name: "other control plane requests", appliesTo: "every operation but Invoke, GetFunction and GetPolicy",
+    matches: (o) => LAMBDA_CONTROL_PLANE(o) && o !== "GetFunction" && o !== "GetPolicy",
+    burst: 15, rate: 15, unit: "requests", per: "account and region", key: (f, info) => `${accountRegion(f, info)}/control`,
+    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+  },
+];
+
 export interface AwsLimitsOptions {
   /** Multiplies every rate and bucket (0.1: ten times tighter). */
   scale?: number;
@@ -225,11 +398,11 @@ export interface AwsLimitsOptions {
 
 /** Every limit profile, in the order `sluice limits` prints them. */
 export function awsLimits(opts: AwsLimitsOptions = {}): AwsLimit[] {
-  return [...EC2, ...s3Limits(opts.depth ?? 1), ...KINESIS, ...SQS, ...STS, ...KMS];
+  return [...EC2, ...s3Limits(opts.depth ?? 1), ...DYNAMODB, ...LAMBDA, ...KINESIS, ...SQS, ...STS, ...KMS];
 }
 
 /** Services with a limit profile. */
-export const LIMITED_SERVICES: readonly string[] = ["ec2", "s3", "kinesis", "sqs", "sts", "kms"];
+export const LIMITED_SERVICES: readonly string[] = ["ec2", "s3", "dynamodb", "lambda", "kinesis", "sqs", "sts", "kms"];
 
 /** What `flow.metadata.aws_limit` records when a limit refused a request (kept in captures). */
 export interface AwsLimitRefusal {
@@ -238,20 +411,38 @@ export interface AwsLimitRefusal {
   status: number;
   code: string;
   message: string;
+  /** Extra members of the error body (Lambda's Reason, DynamoDB's ThrottlingReasons). */
+  fields?: Record<string, unknown>;
   source: string;
 }
 
-export function refusalOf(limit: AwsLimit): AwsLimitRefusal {
-  return { service: limit.service, limit: limit.name, status: limit.error.status, code: limit.error.code, message: limit.error.message, source: limit.source };
+export function refusalOf(limit: AwsLimit, flow?: HTTPFlow): AwsLimitRefusal {
+  const info = flow ? awsInfoOf(flow) : null;
+  const e = flow && info && limit.errorFor ? limit.errorFor(flow, info) : limit.error;
+  return { service: limit.service, limit: limit.name, status: e.status, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}), source: limit.source };
+}
+
+/** One limit a request falls under: the limit, its bucket's key and shape (scaled), and what the request costs. */
+export interface ApplicableLimit {
+  limit: AwsLimit;
+  /** The limit's key in the shared state (index, then the key AWS keeps it by). */
+  key: string;
+  rate: number;
+  burst: number;
+  cost: number;
 }
 
 /**
  * Applies the limit profiles to requests, each bucket kept per the key AWS keeps it by, in a
  * SharedState (in-process, or shared by a fleet): the same rule in every process spends one budget.
+ * Concurrency limits (Lambda) count requests in flight in this process: `release(flow)` ends one.
  */
 export class AwsLimiter {
   private readonly limits: AwsLimit[];
-  private readonly scale: number;
+  readonly scale: number;
+  /** In-flight requests per concurrency key, and the keys each admitted flow holds. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly holding = new WeakMap<HTTPFlow, string[]>();
 
   constructor(opts: AwsLimitsOptions = {}) {
     this.scale = opts.scale ?? 1;
@@ -259,28 +450,78 @@ export class AwsLimiter {
     this.limits = awsLimits(opts);
   }
 
+  /** The limits `flow` falls under, in profile order, with its keys and costs (empty for non-AWS traffic). */
+  applicable(flow: HTTPFlow): ApplicableLimit[] {
+    const info = awsInfoOf(flow);
+    if (!info?.service || !info.operation) return [];
+    const out: ApplicableLimit[] = [];
+    for (let i = 0; i < this.limits.length; i++) {
+      const limit = this.limits[i]!;
+      if (limit.service !== info.service || !limit.matches(info.operation, flow, info)) continue;
+      const burst = limit.kind === "concurrency" ? Math.max(1, Math.round(limit.burst * this.scale)) : Math.max(1, limit.burst * this.scale);
+      // A request costing more than the whole bucket could never pass: it costs the bucket.
+      const cost = Math.min(burst, limit.cost ? limit.cost(flow, info) : 1);
+      out.push({ limit, key: `aws-limit/${i}/${limit.key(flow, info)}`, rate: limit.rate * this.scale, burst, cost });
+    }
+    return out;
+  }
+
   /**
    * Counts `flow` against every limit it falls under (taking from each bucket that can pay) and
    * returns the first limit that could not, or null when all admit it. `at` is in milliseconds.
+   * A flow admitted under a concurrency limit holds its slot until `release(flow)`.
    */
   admit(flow: HTTPFlow, state: Pick<SharedState, "take">, at: number, ns = ""): MaybeAsync<AwsLimit | null> {
-    const info = awsInfoOf(flow);
-    if (!info?.service || !info.operation) return null;
-    const operation = info.operation;
+    const applicable = this.applicable(flow);
+    if (applicable.length === 0) return null;
     const refusedAt: boolean[] = [];
     const pending: Promise<void>[] = [];
-    const applicable: AwsLimit[] = [];
-    for (let i = 0; i < this.limits.length; i++) {
-      const limit = this.limits[i]!;
-      if (limit.service !== info.service || !limit.matches(operation, flow, info)) continue;
-      const slot = applicable.push(limit) - 1;
-      const shape = { rate: limit.rate * this.scale, burst: Math.max(1, limit.burst * this.scale) };
-      const grant = state.take(`${ns}aws-limit/${i}/${limit.key(flow, info)}`, shape, limit.cost ? limit.cost(flow, info) : 1, at);
+    for (let slot = 0; slot < applicable.length; slot++) {
+      const a = applicable[slot]!;
+      if (a.limit.kind === "concurrency") {
+        refusedAt[slot] = !this.enter(flow, ns + a.key, a.burst);
+        continue;
+      }
+      const grant = state.take(ns + a.key, { rate: a.rate, burst: a.burst }, a.cost, at);
       if (isPromise(grant)) pending.push(grant.then((g) => void (refusedAt[slot] = !g.granted)));
       else refusedAt[slot] = !grant.granted;
     }
-    const first = () => applicable.find((_, i) => refusedAt[i]) ?? null;
+    const first = (): AwsLimit | null => {
+      const refused = applicable.find((_, i) => refusedAt[i])?.limit ?? null;
+      // A refused request is answered at once: it holds no slot.
+      if (refused) this.release(flow);
+      return refused;
+    };
     return pending.length ? Promise.all(pending).then(first) : first();
+  }
+
+  /** Ends `flow`'s hold on its concurrency slots (its answer is complete, or it failed). Idempotent. */
+  release(flow: HTTPFlow): void {
+    const keys = this.holding.get(flow);
+    if (!keys) return;
+    this.holding.delete(flow);
+    for (const key of keys) {
+      const n = (this.inFlight.get(key) ?? 1) - 1;
+      if (n <= 0) this.inFlight.delete(key);
+      else this.inFlight.set(key, n);
+    }
+  }
+
+  /** Requests in flight under concurrency limits right now (tests check that none leak). */
+  get inFlightCount(): number {
+    let n = 0;
+    for (const v of this.inFlight.values()) n += v;
+    return n;
+  }
+
+  private enter(flow: HTTPFlow, key: string, max: number): boolean {
+    const n = this.inFlight.get(key) ?? 0;
+    if (n >= max) return false;
+    this.inFlight.set(key, n + 1);
+    const keys = this.holding.get(flow);
+    if (keys) keys.push(key);
+    else this.holding.set(flow, [key]);
+    return true;
   }
 }
 
@@ -296,7 +537,10 @@ export function limitsTable(service: string | null, opts: AwsLimitsOptions = {})
       lines.push(`${lines.length ? "\n" : ""}${l.service}`);
     }
     const n = (x: number) => Math.round(x * scale * 100) / 100;
-    lines.push(`  ${l.name}: bucket ${n(l.burst).toLocaleString("en")} ${l.unit}, refill ${n(l.rate).toLocaleString("en")}/s, per ${l.per}; ${l.error.status} ${l.error.code}`);
+    const size = l.kind === "concurrency"
+      ? `at most ${Math.max(1, Math.round(l.burst * scale)).toLocaleString("en")} ${l.unit}`
+      : `bucket ${n(l.burst).toLocaleString("en")} ${l.unit}, refill ${n(l.rate).toLocaleString("en")}/s`;
+    lines.push(`  ${l.name}: ${size}, per ${l.per}; ${l.error.status} ${l.error.code}`);
     lines.push(`    applies to: ${l.appliesTo}`);
     if (l.note) lines.push(`    note: ${l.note}`);
     lines.push(`    source: ${l.source}`);

@@ -95,14 +95,20 @@ async function startFakeOrigin(handler: FakeHandler, opts: FakeOriginOptions): P
  * An origin answering every request with `respond(request)`: for tests that need AWS-shaped
  * answers a real service would give (throttling, failures) at will.
  */
-export async function startScriptedOrigin(respond: (request: Request) => Response, opts: FakeOriginOptions = {}): Promise<FakeAwsOrigin> {
+export async function startScriptedOrigin(respond: (request: Request) => Response, opts: FakeOriginOptions & { answerAfterMs?: (request: Request) => number } = {}): Promise<FakeAwsOrigin> {
   const scheme = opts.tls ? "https" : "http";
   let port = 0;
   const origin = await startFakeOrigin((req, body, res) => {
     const request = sluiceRequestOf({ method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers, rawHeaders: req.rawHeaders, body }, { url: `${scheme}://127.0.0.1`, port });
     const response = respond(request);
-    res.writeHead(response.statusCode, response.reason, response.headers.raw);
-    res.end(response.content ?? undefined);
+    const answer = () => {
+      res.writeHead(response.statusCode, response.reason, response.headers.raw);
+      res.end(response.content ?? undefined);
+    };
+    // A slow answer (a Lambda function that runs for a while) keeps its request in flight.
+    const after = opts.answerAfterMs?.(request) ?? 0;
+    if (after > 0) setTimeout(answer, after);
+    else answer();
   }, opts);
   port = origin.port;
   return origin;
