@@ -14,25 +14,11 @@ import { keyOf } from "../rules/keys.js";
 import { AwsLimiter, refusalOf, type AwsLimit } from "../aws/index.js";
 import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
 import { applyFaultAction, FlowWaits } from "./fault-actions.js";
+import type { FaultRuleInfo } from "./fault-info.js";
+export type { FaultRuleInfo } from "./fault-info.js";
 
 export { FaultRuleError } from "./fault-rules.js";
 
-/** A rule as `fault.list` and the admin API show it. */
-export interface FaultRuleInfo {
-  id: string;
-  rule: string;
-  filter: string;
-  action: string;
-  enabled: boolean;
-  /** Where it came from: --fault / fault_rules, --faults FILE, or added at runtime. */
-  source: "option" | "file" | "runtime";
-  /** Requests that matched the filter while the rule was enabled. */
-  matched: number;
-  /** Faults this rule injected. */
-  injected: number;
-  /** What the rule does, in words. */
-  explain: string;
-}
 
 export class FaultNotFoundError extends Error {}
 

@@ -15,6 +15,8 @@ import { formatDuration as fmtSeconds, formatRate as fmtRate } from "../core/val
 import { awsInfoOf, throttlingCodeOf } from "../aws/index.js";
 import { keyOf } from "../rules/keys.js";
 import { explainShapeRule, parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
+import type { ShapingRuleStatus } from "./shaping-status.js";
+export type { ShapingRuleStatus } from "./shaping-status.js";
 
 export { parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 
@@ -41,14 +43,6 @@ function settled<T>(answer: MaybeAsync<T>, then: (value: T) => void, failed: (er
 
 function noop(): void {}
 
-/** One shaping rule as the web UI's Shaping page shows it. */
-export interface ShapingRuleStatus {
-  id: string;
-  text: string;
-  explain: string;
-  adaptive: boolean;
-  keys: { key: string; rate: number; queued: number; longestWaitMs: number; released: number; rejected: number; cuts: number | null; throttles: number | null }[];
-}
 
 interface Sent {
   active: ActiveRule;

@@ -1,14 +1,9 @@
 /** A leveled logger writing lines to a sink (stderr by default); addons log through it. */
 import type { Logger } from "./addons.js";
+import type { LogEntry, LogLevel } from "./log-entry.js";
+export type { LogEntry, LogLevel } from "./log-entry.js";
 
-export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
-
-export interface LogEntry {
-  level: Exclude<LogLevel, "silent">;
-  message: string;
-  timestamp: number;
-}
 
 export class LineLogger implements Logger {
   /** The latest entries, for the console's event log. */

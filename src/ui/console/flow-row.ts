@@ -8,8 +8,9 @@ import type { HTTPFlow, Response } from "../../core/flow.js";
 import { awsInfoOf, throttlingCodeOf } from "../../aws/index.js";
 import { humanDuration, humanSize } from "../../addons/dump.js";
 import { fit, seg, type Colour, type Line } from "./lines.js";
+import type { FlowKind } from "../flow-kind.js";
+export type { FlowKind } from "../flow-kind.js";
 
-export type FlowKind = "fault" | "throttle" | "error" | "client-error" | "ok" | "pending";
 
 interface RetryMeta {
   attempt?: number;

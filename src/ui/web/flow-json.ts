@@ -8,44 +8,8 @@ import { X509Certificate } from "node:crypto";
 import type { Connection, HTTPFlow, Message } from "../../core/flow.js";
 import { awsInfoOf } from "../../aws/index.js";
 import { attemptOf, faultOf, kindOf, throttleCodeOf, type FlowKind } from "../console/flow-row.js";
-
-export interface FlowMarks {
-  attempt?: number;
-  maxAttempts?: number | null;
-  inferred?: boolean;
-  fault?: string;
-  throttle?: string;
-  /** Milliseconds spent in a shaping queue. */
-  shapedMs?: number;
-  intercepted?: "request" | "response";
-  marked?: string;
-  error?: string;
-  replay?: string;
-  websocket?: boolean;
-  comment?: boolean;
-}
-
-export interface FlowSummary {
-  id: string;
-  method: string;
-  scheme: string;
-  host: string;
-  path: string;
-  status: number | null;
-  reason: string;
-  type: string;
-  /** Response body bytes (on the wire). */
-  size: number | null;
-  /** Seconds, or null while unfinished. */
-  duration: number | null;
-  /** Seconds since the epoch. */
-  time: number;
-  kind: FlowKind;
-  marks: FlowMarks;
-  highlight?: boolean;
-  /** Changes whenever the flow does: the page redraws a row only when this moves. */
-  v?: number;
-}
+import type { ConnectionDetail, FlowDetail, FlowMarks, FlowSummary, MessageDetail } from "./protocol.js";
+export type { ConnectionDetail, FlowDetail, FlowMarks, FlowSummary, MessageDetail } from "./protocol.js";
 
 function contentType(m: Message | null): string {
   return m?.headers.get("content-type")?.split(";")[0]?.trim() ?? "";
@@ -92,58 +56,6 @@ export function summaryOf(flow: HTTPFlow): FlowSummary {
     kind: kindOf(flow),
     marks: marksOf(flow),
   };
-}
-
-export interface MessageDetail {
-  httpVersion: string;
-  headers: [string, string][];
-  trailers: [string, string][] | null;
-  contentType: string;
-  contentEncoding: string | null;
-  /** Bytes on the wire; null when the body was not kept. */
-  contentLength: number;
-  kept: boolean;
-  streamed: boolean;
-  complete: boolean;
-  timestampStart: number;
-  timestampEnd: number | null;
-}
-
-export interface ConnectionDetail {
-  address: string | null;
-  peer: string | null;
-  local: string | null;
-  tls: boolean;
-  tlsVersion: string | null;
-  sni: string | null;
-  alpn: string | null;
-  alpnOffers: string[];
-  cipher: string | null;
-  via: string | null;
-  error: string | null;
-  certificates: { subject: string; issuer: string; validFrom: string; validTo: string; altNames: string | null; fingerprint256: string }[];
-  timestampStart: number | null;
-  timestampTlsSetup: number | null;
-  timestampTcpSetup: number | null;
-  timestampEnd: number | null;
-}
-
-export interface FlowDetail {
-  summary: FlowSummary;
-  request: MessageDetail & { method: string; url: string; prettyUrl: string; authority: string };
-  response: (MessageDetail & { statusCode: number; reason: string }) | null;
-  error: { msg: string; timestamp: number } | null;
-  client: ConnectionDetail;
-  server: ConnectionDetail;
-  websocket: { messages: { fromClient: boolean; type: "text" | "binary"; text: string; size: number; timestamp: number; dropped: boolean; injected: boolean }[]; closeCode: number | null; closeReason: string | null; closedByClient: boolean | null } | null;
-  comment: string;
-  marked: string;
-  aws: Record<string, string | number | null> | null;
-  retry: Record<string, unknown> | null;
-  fault: Record<string, unknown> | null;
-  shaping: Record<string, unknown> | null;
-  intercepted: boolean;
-  live: boolean;
 }
 
 function messageDetail(m: Message): MessageDetail {

@@ -9,15 +9,11 @@ import type { FlowView } from "../../core/view.js";
 import { compileFilter, FilterSyntaxError, type FlowPredicate } from "../../core/filter.js";
 import { summaryOf, type FlowSummary } from "./flow-json.js";
 import { flowVersions } from "./versions.js";
+import type { FilterProblem, RowsMessage } from "./protocol.js";
+export type { FilterProblem, RowsMessage } from "./protocol.js";
 
 export type SortColumn = "time" | "method" | "url" | "status" | "type" | "size" | "duration";
 export const SORT_COLUMNS: readonly SortColumn[] = ["time", "method", "url", "status", "type", "size", "duration"];
-
-export interface FilterProblem {
-  message: string;
-  /** Character offset of the problem in the expression, when the parser knows it. */
-  position: number | null;
-}
 
 /** Flows filtered per slice before yielding to the proxy. */
 const SLICE = 5000;
@@ -42,22 +38,6 @@ export function checkFilter(expr: string): { predicate: FlowPredicate | null; pr
     const position = err instanceof FilterSyntaxError ? err.position : null;
     return { predicate: null, problem: { message: (err as Error).message, position } };
   }
-}
-
-export interface RowsMessage {
-  type: "rows";
-  /** Flows that pass the filter. */
-  total: number;
-  /** Flows in the view. */
-  all: number;
-  offset: number;
-  rows: FlowSummary[];
-  /** Index of the focused flow among the filtered ones, or -1. */
-  focusIndex: number;
-  /** Set while a filter is still running over a large view: flows checked so far / to check. */
-  progress: { done: number; of: number } | null;
-  filterError: FilterProblem | null;
-  highlightError: FilterProblem | null;
 }
 
 export class LiveView {

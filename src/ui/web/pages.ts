@@ -4,45 +4,16 @@
  * the flows in the view with their attempts), Faults, Shaping, Options and the event log. Each
  * comes from the addon that owns the feature; nothing here counts on its own.
  */
-import type { ShapingRuleStatus } from "../../addons/shaping.js";
+import type { ShapingRuleStatus } from "../../addons/shaping-status.js";
+import type { FaultRuleInfo } from "../../addons/fault-info.js";
 import type { HTTPFlow } from "../../core/flow.js";
 import type { AddonContext } from "../../core/addons.js";
 import type { LineLogger, LogEntry } from "../../core/log.js";
 import { formatOptionValue } from "../../core/options.js";
 import { labelsOf, type InvocationTracker, type OperationStats, type Series } from "../../aws/index.js";
 import { attemptOf, throttleCodeOf } from "../console/flow-row.js";
-
-export interface CallAttempt {
-  flowId: string;
-  attempt: number;
-  status: number | null;
-  error: string | null;
-  throttle: string | null;
-  fault: string | null;
-  start: number;
-  end: number | null;
-  backoffMs: number | null;
-}
-
-export interface SdkCall {
-  id: string;
-  service: string;
-  operation: string;
-  inferred: boolean;
-  maxAttempts: number | null;
-  attempts: CallAttempt[];
-  /** ok: last attempt succeeded; failing: the last one failed (the SDK may still retry or have given up). */
-  outcome: "ok" | "failing" | "pending";
-}
-
-export interface RetriesPage {
-  loaded: boolean;
-  totals: OperationStats | null;
-  operations: OperationStats[];
-  series: Series | null;
-  open: number;
-  calls: SdkCall[];
-}
+import type { CallAttempt, FaultsPage, OptionRow, RetriesPage, SdkCall, ShapingPage } from "./protocol.js";
+export type { CallAttempt, FaultsPage, OptionRow, RetriesPage, SdkCall, ShapingPage } from "./protocol.js";
 
 /** SDK calls shown at most: the ones with the most attempts, then the newest. */
 const MAX_CALLS = 200;
@@ -100,33 +71,14 @@ export function sdkCalls(flows: readonly HTTPFlow[]): SdkCall[] {
   return list.slice(0, MAX_CALLS);
 }
 
-export interface FaultsPage {
-  loaded: boolean;
-  rules: unknown[];
-}
-
 export function faultsPage(master: AddonContext): FaultsPage {
-  const faults = master.addons.get("faults") as { list?: () => unknown[] } | undefined;
+  const faults = master.addons.get("faults") as { list?: () => FaultRuleInfo[] } | undefined;
   return { loaded: typeof faults?.list === "function", rules: faults?.list?.() ?? [] };
-}
-
-export interface ShapingPage {
-  loaded: boolean;
-  rules: ShapingRuleStatus[];
 }
 
 export function shapingPage(master: AddonContext): ShapingPage {
   const shaping = master.addons.get("shaping") as { status?: () => ShapingRuleStatus[] } | undefined;
   return { loaded: typeof shaping?.status === "function", rules: shaping?.status?.() ?? [] };
-}
-
-export interface OptionRow {
-  name: string;
-  type: string;
-  value: string;
-  default: string;
-  help: string;
-  choices: readonly string[] | null;
 }
 
 export function optionsPage(master: AddonContext): OptionRow[] {

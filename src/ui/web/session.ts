@@ -15,6 +15,7 @@ import { faultsPage, optionsPage, retriesPage, shapingPage } from "./pages.js";
 import { applyMessageText, messageAsText } from "../console/editor.js";
 import { quoteWord } from "../console/controller.js";
 import { exportFlow, exportsDirBodyFile } from "../../addons/export.js";
+import type { StateMessage } from "./protocol.js";
 
 export type PageName = "retries" | "faults" | "shaping" | "options" | "events";
 
@@ -208,7 +209,7 @@ export class Session {
     }
   }
 
-  private state() {
+  private state(): StateMessage {
     const o = this.master.options;
     const intercept = this.master.addons.get("intercept") as { paused?: Set<HTTPFlow> } | undefined;
     return {

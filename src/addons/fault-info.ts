@@ -1,0 +1,17 @@
+/** A fault rule as `fault.list`, the admin API and the web UI's Faults page show it: plain data (web/ imports it too). */
+/** A rule as `fault.list` and the admin API show it. */
+export interface FaultRuleInfo {
+  id: string;
+  rule: string;
+  filter: string;
+  action: string;
+  enabled: boolean;
+  /** Where it came from: --fault / fault_rules, --faults FILE, or added at runtime. */
+  source: "option" | "file" | "runtime";
+  /** Requests that matched the filter while the rule was enabled. */
+  matched: number;
+  /** Faults this rule injected. */
+  injected: number;
+  /** What the rule does, in words. */
+  explain: string;
+}
