@@ -8,7 +8,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./support/run.js";
-import { SLUICE_BIN, spawnSluice } from "./support/cli.js";
+import { SLUICE_BIN, spawnSluice, freePort } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { parseMode } from "../src/proxy/mode.js";
 
@@ -36,6 +36,30 @@ describe("--mode without a scheme, as in mitmproxy", () => {
       const r = await run("curl", ["-sS", "--max-time", "30", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${proc.port}/hello`]);
       assert.equal(r.stdout, "200", r.stderr + proc.stderr());
       assert.equal(origin.requests.at(-1)?.url, "/hello");
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
+describe("upstream mode with an unreachable upstream proxy", () => {
+  test("the 502 body and the dump line name the upstream proxy, not the origin", async () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-upstream-"));
+    const deadProxy = await freePort();
+    const origin = await freePort(); // never contacted: the upstream proxy is the one that is down
+    const proc = await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `upstream:http://127.0.0.1:${deadProxy}`]);
+    try {
+      const expected = new RegExp(`could not connect to the upstream proxy 127\\.0\\.0\\.1:${deadProxy}: connection refused .*; the request was for 127\\.0\\.0\\.1:${origin}`);
+      const plain = await run("curl", ["-sS", "--max-time", "30", "--noproxy", "", "-x", `http://127.0.0.1:${proc.port}`, "-w", "\n%{http_code}", `http://127.0.0.1:${origin}/x`]);
+      assert.match(plain.stdout, /\n502$/);
+      assert.match(plain.stdout, expected);
+      const tunnelled = await run("curl", ["-sS", "--max-time", "30", "--noproxy", "", "--cacert", join(confdir, "sluice-ca-cert.pem"), "-x", `http://127.0.0.1:${proc.port}`, "-w", "\n%{http_code}", `https://127.0.0.1:${origin}/y`]);
+      assert.match(tunnelled.stdout, /\n502$/);
+      assert.match(tunnelled.stdout, expected);
+      for (let i = 0; i < 100 && proc.stdout().split("\n").filter(Boolean).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const lines = proc.stdout().trim().split("\n");
+      assert.equal(lines.length, 2, proc.stdout());
+      for (const line of lines) assert.match(line, expected);
     } finally {
       await proc.stop();
     }

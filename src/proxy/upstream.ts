@@ -157,7 +157,11 @@ export class ClientUpstreams {
   private openRaw(target: UpstreamTarget): Promise<net.Socket> {
     const own = this.ctx.ownListeners;
     if (this.mode.kind === "upstream") {
-      return target.scheme === "https" ? tunnelThroughProxy(this.mode, target, own, this.inboundVia, this.proxyAuthorization()) : guardedTcpConnect(own, this.mode.host, this.mode.port);
+      const mode = this.mode;
+      const opening = target.scheme === "https" ? tunnelThroughProxy(mode, target, own, this.inboundVia, this.proxyAuthorization()) : guardedTcpConnect(own, mode.host, mode.port);
+      return opening.catch((err: NodeJS.ErrnoException) => {
+        throw upstreamProxyError(err, mode, target);
+      });
     }
     return guardedTcpConnect(own, target.host, target.port);
   }
@@ -188,7 +192,7 @@ export class ClientUpstreams {
 
     let socket: net.Socket;
     try {
-      socket = await withTimeout(this.openSocket(target, conn), timeoutMs, `connect to ${target.host}:${target.port} timed out after ${timeoutMs / 1000}s`);
+      socket = await withTimeout(this.openSocket(target, conn), timeoutMs, `connect to ${target.host}:${target.port}${this.mode.kind === "upstream" ? ` through the upstream proxy ${this.mode.host}:${this.mode.port}` : ""} timed out after ${timeoutMs / 1000}s`);
     } catch (err) {
       conn.error = describeConnectError(err as NodeJS.ErrnoException, target);
       conn.timestampEnd = now();
@@ -335,6 +339,24 @@ export function describeConnectError(err: NodeJS.ErrnoException, target: Upstrea
     return `TLS handshake with ${where} failed: ${err.message}`;
   }
   return `could not connect to ${where}: ${err.message}${code ? ` (${code})` : ""}`;
+}
+
+/**
+ * A failure to reach the upstream proxy itself names that proxy, not the origin the client asked
+ * for: "connection refused" about the origin would send the user to the wrong machine.
+ */
+function upstreamProxyError(err: NodeJS.ErrnoException, mode: Extract<ProxyMode, { kind: "upstream" }>, target: UpstreamTarget): Error {
+  // Answers from the proxy (EPROXY) already name it; refusals (ESLUICE_REFUSED) keep their own status.
+  if (err.code === "EPROXY" || err.code === "ESLUICE_REFUSED") return err;
+  const proxy = `${mode.host}:${mode.port}`;
+  const code = err.code ?? "";
+  const reason =
+    code === "ECONNREFUSED" ? "connection refused (is the proxy running there? check --mode)" :
+    code === "ENOTFOUND" || code === "EAI_AGAIN" ? `its name does not resolve (${code})` :
+    code === "EHOSTUNREACH" || code === "ENETUNREACH" ? "host unreachable" :
+    code === "ECONNRESET" ? "the connection was reset" :
+    `${err.message}${code ? ` (${code})` : ""}`;
+  return Object.assign(new Error(`could not connect to the upstream proxy ${proxy}: ${reason}; the request was for ${target.host}:${target.port}`), { code: "EPROXY" });
 }
 
 /** The Host header for a request to `t` that came without one. */
