@@ -140,6 +140,27 @@ describe("InvocationTracker", () => {
     assert.equal(s!.outcomes.failed, 1, "the 429 never retried");
   });
 
+  test("past maxOperations every further operation is counted under other/other (it overflowed the stack before)", () => {
+    const ended: InvocationRecord[] = [];
+    const t = new InvocationTracker({ maxOperations: 1, onInvocationEnd: (i) => ended.push(i) });
+    t.add(flow({ start: 0, url: "https://a.example/" }));
+    t.add(flow({ start: 1, url: "https://b.example/" }));
+    t.add(flow({ start: 2, url: "https://c.example/", method: "PUT" }));
+    const rows = Object.fromEntries(t.stats().map((s) => [`${s.service} ${s.operation}`, [s.requests, s.invocations, s.outcomes.ok]]));
+    assert.deepEqual(rows, { "a.example GET": [1, 1, 1], "other other": [2, 2, 2] });
+    assert.deepEqual(ended.map((i) => [i.attempts.length, i.outcome]), [[1, "ok"], [1, "ok"], [1, "ok"]]);
+  });
+
+  test("a plain success while a failed call waits for its repetition is still its own call", () => {
+    const t = new InvocationTracker();
+    const url = "https://api.example.com/jobs";
+    t.add(flow({ start: 0, url, method: "PUT", body: "a", status: 503 }));
+    assert.equal(t.add(flow({ start: 0.5, url: "https://api.example.com/other" })), null);
+    assert.equal((t.add(flow({ start: 1, url, method: "PUT", body: "a" })) as RetryMetadata).attempt, 2);
+    t.finishAll();
+    assert.deepEqual(t.stats().map((s) => [s.operation, s.requests, s.invocations, s.outcomes.ok, s.outcomes.retried]), [["PUT", 2, 1, 0, 1], ["GET", 1, 1, 1, 0]]);
+  });
+
   test("memory stays bounded: open invocations capped, series buckets widen, counts stay exact", () => {
     const t = new InvocationTracker({ maxOpen: 500, maxBuckets: 100, idleWindow: 1e9 });
     const n = 50_000;

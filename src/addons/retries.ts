@@ -12,6 +12,9 @@ import { InvocationTracker, type AttemptEvent, type InvocationRecord, type Opera
 
 type Op = "service" | "operation";
 
+/** Set on a flow once the tracker has it (a symbol: invisible to scripts, files and copies' fields). */
+const RECORDED = Symbol("sluice.retries.recorded");
+
 /**
  * A Prometheus counter whose values are tallied in a plain map and handed to prom-client only when
  * scraped: prom-client's own inc() validates and hashes the labels on every call, which cost
@@ -73,7 +76,6 @@ export class Retries implements Addon {
   private ctx!: AddonContext;
   private tracker!: InvocationTracker;
   private counters!: RetryCounters;
-  private seen = new WeakSet<HTTPFlow>();
   private timer: NodeJS.Timeout | null = null;
 
   load(ctx: AddonContext): void {
@@ -130,8 +132,11 @@ export class Retries implements Addon {
   }
 
   private record(flow: HTTPFlow): void {
-    if (this.seen.has(flow) || flow.websocket) return;
-    this.seen.add(flow);
+    // A flow can reach both `response` and `error` (the client left after its answer): count it
+    // once. A mark on the flow itself costs less than a WeakSet lookup per flow.
+    const marked = flow as HTTPFlow & { [RECORDED]?: true };
+    if (marked[RECORDED] || flow.websocket) return;
+    marked[RECORDED] = true;
     const retry = this.tracker.add(flow);
     if (retry) flow.metadata.retry = retry;
   }

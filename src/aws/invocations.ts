@@ -179,6 +179,8 @@ export class InvocationTracker {
   /** How many open inferred invocations share a client/method/URL: lets most flows skip hashing their body. */
   private readonly repetitionUrls = new Map<string, number>();
   private readonly operations = new Map<string, OperationStats>();
+  /** The same rows as `operations`, by service and operation (what the per-flow lookup uses). */
+  private readonly operationsByService = new Map<string, Map<string, OperationStats>>();
   private readonly histogram = new Map<number, number>();
   /** Retry quotas of standard/adaptive SDK clients, by address and User-Agent. */
   private readonly quotas = new Map<string, RetryQuota>();
@@ -212,7 +214,8 @@ export class InvocationTracker {
   add(flow: HTTPFlow): RetryMetadata | null {
     this.flows++;
     const info = awsInfoOf(flow);
-    const { service, operation } = labelsOf(flow);
+    const service = info?.service ?? flow.request.prettyHost;
+    const operation = info?.operation ?? flow.request.method;
     const start = flow.request.timestampStart;
     const end = Math.max(start, flowEnd(flow));
     const response = flow.response;
@@ -221,6 +224,16 @@ export class InvocationTracker {
     const retryable = isRetryable(flow, status, throttle);
     const attempt: AttemptRecord = { attempt: 1, status, error: response ? null : (flow.error?.msg ?? "no response"), throttle, retryable, start, end, backoff: null, inferred: false };
     if (response && isBareS3Head503(response, info)) attempt.bareHead503 = true;
+
+    if (!retryable && !info?.invocationId && this.repetitionUrls.size === 0 && this.unaffordable.size === 0) {
+      // The common case, and all of plain (non-AWS) traffic that succeeds: no SDK call to join, no
+      // failed request it could repeat, no stranded call its connection could end. It is a
+      // finished one-attempt call; skip building the keys and the open record the general path needs.
+      this.finishSingle(service, operation, flow, attempt);
+      this.count(service, operation, status, attempt, null);
+      this.advanceClock(start, end);
+      return null;
+    }
 
     let retry: RetryMetadata | null = null;
     let inv: OpenInvocation | undefined;
@@ -300,10 +313,26 @@ export class InvocationTracker {
     }
 
     this.count(service, operation, status, attempt, retry);
+    this.advanceClock(start, end);
+    return retry;
+  }
+
+  private advanceClock(start: number, end: number): void {
     if (end > this.clock) this.clock = end;
     if (start < this.firstStart) this.firstStart = start;
     if (this.clock - this.lastSweep >= 1 || this.byId.size > this.maxOpen || this.repetitionCount > this.maxOpen) this.sweep(this.clock);
-    return retry;
+  }
+
+  /** finish() for a call of one attempt that nothing can join: what open/append/finish would record, without the keys. */
+  private finishSingle(service: string, operation: string, flow: HTTPFlow, attempt: AttemptRecord): void {
+    const outcome: Outcome = attempt.status !== null && attempt.status < 400 ? "ok" : "failed";
+    const stats = this.statsFor(service, operation);
+    stats.invocations++;
+    stats.outcomes[outcome]++;
+    this.histogram.set(1, (this.histogram.get(1) ?? 0) + 1);
+    const id = ++this.inferredIds;
+    const onEnd = this.opts.onInvocationEnd;
+    if (onEnd) onEnd({ id: `inferred-${id}`, inferred: true, service, operation, client: clientOf(flow), maxAttempts: null, attempts: [attempt], start: attempt.start, end: attempt.end, backoff: 0, outcome });
   }
 
   /**
@@ -503,12 +532,24 @@ export class InvocationTracker {
   }
 
   private statsFor(service: string, operation: string): OperationStats {
-    const key = `${service}\0${operation}`;
-    let s = this.operations.get(key);
+    // By service, then operation: no key string to build per flow.
+    let ofService = this.operationsByService.get(service);
+    let s = ofService?.get(operation);
     if (!s) {
-      if (this.operations.size >= this.maxOperations) return this.statsFor("other", "other");
-      this.operations.set(key, (s = emptyStats(service, operation)));
+      if (this.operations.size >= this.maxOperations) return service === "other" && operation === "other" ? this.otherStats() : this.statsFor("other", "other");
+      s = emptyStats(service, operation);
+      this.operations.set(`${service}\0${operation}`, s);
+      if (!ofService) this.operationsByService.set(service, (ofService = new Map()));
+      ofService.set(operation, s);
     }
+    return s;
+  }
+
+  /** The "other" row once maxOperations is reached (kept even if the cap is 0). */
+  private otherStats(): OperationStats {
+    const key = "other\0other";
+    let s = this.operations.get(key);
+    if (!s) this.operations.set(key, (s = emptyStats("other", "other")));
     return s;
   }
 
