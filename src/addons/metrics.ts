@@ -3,6 +3,10 @@
  * addon's `sluice_*` counters) at http://127.0.0.1:PORT/metrics, and `statsd=host:port` sends the
  * same counters as StatsD lines over UDP (counter increments as `|c`, plus per-request duration
  * and per-retry back-off as `|ms` timings), batched into a few datagrams per second.
+ *
+ * In a fleet (`shared_state` set) or with `instance` given, every series carries an `instance`
+ * label naming the process (the option, else HOSTNAME:PID), in Prometheus and in StatsD, so the
+ * series of N sidecars can be told apart and summed.
  */
 import http from "node:http";
 import dgram from "node:dgram";
@@ -11,6 +15,7 @@ import type { Registry } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { flowEnd, labelsOf, type RetryMetadata } from "../aws/index.js";
+import { instanceLabel } from "../fleet/options.js";
 
 /** Datagrams stay under a typical MTU so no line is lost to fragmentation. */
 const MAX_DATAGRAM = 1400;
@@ -23,6 +28,8 @@ export class Metrics implements Addon {
   private unregister: (() => void) | null = null;
   private statsd: StatsdSink | null = null;
   private isRunning = false;
+  /** Labels on every series: `instance` in a fleet. */
+  private defaultLabels: Record<string, string> = {};
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
@@ -33,6 +40,12 @@ export class Metrics implements Addon {
   }
 
   async configure(updated: Set<string>): Promise<void> {
+    if ((updated.has("instance") || updated.has("shared_state")) && this.ctx.options.has("instance")) {
+      const given = this.ctx.options.get<string>("instance");
+      const inFleet = this.ctx.options.has("shared_state") && this.ctx.options.get<string>("shared_state") !== "";
+      this.defaultLabels = given || inFleet ? { instance: instanceLabel(given) } : {};
+      this.ctx.metrics.setDefaultLabels(this.defaultLabels);
+    }
     const port = this.ctx.options.get<number>("metrics_port");
     if (updated.has("metrics_port") && (port < -1 || port > 65535)) throw new Error(`metrics_port must be a port from 0 to 65535 (0 picks a free one) or -1 for off, got ${port}`);
     if (updated.has("statsd") || updated.has("statsd_prefix") || updated.has("statsd_tags")) {
@@ -118,7 +131,7 @@ export class Metrics implements Addon {
     const spec = this.ctx.options.get<string | null>("statsd");
     if (!spec) return;
     const { host, port } = parseHostPort(spec);
-    this.statsd = new StatsdSink(this.ctx.metrics, host, port, this.ctx.options.get<string>("statsd_prefix"), this.ctx.options.get<boolean>("statsd_tags"), (m) => this.ctx.log.warn(m));
+    this.statsd = new StatsdSink(this.ctx.metrics, host, port, this.ctx.options.get<string>("statsd_prefix"), this.ctx.options.get<boolean>("statsd_tags"), () => this.defaultLabels, (m) => this.ctx.log.warn(m));
     this.ctx.log.info(`sending StatsD metrics to ${host}:${port} (UDP)`);
   }
 }
@@ -173,6 +186,8 @@ class StatsdSink {
     private readonly port: number,
     private readonly prefix: string,
     private readonly tags: boolean,
+    /** Labels the registry adds to every series, which timings (not in the registry) need too. */
+    private readonly defaultLabels: () => Record<string, string>,
     private readonly warn: (m: string) => void,
   ) {
     this.socket = dgram.createSocket(isIP(host) === 6 ? "udp6" : "udp4");
@@ -182,7 +197,7 @@ class StatsdSink {
   }
 
   timing(name: string, labels: { service: string; operation: string }, ms: number): void {
-    this.lines.push(this.line(name, labels, `${Math.max(0, Math.round(ms))}|ms`));
+    this.lines.push(this.line(name, { ...labels, ...this.defaultLabels() }, `${Math.max(0, Math.round(ms))}|ms`));
   }
 
   flush(): Promise<void> {
