@@ -24,6 +24,8 @@ export class Dump implements Addon {
   name = "dump";
   private detail = 1;
   private showhost = false;
+  /** Several --mode listeners: each line starts with the mode that accepted the flow. */
+  private tagMode = false;
   private filter: FlowPredicate | null = null;
   private pending: string[] = [];
   private scheduled = false;
@@ -44,6 +46,7 @@ export class Dump implements Addon {
       if (d < 0 || d > 4) throw new Error(`flow_detail must be 0 to 4, got ${d}`);
       this.detail = d;
     }
+    if (updated.has("mode")) this.tagMode = this.ctx.options.get<string[]>("mode").length > 1;
     if (updated.has("showhost")) this.showhost = this.ctx.options.get<boolean>("showhost");
     if (updated.has("dumper_filter")) {
       const expr = this.ctx.options.get<string | null>("dumper_filter");
@@ -71,7 +74,8 @@ export class Dump implements Addon {
   show(flow: HTTPFlow): void {
     if (this.detail === 0) return;
     if (this.filter && !this.filter(flow)) return;
-    this.emit(formatFlow(flow, this.detail, this.out.color, this.showhost));
+    const line = formatFlow(flow, this.detail, this.out.color, this.showhost);
+    this.emit(this.tagMode ? `[${flow.clientConn.proxyMode}] ${line}` : line);
   }
 
   private emit(text: string): void {

@@ -10,7 +10,6 @@ import type { HTTPFlow } from "../core/flow.js";
 export class UpstreamAuth implements Addon {
   name = "upstream_auth";
   private authorization: string | null = null;
-  private reverse = false;
   private ctx!: AddonContext;
 
   load(ctx: AddonContext): void {
@@ -18,14 +17,14 @@ export class UpstreamAuth implements Addon {
   }
 
   configure(updated: Set<string>): void {
-    if (!updated.has("upstream_auth") && !updated.has("mode")) return;
+    if (!updated.has("upstream_auth")) return;
     const auth = this.ctx.options.get<string | null>("upstream_auth");
     if (auth !== null && !/.+:/.test(auth)) throw new Error(`upstream_auth expects user:pass, got ${JSON.stringify(auth)}`);
     this.authorization = auth ? `Basic ${Buffer.from(auth, "utf8").toString("base64")}` : null;
-    this.reverse = this.ctx.options.get<string>("mode").startsWith("reverse");
   }
 
   requestHeaders(flow: HTTPFlow): void {
-    if (this.authorization && this.reverse) flow.request.headers.set("authorization", this.authorization);
+    // Per flow: with several --mode listeners only the reverse ones talk to a server in its name.
+    if (this.authorization && /^reverse:/i.test(flow.clientConn.proxyMode)) flow.request.headers.set("authorization", this.authorization);
   }
 }

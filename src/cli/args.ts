@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 export class UsageError extends Error {}
 
 export const PROXY_FLAGS = {
-  mode: { type: "string", short: "m" },
+  mode: { type: "string", short: "m", multiple: true },
   "listen-port": { type: "string", short: "p" },
   "listen-host": { type: "string" },
   set: { type: "string", multiple: true },
@@ -70,7 +70,6 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
     // Repeated list options accumulate, as they do in mitmproxy.
     set[name] = set[name] !== undefined && LIST_OPTIONS.has(name) ? `${set[name]},${value}` : value;
   }
-  if (v.mode !== undefined) set.mode = v.mode;
   if (v["listen-port"] !== undefined) set.listen_port = v["listen-port"];
   if (v["listen-host"] !== undefined) set.listen_host = v["listen-host"];
   if (v["ssl-insecure"]) set.ssl_insecure = "true";
@@ -87,6 +86,8 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["cut-format"] !== undefined) set.cut_format = v["cut-format"];
   // Regexes and specs may contain commas: these lists are passed whole, not split.
   const lists: Record<string, string[]> = {};
+  // Several --mode flags run several listeners, as in mitmproxy 10+.
+  if (v.mode) lists.mode = v.mode;
   if (v["ignore-hosts"]) lists.ignore_hosts = v["ignore-hosts"];
   if (v["allow-hosts"]) lists.allow_hosts = v["allow-hosts"];
   if (v["map-remote"]) lists.map_remote = v["map-remote"];

@@ -20,11 +20,10 @@ import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
 import { filterHelpText } from "../core/filter.js";
-import { Master } from "../proxy/master.js";
+import { Master, listeningLines } from "../proxy/master.js";
 import { BROWSING_VIEW, DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
-import { describeMode } from "../proxy/mode.js";
 import { limitsTable, LIMITED_SERVICES } from "../aws/index.js";
 import { signingNameOf } from "../aws/services.js";
 import type { Addon } from "../core/addons.js";
@@ -177,8 +176,7 @@ async function runDump(argv: string[]): Promise<void> {
     dump.flush();
     return;
   }
-  const modeSpec = master.options.get<string>("mode");
-  log.info(`sluice ${describeMode(modeSpec)} proxy listening at ${address.address}:${address.port}`);
+  for (const line of listeningLines(master)) log.info(line);
   if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
   // -q hides info lines, but whoever asked for the admin API cannot use it without its token.
   const admin = addons.find((a): a is AdminApi => a instanceof AdminApi);
@@ -322,7 +320,7 @@ async function runWeb(argv: string[]): Promise<void> {
     await master.stop();
     fail((err as Error).message, 1);
   }
-  log.info(`sluice ${describeMode(master.options.get<string>("mode"))} proxy listening at ${address.address}:${address.port}`);
+  for (const line of listeningLines(master)) log.info(line);
   log.info(`web UI at ${url}`);
   if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
   let stopping = false;

@@ -9,10 +9,9 @@ import { spawn } from "node:child_process";
 import { Dump } from "../addons/dump.js";
 import { LineLogger } from "../core/log.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
-import { Master } from "../proxy/master.js";
+import { Master, listeningLines } from "../proxy/master.js";
 import { CertificateAuthority, caFilesIn } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
-import { describeMode } from "../proxy/mode.js";
 import { frontEndAddons } from "./wiring.js";
 import { clientEnv, formatEnv, writeCaBundle, type Shell } from "./client-env.js";
 
@@ -102,12 +101,20 @@ export async function runRun(argv: string[]): Promise<number> {
     dump = new Dump({ write: (t) => process.stderr.write(t), color: !!process.stderr.isTTY && !process.env.NO_COLOR });
     master = new Master({ set: args.set, addons: frontEndAddons(dump), log });
     await master.configure();
-    const address = await master.start();
+    await master.start();
+    // The variables name an HTTP proxy: a regular or upstream listener, never a SOCKS5 or reverse one.
+    const httpProxy = master.servers.find((s) => s.mode.kind === "regular" || s.mode.kind === "upstream");
+    if (!httpProxy) {
+      await master.stop();
+      throw new UsageError(`sluice run points the command at an HTTP proxy: add --mode regular (or upstream:URL) beside ${master.servers.map((s) => s.mode.spec).join(", ")}`);
+    }
+    const address = httpProxy.address();
     const host = address.address.includes(":") ? `[${address.address}]` : address.address;
     proxyUrl = `http://${host}:${address.port}`;
     confdir = master.options.get<string>("confdir");
     ca = master.ca;
-    log.info(`sluice ${describeMode(master.options.get<string>("mode"))} proxy listening at ${host}:${address.port}; running ${command.join(" ")}`);
+    for (const line of listeningLines(master)) log.info(line);
+    log.info(`running ${command.join(" ")} with the proxy ${host}:${address.port}`);
   }
 
   const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env: childEnv(proxyUrl, confdir, ca) });

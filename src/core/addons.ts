@@ -20,6 +20,14 @@ export interface ServerConnectData {
   serverConn: ServerConnection;
 }
 
+/** mitmproxy's Socks5AuthData: set `valid` to accept the SOCKS5 client's user name and password. */
+export interface Socks5AuthData {
+  clientConn: ClientConnection;
+  username: string;
+  password: string;
+  valid: boolean;
+}
+
 type MaybePromise = void | Promise<void>;
 
 /** Every hook is optional. Names follow mitmproxy's event names in camelCase. */
@@ -37,6 +45,11 @@ export interface Addon {
   serverConnected?(data: ServerConnectData): MaybePromise;
   serverDisconnected?(data: ServerConnectData): MaybePromise;
   tlsClientHello?(data: ClientHelloData): MaybePromise;
+  /**
+   * A SOCKS5 client sent a user name and password (socks5 mode, when the proxyauth option is
+   * set); the addon that checks proxy credentials sets `valid`. No answer means refused.
+   */
+  socks5Auth?(data: Socks5AuthData): MaybePromise;
   /** Request line and headers are in; the body is not (it may stream). */
   requestHeaders?(flow: HTTPFlow): MaybePromise;
   /** Full request; set `flow.response` to answer without contacting the server. */
@@ -55,7 +68,7 @@ export type HookName = Exclude<keyof Addon, "name">;
 
 export const HOOK_NAMES: readonly HookName[] = [
   "load", "configure", "running", "done", "clientConnected", "clientDisconnected", "serverConnect",
-  "serverConnected", "serverDisconnected", "tlsClientHello", "requestHeaders", "request",
+  "serverConnected", "serverDisconnected", "tlsClientHello", "socks5Auth", "requestHeaders", "request",
   "responseHeaders", "response", "error", "httpConnect", "websocketStart", "websocketMessage", "websocketEnd",
 ];
 

@@ -10,9 +10,9 @@ export const TLS_VERSIONS = ["UNBOUNDED", "SSL3", "TLS1", "TLS1_1", "TLS1_2", "T
 
 /** The options every front end has, declared once (names, types, defaults, help). */
 export const CORE_OPTIONS = declareOptions({
-  mode: { type: "string", default: "regular", help: "Proxy mode: regular, reverse:URL or upstream:URL" },
+  mode: { type: "strings", default: ["regular"], help: "Proxy modes, one listener each: regular, socks5, reverse:URL or upstream:URL, each optionally @PORT or @HOST:PORT (repeat --mode for several)" },
   listen_host: { type: "string", default: "127.0.0.1", help: "Address to listen on (127.0.0.1 keeps the proxy private to this machine)" },
-  listen_port: { type: "int", default: 8080, help: "Port to listen on (0 picks a free one)" },
+  listen_port: { type: "int", default: 8080, help: "Port to listen on (0 picks a free one); socks5 mode defaults to 1080 unless this is set" },
   backlog: { type: "int", default: 4096, help: "Connections the kernel queues for the proxy before it accepts them (capped by net.core.somaxconn); Node's default of 511 overflows at ~1000 concurrent clients" },
   confdir: { type: "string", default: DEFAULT_CONFDIR, help: "Folder for the CA and the config file" },
   ssl_leaf_key_type: { type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" },

@@ -46,6 +46,8 @@ export class Options {
   private listeners: Listener[] = [];
   /** Values set before their option was registered (e.g. a script option given on the command line). */
   private deferred = new Map<string, string>();
+  /** Options given a value by the user (even their default), for defaults that depend on it. */
+  private explicit = new Set<string>();
 
   add<T>(spec: OptionSpec<T>): void {
     if (this.specs.has(spec.name)) {
@@ -76,6 +78,11 @@ export class Options {
       Object.defineProperty(view, name, { get: () => this.values.get(name), enumerable: true });
     }
     return Object.freeze(view) as TypedOptions<D>;
+  }
+
+  /** Whether `name` was set (by --set, a flag, the config file or a command), not left at its default. */
+  isExplicit(name: string): boolean {
+    return this.explicit.has(name);
   }
 
   has(name: string): boolean {
@@ -130,6 +137,7 @@ export class Options {
       checkType(spec, value);
     }
     for (const [name, value] of Object.entries(values)) {
+      this.explicit.add(name);
       if (this.values.get(name) !== value) {
         if (!old.has(name)) old.set(name, this.values.get(name));
         this.values.set(name, value);

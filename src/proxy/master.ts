@@ -18,7 +18,7 @@ import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "prom-client";
 import { CertificateAuthority } from "./tls/ca.js";
 import { ProxyServer } from "./server.js";
-import { parseMode } from "./mode.js";
+import { describeMode, listenAddresses, parseModes } from "./mode.js";
 import type { ProxyContext } from "./context.js";
 import type { AddressInfo } from "node:net";
 
@@ -46,7 +46,8 @@ export class Master {
   readonly log: LineLogger;
   readonly addons: AddonManager;
   ca!: CertificateAuthority;
-  server: ProxyServer | null = null;
+  /** One listener per `--mode`, in the order given; the first is "the proxy" for replay and the front ends. */
+  servers: ProxyServer[] = [];
   readonly context: AddonContext;
   /** The flows this front end knows about; commands select from it. */
   readonly view: FlowView;
@@ -86,7 +87,8 @@ export class Master {
     }
     for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
     if (this.init.values) this.options.update(this.init.values);
-    parseMode(this.core.mode); // a bad mode is a usage error, before any CA is made
+    // A bad mode, or two on one address, is a usage error, before any CA is made.
+    this.listenPlan();
     // The fleet first: rules built by the addons below take their budgets from its shared state.
     if (!this.init.state) {
       this.fleet = await joinFleet(this.fleetOptions, this.log);
@@ -105,25 +107,56 @@ export class Master {
     });
   }
 
+  private listenPlan() {
+    return listenAddresses(parseModes(this.core.mode), this.core.listen_host, this.core.listen_port, this.options.isExplicit("listen_port"));
+  }
+
+  /** The first listener (of the first --mode), or null before start. */
+  get server(): ProxyServer | null {
+    return this.servers[0] ?? null;
+  }
+
   private listener(): ProxyListener | null {
     const address = this.server?.address();
     return address && this.ca ? { address: address.address, port: address.port, caCertFile: this.ca.files.certPem } : null;
   }
 
-  /** Configures (if not yet), creates the CA if needed and starts listening. */
+  /**
+   * Configures (if not yet), creates the CA if needed and starts one listener per mode. Returns
+   * the first listener's address; `listening()` has all of them.
+   */
   async start(): Promise<AddressInfo> {
     await this.configure();
     this.ca = CertificateAuthority.loadOrCreate(this.core.confdir, (m) => this.log.info(m));
     const ctx: ProxyContext = { options: this.options, core: this.core, addons: this.addons, log: this.log, ca: this.ca, ownListeners: this.ownListeners };
-    this.server = new ProxyServer(ctx);
-    const address = await this.server.listen();
+    try {
+      for (const { mode, host, port } of this.listenPlan()) {
+        const server = new ProxyServer(ctx, mode);
+        await server.listen(host, port);
+        this.servers.push(server);
+      }
+    } catch (err) {
+      await Promise.all(this.servers.map((s) => s.close()));
+      this.servers = [];
+      throw err;
+    }
     await this.addons.trigger("running");
-    return address;
+    return this.servers[0]!.address();
+  }
+
+  /** Every listener: its mode spec and address. */
+  listening(): { mode: string; address: AddressInfo }[] {
+    return this.servers.map((s) => ({ mode: s.mode.spec, address: s.address() }));
   }
 
   async stop(): Promise<void> {
-    await this.server?.close();
+    await Promise.all(this.servers.map((s) => s.close()));
     await this.addons.trigger("done");
     await this.fleet?.close();
   }
+}
+
+/** "sluice MODE proxy listening at HOST:PORT", one line per listener (tests and scripts read the port from it). */
+export function listeningLines(master: Master): string[] {
+  return master.listening().map(({ mode, address }) => `sluice ${describeMode(mode)} proxy listening at ${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`);
 }

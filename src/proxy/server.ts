@@ -13,7 +13,7 @@ import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
 import { completeResponse, sendPlain } from "./client-response.js";
 import { handleExchange, type ConnectionContext } from "./exchange.js";
-import { parseMode, type ProxyMode } from "./mode.js";
+import type { ProxyMode } from "./mode.js";
 import { UNRECOGNIZED_NAME_ALERT, looksLikeTls, parseClientHello } from "./tls/client-hello.js";
 import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
@@ -21,6 +21,7 @@ import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline
 import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
+import { SocksReply, Socks5Refusal, socks5Handshake, socksReply } from "./socks5.js";
 import { ServingCertificates } from "./tls/serving.js";
 
 const CONTEXT = Symbol("sluice.connection");
@@ -48,8 +49,11 @@ export class ProxyServer {
   private pendingH2Deadline: (() => void) | null = null;
   private readonly serving: ServingCertificates;
 
-  constructor(private readonly ctx: ProxyContext) {
-    this.mode = parseMode(ctx.core.mode);
+  constructor(
+    private readonly ctx: ProxyContext,
+    mode: ProxyMode,
+  ) {
+    this.mode = mode;
     this.tlsSettings = upstreamTlsSettings(ctx);
     this.serving = new ServingCertificates(ctx.options, ctx.ca);
     this.compileHostPatterns();
@@ -130,16 +134,15 @@ export class ProxyServer {
     this.allowHosts = compile("allow_hosts");
   }
 
-  listen(): Promise<net.AddressInfo> {
-    const host = this.ctx.core.listen_host;
-    const port = this.ctx.core.listen_port;
+  listen(host: string, port: number): Promise<net.AddressInfo> {
     const backlog = this.ctx.core.backlog;
     if (!(backlog > 0)) return Promise.reject(new Error(`backlog must be a positive number of connections, got ${backlog}`));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        if (err.code === "EADDRINUSE") reject(new Error(`cannot listen on ${host}:${port}: the port is in use; pick another with -p PORT`));
-        else if (err.code === "EACCES") reject(new Error(`cannot listen on ${host}:${port}: permission denied; use a port above 1023`));
-        else reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+        const what = `cannot listen on ${host}:${port}`;
+        if (err.code === "EADDRINUSE") reject(new Error(`${what}: the port is in use (mode ${this.mode.spec}); pick another with -p PORT or --mode ${this.mode.spec.replace(/@.*$/, "")}@PORT`));
+        else if (err.code === "EACCES") reject(new Error(`${what}: permission denied (mode ${this.mode.spec}); use a port above 1023`));
+        else reject(new Error(`${what} (mode ${this.mode.spec}): ${err.message}`));
       };
       this.listener.once("error", onError);
       this.listener.listen(port, host, backlog, () => {
@@ -197,6 +200,10 @@ export class ProxyServer {
     if (this.mode.kind === "reverse") {
       const target: UpstreamTarget = { scheme: this.mode.scheme, host: this.mode.host, port: this.mode.port };
       this.peekAndRoute(socket, clientConn, target, upstreams, this.mode.host);
+      return;
+    }
+    if (this.mode.kind === "socks5") {
+      void this.onSocks5Client(socket, clientConn, upstreams);
       return;
     }
     const cc: ConnectionContext = { clientConn, clientTls: false, target: null, absoluteForm: true, upstreams, rewriteHost: false };
@@ -311,6 +318,52 @@ export class ProxyServer {
     socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
     if (head.length) socket.unshift(head);
     this.peekAndRoute(socket, outer.clientConn, { scheme: "https", host: target.host, port: target.port }, outer.upstreams, target.host);
+  }
+
+  /**
+   * socks5 mode: the SOCKS5 handshake names the destination, then the tunnel is routed exactly as
+   * a CONNECT tunnel is (TLS intercepted or passed through, or plain HTTP).
+   */
+  private async onSocks5Client(socket: net.Socket, clientConn: ClientConnection, upstreams: ClientUpstreams): Promise<void> {
+    const who = clientConn.peername?.join(":") ?? "client";
+    const disarm = this.headDeadline(socket, clientConn, "SOCKS5 handshake");
+    const options = this.ctx.options;
+    // mitmproxy asks for credentials when its proxyauth option is set; the addon that owns that
+    // option checks them in the socks5Auth hook.
+    const authRequired = options.has("proxyauth") && !!options.get<string | null>("proxyauth");
+    let request;
+    try {
+      request = await socks5Handshake(socket, {
+        authRequired,
+        authenticate: async (username, password) => {
+          const data = { clientConn, username, password, valid: false };
+          const pending = this.ctx.addons.trigger("socks5Auth", data);
+          if (pending) await pending;
+          return data.valid;
+        },
+      });
+    } catch (err) {
+      disarm();
+      if (err instanceof Socks5Refusal) this.ctx.log.info(`client ${who}: ${err.message}`);
+      else throw err;
+      return;
+    }
+    disarm();
+    const target: UpstreamTarget = { scheme: "https", host: request.host, port: request.port };
+    if (this.ctx.options.get<string>("connection_strategy") === "eager") {
+      try {
+        await upstreams.preconnect(target);
+      } catch (err) {
+        this.ctx.log.info(`client ${who}: SOCKS5 CONNECT ${request.host}:${request.port}: ${(err as Error).message}: answered "host unreachable"`);
+        return void socket.end(socksReply(SocksReply.hostUnreachable));
+      }
+    }
+    if (socket.destroyed) return;
+    socket.write(socksReply(SocksReply.succeeded));
+    socket.pause();
+    if (request.rest.length) socket.unshift(request.rest);
+    this.peekAndRoute(socket, clientConn, target, upstreams, request.host);
+    socket.resume();
   }
 
   /**

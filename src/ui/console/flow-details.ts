@@ -3,7 +3,7 @@
  * certificate, timing, and what sluice's addons recorded: fault, retry, shaping, AWS operation).
  */
 import { X509Certificate } from "node:crypto";
-import type { Connection, HTTPFlow, Message, ServerConnection } from "../../core/flow.js";
+import type { ClientConnection, Connection, HTTPFlow, Message, ServerConnection } from "../../core/flow.js";
 import { awsInfoOf } from "../../aws/index.js";
 import { formatBody } from "./body.js";
 import { attemptOf, faultOf, throttleCodeOf } from "./flow-row.js";
@@ -67,7 +67,7 @@ function connectionLines(title: string, c: Connection, server: boolean, httpVers
     const s = c as ServerConnection;
     lines.push(field("address", addr(s.address)), field("peer", addr(s.peername)));
     if (s.via) lines.push(field("via", s.via));
-  } else lines.push(field("address", addr(c.peername)), field("listening on", addr(c.sockname)));
+  } else lines.push(field("address", addr(c.peername)), field("listening on", addr(c.sockname)), field("proxy mode", (c as ClientConnection).proxyMode));
   lines.push(field("HTTP version", httpVersion ?? null));
   if (c.tls) {
     lines.push(field("TLS version", c.tlsVersion), field("SNI", c.sni), field("cipher", c.cipher), field("ALPN", c.alpn));

@@ -7,6 +7,7 @@ import type { ConsoleAddon } from "./console-addon.js";
 import { ConsoleModel } from "./model.js";
 import { ConsoleController } from "./controller.js";
 import { TerminalModes } from "./terminal.js";
+import { listeningLines } from "../../proxy/master.js";
 
 export { ConsoleAddon } from "./console-addon.js";
 
@@ -38,7 +39,8 @@ export async function runConsoleUi(master: Master, addon: ConsoleAddon, listen: 
   let quit!: () => void;
   const quitting = new Promise<void>((resolve) => (quit = resolve));
   const controller = new ConsoleController(model, { listen, quit: () => quit(), suspend: (fn) => terminal.suspend(fn) });
-  master.log.info(`sluice ${master.options.get<string>("mode")} proxy listening at ${listen}; CA certificate for clients: ${master.ca.files.certPem}`);
+  for (const line of listeningLines(master)) master.log.info(line);
+  master.log.info(`CA certificate for clients: ${master.ca.files.certPem}`);
 
   terminal.enter();
   const restoreStderr = captureStderr(master);

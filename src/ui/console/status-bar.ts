@@ -22,7 +22,7 @@ export function statusLine(model: ConsoleModel, info: StatusInfo, width: number)
   const faults = model.faultRuleCount();
   const shaping = model.ruleCount("shape_rules");
   const shapeFile = o.has("shape_file") ? o.get<string | null>("shape_file") : null;
-  const parts: Line = [seg(` ${info.listen} ${o.get<string>("mode")} `, { bold: true })];
+  const parts: Line = [seg(` ${info.listen} ${o.get<string[]>("mode").join(", ")} `, { bold: true })];
   const add = (text: string, colour?: "yellow" | "magenta" | "cyan" | "red") => parts.push(seg("│ ", { dim: true }), seg(text + " ", { colour, bold: !!colour }));
   add(shown === total ? `${total} flow${total === 1 ? "" : "s"}` : `${shown}/${total} flows`);
   if (filter) add(`filter: ${filter}`, "cyan");

@@ -215,7 +215,7 @@ export class Session {
     return {
       type: "state",
       proxy: this.info.proxy,
-      mode: o.get<string>("mode"),
+      mode: o.get<string[]>("mode").join(", "),
       viewFilter: o.get<string | null>("view_filter") ?? "",
       intercept: o.has("intercept") ? (o.get<string | null>("intercept") ?? "") : "",
       interceptError: this.interceptError,
