@@ -14,10 +14,10 @@ import { parseMode } from "../src/proxy/mode.js";
 
 describe("--mode without a scheme, as in mitmproxy", () => {
   test("reverse defaults to https and upstream to http; a path or credentials are refused", () => {
-    assert.deepEqual(parseMode("reverse:example.com:8443"), { kind: "reverse", spec: "reverse:example.com:8443", scheme: "https", host: "example.com", port: 8443 });
-    assert.deepEqual(parseMode("reverse:example.com"), { kind: "reverse", spec: "reverse:example.com", scheme: "https", host: "example.com", port: 443 });
-    assert.deepEqual(parseMode("upstream:127.0.0.1:3128"), { kind: "upstream", spec: "upstream:127.0.0.1:3128", scheme: "http", host: "127.0.0.1", port: 3128 });
-    assert.deepEqual(parseMode("reverse:http://127.0.0.1:81/"), { kind: "reverse", spec: "reverse:http://127.0.0.1:81/", scheme: "http", host: "127.0.0.1", port: 81 }, "a trailing slash is allowed, as in mitmproxy");
+    assert.deepEqual(parseMode("reverse:example.com:8443"), { kind: "reverse", spec: "reverse:example.com:8443", scheme: "https", host: "example.com", port: 8443, listenHost: null, listenPort: null });
+    assert.deepEqual(parseMode("reverse:example.com"), { kind: "reverse", spec: "reverse:example.com", scheme: "https", host: "example.com", port: 443, listenHost: null, listenPort: null });
+    assert.deepEqual(parseMode("upstream:127.0.0.1:3128"), { kind: "upstream", spec: "upstream:127.0.0.1:3128", scheme: "http", host: "127.0.0.1", port: 3128, listenHost: null, listenPort: null });
+    assert.deepEqual(parseMode("reverse:http://127.0.0.1:81/"), { kind: "reverse", spec: "reverse:http://127.0.0.1:81/", scheme: "http", host: "127.0.0.1", port: 81, listenHost: null, listenPort: null }, "a trailing slash is allowed, as in mitmproxy");
     assert.throws(() => parseMode("reverse:https://example.com/api"), /has a path; give only scheme:\/\/host\[:port\]/);
     assert.throws(() => parseMode("upstream:http://u:p@127.0.0.1:3128"), /upstream_auth=USER:PASS/);
   });
