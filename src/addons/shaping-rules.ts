@@ -12,7 +12,7 @@ import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys
 
 const EXAMPLE = "'~svc ec2 => 20/s burst=5 per=operation'";
 const SHAPE_OBJECT = { actionKey: "rate", missingAction: "add rate: 20/s (or rate: adaptive)", example: EXAMPLE };
-const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id"];
+const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id", "scale", "depth"];
 const DEFAULT_MAX_QUEUE = 10_000;
 const DEFAULT_MAX_WAIT_MS = 60_000;
 const DEFAULT_ADAPTIVE_START = 10;
@@ -24,6 +24,8 @@ export interface ShapeRule {
   /** Fixed rate (requests/s), or the starting rate of an adaptive rule. */
   rate: number;
   adaptive: { min: number; max: number } | null;
+  /** `aws-limits [scale=F] [depth=N]`: queue to AWS's documented limits (aws/limits.ts) instead of one rate. */
+  awsLimits: { scale: number; depth: number } | null;
   burst: number;
   /** What gets its own budget (token bucket). */
   per: KeyKind;
@@ -41,7 +43,8 @@ export class ShapeRuleError extends Error {}
 export function parseShapeRule(source: string | Record<string, unknown>, index: number, compile: (expr: string) => FlowPredicate): ShapeRule {
   let spec: RuleSpec;
   try {
-    if (typeof source === "string") spec = parseRuleSpec(source, EXAMPLE);
+    // `--shape aws-limits` needs no filter: AWS's limits apply to the calls they name.
+    if (typeof source === "string") spec = parseRuleSpec(/^\s*aws-limits\b/.test(source) && !source.includes("=>") ? `=> ${source.trim()}` : source, EXAMPLE);
     else {
       const parsed = specFromObject(source, SHAPE_OBJECT);
       spec = parsed.spec;
@@ -66,8 +69,20 @@ export function parseShapeRule(source: string | Record<string, unknown>, index: 
     }
   };
   const adaptive = spec.action.toLowerCase() === "adaptive";
+  const awsLimits = spec.action.toLowerCase() === "aws-limits";
   let base: number;
-  if (adaptive) {
+  let limits: ShapeRule["awsLimits"] = null;
+  if (!awsLimits) for (const name of ["scale", "depth"]) if (o[name] !== undefined) fail(`${name}= only applies to aws-limits rules (FILTER => aws-limits scale=0.5)`);
+  if (awsLimits) {
+    if (spec.args.length) fail(`unexpected ${JSON.stringify(spec.args[0])}: write aws-limits [scale=FACTOR] [depth=N]`);
+    for (const name of ["start", "min", "max", "burst", "per", "fair"]) if (o[name] !== undefined) fail(`${name}= does not apply to aws-limits: AWS's limits say their own rates, bursts and keys (scale= makes them tighter or looser)`);
+    const scale = Number(o.scale ?? 1);
+    if (!(scale > 0) || !Number.isFinite(scale)) fail(`scale= expects a factor above 0, got ${JSON.stringify(o.scale)}`);
+    const depth = Number(o.depth ?? 1);
+    if (!Number.isInteger(depth) || depth < 0) fail(`depth= expects a whole number of key levels, got ${JSON.stringify(o.depth)}`);
+    limits = { scale, depth };
+    base = 1;
+  } else if (adaptive) {
     if (spec.args.length > 1) fail(`unexpected ${JSON.stringify(spec.args[1])}: write adaptive start=RATE [min=RATE] [max=RATE]`);
     const startText = o.start ?? spec.args[0];
     base = startText === undefined ? DEFAULT_ADAPTIVE_START : rate(startText, "start");
@@ -115,6 +130,7 @@ export function parseShapeRule(source: string | Record<string, unknown>, index: 
     filter,
     rate: base,
     adaptive: adaptive ? { min, max } : null,
+    awsLimits: limits,
     burst: int("burst", 1, 1),
     per,
     fair: kind("fair", per === "rule" || per === "host" || per === "service" ? "operation" : per),
@@ -137,6 +153,10 @@ export function readShapeFile(path: string): RuleSource[] {
 
 /** A rule in words: its rate and what it counts against, queues and refuses. */
 export function explainShapeRule(r: ShapeRule): string {
+  const overflowText = r.overflow === "pass" ? "pass through unshaped" : `are answered ${r.status}`;
+  if (r.awsLimits) {
+    return `queue each request until every AWS limit it falls under has room (sluice limits${r.awsLimits.scale === 1 ? "" : ` scale=${r.awsLimits.scale}`}), with each limit's own rate, burst and key; beyond ${r.maxQueue} queued or a wait over ${formatDuration(r.maxWaitMs)} for one limit, requests ${overflowText}`;
+  }
   const rate = r.adaptive
     ? `adaptive: start at ${formatRate(r.rate)}, cut on throttling answers and grow back (between ${formatRate(r.adaptive.min)} and ${Number.isFinite(r.adaptive.max) ? formatRate(r.adaptive.max) : "no ceiling"})`
     : `at most ${formatRate(r.rate)}`;

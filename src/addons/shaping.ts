@@ -12,7 +12,7 @@ import { Response, now as flowNow } from "../core/flow.js";
 import { RateQueue, type Admission, type Budget, type RateQueueLimits } from "../core/rate-queue.js";
 import { isPromise, type AdaptiveSnapshot, type MaybeAsync } from "../core/shared-state.js";
 import { formatDuration as fmtSeconds, formatRate as fmtRate } from "../core/values.js";
-import { awsInfoOf, throttlingCodeOf } from "../aws/index.js";
+import { AwsLimiter, awsInfoOf, throttlingCodeOf, type ApplicableLimit, type AwsLimit } from "../aws/index.js";
 import { keyOf } from "../rules/keys.js";
 import { explainShapeRule, parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 import type { ShapingRuleStatus } from "./shaping-status.js";
@@ -29,7 +29,13 @@ interface ActiveRule {
   queue: RateQueue;
   /** The latest adaptive rate per key, for status lines. */
   learned: Map<string, AdaptiveSnapshot>;
+  /** aws-limits rules: AWS's limits, and one queue per limit (each has its own rate and burst). */
+  limiter: AwsLimiter | null;
+  limitQueues: Map<AwsLimit, RateQueue>;
 }
+
+/** How a request fared under an aws-limits rule: admitted after waiting, or refused by one limit. */
+type AwsAdmission = { admitted: true } | { admitted: false; limit: AwsLimit; key: string; reason: "queue-full" | "max-wait" | "cancelled"; expectedWaitMs: number };
 
 function stateNamespace(rule: ShapeRule): string {
   return `shape/${rule.id}/${rule.text}/`;
@@ -125,7 +131,10 @@ export class Shaping implements Addon {
       ids.add(r.id);
     }
     // Requests waiting under the old rules go now rather than wait for rules that no longer exist.
-    for (const old of this.rules) old.queue.releaseAll();
+    for (const old of this.rules) {
+      old.queue.releaseAll();
+      for (const q of old.limitQueues.values()) q.releaseAll();
+    }
     // Budgets of rules that are gone are forgotten; a rule given again unchanged keeps its own.
     const kept = new Set(rules.map(stateNamespace));
     for (const old of this.rules) if (!kept.has(old.ns)) settled(this.ctx.state.forget(old.ns), noop, this.stateFailed);
@@ -140,7 +149,8 @@ export class Shaping implements Addon {
     // (same id and text) shares them.
     const ns = stateNamespace(rule);
     const learned = new Map<string, AdaptiveSnapshot>();
-    const active: ActiveRule = { rule, ns, queue: null!, learned };
+    const limiter = rule.awsLimits ? new AwsLimiter(rule.awsLimits) : null;
+    const active: ActiveRule = { rule, ns, queue: null!, learned, limiter, limitQueues: new Map() };
     const opts = rule.adaptive ? { start: rule.rate, min: rule.adaptive.min, max: rule.adaptive.max } : null;
     const onCreate = opts
       ? (b: Budget) => {
@@ -179,14 +189,136 @@ export class Shaping implements Addon {
   done(): void {
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
-    for (const a of this.rules) a.queue.releaseAll();
+    for (const a of this.rules) {
+      a.queue.releaseAll();
+      for (const q of a.limitQueues.values()) q.releaseAll();
+    }
   }
 
   request(flow: HTTPFlow): void | Promise<void> {
     if (this.rules.length === 0 || flow.response || flow.metadata.shaping) return;
     for (const active of this.rules) {
-      if (active.rule.filter(flow)) return this.shape(active, flow);
+      if (!active.rule.filter(flow)) continue;
+      if (active.limiter) {
+        const applicable = active.limiter.applicable(flow);
+        // Traffic no AWS limit covers goes on to the next rule.
+        if (applicable.length) return this.shapeToLimits(active, flow, applicable);
+        continue;
+      }
+      return this.shape(active, flow);
     }
+  }
+
+  /**
+   * aws-limits: the request waits its turn under every limit it falls under, one after another,
+   * each limit with its own rate, burst and key (the same buckets `--fault aws-limits` counts, so
+   * a client shaped here is never refused there). Requests that cost more than one unit (records,
+   * bytes, capacity units) wait for their units; Lambda invocations wait for a concurrency slot.
+   */
+  private async shapeToLimits(active: ActiveRule, flow: HTTPFlow, applicable: ApplicableLimit[]): Promise<void> {
+    const { rule } = active;
+    const started = performance.now();
+    const record: Record<string, unknown> = { rule: rule.id, key: applicable.map((a) => a.limit.name).join(" + "), waitMs: 0 };
+    flow.metadata.shaping = record;
+    for (const a of applicable) {
+      const admission = await this.waitForLimit(active, flow, a);
+      if (admission.admitted) continue;
+      active.limiter!.release(flow);
+      record.waitMs = Math.round(performance.now() - started);
+      if (admission.reason === "cancelled") {
+        record.cancelled = true;
+        flow.error = { msg: "client disconnected while its request waited in a shaping queue", timestamp: flowNow() };
+        flow.kill();
+        return;
+      }
+      const outcome = rule.overflow === "pass" ? "passed" : "answered";
+      this.rejectedCounter.inc({ rule: rule.id, reason: admission.reason, outcome });
+      record.rejected = admission.reason;
+      record.limit = admission.limit.name;
+      if (rule.overflow === "pass") {
+        record.overflow = "passed";
+        return;
+      }
+      flow.response = this.limitRejection(active, admission);
+      return;
+    }
+    const waited = performance.now() - started;
+    record.waitMs = Math.round(waited);
+    this.waitHistogram.observe({ rule: rule.id }, waited / 1000);
+  }
+
+  private async waitForLimit(active: ActiveRule, flow: HTTPFlow, a: ApplicableLimit): Promise<AwsAdmission> {
+    const { rule } = active;
+    const refused = (reason: "queue-full" | "max-wait" | "cancelled", expectedWaitMs = 0): AwsAdmission => ({ admitted: false, limit: a.limit, key: a.key, reason, expectedWaitMs });
+    if (a.limit.kind === "concurrency") {
+      const slot = active.limiter!.acquire(flow, a, active.ns);
+      const ready = slot.ready;
+      if (!ready) return { admitted: true };
+      return new Promise<AwsAdmission>((resolve) => {
+        const timer = Number.isFinite(rule.maxWaitMs) ? setTimeout(() => finish(refused("max-wait", rule.maxWaitMs)), rule.maxWaitMs) : null;
+        const unwatch = flow.onClientGone(() => finish(refused("cancelled")));
+        let done = false;
+        const finish = (x: AwsAdmission) => {
+          if (done) return;
+          done = true;
+          if (timer) clearTimeout(timer);
+          unwatch();
+          if (!x.admitted) slot.cancel();
+          resolve(x);
+        };
+        void ready.then(() => {
+          // Woken after giving up: the slot it was handed goes back.
+          if (done) active.limiter!.release(flow);
+          else finish({ admitted: true });
+        });
+      });
+    }
+    if (a.cost <= 1) {
+      // One unit per request: the fair queue (round-robin lanes by operation, max-queue, max-wait).
+      let queue = active.limitQueues.get(a.limit);
+      if (!queue) {
+        const state = this.ctx.state;
+        queue = new RateQueue({ rate: a.rate, burst: a.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at) => state.take(active.ns + key, l, 1, at));
+        active.limitQueues.set(a.limit, queue);
+      }
+      const ticket = queue.enqueue(a.key, keyOf(rule.fair, flow));
+      const unwatch = flow.onClientGone(ticket.cancel);
+      const admission = await ticket.result;
+      unwatch();
+      return admission.admitted ? { admitted: true } : refused(admission.reason, admission.expectedWaitMs);
+    }
+    // Several units (records, bytes, capacity units): wait until the bucket holds them all.
+    const deadline = performance.now() + rule.maxWaitMs;
+    let gone = false;
+    const unwatch = flow.onClientGone(() => (gone = true));
+    try {
+      for (;;) {
+        const grant = await this.ctx.state.take(active.ns + a.key, { rate: a.rate, burst: a.burst }, a.cost, performance.now());
+        if (grant.granted) return { admitted: true };
+        if (gone) return refused("cancelled");
+        if (performance.now() + grant.waitMs > deadline) return refused("max-wait", grant.waitMs);
+        await new Promise((r) => setTimeout(r, Math.max(1, grant.waitMs)));
+      }
+    } finally {
+      unwatch();
+    }
+  }
+
+  /** The local answer for a request an aws-limits rule would not hold. */
+  private limitRejection(active: ActiveRule, a: Extract<AwsAdmission, { admitted: false }>): Response {
+    const { rule } = active;
+    const retryAfter = Math.max(1, Math.ceil(a.expectedWaitMs / 1000));
+    const why = a.reason === "queue-full" ? `its queue already holds ${rule.maxQueue} requests (max-queue=${rule.maxQueue})` : `it would wait longer than max-wait=${fmtSeconds(rule.maxWaitMs)}`;
+    const body =
+      `sluice shaping rejected this request: rule ${rule.id} (${rule.text}) queues to AWS's limit "${a.limit.name}" (${a.limit.service}; sluice limits ${a.limit.service}) and ${why}.\n` +
+      `What to do: retry after ${retryAfter}s or send fewer requests at once; raise max-wait= or max-queue= on the rule; or add overflow=pass to let excess requests through unshaped.\n`;
+    return Response.make(rule.status, body, {
+      "content-type": "text/plain; charset=utf-8",
+      "x-sluice-shaping": "rejected",
+      "x-sluice-shaping-rule": rule.id,
+      "x-sluice-shaping-reason": a.reason,
+      "retry-after": String(retryAfter),
+    });
   }
 
   private shape(active: ActiveRule, flow: HTTPFlow): void | Promise<void> {
@@ -254,6 +386,7 @@ export class Shaping implements Addon {
 
   /** Adaptive rules learn from the answer: throttled → cut the rate, otherwise grow it. */
   response(flow: HTTPFlow): void | Promise<void> {
+    this.releaseSlots(flow);
     const sent = this.sent.get(flow);
     if (!sent || !flow.response) return;
     this.sent.delete(flow);
@@ -292,6 +425,15 @@ export class Shaping implements Addon {
         return { key: b.key, rate: b.rate, queued: b.depth, longestWaitMs: b.oldestWaitMs(t), released: b.released, rejected: b.rejected, cuts: learned?.cuts ?? null, throttles: learned?.throttles ?? null };
       }),
     }));
+  }
+
+  error(flow: HTTPFlow): void {
+    this.releaseSlots(flow);
+  }
+
+  /** Lambda's concurrency: an invocation holds its slot until its answer is complete or it failed. */
+  private releaseSlots(flow: HTTPFlow): void {
+    for (const a of this.rules) a.limiter?.release(flow);
   }
 
   /** One line per rule and key: what `shaping.status` shows. */

@@ -49,4 +49,4 @@ import { registerAwsFilterOperators } from "./filter-operators.js";
 // Whoever loads AWS knowledge gets the AWS filter operators with it: `~svc s3` means the same
 // wherever a filter is compiled.
 registerAwsFilterOperators();
-export { AwsLimiter, awsLimits, limitsTable, refusalOf, LIMITED_SERVICES, type AwsLimit, type AwsLimitRefusal, type AwsLimitsOptions } from "./limits.js";
+export { AwsLimiter, awsLimits, limitsTable, refusalOf, LIMITED_SERVICES, type ApplicableLimit, type AwsLimit, type AwsLimitRefusal, type AwsLimitsOptions } from "./limits.js";

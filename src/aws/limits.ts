@@ -443,6 +443,8 @@ export class AwsLimiter {
   /** In-flight requests per concurrency key, and the keys each admitted flow holds. */
   private readonly inFlight = new Map<string, number>();
   private readonly holding = new WeakMap<HTTPFlow, string[]>();
+  /** Requests waiting for a concurrency slot (shaping), per key, first come first served. */
+  private readonly waiting = new Map<string, (() => void)[]>();
 
   constructor(opts: AwsLimitsOptions = {}) {
     this.scale = opts.scale ?? 1;
@@ -504,7 +506,37 @@ export class AwsLimiter {
       const n = (this.inFlight.get(key) ?? 1) - 1;
       if (n <= 0) this.inFlight.delete(key);
       else this.inFlight.set(key, n);
+      // The slot goes to the longest waiter (shaping), which takes it at once.
+      const line = this.waiting.get(key);
+      const next = line?.shift();
+      if (line && line.length === 0) this.waiting.delete(key);
+      next?.();
     }
+  }
+
+  /**
+   * Shaping: takes a slot of concurrency limit `a` for `flow` now (ready: null), or joins the line
+   * for one (ready settles when it is `flow`'s); `cancel` leaves the line.
+   */
+  acquire(flow: HTTPFlow, a: ApplicableLimit, ns = ""): { ready: Promise<void> | null; cancel: () => void } {
+    const key = ns + a.key;
+    if (!this.waiting.has(key) && this.enter(flow, key, a.burst)) return { ready: null, cancel: () => {} };
+    let wake!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      wake = () => {
+        this.enter(flow, key, Infinity);
+        resolve();
+      };
+    });
+    const line = this.waiting.get(key) ?? [];
+    line.push(wake);
+    this.waiting.set(key, line);
+    const cancel = () => {
+      const at = line.indexOf(wake);
+      if (at >= 0) line.splice(at, 1);
+      if (line.length === 0 && this.waiting.get(key) === line) this.waiting.delete(key);
+    };
+    return { ready, cancel };
   }
 
   /** Requests in flight under concurrency limits right now (tests check that none leak). */
