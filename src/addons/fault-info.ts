@@ -6,8 +6,8 @@ export interface FaultRuleInfo {
   filter: string;
   action: string;
   enabled: boolean;
-  /** Where it came from: --fault / fault_rules, --faults FILE, or added at runtime. */
-  source: "option" | "file" | "runtime";
+  /** Where it came from: --fault / fault_rules, --faults FILE, added at runtime here, or by another process of the fleet. */
+  source: "option" | "file" | "runtime" | "fleet";
   /** Requests that matched the filter while the rule was enabled. */
   matched: number;
   /** Faults this rule injected. */

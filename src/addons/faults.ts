@@ -22,6 +22,12 @@ export { FaultRuleError } from "./fault-rules.js";
 
 export class FaultNotFoundError extends Error {}
 
+/**
+ * A change to the rules, as fleet rule sync (fleet/rules-sync.ts) passes it between processes:
+ * `put` makes rule `id` read `text` (re-parsed on arrival) and be on or off; `remove` drops it.
+ */
+export type FaultRuleChange = { op: "put"; id: string; text: string; enabled: boolean } | { op: "remove"; id: string };
+
 class ActiveRule {
   matched = 0;
   injected = 0;
@@ -92,6 +98,8 @@ export class Faults implements Addon {
   private injectedCounter!: Counter<"rule" | "action">;
   /** Highest numeric id handed out, so runtime rules get fresh ones. */
   private lastNumericId = 0;
+  /** Told of every change made here (not of those applied with applyChange). */
+  private readonly changeListeners: ((change: FaultRuleChange) => void)[] = [];
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
@@ -235,6 +243,7 @@ export class Faults implements Addon {
     this.runtime.push(active);
     if (rule.id === String(next)) this.lastNumericId = next;
     this.ctx.log.info(`faults: added rule ${rule.id}: ${rule.text}${rule.enabled ? "" : " (disabled)"}`);
+    this.changed({ op: "put", id: rule.id, text: rule.text, enabled: rule.enabled });
     return active.info();
   }
 
@@ -245,6 +254,7 @@ export class Faults implements Addon {
     this.waits.releaseRule(id);
     this.forgetState(a);
     this.ctx.log.info(`faults: removed rule ${id}: ${a.rule.text}`);
+    this.changed({ op: "remove", id });
     return a.info();
   }
 
@@ -255,8 +265,69 @@ export class Faults implements Addon {
       // Held requests go on to the server: disabling a hang ends the outage, as with Toxiproxy.
       if (!enabled) this.waits.releaseRule(id);
       this.ctx.log.info(`faults: rule ${id} ${enabled ? "enabled" : "disabled"}`);
+      this.changed({ op: "put", id, text: a.rule.text, enabled });
     }
     return a.info();
+  }
+
+  /** Calls `listener` with each change made in this process (fault.add/remove/enable/disable); returns the unsubscribe. */
+  onChange(listener: (change: FaultRuleChange) => void): () => void {
+    this.changeListeners.push(listener);
+    return () => {
+      const i = this.changeListeners.indexOf(listener);
+      if (i >= 0) this.changeListeners.splice(i, 1);
+    };
+  }
+
+  /**
+   * Applies a change made elsewhere (another process of the fleet) without telling the change
+   * listeners, so it is not sent back. Idempotent: a put that matches the rule as it is changes
+   * nothing (its counters and budgets stay). Returns whether anything changed.
+   */
+  applyChange(change: FaultRuleChange, from: string): boolean {
+    const all = [...this.configured, ...this.runtime];
+    const a = all.find((x) => x.rule.id === change.id);
+    if (change.op === "remove") {
+      if (!a) return false;
+      this.configured = this.configured.filter((x) => x !== a);
+      this.runtime = this.runtime.filter((x) => x !== a);
+      this.waits.releaseRule(a.rule.id);
+      this.forgetState(a);
+      this.ctx.log.info(`faults: removed rule ${a.rule.id}: ${a.rule.text} (by ${from})`);
+      return true;
+    }
+    if (a && a.rule.text === change.text) {
+      if (a.rule.enabled === change.enabled) return false;
+      a.rule.enabled = change.enabled;
+      if (!change.enabled) this.waits.releaseRule(a.rule.id);
+      this.ctx.log.info(`faults: rule ${a.rule.id} ${change.enabled ? "enabled" : "disabled"} (by ${from})`);
+      return true;
+    }
+    const rule = parseFaultRule(change.text, change.id, this.ctx.filter);
+    if (rule.id !== change.id) throw new FaultRuleError(`fault rule ${JSON.stringify(change.text)} from ${from} names id ${rule.id}, not ${change.id}`);
+    rule.enabled = change.enabled;
+    const active = new ActiveRule(rule, "fleet", this.ctx.state);
+    if (a) {
+      // Same id, other rule: it takes the old one's place in the order rules are tried.
+      this.waits.releaseRule(a.rule.id);
+      if (a.ns !== active.ns) this.forgetState(a);
+      this.configured = this.configured.map((x) => (x === a ? active : x));
+      this.runtime = this.runtime.map((x) => (x === a ? active : x));
+    } else {
+      this.runtime.push(active);
+    }
+    if (/^\d+$/.test(rule.id)) this.lastNumericId = Math.max(this.lastNumericId, Number(rule.id));
+    this.ctx.log.info(`faults: ${a ? "replaced" : "added"} rule ${rule.id}: ${rule.text}${rule.enabled ? "" : " (disabled)"} (by ${from})`);
+    return true;
+  }
+
+  /** Rules given at start (fault_rules, fault_file) as changes, for a fleet to take in. */
+  configuredRules(): { id: string; text: string; enabled: boolean }[] {
+    return this.configured.map((a) => ({ id: a.rule.id, text: a.rule.text, enabled: a.rule.enabled }));
+  }
+
+  private changed(change: FaultRuleChange): void {
+    for (const l of this.changeListeners) l(change);
   }
 
   get(id: string): FaultRuleInfo {

@@ -13,6 +13,7 @@ import { AdminApi } from "../addons/admin-api.js";
 import { Retries } from "../addons/retries.js";
 import { Metrics } from "../addons/metrics.js";
 import { Progress, REPORT_HELP, runReport } from "./report.js";
+import { FLEET_HELP, runFleet } from "./fleet.js";
 import { compileFilter } from "../core/filter.js";
 import { stat } from "node:fs/promises";
 import { convertFile, readFlowFile } from "../store/index.js";
@@ -48,6 +49,7 @@ Commands:
   ca        show where sluice's CA certificate is and how to make clients trust it
   convert   convert flow files: sluice convert IN OUT [FILTER] (.mitm/.flows ⇄ .har ⇄ .sqlite, by extension)
   report    retries, throttles and back-off in captures: sluice report FILE... [--html OUT.html] [FILTER]
+  fleet     the live processes of a fleet sharing Redis: sluice fleet status --set shared_state=redis://HOST:PORT
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
@@ -430,6 +432,7 @@ const ADDON_ROLES: Record<string, string> = {
   shaping: "changes: queues requests to leave at a rate (--shape)",
   faults: "changes: answers or breaks matching requests (--fault)",
   admin_api: "the JSON admin API for faults and commands",
+  fleet: "shares fault rules with the fleet and writes its heartbeat (shared_state)",
   server_replay: "changes: answers from recorded responses (-S)",
   intercept: "changes: pauses matching flows for editing (--intercept)",
   retries: "observes: groups attempts into SDK calls",
@@ -462,6 +465,7 @@ function showHelp(command: string | undefined): void {
     run: RUN_HELP,
     env: ENV_HELP,
     report: REPORT_HELP,
+    fleet: FLEET_HELP,
     convert: CONVERT_HELP,
     ca: CA_HELP,
     options: "Usage: sluice options\n\nLists every option with its type, default and help; set one with --set NAME=VALUE or in ~/.sluice/config.yaml.\n",
@@ -494,6 +498,8 @@ export async function main(argv: string[]): Promise<void> {
         return await runEnv(rest);
       case "report":
         return await runReport(rest);
+      case "fleet":
+        return await runFleet(rest);
       case "options":
         return await runOptions();
       case "commands":
@@ -521,7 +527,7 @@ export async function main(argv: string[]): Promise<void> {
       default:
         // `sluice -p 8081 --intercept …`: flags without a command are the console's, as with mitmproxy.
         if (command.startsWith("-")) return await runConsole(argv);
-        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, run, env, ca, convert, report, options, commands, filters, limits, addons, help (see \`sluice --help\`)`);
+        fail(`unknown command ${JSON.stringify(command)}; commands are console, dump, web, run, env, ca, convert, report, fleet, options, commands, filters, limits, addons, help (see \`sluice --help\`)`);
     }
   } catch (err) {
     if (err instanceof UsageError) fail(err.message);

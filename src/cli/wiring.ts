@@ -28,6 +28,7 @@ import { Faults } from "../addons/faults.js";
 import { AdminApi } from "../addons/admin-api.js";
 import { Retries } from "../addons/retries.js";
 import { Metrics } from "../addons/metrics.js";
+import { FleetOps } from "../fleet/fleet-ops.js";
 // AWS knowledge brings the AWS filter operators (~svc, ~op, …) with it, for every front end.
 import "../aws/index.js";
 
@@ -43,6 +44,6 @@ export function frontEndAddons(output: Addon): Addon[] {
     new TermLog(), new ReadFile(), new CoreCommands(), new ClientReplay(), new Scripts(),
     // Traffic changers first, in mitmproxy's order (anticache … stickycookie), then sluice's own.
     new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(), new UpstreamAuth(),
-    new Shaping(), new Faults(), new AdminApi(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), new CutOutput(), output,
+    new Shaping(), new Faults(), new AdminApi(), new FleetOps(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), new CutOutput(), output,
   ];
 }

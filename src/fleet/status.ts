@@ -1,0 +1,71 @@
+/**
+ * `sluice fleet status`: the live processes of a fleet, read from their heartbeat records
+ * (fleet/heartbeat.ts), as a table or JSON. A short-lived Redis connection of its own: a status
+ * query that cannot reach Redis fails in one line instead of retrying forever.
+ */
+import { Redis } from "ioredis";
+import { parseRedisUrl } from "./connection.js";
+import { checkFleetName } from "./options.js";
+import { INSTANCES_PREFIX, type InstanceRecord } from "./heartbeat.js";
+
+export interface FleetStatus {
+  url: string;
+  fleet: string;
+  instances: InstanceRecord[];
+}
+
+export async function readFleetStatus(url: string, fleet: string): Promise<FleetStatus> {
+  const target = parseRedisUrl(url);
+  checkFleetName(fleet);
+  const prefix = `sluice:{${fleet}}:`;
+  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  redis.on("error", () => undefined);
+  try {
+    try {
+      await redis.connect();
+    } catch (err) {
+      throw new Error(`cannot reach the shared state at ${target.display}: ${(err as Error).message}; is redis-server running there?`);
+    }
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, batch] = await redis.scan(cursor, "MATCH", `${escapeGlob(prefix + INSTANCES_PREFIX)}*`, "COUNT", 500);
+      cursor = next;
+      keys.push(...batch);
+    } while (cursor !== "0");
+    const values = keys.length ? await redis.mget(...keys) : [];
+    const instances: InstanceRecord[] = [];
+    for (const v of values) {
+      if (!v) continue; // expired between SCAN and MGET
+      try {
+        instances.push(JSON.parse(v) as InstanceRecord);
+      } catch {
+        // Not a heartbeat sluice wrote: not a live sluice.
+      }
+    }
+    instances.sort((a, b) => a.instance.localeCompare(b.instance));
+    return { url: target.display, fleet, instances };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** SCAN's MATCH is a glob: the fleet name's own `[`, `*`, `?` must not act as one. */
+function escapeGlob(s: string): string {
+  return s.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+/** The table `sluice fleet status` prints. */
+export function fleetStatusText(s: FleetStatus, now = Date.now()): string {
+  if (s.instances.length === 0) return `no live sluice processes in fleet ${s.fleet} at ${s.url} (a process shows up here within 2 s of starting with --set shared_state=${s.url}${s.fleet === "default" ? "" : ` --set fleet=${s.fleet}`})\n`;
+  const rows = [["instance", "address", "mode", "req/s", "queued", "faults", "shapes", "seen"]];
+  for (const i of s.instances) {
+    const faults = i.faults.map((f) => `${f.id}${f.enabled ? "" : " (off)"}: ${f.rule}`).join("; ") || "-";
+    const shapes = i.shapes.join("; ") || "-";
+    rows.push([i.instance, i.address, i.mode, i.requestsPerSecond.toFixed(1), String(i.queueDepth), faults, shapes, `${Math.max(0, (now - i.updated) / 1000).toFixed(1)}s ago`]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const numeric = new Set([3, 4]);
+  const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : numeric.has(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join("  ").trimEnd());
+  return `fleet ${s.fleet} at ${s.url}: ${s.instances.length} live process${s.instances.length === 1 ? "" : "es"}\n${lines.join("\n")}\n`;
+}
