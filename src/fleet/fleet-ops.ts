@@ -53,7 +53,8 @@ export class FleetOps implements Addon {
           const l = this.ctx.listener();
           return l ? `${l.address.includes(":") ? `[${l.address}]` : l.address}:${l.port}` : "-";
         },
-        mode: () => String(this.ctx.options.get<string>("mode")),
+        // Several --mode listeners at once are listed together.
+        mode: () => ([] as string[]).concat(this.ctx.options.get<string[] | string>("mode")).join(", "),
         requests: () => this.requests,
         queueDepth: () => (shaping()?.status() ?? []).reduce((n, r) => n + r.keys.reduce((m, k) => m + k.queued, 0), 0),
         faults: () => (faults()?.list() ?? []).map((f) => ({ id: f.id, rule: f.rule, enabled: f.enabled })),
