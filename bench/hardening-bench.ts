@@ -8,54 +8,15 @@
  *    of plain requests from another client meanwhile, against the p50 without the burst.
  * 3. RSS of sluice holding 10,000 idle client connections.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readFlowFile } from "../src/store/index.js";
 import { progress } from "./progress.js";
 import { start } from "./proxy-bench.js";
+import { load, rssMb, soak, startSluice, stop } from "./soak-bench.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const SLUICE = join(here, "..", "..", "bin", "sluice.js");
-const LOAD = join(here, "hardening-load.js");
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-}
-
-function load(args: (string | number)[], onLine?: (json: Record<string, unknown>) => void): Promise<Record<string, number>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOAD, ...args.map(String)], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (c: Buffer) => {
-      out += c.toString();
-      const lines = out.split("\n");
-      out = lines.pop()!;
-      for (const l of lines) if (l.trim()) {
-        const json = JSON.parse(l) as Record<string, number>;
-        if ("ready" in json) onLine?.(json);
-        else resolve(json);
-      }
-    });
-    child.once("exit", (code) => (code === 0 ? undefined : reject(new Error(`load ${args[0]} exited with ${code}`))));
-  });
-}
-
-async function startSluice(dir: string, extra: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const { child, match } = await start(process.execPath, [SLUICE, "dump", "-p", "0", "--confdir", join(dir, "conf"), "--set", "flow_detail=0", "-k", ...extra], /listening at [^\s]+:(\d+)/);
-  return { child, port: Number(match[1]) };
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill("SIGINT");
-  });
-}
 
 export async function benchHardening(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-hardening-"));
@@ -64,29 +25,8 @@ export async function benchHardening(): Promise<string> {
   const ports = JSON.parse(origin.match[1]!) as { http: number; https: number };
   try {
     // 1. Soak
-    const seconds = Number(process.env.SLUICE_SOAK_SECONDS ?? 600);
-    const capture = join(dir, "soak.mitm");
-    progress(`soak: ${seconds} s of mixed traffic through sluice -w ${capture}`);
-    const sluice = await startSluice(dir, ["-w", capture]);
+    lines.push(...(await soak(dir, ports, Number(process.env.SLUICE_SOAK_SECONDS ?? 600))));
     const caFile = join(dir, "conf", "sluice-ca-cert.pem");
-    const samples: string[] = [];
-    const t0 = Date.now();
-    const sampler = setInterval(() => {
-      const mb = rssMb(sluice.child.pid!);
-      samples.push(`${Math.round((Date.now() - t0) / 1000)}s ${mb.toFixed(0)}`);
-      progress(`soak ${samples.at(-1)} MB`);
-    }, 10_000);
-    const soak = await load(["soak", sluice.port, ports.http, ports.https, caFile, seconds]);
-    clearInterval(sampler);
-    await stop(sluice.child);
-    let onDisk = 0;
-    for await (const _ of readFlowFile(capture)) onDisk++;
-    rmSync(capture, { force: true });
-    lines.push(
-      `Soak: ${seconds} s, mixed traffic (60% GET, 20% 4 KiB POST, 20% HTTPS through CONNECT; 10 connections), -w flow file`,
-      `  requests delivered ${soak.delivered}, failed ${soak.failed}; flows on disk after stop ${onDisk} (lost ${Math.max(0, soak.delivered! - onDisk)})`,
-      `  RSS MB every 10 s: ${samples.join(", ")}`,
-    );
 
     // 2. New hostnames and plain latency meanwhile
     progress("plain p50 without a burst of new names");

@@ -104,9 +104,32 @@ describe("leaf certificates", () => {
     const rsa = new X509Certificate((await ca.certificateFor("example.com", "rsa")).certPem);
     assert.equal(rsa.publicKey.asymmetricKeyType, "rsa");
     assert.ok(rsa.verify(caCert.publicKey));
-    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => ca.certificateFor(`h${i}.example.net`)));
-    assert.equal(new Set(many.map((l) => new X509Certificate(l.certPem).serialNumber)).size, 200, "distinct serials");
-    for (const l of many) assert.ok(new X509Certificate(l.certPem).verify(caCert.publicKey));
+  });
+
+  test("a burst of new names shares a few multi-name leaves, each valid for exactly the names in it", async () => {
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    const caCert = new X509Certificate(ca.certPem);
+    const hosts = Array.from({ length: 200 }, (_, i) => `h${i}.example.net`);
+    const many = await Promise.all(hosts.map((h) => ca.certificateFor(h)));
+    const certs = new Set(many.map((l) => l.certPem));
+    // One signing (and one TLS context) per batch: 64 names at most per leaf.
+    assert.ok(certs.size >= 4 && certs.size <= 8, `${certs.size} certificates for 200 names`);
+    assert.equal(new Set(many.map((l) => l.context)).size, certs.size, "one TLS context per certificate");
+    const serials = new Set<string>();
+    for (const [i, leaf] of many.entries()) {
+      const x = new X509Certificate(leaf.certPem);
+      serials.add(x.serialNumber);
+      assert.ok(x.verify(caCert.publicKey));
+      assert.equal(x.checkHost(hosts[i]!), hosts[i], `${hosts[i]} is one of its certificate's names`);
+      assert.ok(leaf.names.includes(hosts[i]!));
+      assert.equal(x.subjectAltName, leaf.names.map((n) => `DNS:${n}`).join(", "), "exact names only, no wildcard");
+      assert.equal(x.checkHost("other.example.net"), undefined);
+    }
+    assert.equal(serials.size, certs.size, "distinct serials");
+    // Once the burst is over, a new name is signed alone again.
+    const lone = await ca.certificateFor("lone.example.org");
+    assert.deepEqual(lone.names, ["lone.example.org"]);
+    assert.equal(new X509Certificate(lone.certPem).subjectAltName, "DNS:lone.example.org");
   });
 
   test("curl gets an ECDSA leaf, or an RSA one when its ClientHello offers no ECDSA", async () => {

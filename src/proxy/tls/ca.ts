@@ -93,7 +93,13 @@ export type LeafKeyType = "ecdsa" | "rsa";
 
 /** A leaf certificate for one host, with its key and a TLS context presenting it. */
 export interface LeafCertificate {
+  /** The certificate's common name: the first of `names`. */
   host: string;
+  /**
+   * Every name the certificate is valid for (its subjectAltName). Names that arrive while another
+   * leaf is being made share the next one (see certificateFor); each is exact, never a wildcard.
+   */
+  names: string[];
   keyType: LeafKeyType;
   certPem: string;
   keyPem: string;
@@ -104,6 +110,8 @@ export interface LeafCertificate {
 const LEAF_VALIDITY_DAYS = 190;
 const CA_VALIDITY_YEARS = 10;
 const LEAF_CACHE_SIZE = 10_000;
+/** Names one leaf certificate carries at most (each adds ~20 bytes to every handshake that serves it). */
+const MAX_NAMES_PER_LEAF = 64;
 const DAY_MS = 86_400_000;
 
 const OID_CN = "2.5.4.3";
@@ -149,6 +157,8 @@ export class CertificateAuthority {
   private rsaLeafKey: Promise<LeafKey> | null = null;
   /** Finished and in-progress leaves per "keyType host", least recently used first. */
   private readonly leaves = new Map<string, Promise<LeafCertificate>>();
+  /** Per key type: names waiting for the next shared leaf, and whether one is being made now. */
+  private readonly batches = new Map<LeafKeyType, { next: LeafBatch | null; busy: boolean }>();
   /** Synchronously signed PEMs (leafCertFor), for tools and tests that cannot wait. */
   private readonly syncPems = new Map<string, string>();
 
@@ -233,6 +243,13 @@ export class CertificateAuthority {
    * The leaf certificate for `host` (DNS name or IP): signed on the thread pool the first time,
    * then cached (10,000 hosts, least recently used out). Concurrent calls for one host share one
    * signing. This is what TLS interception and custom-certificate tools call.
+   *
+   * New DNS names are batched: while one leaf is being made (signature on the thread pool, then
+   * Node's createSecureContext on the event loop, ~1–2 ms), the names that arrive meanwhile wait
+   * and then share one certificate listing all of them (up to MAX_NAMES_PER_LEAF), and one TLS
+   * context. A burst of new hosts then costs one signing and one context per batch instead of per
+   * name, and a lone new name is signed at once, alone, as before. Every name is exact, so each
+   * client gets a certificate valid for precisely the name it asked for.
    */
   certificateFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<LeafCertificate> {
     const name = host.toLowerCase();
@@ -243,7 +260,7 @@ export class CertificateAuthority {
       this.leaves.set(cacheKey, leaf);
       return leaf;
     }
-    leaf = this.makeLeaf(name, keyType);
+    leaf = isIP(name) ? this.makeLeaf([name], keyType) : this.batched(name, keyType);
     this.leaves.set(cacheKey, leaf);
     // A failed signing is not cached: the next handshake tries again.
     leaf.catch(() => this.leaves.get(cacheKey) === leaf && this.leaves.delete(cacheKey));
@@ -264,7 +281,7 @@ export class CertificateAuthority {
     const name = host.toLowerCase();
     let pem = this.syncPems.get(name);
     if (!pem) {
-      const tbs = this.leafTbs(name, this.ecdsaLeafKey);
+      const tbs = this.leafTbs([name], this.ecdsaLeafKey);
       pem = toPem(this.assemble(tbs, signSync("sha256", tbs, this.caKey)));
       this.syncPems.set(name, pem);
       if (this.syncPems.size > 1000) this.syncPems.delete(this.syncPems.keys().next().value!);
@@ -272,13 +289,49 @@ export class CertificateAuthority {
     return pem;
   }
 
-  private async makeLeaf(host: string, keyType: LeafKeyType): Promise<LeafCertificate> {
+  /** `name`'s share of the next leaf of `keyType`; starts making one when none is under way. */
+  private batched(name: string, keyType: LeafKeyType): Promise<LeafCertificate> {
+    let state = this.batches.get(keyType);
+    if (!state) this.batches.set(keyType, (state = { next: null, busy: false }));
+    let batch = state.next;
+    if (!batch || batch.names.length >= MAX_NAMES_PER_LEAF) {
+      if (batch) this.startBatch(keyType, batch); // full: it goes now, alongside any other
+      batch = state.next = newBatch();
+    }
+    batch.names.push(name);
+    if (!state.busy) {
+      state.busy = true;
+      // One turn of the event loop: the other new names of the same burst (CONNECTs read together) join.
+      setImmediate(() => this.runBatches(keyType));
+    }
+    return batch.promise;
+  }
+
+  /** Makes the waiting batch of `keyType`, then the one that filled meanwhile, until none waits. */
+  private runBatches(keyType: LeafKeyType): void {
+    const state = this.batches.get(keyType)!;
+    const batch = state.next;
+    if (!batch) {
+      state.busy = false;
+      return;
+    }
+    state.next = null;
+    this.startBatch(keyType, batch).finally(() => this.runBatches(keyType));
+  }
+
+  private startBatch(keyType: LeafKeyType, batch: LeafBatch): Promise<void> {
+    const batches = this.batches.get(keyType)!;
+    if (batches.next === batch) batches.next = null;
+    return this.makeLeaf(batch.names, keyType).then(batch.resolve, batch.reject);
+  }
+
+  private async makeLeaf(names: string[], keyType: LeafKeyType): Promise<LeafCertificate> {
     const key = keyType === "rsa" ? await this.rsaKey() : this.ecdsaLeafKey;
-    const tbs = this.leafTbs(host, key);
+    const tbs = this.leafTbs(names, key);
     const signature = await signAsync("sha256", tbs, this.caKey);
     const certPem = toPem(this.assemble(tbs, signature));
     const context = createSecureContext({ key: key.keyPem, cert: certPem + this.certPem });
-    return { host, keyType, certPem, keyPem: key.keyPem, context };
+    return { host: names[0]!, names, keyType, certPem, keyPem: key.keyPem, context };
   }
 
   /** The shared RSA leaf key, made on first use (off the event loop: RSA generation takes ~100 ms). */
@@ -293,14 +346,14 @@ export class CertificateAuthority {
    * per-host parts are encoded here: the ASN.1 library's generic serialiser costs milliseconds
    * per certificate, this costs microseconds.
    */
-  private leafTbs(host: string, key: LeafKey): Buffer {
+  private leafTbs(names: string[], key: LeafKey): Buffer {
     const fixed = (key.tbsParts ??= this.fixedLeafParts(key));
     const notBefore = new Date(Date.now() - 2 * DAY_MS); // tolerate client clock skew
     const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * DAY_MS);
-    const altName = isIP(host) ? new GeneralName({ iPAddress: host }) : new GeneralName({ dNSName: host });
+    const host = names[0]!;
     const san = isIP(host)
-      ? Buffer.from(AsnConvert.serialize(extension(id_ce_subjectAltName, false, new SubjectAlternativeName([altName]))))
-      : derSequence([derObjectId(SAN_OID_DER), derTlv(0x04, derSequence([derTlv(0x82, Buffer.from(host, "ascii"))]))]);
+      ? Buffer.from(AsnConvert.serialize(extension(id_ce_subjectAltName, false, new SubjectAlternativeName([new GeneralName({ iPAddress: host })]))))
+      : derSequence([derObjectId(SAN_OID_DER), derTlv(0x04, derSequence(names.map((n) => derTlv(0x82, Buffer.from(n, "ascii")))))]);
     const extensions = derTlv(0xa3, derSequence([...fixed.extensions, san]));
     const cn = host.length <= 64 ? host : host.slice(0, 64);
     return derSequence([
@@ -342,6 +395,21 @@ export class CertificateAuthority {
     const x = new X509Certificate(this.certPem);
     return { subject: x.subject.replace(/\n/g, ", "), fingerprint256: x.fingerprint256, validTo: x.validTo };
   }
+}
+
+/** Names waiting to share one leaf certificate, and the promise they all get. */
+interface LeafBatch {
+  names: string[];
+  promise: Promise<LeafCertificate>;
+  resolve: (leaf: LeafCertificate) => void;
+  reject: (err: unknown) => void;
+}
+
+function newBatch(): LeafBatch {
+  let resolve!: (leaf: LeafCertificate) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<LeafCertificate>((res, rej) => ((resolve = res), (reject = rej)));
+  return { names: [], promise, resolve, reject };
 }
 
 function leafKeyFrom(privateKey: KeyObject): LeafKey {
