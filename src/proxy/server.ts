@@ -18,7 +18,7 @@ import { UNRECOGNIZED_NAME_ALERT, looksLikeTls, parseClientHello } from "./tls/c
 import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
 import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
-import { ClientUpstreams, tunnelThroughProxy, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
+import { ClientUpstreams, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
 import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 import { SocksReply, Socks5Refusal, socks5Handshake, socksReply } from "./socks5.js";
@@ -497,7 +497,8 @@ export class ProxyServer {
   /** `--ignore-hosts`: splice the client to the server without looking inside. */
   private passThrough(socket: net.Socket, clientConn: ClientConnection, target: UpstreamTarget, upstreams: ClientUpstreams): void {
     const own = this.ctx.ownListeners;
-    const upstream = this.mode.kind === "upstream" ? tunnelThroughProxy(this.mode, target, own, upstreams.inboundVia) : guardedTcpConnect(own, target.host, target.port);
+    // Through an upstream proxy the tunnel carries upstream_auth and Via, as intercepted HTTPS does.
+    const upstream = this.mode.kind === "upstream" ? upstreams.openTunnel(target) : guardedTcpConnect(own, target.host, target.port);
     upstream.then(
       (server) => {
         server.on("error", () => socket.destroy());

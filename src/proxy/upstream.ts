@@ -158,12 +158,28 @@ export class ClientUpstreams {
     const own = this.ctx.ownListeners;
     if (this.mode.kind === "upstream") {
       const mode = this.mode;
-      const opening = target.scheme === "https" ? tunnelThroughProxy(mode, target, own, this.inboundVia, this.proxyAuthorization()) : guardedTcpConnect(own, mode.host, mode.port);
-      return opening.catch((err: NodeJS.ErrnoException) => {
+      return target.scheme === "https" ? this.openTunnel(target) : connectToProxy(mode, own, this.tlsSettings()).catch((err: NodeJS.ErrnoException) => {
         throw upstreamProxyError(err, mode, target);
       });
     }
     return guardedTcpConnect(own, target.host, target.port);
+  }
+
+  /**
+   * Upstream mode: a CONNECT tunnel to `target` through the upstream proxy, carrying upstream_auth
+   * and the Via loop token. Used for HTTPS, TLS passed through (ignore_hosts) and WebSockets.
+   */
+  openTunnel(target: { host: string; port: number }): Promise<net.Socket> {
+    const mode = this.mode;
+    if (mode.kind !== "upstream") return Promise.reject(new Error("a CONNECT tunnel needs upstream mode"));
+    return tunnelThroughProxy(mode, target, this.ctx.ownListeners, this.inboundVia, this.proxyAuthorization(), this.tlsSettings()).catch((err: NodeJS.ErrnoException) => {
+      throw upstreamProxyError(err, mode, { scheme: "https", ...target });
+    });
+  }
+
+  /** The upstream proxy, when this client's listener chains through one. */
+  get upstreamProxy(): Extract<ProxyMode, { kind: "upstream" }> | null {
+    return this.mode.kind === "upstream" ? this.mode : null;
   }
 
   /** `upstream_auth=user:pass` as a Basic Proxy-Authorization value, for the upstream proxy. */
@@ -260,11 +276,13 @@ export class ClientUpstreams {
  * HTTP CONNECT through the upstream proxy, using Node's own client. The CONNECT carries this
  * instance's Via token, so a chain that leads back here is answered 508 instead of looping.
  */
-export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: { host: string; port: number }, own: OwnListeners, inboundVia?: string, proxyAuthorization?: string | null): Promise<net.Socket> {
+export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, target: { host: string; port: number }, own: OwnListeners, inboundVia: string | undefined, proxyAuthorization: string | null, tlsSettings: UpstreamTlsSettings): Promise<net.Socket> {
   const authority = `${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
-  const proxySocket = await guardedTcpConnect(own, mode.host, mode.port);
+  const proxySocket = await connectToProxy(mode, own, tlsSettings);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority, via: inboundVia ? `${inboundVia}, ${own.viaEntry()}` : own.viaEntry(), ...(proxyAuthorization ? { "proxy-authorization": proxyAuthorization } : {}) }, agent: false, createConnection: () => proxySocket });
+    // No `agent: false`: with an agent, Node ignores createConnection and dials a connection of its
+    // own (plain TCP: no TLS to an https upstream proxy, and no own-listener check).
+    const req = http.request({ host: mode.host, port: mode.port, method: "CONNECT", path: authority, headers: { host: authority, via: inboundVia ? `${inboundVia}, ${own.viaEntry()}` : own.viaEntry(), ...(proxyAuthorization ? { "proxy-authorization": proxyAuthorization } : {}) }, createConnection: () => proxySocket });
     req.once("connect", (res, socket, head) => {
       if (res.statusCode !== 200) {
         socket.destroy();
@@ -285,6 +303,36 @@ export async function tunnelThroughProxy(mode: Extract<ProxyMode, { kind: "upstr
     req.once("error", reject);
     req.end();
   });
+}
+
+/**
+ * A connection to the upstream proxy itself: TCP, and TLS for `upstream:https://…`, verified like
+ * any server (ssl_insecure, ssl_verify_upstream_trusted_ca, tls_version_server_min/max).
+ */
+export async function connectToProxy(mode: Extract<ProxyMode, { kind: "upstream" }>, own: OwnListeners, settings: UpstreamTlsSettings): Promise<net.Socket> {
+  const raw = await guardedTcpConnect(own, mode.host, mode.port);
+  if (mode.scheme === "http") return raw;
+  const servername = net.isIP(mode.host) ? undefined : mode.host;
+  const secure = tls.connect({
+    socket: raw,
+    host: mode.host,
+    servername,
+    ALPNProtocols: ["http/1.1"],
+    rejectUnauthorized: settings.rejectUnauthorized,
+    secureContext: settings.secureContext,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", reject);
+    });
+  } catch (err) {
+    secure.destroy();
+    const message = describeConnectError(err as NodeJS.ErrnoException, { scheme: "https", host: mode.host, port: mode.port }).replace(/^TLS handshake with /, "TLS handshake with the upstream proxy ");
+    throw Object.assign(new Error(message), { code: "EPROXY" });
+  }
+  secure.setNoDelay(true);
+  return secure;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

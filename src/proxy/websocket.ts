@@ -4,14 +4,16 @@
  */
 import type { IncomingMessage } from "node:http";
 import type net from "node:net";
-import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { WebSocket, WebSocketServer, type ClientOptions, type RawData } from "ws";
 import { HTTPFlow, Response, newServerConnection, now, reasonPhrase } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
 import { requestFromClient, BadRequestError } from "./client-request.js";
 import type { ConnectionContext } from "./exchange.js";
 import { completeResponse } from "./client-response.js";
-import type { UpstreamTlsSettings } from "./upstream.js";
+import type { ClientUpstreams, UpstreamTlsSettings } from "./upstream.js";
+import tls from "node:tls";
+import { isIP } from "node:net";
 import { RefusedTargetError, ownCheckingLookup, ownLiteralTarget } from "./guards.js";
 
 /** Headers the ws client sets itself for the handshake; forwarding them would duplicate them. */
@@ -43,10 +45,29 @@ export function handleWebSocketUpgrade(
   flow.live = true;
   flow.request.content = Buffer.alloc(0);
   flow.request.timestampEnd = now();
-  void relay(ctx, flow, req, socket, head, tlsSettings);
+  void relay(ctx, flow, req, socket, head, tlsSettings, cc.upstreams);
 }
 
-async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, socket: net.Socket, head: Buffer, tlsSettings: UpstreamTlsSettings): Promise<void> {
+/**
+ * Upstream mode: the WebSocket goes through a CONNECT tunnel to the upstream proxy (for ws:// as
+ * well, as browsers do: an upgrade is not a request a proxy can forward in absolute form), with
+ * TLS to the server inside it for wss://.
+ */
+function throughUpstreamProxy(upstreams: ClientUpstreams, request: { scheme: string; host: string; port: number }, tlsSettings: UpstreamTlsSettings) {
+  return (_opts: unknown, done: (err: Error | null, socket?: net.Socket) => void): undefined => {
+    upstreams.openTunnel({ host: request.host, port: request.port }).then(
+      (tunnel) => {
+        if (request.scheme !== "https") return done(null, tunnel);
+        const servername = isIP(request.host) ? undefined : request.host;
+        done(null, tls.connect({ socket: tunnel, host: request.host, servername, ALPNProtocols: ["http/1.1"], rejectUnauthorized: tlsSettings.rejectUnauthorized, secureContext: tlsSettings.secureContext }));
+      },
+      (err: Error) => done(err),
+    );
+    return undefined;
+  };
+}
+
+async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, socket: net.Socket, head: Buffer, tlsSettings: UpstreamTlsSettings, upstreams: ClientUpstreams): Promise<void> {
   await ctx.addons.trigger("requestHeaders", flow);
   await ctx.addons.trigger("request", flow);
   if (flow.isKilled) return void socket.destroy();
@@ -78,8 +99,11 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
     socket.end(`HTTP/1.1 ${refused.status} ${reasonPhrase(refused.status)}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     return;
   }
+  const proxy = upstreams.upstreamProxy;
+  if (proxy) serverConn.via = proxy.spec;
   const server = new WebSocket(url, protocols, {
     lookup: ownCheckingLookup(ctx.ownListeners, request.port),
+    ...(proxy ? { createConnection: throughUpstreamProxy(upstreams, request, tlsSettings) as unknown as ClientOptions["createConnection"] } : {}),
     headers,
     perMessageDeflate: false,
     rejectUnauthorized: tlsSettings.rejectUnauthorized,
