@@ -444,7 +444,7 @@ describe("rule errors", () => {
     ["~all throttle", /has no "=>"/],
     ["~all => throttle p=1.5", /p= expects a probability from 0 to 1/],
     ["~all => status 42", /status expects a code from 100 to 599/],
-    ["~all => error 404", /error expects 500 .* or 503/],
+    ["~all => error 404", /error expects 500 \(InternalError\), 503 \(ServiceUnavailable\) or an error.s name/],
     ["~all => delay soon", /delay: bad duration "soon"/],
     ["~all => delay 1s on=later", /on= expects request or response/],
     ["~all => throttle jitter=5ms", /jitter= does not apply to throttle \(only to delay\)/],
@@ -483,7 +483,7 @@ describe("rule errors", () => {
     assert.equal(rules[2]!.triggers.every, 3);
     assert.deepEqual(rules[3]!.action, { name: "delay", ms: 800, jitterMs: 200, dist: "uniform", on: "request" });
     assert.equal(rules[3]!.triggers.untilMs, 60_000);
-    assert.deepEqual(rules[5]!.action, { name: "error", status: 503, retryAfterSeconds: null });
+    assert.deepEqual(rules[5]!.action, { name: "error", status: 503, code: null, retryAfterSeconds: null });
   });
 
   test("the CLI refuses a bad rule with one clear line (exit 2), no stack trace", async () => {

@@ -5,7 +5,7 @@
  */
 import type { HTTPFlow } from "../core/flow.js";
 import { now, reasonPhrase } from "../core/flow.js";
-import { awsErrorResponse, awsInfoOf, serviceErrorResponse, throttleResponse, type AwsLimitRefusal } from "../aws/index.js";
+import { awsErrorResponse, awsInfoOf, catalogedErrorOf, serviceErrorResponse, servicesWithError, throttleResponse, throttlingErrorOf, type AwsError, type AwsLimitRefusal, type AwsRequestInfo } from "../aws/index.js";
 import type { DelayDistribution, FaultAction } from "./fault-rules.js";
 
 /** How a wait ended: its time ran out, it was let go (rule disabled), or it was cut short. */
@@ -101,9 +101,14 @@ export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAc
     case "throttle":
       flow.response = throttleResponse(awsInfoOf(flow), action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds });
       return;
-    case "error":
-      flow.response = serviceErrorResponse(action.status, awsInfoOf(flow), action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds });
+    case "error": {
+      const opts = action.retryAfterSeconds === null ? {} : { retryAfterSeconds: action.retryAfterSeconds };
+      const info = awsInfoOf(flow);
+      flow.response = action.code === null
+        ? serviceErrorResponse(action.status === 503 ? 503 : 500, info, opts)
+        : awsErrorResponse(info, namedErrorOf(info, action.code, action.status, ruleId), opts);
       return;
+    }
     case "reset":
     case "close":
       flow.error = { msg: `connection ${action.name === "reset" ? "reset" : "closed"} by fault rule ${ruleId}`, timestamp: now() };
@@ -137,6 +142,20 @@ export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAc
     default:
       return unhandled(action);
   }
+}
+
+/**
+ * `error CODE`: the error as the request's service models it (status and wire code); a code the
+ * service does not list takes its status from a service that does (or status=). The service's own
+ * throttling error keeps its message and members (Lambda's Reason).
+ */
+function namedErrorOf(info: AwsRequestInfo | null, code: string, status: number | null, ruleId: string): AwsError {
+  const service = info?.service ?? null;
+  const entry = (service ? catalogedErrorOf(service, code) : null) ?? servicesWithError(code).map((s) => catalogedErrorOf(s, code)).find((e) => e !== null) ?? null;
+  const wire = entry?.code ?? code;
+  const throttle = throttlingErrorOf(info);
+  if (throttle.code === wire) return { ...throttle, status: status ?? throttle.status };
+  return { status: status ?? entry?.status ?? 400, code: wire, message: `${wire} (injected by sluice fault rule ${ruleId})` };
 }
 
 function unhandled(action: never): never {

@@ -9,6 +9,7 @@ import { formatDuration, formatRate, parseBool, parseDuration, parseRate } from 
 import { parseRuleSpec, RuleSpecError, specFromObject, type RuleSpec } from "../rules/spec.js";
 import { readRulesFile, type RuleSource } from "../rules/file.js";
 import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys.js";
+import { catalogedErrorOf, cataloguedServices, closeErrorNames, servicesWithError, signingNameOf } from "../aws/index.js";
 
 export const FAULT_EXAMPLE = "'~svc s3 => throttle p=0.3'";
 const FAULT_OBJECT = { actionKey: "action", missingAction: "add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)", example: FAULT_EXAMPLE };
@@ -19,7 +20,8 @@ export type FaultActionName = (typeof FAULT_ACTIONS)[number];
 export type FaultAction =
   | { name: "status"; status: number }
   | { name: "throttle"; retryAfterSeconds: number | null }
-  | { name: "error"; status: 500 | 503; retryAfterSeconds: number | null }
+  /** `error 500|503` (code null: the service's InternalError / ServiceUnavailable) or `error CODE [status=N]` by name. */
+  | { name: "error"; status: number | null; code: string | null; retryAfterSeconds: number | null }
   | { name: "delay"; ms: number; jitterMs: number; dist: DelayDistribution; on: "request" | "response" }
   | { name: "bandwidth"; bytesPerSecond: number; on: "request" | "response" }
   | { name: "reset" }
@@ -68,7 +70,7 @@ const COMMON_OPTIONS = ["id", "enabled", ...TRIGGER_OPTIONS];
 const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
   status: [],
   throttle: ["retry-after"],
-  error: ["retry-after"],
+  error: ["retry-after", "status"],
   delay: ["jitter", "dist", "on"],
   bandwidth: ["on"],
   reset: [],
@@ -80,7 +82,7 @@ const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
 const ACTION_USAGE: Record<FaultActionName, string> = {
   status: "status CODE (e.g. status 503): replace the status of the server's answer, keeping its body",
   throttle: "throttle [retry-after=SECONDS]: answer with the service's own throttling error",
-  error: "error 500|503 [retry-after=SECONDS]: answer with the service's InternalError / ServiceUnavailable",
+  error: "error 500|503|CODE [status=N] [retry-after=SECONDS]: answer with the service's InternalError / ServiceUnavailable, or with any error its model names (error ProvisionedThroughputExceededException)",
   delay: "delay MS [jitter=MS] [dist=uniform|normal|exponential] [on=request|response], e.g. delay 200ms jitter=50ms",
   bandwidth: "bandwidth KBPS [on=response|request] (kilobytes per second; response paces the download, request the upload), e.g. bandwidth 64",
   reset: "reset: drop the connection with a TCP RST",
@@ -119,7 +121,7 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
         : `unknown option ${key}=; options are ${allowed.map((k) => k + "=").join(" ")}`);
     }
   }
-  const action = parseAction(name, spec.args, o, fail);
+  const action = parseAction(name, spec.args, o, fail, spec.filter);
   const triggers = parseTriggers(o, fail);
   let filter: FlowPredicate;
   try {
@@ -134,7 +136,31 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
   return { id, text: spec.text, filterText: spec.filter, filter, action, triggers, enabled };
 }
 
-function parseAction(name: FaultActionName, args: string[], o: Record<string, string>, fail: (msg: string) => never): FaultAction {
+/** Services a filter names with `~svc NAME` (not negated), as signing names. */
+function servicesNamedBy(filterText: string): string[] {
+  const out: string[] = [];
+  for (const m of filterText.matchAll(/(!\s*)?~svc\s+["']?([\w-]+)/g)) {
+    if (m[1]) continue;
+    out.push(signingNameOf(m[2]!) ?? m[2]!.toLowerCase());
+  }
+  return [...new Set(out)];
+}
+
+/** `error CODE`: the code must be an error of the services the filter names (or of some service), unless status= says the status. */
+function checkErrorName(code: string, status: number | null, filterText: string, fail: (msg: string) => never): void {
+  if (status !== null) return;
+  const named = servicesNamedBy(filterText);
+  const known = new Set(cataloguedServices());
+  const unknown = named.filter((s) => !known.has(s));
+  if (unknown.length) fail(`error ${code}: sluice has no error list for ${unknown.join(", ")}; give the status yourself: error ${code} status=400`);
+  const missing = named.length ? named.filter((s) => catalogedErrorOf(s, code) === null) : servicesWithError(code).length ? [] : [...known];
+  if (missing.length === 0) return;
+  const close = closeErrorNames(missing, code);
+  const whose = named.length ? `${missing.join(" and ")}'s errors` : "no service's errors";
+  fail(`error ${code}: ${whose} ${named.length ? "do not include" : "include"} ${JSON.stringify(code)}${close.length ? `; did you mean ${close.join(", ")}?` : ""} (or give the status yourself: error ${code} status=400)`);
+}
+
+function parseAction(name: FaultActionName, args: string[], o: Record<string, string>, fail: (msg: string) => never, filterText = ""): FaultAction {
   const usage = () => fail(`write ${ACTION_USAGE[name]}`);
   const maxArgs = name === "reset" || name === "close" || name === "hang" || name === "throttle" || name === "aws-limits" ? 0 : 1;
   if (args.length > maxArgs) fail(`unexpected ${JSON.stringify(args[maxArgs])}; write ${ACTION_USAGE[name]}`);
@@ -162,8 +188,19 @@ function parseAction(name: FaultActionName, args: string[], o: Record<string, st
       return { name, retryAfterSeconds: retryAfter() };
     case "error": {
       const code = args[0] ?? "500";
-      if (code !== "500" && code !== "503") fail(`error expects 500 (InternalError) or 503 (ServiceUnavailable), got ${JSON.stringify(code)}; for any other code use status CODE`);
-      return { name, status: Number(code) as 500 | 503, retryAfterSeconds: retryAfter() };
+      if (/^\d+$/.test(code)) {
+        if (code !== "500" && code !== "503") fail(`error expects 500 (InternalError), 503 (ServiceUnavailable) or an error's name (error ThrottlingException), got ${JSON.stringify(code)}; for any other status use status CODE`);
+        if (o.status !== undefined) fail(`status= goes with error CODE by name (error ThrottlingException status=400), not with error ${code}`);
+        return { name, status: Number(code), code: null, retryAfterSeconds: retryAfter() };
+      }
+      if (!/^[A-Za-z][\w.:-]*$/.test(code)) fail(`error expects an error's name such as ThrottlingException, got ${JSON.stringify(code)}`);
+      let status: number | null = null;
+      if (o.status !== undefined) {
+        if (!/^\d{3}$/.test(o.status) || Number(o.status) < 400 || Number(o.status) > 599) fail(`status= expects an error status from 400 to 599, got ${JSON.stringify(o.status)}`);
+        status = Number(o.status);
+      }
+      checkErrorName(code, status, filterText, fail);
+      return { name, status, code, retryAfterSeconds: retryAfter() };
     }
     case "delay": {
       if (args[0] === undefined) return usage();
@@ -292,6 +329,7 @@ export function explainAction(action: FaultAction): string {
     case "throttle":
       return `answer with the service's own throttling error${retryAfter(action.retryAfterSeconds)}, without contacting the server`;
     case "error":
+      if (action.code !== null) return `answer with the service's ${action.code} error${action.status === null ? " (its status from the service's model)" : ` (status ${action.status})`}${retryAfter(action.retryAfterSeconds)}, without contacting the server`;
       return `answer with the service's ${action.status === 503 ? "ServiceUnavailable (503)" : "InternalError (500)"}${retryAfter(action.retryAfterSeconds)}, without contacting the server`;
     case "delay": {
       const jitter = action.jitterMs ? ` ± ${formatDuration(action.jitterMs)} (${action.dist})` : action.dist === "exponential" ? " on average (exponential)" : "";

@@ -50,3 +50,5 @@ import { registerAwsFilterOperators } from "./filter-operators.js";
 // wherever a filter is compiled.
 registerAwsFilterOperators();
 export { AwsLimiter, awsLimits, limitsTable, refusalOf, LIMITED_SERVICES, type ApplicableLimit, type AwsLimit, type AwsLimitRefusal, type AwsLimitsOptions } from "./limits.js";
+export { catalogedErrorOf, cataloguedServices, closeErrorNames, servicesWithError, type CatalogedError } from "./error-catalog.js";
+export { signingNameOf } from "./services.js";
