@@ -132,8 +132,12 @@ describe("a fleet of three sluice processes sharing fault rules through Redis", 
   test("a process started afterwards gets the current rules, not the removed one", async () => {
     const [s1] = members as [Member];
     assert.equal((await admin(s1, "POST", "/faults", { rule: "~u /late => error 503 id=late" })).status, 201);
-    const s4 = await startMember("s4");
+    const s4 = await startMember("s4", ["--set", "metrics_port=0"]);
     assert.equal(await through(s4, origin, "/late"), 503);
+    // In a fleet, the metrics carry the instance label.
+    const metricsPort = Number(/Prometheus metrics at http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(s4.proc.stderr() + s4.proc.stdout())?.[1]);
+    const page = (await request({ host: "127.0.0.1", port: metricsPort, path: "/metrics" })).body;
+    assert.match(page, /^sluice_faults_injected_total\{rule="late",action="error",instance="s4"\} 1$/m);
     assert.equal(await through(s4, origin, "/boot"), 418);
     assert.equal(await through(s4, origin, "/chaos"), 200);
     const ids = ((await admin(s4, "GET", "/faults")).json.faults as { id: string }[]).map((f) => f.id).sort();
@@ -174,6 +178,16 @@ describe("a fleet of three sluice processes sharing fault rules through Redis", 
     const s4 = members.pop()!;
     await s4.proc.stop();
     await until("s4 dropping out", async () => (await status()).length === 3);
+  });
+
+  test("Redis restarted empty: the processes offer their rules again and go on sharing changes", async () => {
+    const [s1, s2, s3] = members as [Member, Member, Member];
+    await redis.restart();
+    await until("the rules offered again", async () => redis.cli("HEXISTS", `sluice:{${FLEET}}:faults`, "late") === "1" && redis.cli("HEXISTS", `sluice:{${FLEET}}:faults`, "1") === "1");
+    await until("every process subscribed again", async () => Number(redis.cli("PUBSUB", "NUMSUB", `sluice:{${FLEET}}:faults:changes`).split("\n")[1]) >= 3);
+    assert.equal((await admin(s2, "POST", "/faults", { rule: "~u /after => error 500 id=after" })).status, 201);
+    for (const m of [s1, s3]) await until(`${m.name} applying a change after the restart`, async () => (await through(m, origin, "/after")) === 500);
+    assert.equal(await through(s3, origin, "/late"), 503);
   });
 
   test("fleet status without shared_state, or with Redis unreachable, fails in one line", async () => {

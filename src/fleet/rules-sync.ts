@@ -10,13 +10,15 @@
  * order, the counter's. A process applies entries in that order and idempotently (a put that
  * matches the rule as it is changes nothing), which makes it loop-free: applying a change never
  * publishes one, and a process's own echo finds its rule already as it says. A gap in the
- * sequence (messages missed while the link was down) or a reconnect reloads the whole hash.
+ * sequence (messages missed while the link was down) or a reconnect reloads the whole hash; a
+ * new `faults:epoch` (a Redis that restarted empty) makes every process offer its rules again.
  *
  * Rules given at start (`--fault`, `--faults FILE`) are published when their id is absent from
  * the fleet. If the fleet already has that id: the same rule joins the fleet's (its on/off state
  * is the fleet's); a tombstone for the same rule means the fleet removed it, so it is not
  * revived; a different rule under the same id is refused at start ("give it its own id=NAME").
  */
+import { randomUUID } from "node:crypto";
 import type { Logger } from "../core/addons.js";
 import type { Faults, FaultRuleChange } from "../addons/faults.js";
 import type { FleetConnection } from "./connection.js";
@@ -36,6 +38,7 @@ export interface FleetRuleEntry {
 export const RULES_KEY = "faults";
 export const RULES_SEQ_KEY = "faults:seq";
 export const RULES_CHANNEL = "faults:changes";
+export const RULES_EPOCH_KEY = "faults:epoch";
 
 /**
  * KEYS[1] the hash, KEYS[2] the counter; ARGV[1] the channel, ARGV[2] the id, ARGV[3] the entry as
@@ -59,6 +62,8 @@ export class RulesClashError extends Error {}
 export class FleetRulesSync {
   /** Highest sequence number applied. */
   private lastSeq = 0;
+  /** The fleet's rules epoch as last read: a different one means Redis lost them. */
+  private epoch: string | null = null;
   private resyncing: Promise<void> | null = null;
   /** Messages that arrived while the hash was being loaded: applied after it. */
   private pending: FleetRuleEntry[] = [];
@@ -134,10 +139,26 @@ export class FleetRulesSync {
   }
 
   private async loadAll(): Promise<void> {
-    const [[, all], [, seq]] = (await this.conn.redis.multi().hgetall(RULES_KEY).get(RULES_SEQ_KEY).exec()) as [[unknown, Record<string, string>], [unknown, string | null]];
+    let { epoch, all, seq } = await this.readAll();
+    if (this.epoch !== null && epoch !== this.epoch) {
+      // A new epoch: Redis restarted without its data (or it was flushed). The fleet's rules live
+      // on in its processes; each offers its own again (the first to arrive wins an id, as at start).
+      this.log.warn(`fleet: the shared state at ${this.conn.target.display} lost the fleet's fault rules (restarted?); offering this process's ${this.faults.list().length} again`);
+      this.lastSeq = 0;
+      for (const f of this.faults.list()) await this.change({ op: "put", id: f.id, text: f.rule, enabled: f.enabled }, true);
+      ({ epoch, all, seq } = await this.readAll());
+    }
+    this.epoch = epoch;
     const entries = Object.values(all ?? {}).map(parseEntry).filter((e): e is FleetRuleEntry => e !== null).sort((a, b) => a.seq - b.seq);
     for (const e of entries) this.applyEntry(e);
     this.lastSeq = Math.max(this.lastSeq, Number(seq ?? 0));
+  }
+
+  /** The hash, the counter and the epoch (made here if Redis has none: a fresh or restarted Redis). */
+  private async readAll(): Promise<{ epoch: string; all: Record<string, string>; seq: number }> {
+    const replies = (await this.conn.redis.multi().set(RULES_EPOCH_KEY, randomUUID(), "NX").get(RULES_EPOCH_KEY).hgetall(RULES_KEY).get(RULES_SEQ_KEY).exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    return { epoch: String(replies[1]?.[1]), all: (replies[2]?.[1] ?? {}) as Record<string, string>, seq: Number(replies[3]?.[1] ?? 0) };
   }
 
   private onMessage(message: string): void {
