@@ -95,7 +95,7 @@ async function startConsole(term: Terminal, opts: { args?: string[]; env?: strin
   const port = await freePort();
   const confdir = mkdtempSync(join(tmpdir(), opts.confdirPrefix));
   const sluice = [process.execPath, SLUICE_BIN, "-p", String(port), "--confdir", confdir, ...(opts.args ?? [])].map(shellQuote).join(" ");
-  await term.start(`${opts.env ? `env ${opts.env} ` : ""}${sluice}; sleep 120`, opts.cols, opts.rows);
+  await term.start(`${opts.env ? `env ${opts.env} ` : ""}${sluice}; echo "SLUICE-EXITED $?"; sleep 120`, opts.cols, opts.rows);
   await term.waitForText(`127.0.0.1:${port} regular`);
   return { proxy: `http://127.0.0.1:${port}`, confdir };
 }
@@ -256,8 +256,14 @@ describe("sluice console in a terminal", () => {
     await term.tmux("resize-window", "-x", "120", "-y", "30");
   });
 
-  test("q quits and gives the terminal back: alternate screen off, cursor shown, cooked mode", async () => {
+  test("q asks before quitting (n stays), y quits and gives the terminal back: alternate screen off, cursor shown, cooked mode", async () => {
     await term.keys("q");
+    await term.waitForText("Quit sluice? (y/n)");
+    await term.keys("n");
+    await term.waitFor((s) => !s.includes("Quit sluice?") && s.includes(" Flows "), "the list, still running");
+    await term.keys("q");
+    await term.waitForText("Quit sluice? (y/n)");
+    await term.keys("y");
     const after = await term.waitForText(/SLUICE-EXITED[\s\S]*\becho\b/);
     assert.match(after, /SLUICE-EXITED 0/);
     assert.match(after, /^icanon echo *$/m, "the tty is back in canonical mode with echo");
@@ -481,5 +487,50 @@ describe("sluice console list keys on real flows", () => {
     await term.keys("z");
     screen = await term.waitForText(/│ 0 flows/);
     assert.ok(!screen.includes("/keys-one"), screen);
+  });
+
+  /** The list's paths, top to bottom, of the rows that show `prefix`. */
+  const order = (screen: string, prefix: string) => screen.split("\n").flatMap((l) => new RegExp(`${prefix}[a-z]+`).exec(l)?.[0] ?? []);
+
+  test("o orders the list (url), v reverses it, F makes the focus follow new flows, x exports the focused flow as curl, Q quits at once", async () => {
+    for (const path of ["/ord-b", "/ord-c", "/ord-a"]) assert.equal((await run("curl", [...CURL, "-x", proxy, `${origin.url}${path}`])).code, 0);
+    let screen = await term.waitFor((s) => order(s, "/ord-").length === 3, "three flows");
+    assert.deepEqual(order(screen, "/ord-"), ["/ord-b", "/ord-c", "/ord-a"], "arrival order by default");
+
+    await term.keys("o");
+    await term.waitForText("order flows by: t time · m method · u url · z size");
+    await term.keys("u");
+    screen = await term.waitFor((s) => s.includes("order: url") && order(s, "/ord-").join() === "/ord-a,/ord-b,/ord-c", "the list by url");
+    await term.keys("v");
+    screen = await term.waitFor((s) => s.includes("order: url reversed") && order(s, "/ord-").join() === "/ord-c,/ord-b,/ord-a", "the list by url, reversed");
+
+    await term.keys("g"); // focus the top row (/ord-c); a new flow sorts to the top as well (/ord-d)
+    await term.keys("j");
+    await term.waitFor((s) => rowsWith(s, "/ord-b").some((l) => l.includes("»")), "the focus on /ord-b");
+    await term.keys("F");
+    await term.waitForText(/│ follow/);
+    assert.equal((await run("curl", [...CURL, "-x", proxy, `${origin.url}/ord-d`])).code, 0);
+    screen = await term.waitFor((s) => rowsWith(s, "/ord-d").some((l) => l.includes("»")), "the focus on the new flow");
+    assert.deepEqual(order(screen, "/ord-"), ["/ord-d", "/ord-c", "/ord-b", "/ord-a"]);
+
+    const file = join(dir, "exported.sh");
+    await term.keys("x");
+    await term.waitForText("export as: c curl · h httpie · r raw · q raw_request · s raw_response · a har");
+    await term.keys("c");
+    await term.waitForText("curl to: f file · c clipboard");
+    await term.keys("f");
+    await term.waitForText("export curl to file: flow.curl.sh");
+    await term.keys("C-u");
+    await term.type(file);
+    await term.keys("Enter");
+    await term.waitForText(`exported curl to ${file}`);
+    const before = origin.requests.length;
+    const replayed = await run("sh", [file], { env: { ...process.env, http_proxy: "", https_proxy: "", HTTP_PROXY: "", HTTPS_PROXY: "" } });
+    assert.equal(replayed.code, 0, replayed.stderr);
+    assert.equal(origin.requests.at(-1)?.url, "/ord-d", "the exported command repeats the focused request");
+    assert.equal(origin.requests.length, before + 1);
+
+    await term.keys("Q");
+    await term.waitForText("SLUICE-EXITED 0");
   });
 });

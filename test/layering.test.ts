@@ -69,3 +69,39 @@ test("aws/ builds on core only, and core does not import aws/ back (no cycle)", 
 test("proxy/ never reaches into addons/ or cli/: which features run is wired in cli/", () => {
   assert.deepEqual(violations("proxy", ["addons", "cli", "ui"]), []);
 });
+
+/**
+ * Options are read through typed views (`this.opts.flow_detail`, `ctx.core.mode`,
+ * `options.lookup(DECLS)`), never by a name in a string with a type the caller asserts: a typo or a
+ * wrong type there compiles and fails at run time.
+ */
+function stringlyOptionReads(dir: string): string[] {
+  const patterns = [
+    // options.get("name") or options.get<T>("name"), however the registry is reached
+    /options\s*\.\s*get\s*(<[^>()]*(?:<[^>]*>)?[^>()]*>)?\s*\(\s*["'`]/g,
+    // an alias of the registry read with an asserted type: o.get<number>("name")
+    /\.get\s*<[^>()]*(?:<[^>]*>)?[^>()]*>\s*\(\s*["'`][a-z][a-z0-9_]*["'`]\s*\)/g,
+  ];
+  const bad: string[] = [];
+  for (const file of sourceFiles(join(src, dir))) {
+    const lines = readFileSync(file, "utf8").split("\n");
+    lines.forEach((line, i) => {
+      if (patterns.some((p) => new RegExp(p.source).test(line))) bad.push(`${relative(src, file)}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  return bad;
+}
+
+test("the stringly-option scanner sees both spellings (so the rule below can fail)", () => {
+  const probe = (line: string) => [/options\s*\.\s*get\s*(<[^>()]*(?:<[^>]*>)?[^>()]*>)?\s*\(\s*["'`]/, /\.get\s*<[^>()]*(?:<[^>]*>)?[^>()]*>\s*\(\s*["'`][a-z][a-z0-9_]*["'`]\s*\)/].some((p) => p.test(line));
+  assert.ok(probe(`const d = this.ctx.options.get<number>("flow_detail");`));
+  assert.ok(probe(`const d = ctx.options.get("flow_detail");`));
+  assert.ok(probe(`if (o.get<string | null>("intercept")) x();`));
+  assert.ok(probe(`for (const h of o.get<string[]>("server_replay_use_headers")) y();`));
+  assert.ok(!probe(`const v = formatOptionValue(o.get(spec.name));`), "a name from the registry's own list is not stringly");
+  assert.ok(!probe(`flow.request.headers.get("content-type")`));
+});
+
+test("addons/, ui/ and proxy/ read options through typed views, never options.get(\"name\")", () => {
+  assert.deepEqual(["addons", "ui", "proxy"].flatMap(stringlyOptionReads), []);
+});

@@ -1,7 +1,8 @@
 /** The flow view's bound: old finished flows go, live, intercepted and marked ones stay, focus follows. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FlowView } from "../src/core/view.js";
+import { FlowView, sortFlows } from "../src/core/view.js";
+import { context } from "./support/taddons.js";
 import type { HTTPFlow } from "../src/core/flow.js";
 import { tflow } from "./support/tflow.js";
 
@@ -76,4 +77,41 @@ test("past view_max_bytes of kept bodies the oldest finished flows go, down to 9
   view.clear();
   view.add(withBody("/after-clear", 500));
   assert.equal(view.all.length, 1);
+});
+
+test("view orders as mitmproxy's: time, method, url, size (request plus response body), ties in arrival order, reversed as a whole", () => {
+  const a = tflow({ method: "POST", url: "http://o.test/b", reqBody: "12345", status: 200, resBody: "1", start: 30 });
+  const b = tflow({ method: "GET", url: "http://o.test/c", status: 200, resBody: "1234567", start: 10 });
+  const c = tflow({ method: "DELETE", url: "http://o.test/a", start: 20 });
+  const d = tflow({ method: "GET", url: "http://o.test/d", status: 200, resBody: "123456", start: 40 });
+  const paths = (fs: HTTPFlow[]) => fs.map((f) => f.request.path).join(" ");
+  const flows = [a, b, c, d];
+  assert.equal(paths(sortFlows(flows, "time", false)), "/c /a /b /d");
+  assert.equal(paths(sortFlows(flows, "method", false)), "/a /c /d /b", "DELETE, GET (b before d: arrival), POST");
+  assert.equal(paths(sortFlows(flows, "url", false)), "/a /b /c /d");
+  assert.equal(paths(sortFlows(flows, "size", false)), "/a /b /d /c", "0, 6, 6 (arrival), 7 bytes");
+  assert.equal(paths(sortFlows(flows, "size", true)), "/c /d /b /a");
+  assert.deepEqual(flows, [a, b, c, d], "the input is left as it was");
+});
+
+test("console_focus_follow: a new flow the list shows takes the focus; without it the focus stays", async () => {
+  const tctx = await context();
+  const view = tctx.master.view;
+  view.add(flow("/one"));
+  view.add(flow("/two"));
+  assert.equal(view.focus?.request.path, "/one");
+  await tctx.configure({ console_focus_follow: true, view_filter: "!~u hidden" });
+  view.add(flow("/three"));
+  assert.equal(view.focus?.request.path, "/three");
+  view.add(flow("/hidden"));
+  assert.equal(view.focus?.request.path, "/three", "a flow the filter hides does not take the focus");
+  await tctx.configure({ console_focus_follow: false });
+  view.add(flow("/four"));
+  assert.equal(view.focus?.request.path, "/three");
+});
+
+test("view_order accepts only mitmproxy's orders", async () => {
+  const tctx = await context();
+  await assert.rejects(async () => tctx.command("set view_order=status"), /view_order expects one of time, method, url, size/);
+  assert.equal(tctx.master.view.options.view_order, "time");
 });

@@ -9,6 +9,11 @@ import assert from "node:assert/strict";
 import { FlowView } from "../src/core/view.js";
 import { LiveView, checkFilter } from "../src/ui/web/live-view.js";
 import { hostIsOurs, tokenMatches } from "../src/ui/web/guard.js";
+import { EventEmitter } from "node:events";
+import type { WebSocket } from "ws";
+import { Session } from "../src/ui/web/session.js";
+import { Export } from "../src/addons/export.js";
+import { context, type TContext } from "./support/taddons.js";
 import { tflow } from "./support/tflow.js";
 
 function viewOf(n: number, status = (i: number) => (i % 10 === 9 ? 503 : 200)): FlowView {
@@ -123,5 +128,57 @@ describe("the web UI's guard", () => {
     assert.ok(tokenMatches("abc", "abc"));
     assert.ok(!tokenMatches("ab", "abc"));
     assert.ok(!tokenMatches("", "abc"));
+  });
+});
+
+describe("a tab's list follows view_order, and exports through the export addon", () => {
+  /** A tab over a fake WebSocket: what the session sends, parsed. */
+  function tab(master: TContext["master"]) {
+    const sent: Record<string, unknown>[] = [];
+    const socket = Object.assign(new EventEmitter(), { OPEN: 1, readyState: 1, bufferedAmount: 0, send: (d: string) => void sent.push(JSON.parse(d) as Record<string, unknown>) });
+    const session = new Session(master.context, socket as unknown as WebSocket, { proxy: "127.0.0.1:0", web: "127.0.0.1:0" });
+    const ask = async (msg: Record<string, unknown>) => {
+      socket.emit("message", Buffer.from(JSON.stringify(msg)));
+      for (let i = 0; i < 50 && !sent.some((m) => m.type === "result" && m.reqId === msg.reqId); i++) await new Promise((r) => setImmediate(r));
+      return sent.find((m) => m.type === "result" && m.reqId === msg.reqId) as { ok: boolean; text: string };
+    };
+    const paths = () => {
+      session.flush();
+      const rows = sent.filter((m) => m.type === "rows").at(-1) as { rows: { path: string }[] };
+      return rows.rows.map((r) => r.path);
+    };
+    return { session, ask, paths };
+  }
+
+  test("view_order=url and view_order_reversed order a new tab's rows, and a change re-orders open tabs", async () => {
+    const tctx = await context(new Export());
+    for (const p of ["/b", "/c", "/a"]) tctx.master.view.add(tflow({ path: p, status: 200 }));
+    await tctx.configure({ view_order: "url" });
+    const { paths, session } = tab(tctx.master);
+    assert.deepEqual(paths(), ["/a", "/b", "/c"]);
+    await tctx.configure({ view_order_reversed: true });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(paths(), ["/c", "/b", "/a"]);
+    session.close();
+  });
+
+  test("export answers with the export addon's command: curl without a trailing newline, a binary body through @file", async () => {
+    const tctx = await context(new Export());
+    const text = tflow({ method: "POST", url: "http://127.0.0.1:9/p", reqBody: `{"a": 1}` });
+    const binary = tflow({ method: "PUT", url: "http://127.0.0.1:9/bin", reqBody: Buffer.from([0xff, 0x00, 0xfe]) });
+    tctx.master.view.add(text);
+    tctx.master.view.add(binary);
+    const { ask, session } = tab(tctx.master);
+    const curl = await ask({ type: "export", reqId: 1, id: text.id, format: "curl" });
+    assert.ok(curl.ok, curl.text);
+    assert.equal(curl.text, String(await tctx.command(`export curl ${text.id}`)).replace(/\n$/, ""));
+    assert.match(curl.text, /^curl .* http:\/\/127\.0\.0\.1:9\/p$/);
+    const bin = await ask({ type: "export", reqId: 2, id: binary.id, format: "curl" });
+    assert.ok(bin.ok, bin.text);
+    assert.match(bin.text, /--data-binary @\S+\.body/);
+    const bad = await ask({ type: "export", reqId: 3, id: text.id, format: "wget" });
+    assert.equal(bad.ok, false);
+    assert.match(bad.text, /no such export format: wget/);
+    session.close();
   });
 });

@@ -21,6 +21,7 @@ import type { AddressInfo } from "node:net";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { CommandError } from "../core/commands.js";
 import { FaultNotFoundError, FaultRuleError, type Faults } from "./faults.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 const MAX_BODY = 1024 * 1024;
 
@@ -33,9 +34,16 @@ class ApiError extends Error {
   }
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const ADMIN_API_OPTIONS = declareOptions({
+  admin_port: { type: "int", default: -1, help: "Serve the JSON admin API (fault rules, commands) on 127.0.0.1 at this port; -1 off, 0 picks a free port" },
+  admin_token: { type: "string", default: "", help: "Bearer token the admin API requires (Authorization: Bearer TOKEN); empty makes up a random one, printed at start" },
+});
+
 export class AdminApi implements Addon {
   name = "admin_api";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof ADMIN_API_OPTIONS>;
   private server: http.Server | null = null;
   private isRunning = false;
   /** Where the API listens, once it does. */
@@ -46,15 +54,14 @@ export class AdminApi implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "admin_port", type: "int", default: -1, help: "Serve the JSON admin API (fault rules, commands) on 127.0.0.1 at this port; -1 off, 0 picks a free port" });
-    ctx.options.add({ name: "admin_token", type: "string", default: "", help: "Bearer token the admin API requires (Authorization: Bearer TOKEN); empty makes up a random one, printed at start" });
+    this.opts = ctx.options.register(ADMIN_API_OPTIONS);
   }
 
   async configure(updated: Set<string>): Promise<void> {
-    const port = this.ctx.options.get<number>("admin_port");
+    const port = this.opts.admin_port;
     if (updated.has("admin_port") && (port < -1 || port > 65535)) throw new Error(`option admin_port expects a port from 0 to 65535 (or -1 for off), got ${port}`);
     if (updated.has("admin_token")) {
-      const given = this.ctx.options.get<string>("admin_token");
+      const given = this.opts.admin_token;
       if (given && !/^[\x21-\x7e]{16,}$/.test(given)) throw new Error("option admin_token must be at least 16 printable characters without spaces (or empty for a random one)");
       this.token = given || this.token || randomBytes(24).toString("base64url");
     }
@@ -75,7 +82,7 @@ export class AdminApi implements Addon {
   }
 
   private async listen(): Promise<void> {
-    const port = this.ctx.options.get<number>("admin_port");
+    const port = this.opts.admin_port;
     if (port < 0) return;
     const server = http.createServer((req, res) => void this.handle(req, res));
     try {

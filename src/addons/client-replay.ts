@@ -12,6 +12,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { readFlowFile } from "../store/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 /** Marks a request as ours on its way through the listener; removed before anything else sees it. */
 const MARKER = "x-sluice-client-replay";
@@ -19,9 +20,16 @@ const MARKER = "x-sluice-client-replay";
 const NOT_SENT = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "te", "trailer", "expect", "http2-settings"]);
 const REPLAY_HELP = "Re-send the requests of flows through this proxy (they show up as new flows marked as replays)";
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const CLIENT_REPLAY_OPTIONS = declareOptions({
+  client_replay: { type: "strings", default: [], help: "Re-send the requests recorded in these flow files (-C)" },
+  client_replay_concurrency: { type: "int", default: 1, help: "How many replayed requests are in flight at once" },
+});
+
 export class ClientReplay implements Addon {
   name = "client_replay";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof CLIENT_REPLAY_OPTIONS>;
   private agent: ProxyAgent | null = null;
   private resolveFinished!: () => void;
   /** Settles when every recorded request has been sent and answered (or failed). */
@@ -30,8 +38,7 @@ export class ClientReplay implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "client_replay", type: "strings", default: [] as string[], help: "Re-send the requests recorded in these flow files (-C)" });
-    ctx.options.add({ name: "client_replay_concurrency", type: "int", default: 1, help: "How many replayed requests are in flight at once" });
+    this.opts = ctx.options.register(CLIENT_REPLAY_OPTIONS);
     for (const name of ["replay.client", "flow.replay"]) {
       ctx.commands.add({ name, help: REPLAY_HELP, params: [{ name: "flows", type: "flows" }], run: (flows: HTTPFlow[]) => this.replayFlows(flows) });
     }
@@ -65,14 +72,14 @@ export class ClientReplay implements Addon {
   }
 
   configure(updated: Set<string>): void {
-    if (updated.has("client_replay_concurrency") && this.ctx.options.get<number>("client_replay_concurrency") < 1) {
+    if (updated.has("client_replay_concurrency") && this.opts.client_replay_concurrency < 1) {
       throw new Error("client_replay_concurrency must be at least 1");
     }
   }
 
   /** True when there is something to replay. */
   get active(): boolean {
-    return this.ctx.options.get<string[]>("client_replay").length > 0;
+    return this.opts.client_replay.length > 0;
   }
 
   requestHeaders(flow: HTTPFlow): void {
@@ -94,7 +101,7 @@ export class ClientReplay implements Addon {
   private async replayAll(): Promise<void> {
     const agent = this.proxyAgent();
     const flows: HTTPFlow[] = [];
-    for (const path of this.ctx.options.get<string[]>("client_replay")) {
+    for (const path of this.opts.client_replay) {
       for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) flows.push(flow);
     }
     const total = flows.length;
@@ -119,7 +126,7 @@ export class ClientReplay implements Addon {
         report(false);
       }
     };
-    const concurrency = Math.max(1, this.ctx.options.get<number>("client_replay_concurrency"));
+    const concurrency = Math.max(1, this.opts.client_replay_concurrency);
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, total)) }, worker));
     report(true);
     process.stderr.write(`client replay: ${total} request${total === 1 ? "" : "s"} replayed — ${this.summary()}\n`);

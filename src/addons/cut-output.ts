@@ -7,6 +7,14 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { csvRow, extractCut, jsonRow, parseCuts } from "../core/cut.js";
+import { DUMP_OPTIONS } from "./dump.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const CUT_OUTPUT_OPTIONS = declareOptions({
+  cut: { type: "optional-string", default: null, help: "Print these fields of each flow instead of dump lines, e.g. request.method,response.status_code,request.url" },
+  cut_format: { type: "string", default: "csv", choices: ["csv", "json"], help: "How --cut prints: csv rows, or json (one object per line)" },
+});
 
 export class CutOutput implements Addon {
   name = "cut_output";
@@ -14,23 +22,24 @@ export class CutOutput implements Addon {
   private json = false;
   private filter: FlowPredicate | null = null;
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof CUT_OUTPUT_OPTIONS>;
 
   constructor(private readonly write: (text: string) => void = (t) => void process.stdout.write(t)) {}
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "cut", type: "optional-string", default: null, help: "Print these fields of each flow instead of dump lines, e.g. request.method,response.status_code,request.url" });
-    ctx.options.add({ name: "cut_format", type: "string", default: "csv", choices: ["csv", "json"], help: "How --cut prints: csv rows, or json (one object per line)" });
+    this.opts = ctx.options.register(CUT_OUTPUT_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (updated.has("cut")) {
-      const text = this.ctx.options.get<string | null>("cut");
+      const text = this.opts.cut;
       this.cuts = text ? parseCuts(text) : null;
     }
-    if (updated.has("cut_format")) this.json = this.ctx.options.get<string>("cut_format") === "json";
-    if (updated.has("dumper_filter") && this.ctx.options.has("dumper_filter")) {
-      const expr = this.ctx.options.get<string | null>("dumper_filter");
+    if (updated.has("cut_format")) this.json = this.opts.cut_format === "json";
+    const dumpOptions = this.ctx.options.lookup(DUMP_OPTIONS);
+    if (updated.has("dumper_filter") && dumpOptions) {
+      const expr = dumpOptions.dumper_filter;
       this.filter = expr ? this.ctx.filter(expr) : null;
     }
   }

@@ -7,6 +7,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { compileFilter, type FlowPredicate } from "../core/filter.js";
 import { awsInfoOf } from "../aws/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 export interface DumpOutput {
   write(text: string): void;
@@ -20,6 +21,13 @@ export function stdoutOutput(): DumpOutput {
 
 const BODY_PREVIEW = 4096;
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const DUMP_OPTIONS = declareOptions({
+  flow_detail: { type: "int", default: 1, help: "0 nothing, 1 one line per flow, 2 with headers, 3 with bodies (truncated), 4 full bodies" },
+  showhost: { type: "bool", default: false, help: "Show URLs with the Host header's name instead of the address connected to (mitmproxy's --showhost)" },
+  dumper_filter: { type: "optional-string", default: null, help: "Only print flows matching this filter expression" },
+});
+
 export class Dump implements Addon {
   name = "dump";
   private detail = 1;
@@ -30,26 +38,25 @@ export class Dump implements Addon {
   private pending: string[] = [];
   private scheduled = false;
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof DUMP_OPTIONS>;
 
   constructor(private readonly out: DumpOutput = stdoutOutput()) {}
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "flow_detail", type: "int", default: 1, help: "0 nothing, 1 one line per flow, 2 with headers, 3 with bodies (truncated), 4 full bodies" });
-    ctx.options.add({ name: "showhost", type: "bool", default: false, help: "Show URLs with the Host header's name instead of the address connected to (mitmproxy's --showhost)" });
-    ctx.options.add({ name: "dumper_filter", type: "optional-string", default: null, help: "Only print flows matching this filter expression" });
+    this.opts = ctx.options.register(DUMP_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (updated.has("flow_detail")) {
-      const d = this.ctx.options.get<number>("flow_detail");
+      const d = this.opts.flow_detail;
       if (d < 0 || d > 4) throw new Error(`flow_detail must be 0 to 4, got ${d}`);
       this.detail = d;
     }
-    if (updated.has("mode")) this.tagMode = this.ctx.options.get<string[]>("mode").length > 1;
-    if (updated.has("showhost")) this.showhost = this.ctx.options.get<boolean>("showhost");
+    if (updated.has("mode")) this.tagMode = this.ctx.core.mode.length > 1;
+    if (updated.has("showhost")) this.showhost = this.opts.showhost;
     if (updated.has("dumper_filter")) {
-      const expr = this.ctx.options.get<string | null>("dumper_filter");
+      const expr = this.opts.dumper_filter;
       this.filter = expr ? compileFilter(expr) : null;
     }
   }

@@ -77,7 +77,7 @@ export class Export implements Addon {
       name: "export",
       help: "Export a flow and show it: curl, httpie, raw, raw_request, raw_response or har",
       params: [{ name: "format", type: "string" }, { name: "flow", type: "flows" }],
-      run: (format: string, flows: HTTPFlow[]) => exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.options.get<string>("confdir"), oneFlow(flows))).toString("utf8"),
+      run: (format: string, flows: HTTPFlow[]) => exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.core.confdir, oneFlow(flows))).toString("utf8"),
     });
     commands.add({
       name: "export.file",
@@ -97,7 +97,7 @@ export class Export implements Addon {
       help: "Export a flow to the clipboard",
       params: [{ name: "format", type: "string" }, { name: "flow", type: "flows" }],
       run: (format: string, flows: HTTPFlow[]) => {
-        copyToClipboard(exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.options.get<string>("confdir"), oneFlow(flows))));
+        copyToClipboard(exportFlow(format, oneFlow(flows), exportsDirBodyFile(this.ctx.core.confdir, oneFlow(flows))));
         return `copied ${format} to the clipboard`;
       },
     });

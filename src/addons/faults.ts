@@ -16,9 +16,16 @@ import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, ty
 import { applyFaultAction, FlowWaits } from "./fault-actions.js";
 import type { FaultRuleInfo } from "./fault-info.js";
 export type { FaultRuleInfo } from "./fault-info.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 export { FaultRuleError } from "./fault-rules.js";
 
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const FAULTS_OPTIONS = declareOptions({
+  fault_rules: { type: "strings", default: [], help: "Fault rules 'FILTER => ACTION [args] [p=…] [first=N] [every=N] [after=N] [window=START-END] [rate=N/s per=… burst=N]' (repeatable with --fault)" },
+  fault_file: { type: "optional-string", default: null, help: "YAML file with a list of fault rules (strings or mappings), as with --faults; see examples/faults.yaml" },
+});
 
 export class FaultNotFoundError extends Error {}
 
@@ -91,6 +98,7 @@ class ActiveRule {
 export class Faults implements Addon {
   name = "faults";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof FAULTS_OPTIONS>;
   /** Rules from fault_rules and fault_file, then rules added at runtime; first firing rule wins. */
   private configured: ActiveRule[] = [];
   private runtime: ActiveRule[] = [];
@@ -103,8 +111,7 @@ export class Faults implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "fault_rules", type: "strings", default: [] as string[], help: "Fault rules 'FILTER => ACTION [args] [p=…] [first=N] [every=N] [after=N] [window=START-END] [rate=N/s per=… burst=N]' (repeatable with --fault)" });
-    ctx.options.add({ name: "fault_file", type: "optional-string", default: null, help: "YAML file with a list of fault rules (strings or mappings), as with --faults; see examples/faults.yaml" });
+    this.opts = ctx.options.register(FAULTS_OPTIONS);
     this.injectedCounter = new Counter({
       name: "sluice_faults_injected_total",
       help: "Faults injected, by rule id and action",
@@ -157,8 +164,8 @@ export class Faults implements Addon {
 
   configure(updated: Set<string>): void {
     if (!updated.has("fault_rules") && !updated.has("fault_file")) return;
-    const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.ctx.options.get<string[]>("fault_rules").map((s) => ({ source: s, from: "option" }));
-    const file = this.ctx.options.get<string | null>("fault_file");
+    const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.opts.fault_rules.map((s) => ({ source: s, from: "option" }));
+    const file = this.opts.fault_file;
     if (file) for (const s of readFaultFile(file)) sources.push({ source: s, from: "file" });
     const rules = sources.map(({ source, from }, i) => new ActiveRule(parseFaultRule(source, String(i + 1), this.ctx.filter), from, this.ctx.state));
     const ids = new Set<string>();

@@ -7,24 +7,32 @@
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { flowsToHar, HarWriter } from "../store/har.js";
+import { SAVE_OPTIONS } from "./save.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const HAR_DUMP_OPTIONS = declareOptions({
+  hardump: { type: "optional-string", default: null, help: "Write all flows to this HAR file on exit (- prints it); save_stream_filter selects them" },
+});
 
 export class HarDump implements Addon {
   name = "hardump";
   private flows: HTTPFlow[] = [];
   private seen = new WeakSet<HTTPFlow>();
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof HAR_DUMP_OPTIONS>;
   private path: string | null = null;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "hardump", type: "optional-string", default: null, help: "Write all flows to this HAR file on exit (- prints it); save_stream_filter selects them" });
+    this.opts = ctx.options.register(HAR_DUMP_OPTIONS);
     ctx.view.onChange((event, flow) => {
       if (this.path && event === "add" && flow) this.keep(flow);
     });
   }
 
   configure(updated: Set<string>): void {
-    if (updated.has("hardump")) this.path = this.ctx.options.get<string | null>("hardump");
+    if (updated.has("hardump")) this.path = this.opts.hardump;
   }
 
   private keep(flow: HTTPFlow): void {
@@ -35,7 +43,8 @@ export class HarDump implements Addon {
 
   async done(): Promise<void> {
     if (!this.path) return;
-    const filterText = this.ctx.options.has("save_stream_filter") ? this.ctx.options.get<string | null>("save_stream_filter") : null;
+    // mitmproxy's hardump honours save_stream_filter; without the save addon there is none.
+    const filterText = this.ctx.options.lookup(SAVE_OPTIONS)?.save_stream_filter ?? null;
     const filter = filterText ? this.ctx.filter(filterText) : null;
     const flows = this.flows.filter((f) => (!filter || filter(f)) && !f.live);
     if (this.path === "-") {

@@ -6,11 +6,20 @@
 import type { Addon, AddonContext } from "../core/addons.js";
 import { compileFilter, type FlowPredicate } from "../core/filter.js";
 import { Response, type HTTPFlow } from "../core/flow.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const INTERCEPT_OPTIONS = declareOptions({
+  intercept: { type: "optional-string", default: null, help: "Pause flows matching this filter until resumed (`flow.resume`)" },
+  intercept_active: { type: "bool", default: true, help: "Whether the intercept filter is applied" },
+  intercept_timeout: { type: "int", default: 300, help: "Seconds a flow may stay paused before it is answered with 504" },
+});
 
 export class Intercept implements Addon {
   name = "intercept";
   private filter: FlowPredicate | null = null;
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof INTERCEPT_OPTIONS>;
   /** Flows currently paused, for front ends and `@intercepted`-style listings. */
   readonly paused = new Set<HTTPFlow>();
   private listeners: ((flow: HTTPFlow) => void)[] = [];
@@ -19,14 +28,12 @@ export class Intercept implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "intercept", type: "optional-string", default: null, help: "Pause flows matching this filter until resumed (`flow.resume`)" });
-    ctx.options.add({ name: "intercept_active", type: "bool", default: true, help: "Whether the intercept filter is applied" });
-    ctx.options.add({ name: "intercept_timeout", type: "int", default: 300, help: "Seconds a flow may stay paused before it is answered with 504" });
+    this.opts = ctx.options.register(INTERCEPT_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (updated.has("intercept")) {
-      const expr = this.ctx.options.get<string | null>("intercept");
+      const expr = this.opts.intercept;
       this.filter = expr ? compileFilter(expr) : null;
     }
   }
@@ -37,7 +44,7 @@ export class Intercept implements Addon {
   }
 
   private matches(flow: HTTPFlow): boolean {
-    return !!this.filter && this.ctx.options.get<boolean>("intercept_active") && this.filter(flow);
+    return !!this.filter && this.opts.intercept_active && this.filter(flow);
   }
 
   request(flow: HTTPFlow): void {
@@ -52,7 +59,7 @@ export class Intercept implements Addon {
     flow.intercept();
     this.paused.add(flow);
     flow.metadata.intercepted_at = phase;
-    const seconds = this.ctx.options.get<number>("intercept_timeout");
+    const seconds = this.opts.intercept_timeout;
     const timer = setTimeout(() => {
       if (!flow.intercepted) return;
       const msg = `intercepted flow was not resumed within ${seconds}s (intercept_timeout); sluice answered 504`;

@@ -13,6 +13,7 @@ import { Response, type HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { contentTypeFor } from "../core/mime-types.js";
 import { expandHome, parseSpec, pythonRegex } from "../core/spec.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface LocalRule {
   filter: FlowPredicate | null;
@@ -23,19 +24,25 @@ interface LocalRule {
 
 const VERSION = "sluice 0.1.0";
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const MAP_LOCAL_OPTIONS = declareOptions({
+  map_local: { type: "strings", default: [], help: "Answer from local files: |filter|url-regex|file-or-directory (repeatable with --map-local)" },
+});
+
 export class MapLocal implements Addon {
   name = "map_local";
   private rules: LocalRule[] = [];
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof MAP_LOCAL_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "map_local", type: "strings", default: [] as string[], help: "Answer from local files: |filter|url-regex|file-or-directory (repeatable with --map-local)" });
+    this.opts = ctx.options.register(MAP_LOCAL_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("map_local")) return;
-    this.rules = this.ctx.options.get<string[]>("map_local").map((spec) => {
+    this.rules = this.opts.map_local.map((spec) => {
       const parsed = parseSpec(spec, "map_local", "|filter|url-regex|file-or-directory");
       const pattern = pythonRegex(parsed.subject, "", "map_local");
       let localPath: string;

@@ -4,6 +4,7 @@ import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseSpec, pythonRegex, pythonReplacement } from "../core/spec.js";
 import { awsInfoOf } from "../aws/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface MapRule {
   spec: string;
@@ -12,19 +13,25 @@ interface MapRule {
   replacement: (match: string, ...rest: unknown[]) => string;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const MAP_REMOTE_OPTIONS = declareOptions({
+  map_remote: { type: "strings", default: [], help: "Map remote URLs: |filter|url-regex|replacement (repeatable with -M)" },
+});
+
 export class MapRemote implements Addon {
   name = "map_remote";
   private rules: MapRule[] = [];
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof MAP_REMOTE_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "map_remote", type: "strings", default: [] as string[], help: "Map remote URLs: |filter|url-regex|replacement (repeatable with -M)" });
+    this.opts = ctx.options.register(MAP_REMOTE_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("map_remote")) return;
-    this.rules = this.ctx.options.get<string[]>("map_remote").map((spec) => {
+    this.rules = this.opts.map_remote.map((spec) => {
       const parsed = parseSpec(spec, "map_remote", "|filter|url-regex|replacement");
       // As mitmproxy's re.sub: case-sensitive, every occurrence replaced.
       const pattern = pythonRegex(parsed.subject, "g", "map_remote");

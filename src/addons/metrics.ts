@@ -15,14 +15,24 @@ import type { Registry } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { flowEnd, labelsOf, type RetryMetadata } from "../aws/index.js";
-import { instanceLabel } from "../fleet/options.js";
+import { FLEET_OPTIONS, instanceLabel } from "../fleet/options.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 /** Datagrams stay under a typical MTU so no line is lost to fragmentation. */
 const MAX_DATAGRAM = 1400;
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const METRICS_OPTIONS = declareOptions({
+  metrics_port: { type: "int", default: -1, help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics; -1 off, 0 picks a free port (logged)" },
+  statsd: { type: "optional-string", default: null, help: "Send the metrics as StatsD lines over UDP to HOST:PORT, e.g. 127.0.0.1:8125" },
+  statsd_prefix: { type: "string", default: "sluice", help: "First component of every StatsD metric name" },
+  statsd_tags: { type: "bool", default: false, help: "StatsD with DogStatsD tags (name|c|#service:s3,…) instead of labels in the name (sluice.requests.s3.ListBuckets.200)" },
+});
+
 export class Metrics implements Addon {
   name = "metrics";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof METRICS_OPTIONS>;
   private server: http.Server | null = null;
   private serving = 0;
   private unregister: (() => void) | null = null;
@@ -33,25 +43,23 @@ export class Metrics implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "metrics_port", type: "int", default: -1, help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics; -1 off, 0 picks a free port (logged)" });
-    ctx.options.add({ name: "statsd", type: "optional-string", default: null, help: "Send the metrics as StatsD lines over UDP to HOST:PORT, e.g. 127.0.0.1:8125" });
-    ctx.options.add({ name: "statsd_prefix", type: "string", default: "sluice", help: "First component of every StatsD metric name" });
-    ctx.options.add({ name: "statsd_tags", type: "bool", default: false, help: "StatsD with DogStatsD tags (name|c|#service:s3,…) instead of labels in the name (sluice.requests.s3.ListBuckets.200)" });
+    this.opts = ctx.options.register(METRICS_OPTIONS);
   }
 
   async configure(updated: Set<string>): Promise<void> {
-    if ((updated.has("instance") || updated.has("shared_state")) && this.ctx.options.has("instance")) {
-      const given = this.ctx.options.get<string>("instance");
-      const inFleet = this.ctx.options.has("shared_state") && this.ctx.options.get<string>("shared_state") !== "";
+    const fleet = this.ctx.options.lookup(FLEET_OPTIONS);
+    if ((updated.has("instance") || updated.has("shared_state")) && fleet) {
+      const given = fleet.instance;
+      const inFleet = fleet.shared_state !== "";
       this.defaultLabels = given || inFleet ? { instance: instanceLabel(given) } : {};
       this.ctx.metrics.setDefaultLabels(this.defaultLabels);
     }
-    const port = this.ctx.options.get<number>("metrics_port");
+    const port = this.opts.metrics_port;
     if (updated.has("metrics_port") && (port < -1 || port > 65535)) throw new Error(`metrics_port must be a port from 0 to 65535 (0 picks a free one) or -1 for off, got ${port}`);
     if (updated.has("statsd") || updated.has("statsd_prefix") || updated.has("statsd_tags")) {
-      const spec = this.ctx.options.get<string | null>("statsd");
+      const spec = this.opts.statsd;
       if (spec) parseHostPort(spec); // reports a bad value now, not when running
-      const prefix = this.ctx.options.get<string>("statsd_prefix");
+      const prefix = this.opts.statsd_prefix;
       if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) throw new Error(`statsd_prefix may hold letters, digits, _ - and . only, got ${JSON.stringify(prefix)}`);
     }
     if (!this.isRunning) return;
@@ -61,7 +69,7 @@ export class Metrics implements Addon {
 
   async running(): Promise<void> {
     this.isRunning = true;
-    await this.serve(this.ctx.options.get<number>("metrics_port"));
+    await this.serve(this.opts.metrics_port);
     await this.startStatsd();
   }
 
@@ -128,10 +136,10 @@ export class Metrics implements Addon {
   private async startStatsd(): Promise<void> {
     await this.statsd?.close();
     this.statsd = null;
-    const spec = this.ctx.options.get<string | null>("statsd");
+    const spec = this.opts.statsd;
     if (!spec) return;
     const { host, port } = parseHostPort(spec);
-    this.statsd = new StatsdSink(this.ctx.metrics, host, port, this.ctx.options.get<string>("statsd_prefix"), this.ctx.options.get<boolean>("statsd_tags"), () => this.defaultLabels, (m) => this.ctx.log.warn(m));
+    this.statsd = new StatsdSink(this.ctx.metrics, host, port, this.opts.statsd_prefix, this.opts.statsd_tags, () => this.defaultLabels, (m) => this.ctx.log.warn(m));
     this.ctx.log.info(`sending StatsD metrics to ${host}:${port} (UDP)`);
   }
 }

@@ -9,6 +9,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow, Message } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseSpec, pythonRegex, pythonReplacement, replacementValue, unescapePython } from "../core/spec.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface BodyRule {
   spec: string;
@@ -17,19 +18,25 @@ interface BodyRule {
   replacement: ReturnType<typeof replacementValue>;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const MODIFY_BODY_OPTIONS = declareOptions({
+  modify_body: { type: "strings", default: [], help: "Replace in bodies: |filter|regex|replacement (@FILE reads the replacement from a file; repeatable with -B)" },
+});
+
 export class ModifyBody implements Addon {
   name = "modify_body";
   private rules: BodyRule[] = [];
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof MODIFY_BODY_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "modify_body", type: "strings", default: [] as string[], help: "Replace in bodies: |filter|regex|replacement (@FILE reads the replacement from a file; repeatable with -B)" });
+    this.opts = ctx.options.register(MODIFY_BODY_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("modify_body")) return;
-    this.rules = this.ctx.options.get<string[]>("modify_body").map((spec) => {
+    this.rules = this.opts.modify_body.map((spec) => {
       const parsed = parseSpec(spec, "modify_body", "|filter|regex|replacement");
       // Bytes in, bytes out: the regex and the body both as latin1, one character per byte.
       const pattern = pythonRegex(unescapePython(parsed.subject).toString("latin1"), "gs", "modify_body");

@@ -9,6 +9,7 @@ import type { HTTPFlow } from "../core/flow.js";
 import type { Headers } from "../core/headers.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { parseSpec, replacementValue, unescapePython } from "../core/spec.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface HeaderRule {
   filter: FlowPredicate | null;
@@ -16,19 +17,25 @@ interface HeaderRule {
   value: ReturnType<typeof replacementValue>;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const MODIFY_HEADERS_OPTIONS = declareOptions({
+  modify_headers: { type: "strings", default: [], help: "Set headers: |filter|name|value (empty value removes, @FILE reads the value from a file; repeatable with -H)" },
+});
+
 export class ModifyHeaders implements Addon {
   name = "modify_headers";
   private rules: HeaderRule[] = [];
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof MODIFY_HEADERS_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "modify_headers", type: "strings", default: [] as string[], help: "Set headers: |filter|name|value (empty value removes, @FILE reads the value from a file; repeatable with -H)" });
+    this.opts = ctx.options.register(MODIFY_HEADERS_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("modify_headers")) return;
-    this.rules = this.ctx.options.get<string[]>("modify_headers").map((spec) => {
+    this.rules = this.opts.modify_headers.map((spec) => {
       const parsed = parseSpec(spec, "modify_headers", "|filter|name|value");
       const name = unescapePython(parsed.subject).toString("latin1");
       if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new Error(`modify_headers: ${JSON.stringify(name)} in ${JSON.stringify(spec)} is not a valid header name`);

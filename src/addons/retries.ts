@@ -9,6 +9,7 @@ import { Counter, type Registry } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { now, type HTTPFlow } from "../core/flow.js";
 import { InvocationTracker, type AttemptEvent, type InvocationRecord, type OperationStats } from "../aws/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 type Op = "service" | "operation";
 
@@ -71,17 +72,23 @@ function countersOn(registry: Registry): RetryCounters {
   return counters;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const RETRIES_OPTIONS = declareOptions({
+  retry_infer_window: { type: "int", default: 30, help: "Seconds after a retryable failure within which the same request from the same client counts as an inferred retry (clients without amz-sdk-* headers)" },
+  retry_idle_window: { type: "int", default: 60, help: "Seconds an SDK call may wait for its next attempt; after that a call whose last attempt failed counts as given up" },
+});
+
 export class Retries implements Addon {
   name = "retries";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof RETRIES_OPTIONS>;
   private tracker!: InvocationTracker;
   private counters!: RetryCounters;
   private timer: NodeJS.Timeout | null = null;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "retry_infer_window", type: "int", default: 30, help: "Seconds after a retryable failure within which the same request from the same client counts as an inferred retry (clients without amz-sdk-* headers)" });
-    ctx.options.add({ name: "retry_idle_window", type: "int", default: 60, help: "Seconds an SDK call may wait for its next attempt; after that a call whose last attempt failed counts as given up" });
+    this.opts = ctx.options.register(RETRIES_OPTIONS);
     this.counters = countersOn(ctx.metrics);
     ctx.commands.add({
       name: "retries.summary",
@@ -93,8 +100,8 @@ export class Retries implements Addon {
 
   configure(updated: Set<string>): void {
     if (!updated.has("retry_infer_window") && !updated.has("retry_idle_window") && this.tracker) return;
-    const inferWindow = this.ctx.options.get<number>("retry_infer_window");
-    const idleWindow = this.ctx.options.get<number>("retry_idle_window");
+    const inferWindow = this.opts.retry_infer_window;
+    const idleWindow = this.opts.retry_idle_window;
     if (inferWindow < 0 || idleWindow < 0) throw new Error("retry_infer_window and retry_idle_window must be 0 or more seconds");
     // A new tracker starts from scratch; the Prometheus counters keep counting.
     this.tracker?.finishAll();

@@ -17,6 +17,7 @@ import type { FlowPredicate } from "../core/filter.js";
 import { Counter } from "prom-client";
 import { parseDuration } from "../core/values.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 /** Above this many bytes waiting for the disk, finishing flows wait for it (back-pressure). */
 const DEFAULT_BACKLOG = 64 * 1024 * 1024;
@@ -24,9 +25,18 @@ const DEFAULT_BACKLOG = 64 * 1024 * 1024;
 const SHUTDOWN_GRACE_MS = 2000;
 const MAX_TRACKED_LIVE = 100_000;
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const SAVE_OPTIONS = declareOptions({
+  save_stream_file: { type: "optional-string", default: null, help: "Write finished flows to this file as they complete (+FILE appends; .har writes HAR)" },
+  save_stream_filter: { type: "optional-string", default: null, help: "Only save flows matching this filter" },
+  save_flush_interval: { type: "string", default: "1s", help: "The longest a saved flow waits before it is on disk (forced with fdatasync; SQLite commits within it): after a crash at most this much is missing" },
+  save_max_backlog: { type: "size", default: DEFAULT_BACKLOG, help: "Bytes of flows waiting for the disk before finishing flows wait for it (back-pressure) instead of memory growing" },
+});
+
 export class Save implements Addon {
   name = "save";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof SAVE_OPTIONS>;
   private sink: FlowSink | null = null;
   private path = "";
   private filter: FlowPredicate | null = null;
@@ -52,10 +62,7 @@ export class Save implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "save_stream_file", type: "optional-string", default: null, help: "Write finished flows to this file as they complete (+FILE appends; .har writes HAR)" });
-    ctx.options.add({ name: "save_stream_filter", type: "optional-string", default: null, help: "Only save flows matching this filter" });
-    ctx.options.add({ name: "save_flush_interval", type: "string", default: "1s", help: "The longest a saved flow waits before it is on disk (forced with fdatasync; SQLite commits within it): after a crash at most this much is missing" });
-    ctx.options.add({ name: "save_max_backlog", type: "size", default: DEFAULT_BACKLOG, help: "Bytes of flows waiting for the disk before finishing flows wait for it (back-pressure) instead of memory growing" });
+    this.opts = ctx.options.register(SAVE_OPTIONS);
     const counter = (name: string, help: string) => new Counter({ name, help, registers: [ctx.metrics] });
     this.counters = {
       saved: counter("sluice_save_flows_total", "Flows written to the -w capture"),
@@ -73,13 +80,13 @@ export class Save implements Addon {
 
   async configure(updated: Set<string>): Promise<void> {
     if (updated.has("save_stream_filter")) {
-      const expr = this.ctx.options.get<string | null>("save_stream_filter");
+      const expr = this.opts.save_stream_filter;
       this.filter = expr ? this.ctx.filter(expr) : null;
     }
     if (updated.has("save_flush_interval")) this.syncIntervalMs();
     if (!updated.has("save_stream_file")) return;
     await this.closeSink();
-    const spec = this.ctx.options.get<string | null>("save_stream_file");
+    const spec = this.opts.save_stream_file;
     if (!spec) return;
     const append = spec.startsWith("+");
     const path = append ? spec.slice(1) : spec;
@@ -99,7 +106,7 @@ export class Save implements Addon {
   }
 
   private syncIntervalMs(): number {
-    const text = this.ctx.options.get<string>("save_flush_interval");
+    const text = this.opts.save_flush_interval;
     try {
       return parseDuration(text);
     } catch (err) {
@@ -177,7 +184,7 @@ export class Save implements Addon {
 
   private backPressure(): Promise<void> | void {
     const backlog = this.sink?.backlog;
-    if (backlog === undefined || !this.sink?.flush || backlog < this.ctx.options.get<number>("save_max_backlog")) return;
+    if (backlog === undefined || !this.sink?.flush || backlog < this.opts.save_max_backlog) return;
     this.stallStarted = performance.now();
     this.counters.stalls.inc();
     this.ctx.log.warn(`${this.path}: the disk is ${(backlog / 1e6).toFixed(0)} MB behind; finishing flows wait until it catches up (save_max_backlog)`);

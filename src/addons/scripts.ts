@@ -11,6 +11,7 @@ import { register } from "node:module";
 import { HOOK_NAMES, type Addon, type AddonContext, type HookName } from "../core/addons.js";
 import { scriptView } from "./script-view.js";
 import { editDistance } from "../core/edit-distance.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface LoadedScript {
   path: string;
@@ -19,20 +20,26 @@ interface LoadedScript {
   reloadTimer: NodeJS.Timeout | null;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const SCRIPTS_OPTIONS = declareOptions({
+  scripts: { type: "strings", default: [], help: "Scripts to load (.ts or .js exporting an addon or a list of addons); repeatable with -s" },
+});
+
 export class Scripts implements Addon {
   name = "scripts";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof SCRIPTS_OPTIONS>;
   private loaded = new Map<string, LoadedScript>();
   private generation = 0;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "scripts", type: "strings", default: [] as string[], help: "Scripts to load (.ts or .js exporting an addon or a list of addons); repeatable with -s" });
+    this.opts = ctx.options.register(SCRIPTS_OPTIONS);
   }
 
   async configure(updated: Set<string>): Promise<void> {
     if (!updated.has("scripts")) return;
-    const wanted = this.ctx.options.get<string[]>("scripts").map((p) => resolve(p));
+    const wanted = this.opts.scripts.map((p) => resolve(p));
     for (const path of wanted) {
       if (/\.py$/i.test(path)) throw new Error(`script ${path}: sluice runs JavaScript and TypeScript scripts (.js, .ts), not Python; mitmproxy's names work in them (see "Scripts for mitmproxy users" in the README)`);
       if (!existsSync(path)) throw new Error(`script ${path} does not exist`);

@@ -10,37 +10,43 @@ import type { HTTPFlow, Response } from "../core/flow.js";
 import { Response as FlowResponse } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import { readFlowFile } from "../store/index.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const SERVER_REPLAY_OPTIONS = declareOptions({
+  server_replay: { type: "strings", default: [], help: "Answer requests from the responses recorded in these flow files (-S)" },
+  server_replay_extra: { type: "string", default: "forward", help: "Unmatched requests: forward (to the server), kill, or 204/404/… (answer with that status)" },
+  server_replay_reuse: { type: "bool", default: false, help: "Keep answering with a recorded response instead of using each once" },
+  server_replay_ignore_params: { type: "strings", default: [], help: "Query parameters left out of matching" },
+  server_replay_ignore_content: { type: "bool", default: false, help: "Leave request bodies out of matching" },
+  server_replay_ignore_payload_params: { type: "strings", default: [], help: "Form parameters (urlencoded request bodies, e.g. the AWS query protocol) left out of matching" },
+  server_replay_ignore_host: { type: "bool", default: false, help: "Leave host and port out of matching" },
+  server_replay_use_headers: { type: "strings", default: [], help: "Request headers that must also match" },
+});
 
 export class ServerReplay implements Addon {
   name = "server_replay";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof SERVER_REPLAY_OPTIONS>;
   private recorded = new Map<string, Response[]>();
   private served = 0;
   private active = false;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    const o = ctx.options;
-    o.add({ name: "server_replay", type: "strings", default: [] as string[], help: "Answer requests from the responses recorded in these flow files (-S)" });
-    o.add({ name: "server_replay_extra", type: "string", default: "forward", help: "Unmatched requests: forward (to the server), kill, or 204/404/… (answer with that status)" });
-    o.add({ name: "server_replay_reuse", type: "bool", default: false, help: "Keep answering with a recorded response instead of using each once" });
-    o.add({ name: "server_replay_ignore_params", type: "strings", default: [] as string[], help: "Query parameters left out of matching" });
-    o.add({ name: "server_replay_ignore_content", type: "bool", default: false, help: "Leave request bodies out of matching" });
-    o.add({ name: "server_replay_ignore_payload_params", type: "strings", default: [] as string[], help: "Form parameters (urlencoded request bodies, e.g. the AWS query protocol) left out of matching" });
-    o.add({ name: "server_replay_ignore_host", type: "bool", default: false, help: "Leave host and port out of matching" });
-    o.add({ name: "server_replay_use_headers", type: "strings", default: [] as string[], help: "Request headers that must also match" });
+    this.opts = ctx.options.register(SERVER_REPLAY_OPTIONS);
   }
 
   async configure(updated: Set<string>): Promise<void> {
-    const extra = this.ctx.options.get<string>("server_replay_extra");
+    const extra = this.opts.server_replay_extra;
     if (updated.has("server_replay_extra") && !/^(forward|kill|\d{3})$/.test(extra)) {
       throw new Error(`server_replay_extra: ${JSON.stringify(extra)} is not forward, kill or a status code such as 404`);
     }
     if (!["server_replay", "server_replay_ignore_params", "server_replay_ignore_content", "server_replay_ignore_payload_params", "server_replay_ignore_host", "server_replay_use_headers"].some((n) => updated.has(n))) return;
     this.recorded.clear();
-    this.active = this.ctx.options.get<string[]>("server_replay").length > 0;
+    this.active = this.opts.server_replay.length > 0;
     let count = 0;
-    for (const path of this.ctx.options.get<string[]>("server_replay")) {
+    for (const path of this.opts.server_replay) {
       try {
         for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) {
           if (!flow.response) continue;
@@ -59,25 +65,25 @@ export class ServerReplay implements Addon {
 
   /** What a request must agree on to be answered by a recorded response. */
   private keyOf(flow: HTTPFlow): string {
-    const o = this.ctx.options;
+    const o = this.opts;
     const r = flow.request;
     // Where the client sent the request, before map-remote redirected it (kept in the flow's metadata),
     // so a capture recorded against one origin replays whatever map-remote points at now.
     const mapped = flow.metadata.map_remote as { from?: unknown } | undefined;
     const u = new URL(typeof mapped?.from === "string" ? mapped.from : r.url);
-    const ignoreParams = new Set(o.get<string[]>("server_replay_ignore_params"));
+    const ignoreParams = new Set(o.server_replay_ignore_params);
     const params = [...u.searchParams].filter(([k]) => !ignoreParams.has(k));
     const parts: unknown[] = [r.method, u.protocol, u.pathname, params];
-    if (!o.get<boolean>("server_replay_ignore_host")) parts.push(u.hostname.toLowerCase(), u.port);
-    if (!o.get<boolean>("server_replay_ignore_content")) parts.push(this.contentKey(flow));
-    for (const h of o.get<string[]>("server_replay_use_headers")) parts.push([h.toLowerCase(), r.headers.getAll(h)]);
+    if (!o.server_replay_ignore_host) parts.push(u.hostname.toLowerCase(), u.port);
+    if (!o.server_replay_ignore_content) parts.push(this.contentKey(flow));
+    for (const h of o.server_replay_use_headers) parts.push([h.toLowerCase(), r.headers.getAll(h)]);
     return JSON.stringify(parts);
   }
 
   /** The body as matched: a form body without the ignored payload params, otherwise the bytes. */
   private contentKey(flow: HTTPFlow): unknown {
     const r = flow.request;
-    const ignored = this.ctx.options.get<string[]>("server_replay_ignore_payload_params");
+    const ignored = this.opts.server_replay_ignore_payload_params;
     const form = /^application\/x-www-form-urlencoded/i.test(r.headers.get("content-type") ?? "");
     if (!r.content?.length) return null;
     if (ignored.length === 0 || !form) return r.content.toString("base64");
@@ -91,14 +97,14 @@ export class ServerReplay implements Addon {
     const list = this.recorded.get(key);
     if (list && list.length) {
       // Without reuse each recorded response answers once, in recorded order (mitmproxy's default).
-      const recorded = this.ctx.options.get<boolean>("server_replay_reuse") ? list[0]! : list.shift()!;
+      const recorded = this.opts.server_replay_reuse ? list[0]! : list.shift()!;
       if (list.length === 0) this.recorded.delete(key);
       flow.response = copyResponse(recorded);
       flow.isReplay = "response";
       this.served++;
       return;
     }
-    const extra = this.ctx.options.get<string>("server_replay_extra");
+    const extra = this.opts.server_replay_extra;
     if (extra === "kill") flow.kill();
     else if (/^\d{3}$/.test(extra)) flow.response = FlowResponse.make(Number(extra), `sluice server replay: no recorded response for ${flow.request.method} ${flow.request.prettyUrl}\n`, { "content-type": "text/plain" });
   }

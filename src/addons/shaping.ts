@@ -17,6 +17,7 @@ import { keyOf } from "../rules/keys.js";
 import { explainShapeRule, parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 import type { ShapingRuleStatus } from "./shaping-status.js";
 export type { ShapingRuleStatus } from "./shaping-status.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 export { parseShapeRule, readShapeFile, ShapeRuleError, type ShapeRule } from "./shaping-rules.js";
 
@@ -56,9 +57,16 @@ interface Sent {
   sentAt: number;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const SHAPING_OPTIONS = declareOptions({
+  shape_rules: { type: "strings", default: [], help: "Shaping rules 'FILTER => RATE [burst=N] [per=…] [fair=…] [max-queue=N] [max-wait=DURATION] [overflow=reject|pass]' or 'FILTER => adaptive start=RATE' (repeatable with --shape)" },
+  shape_file: { type: "optional-string", default: null, help: "YAML file with a list of shaping rules (strings or mappings), as with --shapes" },
+});
+
 export class Shaping implements Addon {
   name = "shaping";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof SHAPING_OPTIONS>;
   private rules: ActiveRule[] = [];
   /** Requests that left a queue, for adaptive rules to learn from their answers. */
   private sent = new WeakMap<HTTPFlow, Sent>();
@@ -68,8 +76,7 @@ export class Shaping implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "shape_rules", type: "strings", default: [] as string[], help: "Shaping rules 'FILTER => RATE [burst=N] [per=…] [fair=…] [max-queue=N] [max-wait=DURATION] [overflow=reject|pass]' or 'FILTER => adaptive start=RATE' (repeatable with --shape)" });
-    ctx.options.add({ name: "shape_file", type: "optional-string", default: null, help: "YAML file with a list of shaping rules (strings or mappings), as with --shapes" });
+    this.opts = ctx.options.register(SHAPING_OPTIONS);
     ctx.commands.add({
       name: "shaping.status",
       help: "Shaping rules with, per key, the current rate, queue depth and longest wait",
@@ -121,8 +128,8 @@ export class Shaping implements Addon {
 
   configure(updated: Set<string>): void {
     if (!updated.has("shape_rules") && !updated.has("shape_file")) return;
-    const sources: (string | Record<string, unknown>)[] = [...this.ctx.options.get<string[]>("shape_rules")];
-    const file = this.ctx.options.get<string | null>("shape_file");
+    const sources: (string | Record<string, unknown>)[] = [...this.opts.shape_rules];
+    const file = this.opts.shape_file;
     if (file) sources.push(...readShapeFile(file));
     const rules = sources.map((s, i) => parseShapeRule(s, i, this.ctx.filter));
     const ids = new Set<string>();

@@ -5,21 +5,28 @@
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const STICKY_AUTH_OPTIONS = declareOptions({
+  stickyauth: { type: "optional-string", default: null, help: "Filter: matching requests without Authorization get the one last sent to their host" },
+});
 
 export class StickyAuth implements Addon {
   name = "stickyauth";
   private filter: FlowPredicate | null = null;
   private readonly hosts = new Map<string, string>();
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof STICKY_AUTH_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "stickyauth", type: "optional-string", default: null, help: "Filter: matching requests without Authorization get the one last sent to their host" });
+    this.opts = ctx.options.register(STICKY_AUTH_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("stickyauth")) return;
-    const expr = this.ctx.options.get<string | null>("stickyauth");
+    const expr = this.opts.stickyauth;
     this.filter = expr ? compileOrThrow(this.ctx, expr, "stickyauth") : null;
   }
 

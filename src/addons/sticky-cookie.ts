@@ -7,6 +7,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
 import { compileOrThrow } from "./sticky-auth.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 interface SetCookie {
   name: string;
@@ -15,21 +16,27 @@ interface SetCookie {
   attrs: Map<string, string>;
 }
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const STICKY_COOKIE_OPTIONS = declareOptions({
+  stickycookie: { type: "optional-string", default: null, help: "Filter: matching requests get the cookies servers set earlier (a cookie jar in the proxy)" },
+});
+
 export class StickyCookie implements Addon {
   name = "stickycookie";
   private filter: FlowPredicate | null = null;
   /** "domain\0port\0path" → cookie name → value, in the order they were set. */
   private readonly jar = new Map<string, { domain: string; port: number; path: string; cookies: Map<string, string> }>();
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof STICKY_COOKIE_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "stickycookie", type: "optional-string", default: null, help: "Filter: matching requests get the cookies servers set earlier (a cookie jar in the proxy)" });
+    this.opts = ctx.options.register(STICKY_COOKIE_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("stickycookie")) return;
-    const expr = this.ctx.options.get<string | null>("stickycookie");
+    const expr = this.opts.stickycookie;
     this.filter = expr ? compileOrThrow(this.ctx, expr, "stickycookie") : null;
   }
 

@@ -4,21 +4,28 @@
  */
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { LogLevel } from "../core/log.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 
 const LEVELS: Record<string, LogLevel> = { error: "error", warn: "warn", info: "info", alert: "info", debug: "debug" };
+
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const TERMLOG_OPTIONS = declareOptions({
+  termlog_verbosity: { type: "string", default: "info", choices: ["error", "warn", "info", "alert", "debug"], help: "Log verbosity on the terminal: error, warn, info, alert or debug" },
+});
 
 export class TermLog implements Addon {
   name = "termlog";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof TERMLOG_OPTIONS>;
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "termlog_verbosity", type: "string", default: "info", choices: ["error", "warn", "info", "alert", "debug"], help: "Log verbosity on the terminal: error, warn, info, alert or debug" });
+    this.opts = ctx.options.register(TERMLOG_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("termlog_verbosity")) return;
     const log = this.ctx.log as { level?: LogLevel };
-    if ("level" in log) log.level = LEVELS[this.ctx.options.get<string>("termlog_verbosity")]!;
+    if ("level" in log) log.level = LEVELS[this.opts.termlog_verbosity]!;
   }
 }

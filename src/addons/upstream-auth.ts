@@ -18,7 +18,7 @@ export class UpstreamAuth implements Addon {
 
   configure(updated: Set<string>): void {
     if (!updated.has("upstream_auth")) return;
-    const auth = this.ctx.options.get<string | null>("upstream_auth");
+    const auth = this.ctx.core.upstream_auth;
     if (auth !== null && !/.+:/.test(auth)) throw new Error(`upstream_auth expects user:pass, got ${JSON.stringify(auth)}`);
     this.authorization = auth ? `Basic ${Buffer.from(auth, "utf8").toString("base64")}` : null;
   }

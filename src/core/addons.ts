@@ -78,6 +78,8 @@ type HookArgs<H extends HookName> = Parameters<NonNullable<Addon[H]>>;
 export interface AddonContext {
   // Declared loosely here to keep core/addons free of import cycles; see core/options.ts, core/commands.ts.
   options: import("./options.js").Options;
+  /** Typed reads of the options every front end has: `ctx.core.confdir`, `ctx.core.mode`. */
+  core: import("./builtin-options.js").CoreOptions;
   log: Logger;
   addons: AddonManager;
   commands: import("./commands.js").CommandManager;

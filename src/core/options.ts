@@ -85,6 +85,22 @@ export class Options {
     return this.explicit.has(name);
   }
 
+  /**
+   * A typed live view of options another addon declared (pass its exported declarations), or null
+   * when they are not registered because that addon is not loaded. A name registered with another
+   * type is a programming error and throws.
+   */
+  lookup<D extends OptionDecls>(decls: D): TypedOptions<D> | null {
+    const view = {} as Record<string, unknown>;
+    for (const [name, decl] of Object.entries(decls)) {
+      const spec = this.specs.get(name);
+      if (!spec) return null;
+      if (spec.type !== decl.type) throw new OptionError(`option ${name} is registered with type ${spec.type}, not ${decl.type}`);
+      Object.defineProperty(view, name, { get: () => this.values.get(name), enumerable: true });
+    }
+    return Object.freeze(view) as TypedOptions<D>;
+  }
+
   has(name: string): boolean {
     return this.specs.has(name);
   }

@@ -8,6 +8,7 @@
 import type { Addon, AddonContext } from "./addons.js";
 import type { HTTPFlow } from "./flow.js";
 import { compileFilter, type FlowPredicate } from "./filter.js";
+import { declareOptions, type TypedOptions } from "./options.js";
 
 /** How much the view keeps by default. */
 export interface ViewLimits {
@@ -24,6 +25,42 @@ export const BROWSING_VIEW: ViewLimits = { maxFlows: 50_000, maxBytes: 256 * 102
  */
 export const DUMP_VIEW: ViewLimits = { maxFlows: 1000, maxBytes: 16 * 1024 * 1024 };
 
+/** mitmproxy's view orders (its `view.order.options`). */
+export const VIEW_ORDERS = ["time", "method", "url", "size"] as const;
+export type ViewOrder = (typeof VIEW_ORDERS)[number];
+
+/** Each order's key, as mitmproxy's View computes it. */
+export const VIEW_ORDER_KEYS: Record<ViewOrder, (f: HTTPFlow) => string | number> = {
+  time: (f) => f.request.timestampStart,
+  method: (f) => f.request.method,
+  url: (f) => f.request.url,
+  // Request plus response body, as recorded (mitmproxy's OrderKeySize: raw_content lengths).
+  size: (f) => (f.request.content?.length ?? 0) + (f.response?.content?.length ?? 0),
+};
+
+/**
+ * `flows` sorted by a view order: keys computed once per flow, ties kept in arrival order,
+ * reversed as a whole when asked (mitmproxy's view_order_reversed).
+ */
+export function sortFlows(flows: readonly HTTPFlow[], order: ViewOrder, reversed: boolean): HTTPFlow[] {
+  const key = VIEW_ORDER_KEYS[order];
+  const keyed = flows.map((f, i) => ({ f, k: key(f), i }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : a.i - b.i));
+  const out = keyed.map((x) => x.f);
+  return reversed ? out.reverse() : out;
+}
+
+/** The view's options, declared once; front ends read them through `FlowView.options`. */
+export const VIEW_OPTIONS = declareOptions({
+  view_filter: { type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" },
+  view_order: { type: "string", default: "time", choices: VIEW_ORDERS, help: "Order of the flow list in the console and web UI: time, method, url or size (request plus response body)" },
+  view_order_reversed: { type: "bool", default: false, help: "Reverse the order of the flow list" },
+  console_focus_follow: { type: "bool", default: false, help: "The focus follows new flows: each new flow the list shows gets the focus (console and web UI)" },
+  view_max_flows: { type: "int", default: BROWSING_VIEW.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 100000 in the web UI, 50000 in the console, 1000 in sluice dump)" },
+  view_max_bytes: { type: "size", default: BROWSING_VIEW.maxBytes, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this (default 256m in the console and web UI, 16m in sluice dump)" },
+});
+export type ViewOptions = TypedOptions<typeof VIEW_OPTIONS>;
+
 export type ViewListener = (event: "add" | "update" | "remove" | "clear", flow: HTTPFlow | null) => void;
 
 export class FlowView implements Addon {
@@ -38,7 +75,7 @@ export class FlowView implements Addon {
   private bytes = 0;
   /** Per flow id, its body bytes as counted: a plain map, cleared as flows leave (no WeakMap per flow). */
   private counted = new Map<string, number>();
-  private ctx: AddonContext | null = null;
+  private opts: ViewOptions | null = null;
   focusId: string | null = null;
 
   constructor(private readonly defaults: ViewLimits = BROWSING_VIEW) {
@@ -47,21 +84,29 @@ export class FlowView implements Addon {
   }
 
   load(ctx: AddonContext): void {
-    this.ctx = ctx;
-    ctx.options.add({ name: "view_filter", type: "optional-string", default: null, help: "Show only flows matching this filter in the console and web views" });
-    ctx.options.add({ name: "view_max_flows", type: "int", default: this.defaults.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 100000 in the web UI, 50000 in the console, 1000 in sluice dump)" });
-    ctx.options.add({ name: "view_max_bytes", type: "size", default: this.defaults.maxBytes, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this (default 256m in the console and web UI, 16m in sluice dump)" });
+    this.opts = ctx.options.register({
+      ...VIEW_OPTIONS,
+      view_max_flows: { ...VIEW_OPTIONS.view_max_flows, default: this.defaults.maxFlows },
+      view_max_bytes: { ...VIEW_OPTIONS.view_max_bytes, default: this.defaults.maxBytes },
+    });
+  }
+
+  /** The view's options (view_filter, view_order, …), typed. */
+  get options(): ViewOptions {
+    if (!this.opts) throw new Error("the flow view's options are read before the view was loaded");
+    return this.opts;
   }
 
   configure(updated: Set<string>): void {
-    if (!this.ctx) return;
+    const o = this.opts;
+    if (!o) return;
     if (updated.has("view_filter")) {
-      const expr = this.ctx.options.get<string | null>("view_filter");
-      this.shownFilter = expr ? compileFilter(expr) : null;
+      this.shownFilter = o.view_filter ? compileFilter(o.view_filter) : null;
       this.emit("clear", null);
     }
-    if (updated.has("view_max_flows")) this.max = Math.max(1, this.ctx.options.get<number>("view_max_flows"));
-    if (updated.has("view_max_bytes")) this.maxBytes = Math.max(1, this.ctx.options.get<number>("view_max_bytes"));
+    if (updated.has("view_order") || updated.has("view_order_reversed")) this.emit("clear", null);
+    if (updated.has("view_max_flows")) this.max = Math.max(1, o.view_max_flows);
+    if (updated.has("view_max_bytes")) this.maxBytes = Math.max(1, o.view_max_bytes);
   }
 
   requestHeaders(flow: HTTPFlow): void {
@@ -90,6 +135,8 @@ export class FlowView implements Addon {
     this.flows.push(flow);
     this.byId.set(flow.id, flow);
     this.focusId ??= flow.id;
+    // mitmproxy's console_focus_follow: a new flow the list shows takes the focus.
+    if (this.opts?.console_focus_follow && this.isShown(flow)) this.focusId = flow.id;
     if (this.flows.length > this.max) this.trim();
     this.count(flow);
     this.emit("add", flow);

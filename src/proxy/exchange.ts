@@ -95,7 +95,7 @@ let sizeLimitBytes: number | null = null;
 
 /** `body_size_limit` in bytes, or null for none; parsed once per distinct value. */
 function bodySizeLimit(ctx: ProxyContext): number | null {
-  const text = ctx.options.get<string | null>("body_size_limit");
+  const text = ctx.core.body_size_limit;
   if (!text) return null;
   if (text !== sizeLimitText) {
     const n = parseSize(text);

@@ -62,7 +62,7 @@ export class Master {
     this.addons = new AddonManager(this.log);
     this.core = this.options.register({ ...CORE_OPTIONS, ...CLIENT_LIMIT_OPTIONS });
     this.fleetOptions = this.options.register(FLEET_OPTIONS);
-    this.context = { options: this.options, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), state: init.state ?? new InProcessState(), listener: () => this.listener(), ownListeners: this.ownListeners };
+    this.context = { options: this.options, core: this.core, log: this.log, addons: this.addons, commands: this.commands, view: this.view, filter: compileFilter, metrics: new Registry(), state: init.state ?? new InProcessState(), listener: () => this.listener(), ownListeners: this.ownListeners };
     this.pendingAddons = [this.view, ...(init.addons ?? [])];
     this.init = init;
   }

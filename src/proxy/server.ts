@@ -23,6 +23,10 @@ import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 import { SocksReply, Socks5Refusal, socks5Handshake, socksReply } from "./socks5.js";
 import { ServingCertificates } from "./tls/serving.js";
+import { declareOptions } from "../core/options.js";
+
+/** mitmproxy's proxyauth, as the addon that checks credentials declares it (absent when it is not loaded). */
+const PROXYAUTH_OPTION = declareOptions({ proxyauth: { type: "optional-string", default: null, help: "Require proxy authentication" } });
 
 const CONTEXT = Symbol("sluice.connection");
 type WithContext = { [CONTEXT]?: ConnectionContext };
@@ -55,7 +59,7 @@ export class ProxyServer {
   ) {
     this.mode = mode;
     this.tlsSettings = upstreamTlsSettings(ctx);
-    this.serving = new ServingCertificates(ctx.options, ctx.ca);
+    this.serving = new ServingCertificates(ctx.core, ctx.ca);
     this.compileHostPatterns();
     this.limits = clientLimits(ctx.core);
     ctx.options.onChange((changed) => {
@@ -304,7 +308,7 @@ export class ProxyServer {
       socket.end(completeResponse(flow.response));
       return;
     }
-    if (this.ctx.options.get<string>("connection_strategy") === "eager") {
+    if (this.ctx.core.connection_strategy === "eager") {
       // mitmproxy's eager strategy: reach the server before telling the client the tunnel is up,
       // so an unreachable server fails the CONNECT itself; the connection is kept for the first request.
       try {
@@ -330,7 +334,7 @@ export class ProxyServer {
     const options = this.ctx.options;
     // mitmproxy asks for credentials when its proxyauth option is set; the addon that owns that
     // option checks them in the socks5Auth hook.
-    const authRequired = options.has("proxyauth") && !!options.get<string | null>("proxyauth");
+    const authRequired = !!options.lookup(PROXYAUTH_OPTION)?.proxyauth;
     let request;
     try {
       request = await socks5Handshake(socket, {
@@ -350,7 +354,7 @@ export class ProxyServer {
     }
     disarm();
     const target: UpstreamTarget = { scheme: "https", host: request.host, port: request.port };
-    if (this.ctx.options.get<string>("connection_strategy") === "eager") {
+    if (this.ctx.core.connection_strategy === "eager") {
       try {
         await upstreams.preconnect(target);
       } catch (err) {

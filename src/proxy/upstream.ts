@@ -61,7 +61,7 @@ export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
     }
     ca = [...tls.rootCertificates, pem];
   }
-  const bounds = tlsVersionBounds(ctx.options, "server");
+  const bounds = tlsVersionBounds(ctx.core, "server");
   const custom = ca || bounds.minVersion || bounds.maxVersion;
   return { rejectUnauthorized: !insecure, ca, secureContext: custom ? tls.createSecureContext({ ca, ...bounds }) : undefined, bounds, clientCertContexts: new Map() };
 }
@@ -143,7 +143,7 @@ export class ClientUpstreams {
   async preconnect(target: UpstreamTarget): Promise<void> {
     const key = `${target.scheme}://${target.host}:${target.port}`;
     if (this.preopened.has(key) || this.entries.has(key)) return;
-    const timeoutMs = this.ctx.options.get<number>("connect_timeout") * 1000;
+    const timeoutMs = this.ctx.core.connect_timeout * 1000;
     try {
       const socket = await withTimeout(this.openRaw(target), timeoutMs, `connect to ${target.host}:${target.port} timed out after ${timeoutMs / 1000}s`);
       socket.once("close", () => this.preopened.get(key) === socket && this.preopened.delete(key));
@@ -185,7 +185,7 @@ export class ClientUpstreams {
   /** `upstream_auth=user:pass` as a Basic Proxy-Authorization value, for the upstream proxy. */
   proxyAuthorization(): string | null {
     if (this.mode.kind !== "upstream") return null;
-    const auth = this.ctx.options.get<string | null>("upstream_auth");
+    const auth = this.ctx.core.upstream_auth;
     return auth ? `Basic ${Buffer.from(auth, "utf8").toString("base64")}` : null;
   }
 
@@ -237,7 +237,7 @@ export class ClientUpstreams {
     const settings = this.tlsSettings();
     const alpn = this.clientSpeaksH2 && this.ctx.core.http2 ? ["h2", "http/1.1"] : ["http/1.1"];
     const servername = net.isIP(target.host) ? undefined : target.host;
-    const clientCert = clientCertFileFor(this.ctx.options, servername ?? target.host);
+    const clientCert = clientCertFileFor(this.ctx.core, servername ?? target.host);
     const secure = tls.connect({
       socket: raw,
       host: target.host, // what the certificate is checked against (an IP needs its IP SAN)

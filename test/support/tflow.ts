@@ -44,7 +44,8 @@ export function tflow(init: TFlowInit = {}): HTTPFlow {
     port,
     path: init.path ?? (url ? url.pathname + url.search : "/index.html"),
     httpVersion: "HTTP/1.1",
-    headers: new Headers(init.reqHeaders ?? ["Host", host, "User-Agent", "curl/8.0"]),
+    // As a client writes it: the port only when it is not the scheme's default.
+    headers: new Headers(init.reqHeaders ?? ["Host", port === (scheme === "https" ? 443 : 80) ? host : `${host}:${port}`, "User-Agent", "curl/8.0"]),
     content: init.reqBody == null ? null : Buffer.from(init.reqBody),
     timestampStart: start,
   });

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { createSecureContext, type SecureContext, type SecureVersion } from "node:tls";
-import type { Options } from "../../core/options.js";
+import type { CoreOptions } from "../../core/builtin-options.js";
 import type { CertificateAuthority, LeafCertificate, LeafKeyType } from "./ca.js";
 
 const NODE_VERSION: Record<string, SecureVersion | undefined> = { TLS1: "TLSv1", TLS1_1: "TLSv1.1", TLS1_2: "TLSv1.2", TLS1_3: "TLSv1.3" };
@@ -19,9 +19,9 @@ export interface VersionBounds {
 }
 
 /** Node's bounds for one side; empty when they are Node's defaults (TLS 1.2 … 1.3). */
-export function tlsVersionBounds(options: Options, side: "client" | "server"): VersionBounds {
+export function tlsVersionBounds(options: CoreOptions, side: "client" | "server"): VersionBounds {
   const bound = (which: "min" | "max"): SecureVersion | undefined => {
-    const name = options.get<string>(`tls_version_${side}_${which}`);
+    const name = options[`tls_version_${side}_${which}`];
     if (name === "UNBOUNDED") return which === "min" ? "TLSv1" : undefined;
     if (name === "SSL3") throw new Error(`tls_version_${side}_${which}=SSL3: Node's OpenSSL has no SSL 3; the oldest version is TLS1`);
     return NODE_VERSION[name];
@@ -98,14 +98,14 @@ export class ServingCertificates {
   private bounds: VersionBounds;
   private readonly bounded = new Map<string, SecureContext>();
 
-  constructor(private readonly options: Options, private readonly ca: CertificateAuthority) {
+  constructor(private readonly options: CoreOptions, private readonly ca: CertificateAuthority) {
     this.bounds = tlsVersionBounds(options, "client");
-    this.custom = new CustomCerts(options.get<string[]>("certs"), ca.leafKeyPem, this.bounds);
+    this.custom = new CustomCerts(options.certs, ca.leafKeyPem, this.bounds);
   }
 
   reload(): void {
     this.bounds = tlsVersionBounds(this.options, "client");
-    this.custom = new CustomCerts(this.options.get<string[]>("certs"), this.ca.leafKeyPem, this.bounds);
+    this.custom = new CustomCerts(this.options.certs, this.ca.leafKeyPem, this.bounds);
     this.bounded.clear();
   }
 
@@ -127,8 +127,8 @@ export class ServingCertificates {
 }
 
 /** `client_certs`: the PEM (certificate + key) to present to `serverName`, or null. */
-export function clientCertFileFor(options: Options, serverName: string): string | null {
-  const setting = options.get<string | null>("client_certs");
+export function clientCertFileFor(options: CoreOptions, serverName: string): string | null {
+  const setting = options.client_certs;
   if (!setting) return null;
   const path = expandHome(setting);
   let isFile: boolean;

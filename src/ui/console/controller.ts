@@ -7,6 +7,9 @@
 import type { Key } from "ink";
 import { compileFilter } from "../../core/filter.js";
 import { formatOptionValue } from "../../core/options.js";
+import { INTERCEPT_OPTIONS } from "../../addons/intercept.js";
+import { VIEW_ORDERS } from "../../core/view.js";
+import type { ExportFormat } from "../../core/export.js";
 import type { LineLogger } from "../../core/log.js";
 import type { HTTPFlow } from "../../core/flow.js";
 import type { ConsoleModel } from "./model.js";
@@ -20,6 +23,25 @@ import { applyMessageText, configuredEditor, messageAsText, runEditor, type Edit
 import { clipLine, fit, plainLine, seg, type Line } from "./lines.js";
 
 export type Screen = "list" | "flow" | "help" | "events" | "options" | "retries";
+
+/**
+ * A one-key question on the bottom line (mitmproxy's status_prompt_onekey): each choice has a
+ * key; any other key cancels.
+ */
+export interface ChoiceMenu {
+  label: string;
+  choices: { key: string; label: string; pick(): void }[];
+}
+
+/** Export formats on the `x` menu, by key (mitmproxy's export.formats). */
+const EXPORT_KEYS: { key: string; format: ExportFormat; file: string }[] = [
+  { key: "c", format: "curl", file: "flow.curl.sh" },
+  { key: "h", format: "httpie", file: "flow.httpie.sh" },
+  { key: "r", format: "raw", file: "flow.http" },
+  { key: "q", format: "raw_request", file: "flow.request.http" },
+  { key: "s", format: "raw_response", file: "flow.response.http" },
+  { key: "a", format: "har", file: "flow.har" },
+];
 
 export interface ControllerHooks {
   listen: string;
@@ -62,6 +84,7 @@ export class ConsoleController {
   private listTop = 0;
   prompt: PromptState | null = null;
   editMenu: EditPart | null = null;
+  choice: ChoiceMenu | null = null;
   message: { text: string; error: boolean; at: number } | null = null;
   private retries = { count: 0, at: 0 };
   private listHeight = 10;
@@ -103,7 +126,7 @@ export class ConsoleController {
 
   private back(): void {
     const prev = this.previous.pop();
-    if (prev === undefined) return this.hooks.quit();
+    if (prev === undefined) return this.confirmQuit();
     this.screen = prev;
     this.scroll = 0;
   }
@@ -127,6 +150,7 @@ export class ConsoleController {
     this.model.touch();
     if (this.prompt) return this.promptInput(input, key);
     if (key.ctrl && input === "c") return this.hooks.quit();
+    if (this.choice) return this.choiceKey(input);
     if (this.editMenu) return this.editMenuKey(input, key);
     const mouse = MOUSE_REPORT.exec(input);
     if (mouse) return this.mouse(Number(mouse[1]), Number(mouse[3]), mouse[4] === "M");
@@ -143,6 +167,9 @@ export class ConsoleController {
     switch (input) {
       case "q":
         return this.back();
+      case "Q":
+        // mitmproxy's console.exit: quit at once, from anywhere.
+        return this.hooks.quit();
       case "?":
         return this.openScreen("help");
       case "E":
@@ -168,8 +195,11 @@ export class ConsoleController {
     switch (input) {
       case "a":
         return on("flow.resume @focus");
-      case "x":
+      case "X":
         return on("flow.kill @focus");
+      case "x":
+        if (!flow) return this.say("no flow selected", true);
+        return this.exportMenu(flow);
       case "d": {
         if (this.screen === "flow") this.back();
         // Like mitmproxy, the focus moves to the next flow rather than jumping to the last one.
@@ -194,11 +224,56 @@ export class ConsoleController {
         return;
       case "z":
         if (this.screen === "list") return void this.run("view.clear");
+        return;
+    }
+    if (this.screen !== "list") return;
+    switch (input) {
+      case "o":
+        this.choice = {
+          label: "order flows by",
+          choices: VIEW_ORDERS.map((order) => ({ key: order === "size" ? "z" : order[0]!, label: order, pick: () => void this.run(`set view_order=${order}`) })),
+        };
+        return;
+      case "v":
+        return void this.run(`set view_order_reversed=${!this.master.view.options.view_order_reversed}`);
+      case "F":
+        return void this.run(`set console_focus_follow=${!this.master.view.options.console_focus_follow}`);
     }
   }
 
+  /** `x`: which format, then where to (mitmproxy's export.file; export.clip for the clipboard). */
+  private exportMenu(flow: HTTPFlow): void {
+    this.choice = {
+      label: "export as",
+      choices: EXPORT_KEYS.map(({ key, format, file }) => ({
+        key,
+        label: format,
+        pick: () => {
+          this.choice = {
+            label: `${format} to`,
+            choices: [
+              { key: "f", label: "file", pick: () => void (this.prompt = newPrompt(`export ${format} to file: `, file, (path) => void this.run(`export.file ${format} ${flow.id} ${path.trim()}`))) },
+              { key: "c", label: "clipboard", pick: () => void this.run(`export.clip ${format} ${flow.id}`) },
+            ],
+          };
+        },
+      })),
+    };
+  }
+
+  /** `q` at the top: mitmproxy asks before it quits (`Q` does not). */
+  private confirmQuit(): void {
+    this.choice = { label: "Quit sluice? (y/n)", choices: [{ key: "y", label: "", pick: () => this.hooks.quit() }, { key: "n", label: "", pick: () => {} }] };
+  }
+
+  private choiceKey(input: string): void {
+    const menu = this.choice!;
+    this.choice = null;
+    menu.choices.find((c) => c.key === input)?.pick();
+  }
+
   private filterPrompt(option: "view_filter" | "intercept", label: string): void {
-    const current = this.master.options.get<string | null>(option) ?? "";
+    const current = (option === "view_filter" ? this.master.view.options.view_filter : this.master.options.lookup(INTERCEPT_OPTIONS)?.intercept) ?? "";
     this.prompt = newPrompt(label, current, (expr) => {
       const trimmed = expr.trim();
       if (trimmed) {
@@ -344,7 +419,7 @@ export class ConsoleController {
     if (this.screen === "flow" && !this.focusFlow()) this.back();
     switch (this.screen) {
       case "list":
-        title = [seg(" Flows ", { bold: true, inverse: true }), seg(" ? help · Enter open · f filter · i intercept · e edit · a resume · : command · q quit", { dim: true })];
+        title = [seg(" Flows ", { bold: true, inverse: true }), seg(" ? help · Enter open · f filter · i intercept · e edit · a resume · x export · : command · q quit", { dim: true })];
         lines = this.listLines(width, body);
         break;
       case "flow": {
@@ -454,6 +529,11 @@ export class ConsoleController {
       const line: Line = [seg(before.slice(overflow)), seg(at, { inverse: true }), seg(after)];
       if (p.completions.length > 1) line.push(seg(`   ${p.completions.slice(0, 8).join(" ")}${p.completions.length > 8 ? " …" : ""}`, { dim: true }));
       return line;
+    }
+    if (this.choice) {
+      const c = this.choice;
+      const keys = c.choices.filter((x) => x.label).map((x) => `${x.key} ${x.label}`).join(" · ");
+      return [seg(`${c.label}${keys ? ": " : ""}`, { bold: true }), seg(keys ? `${keys} · Esc cancel` : "")];
     }
     if (this.editMenu) {
       const fields = this.editMenu === "request" ? "m method · u url · p path · h header · b body" : "s status · r reason · h header · b body";

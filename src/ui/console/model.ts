@@ -8,6 +8,9 @@ import type { HTTPFlow } from "../../core/flow.js";
 import type { Master } from "../../proxy/master.js";
 import type { Intercept } from "../../addons/intercept.js";
 import { attemptOf } from "./flow-row.js";
+import { sortFlows, type ViewOrder } from "../../core/view.js";
+import { FAULTS_OPTIONS } from "../../addons/faults.js";
+import { SHAPING_OPTIONS } from "../../addons/shaping.js";
 
 export class ConsoleModel {
   /** Set by anything that changes what is on screen; cleared by the app when it draws. */
@@ -35,11 +38,13 @@ export class ConsoleModel {
   }
 
   private hasFilter(): boolean {
-    return !!this.master.options.get<string | null>("view_filter");
+    return !!this.master.view.options.view_filter;
   }
 
   private onViewEvent(event: "add" | "update" | "remove" | "clear", flow: HTTPFlow | null): void {
     this.dirty = true;
+    this.orderStale = true;
+    if (event === "remove" || event === "clear") this.ordered = null;
     const view = this.master.view;
     if (event === "clear") return void (this.needsRebuild = true);
     // The view trims its oldest flows without an event: a length that did not grow by one means a trim.
@@ -68,11 +73,34 @@ export class ConsoleModel {
     this.filteredIds = new Set(this.filtered.map((f) => f.id));
   }
 
-  /** The flows the list shows, in arrival order. Without a filter this is the view's own array. */
+  /** The flows the list shows, in view_order. In arrival order without a filter, this is the view's own array. */
   get shown(): readonly HTTPFlow[] {
-    if (this.needsRebuild || (this.filtered === null) === this.hasFilter()) this.rebuild();
-    return this.filtered ?? this.master.view.all;
+    if (this.needsRebuild || (this.filtered === null) === this.hasFilter()) {
+      this.rebuild();
+      this.ordered = null;
+    }
+    const flows = this.filtered ?? this.master.view.all;
+    const { view_order: order, view_order_reversed: reversed } = this.master.view.options;
+    if (order === "time" && !reversed) return flows;
+    const key = `${order} ${reversed}`;
+    if (this.ordered && this.orderedBy === key && this.orderStale) {
+      // A busy proxy changes sizes and adds flows constantly: re-sort at most twice a second,
+      // and keep drawing until the list is sorted again.
+      if (Date.now() - this.orderedAt < 500) this.dirty = true;
+      else this.ordered = null;
+    }
+    if (!this.ordered || this.orderedBy !== key) {
+      this.ordered = sortFlows(flows, order as ViewOrder, reversed);
+      this.orderedBy = key;
+      this.orderedAt = Date.now();
+      this.orderStale = false;
+    }
+    return this.ordered;
   }
+  private ordered: HTTPFlow[] | null = null;
+  private orderedBy = "";
+  private orderedAt = 0;
+  private orderStale = false;
 
   get focus(): HTTPFlow | undefined {
     return this.master.view.focus;
@@ -136,14 +164,12 @@ export class ConsoleModel {
   faultRuleCount(): number | null {
     const faults = this.master.addons.get("faults") as { list?: () => { enabled?: boolean }[] } | undefined;
     if (faults && typeof faults.list === "function") return faults.list().filter((r) => r.enabled !== false).length;
-    return this.ruleCount("fault_rules");
+    return this.master.options.lookup(FAULTS_OPTIONS)?.fault_rules.length ?? null;
   }
 
-  /** Number of entries of a list option, or null when no addon registered it. */
-  ruleCount(option: string): number | null {
-    const o = this.master.options;
-    if (!o.has(option)) return null;
-    const v = o.get<unknown>(option);
-    return Array.isArray(v) ? v.length : v ? 1 : 0;
+  /** Shaping rules given as options, and the shaping file, or null when shaping is not loaded. */
+  shapingOptions(): { rules: number; file: string | null } | null {
+    const o = this.master.options.lookup(SHAPING_OPTIONS);
+    return o && { rules: o.shape_rules.length, file: o.shape_file };
   }
 }

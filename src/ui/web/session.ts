@@ -16,6 +16,7 @@ import { applyMessageText, messageAsText } from "../console/editor.js";
 import { quoteWord } from "../console/controller.js";
 import { exportFlow, exportsDirBodyFile } from "../../addons/export.js";
 import type { StateMessage } from "./protocol.js";
+import { INTERCEPT_OPTIONS } from "../../addons/intercept.js";
 
 export type PageName = "retries" | "faults" | "shaping" | "options" | "events";
 
@@ -49,11 +50,12 @@ export class Session {
     private readonly info: { proxy: string; web: string },
   ) {
     this.live = new LiveView(master.view);
-    this.live.configure({ filter: master.options.get<string | null>("view_filter") ?? "" }, () => this.flush());
+    this.live.configure({ filter: master.view.options.view_filter ?? "", ...this.viewOrder() }, () => this.flush());
     this.unsubscribe.push(master.view.onChange((event, flow) => this.live.onViewEvent(event, flow)));
     this.unsubscribe.push(
       master.options.onChange((changed) => {
-        if (changed.has("view_filter")) this.live.configure({ filter: master.options.get<string | null>("view_filter") ?? "" }, () => this.flush());
+        if (changed.has("view_filter")) this.live.configure({ filter: master.view.options.view_filter ?? "" }, () => this.flush());
+        if (changed.has("view_order") || changed.has("view_order_reversed")) this.live.configure(this.viewOrder(), () => this.flush());
         this.stateSent = "";
       }),
     );
@@ -95,7 +97,7 @@ export class Session {
       case "view": {
         const { filter, ...rest } = msg;
         this.live.configure(rest, () => this.flush());
-        if (filter !== undefined && filter.trim() !== (this.master.options.get<string | null>("view_filter") ?? "")) {
+        if (filter !== undefined && filter.trim() !== (this.master.view.options.view_filter ?? "")) {
           const { problem } = checkFilter(filter);
           // A bad expression keeps the last good filter and says where it is wrong.
           if (problem) this.live.configure({ filter }, () => this.flush());
@@ -162,7 +164,7 @@ export class Session {
         if (!flow) return this.send({ type: "result", reqId: msg.reqId, ok: false, text: "no such flow: it was deleted or dropped from the view" });
                 try {
           // The `export` command's own code: what the page copies is what `:export curl @focus` shows.
-          this.send({ type: "result", reqId: msg.reqId, ok: true, text: exportFlow(msg.format, flow, exportsDirBodyFile(this.master.options.get<string>("confdir"), flow)).toString("utf8").replace(/\n$/, "") });
+          this.send({ type: "result", reqId: msg.reqId, ok: true, text: exportFlow(msg.format, flow, exportsDirBodyFile(this.master.core.confdir, flow)).toString("utf8").replace(/\n$/, "") });
         } catch (err) {
           this.send({ type: "result", reqId: msg.reqId, ok: false, text: (err as Error).message });
         }
@@ -210,18 +212,24 @@ export class Session {
   }
 
   private state(): StateMessage {
-    const o = this.master.options;
+    const interceptOptions = this.master.options.lookup(INTERCEPT_OPTIONS);
     const intercept = this.master.addons.get("intercept") as { paused?: Set<HTTPFlow> } | undefined;
     return {
       type: "state",
       proxy: this.info.proxy,
-      mode: o.get<string[]>("mode").join(", "),
-      viewFilter: o.get<string | null>("view_filter") ?? "",
-      intercept: o.has("intercept") ? (o.get<string | null>("intercept") ?? "") : "",
+      mode: this.master.core.mode.join(", "),
+      viewFilter: this.master.view.options.view_filter ?? "",
+      intercept: interceptOptions?.intercept ?? "",
       interceptError: this.interceptError,
       paused: intercept?.paused?.size ?? 0,
       focusId: this.master.view.focusId,
     };
+  }
+
+  /** The list order the view_order options ask for; a tab may then sort by any column of its own. */
+  private viewOrder(): { sort: string; desc: boolean } {
+    const o = this.master.view.options;
+    return { sort: o.view_order, desc: o.view_order_reversed };
   }
 
   /** Pages refresh once a second while a tab shows them, and at once when it opens one. */

@@ -23,6 +23,7 @@ import { refusal, type GuardConfig } from "./guard.js";
 import { Session } from "./session.js";
 import { bumpVersion } from "./versions.js";
 import { quoteWord } from "../console/controller.js";
+import { declareOptions, type TypedOptions } from "../../core/options.js";
 
 /** Where `vite build` puts the page: dist/web, beside the compiled dist/src. */
 export const STATIC_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "web");
@@ -42,11 +43,20 @@ const MIME: Record<string, string> = {
   ".json": "application/json",
 };
 
+/** The options this addon owns, declared once (names, types, defaults, help). */
+export const WEB_UI_OPTIONS = declareOptions({
+  web_port: { type: "int", default: 8081, help: "Port of the web UI (sluice web); 0 picks a free one" },
+  web_host: { type: "string", default: "127.0.0.1", help: "Address the web UI listens on (127.0.0.1 keeps it private to this machine)" },
+  web_password: { type: "string", default: "", help: "Token for the web UI (?token=…); random per start when empty" },
+  web_open_browser: { type: "bool", default: false, help: "Open the web UI in the system's browser when sluice web starts" },
+});
+
 export class WebStartError extends Error {}
 
 export class WebUi implements Addon {
   name = "web";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof WEB_UI_OPTIONS>;
   private server: http.Server | null = null;
   private wss: WebSocketServer | null = null;
   private sessions = new Set<Session>();
@@ -61,17 +71,14 @@ export class WebUi implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "web_port", type: "int", default: 8081, help: "Port of the web UI (sluice web); 0 picks a free one" });
-    ctx.options.add({ name: "web_host", type: "string", default: "127.0.0.1", help: "Address the web UI listens on (127.0.0.1 keeps it private to this machine)" });
-    ctx.options.add({ name: "web_password", type: "string", default: "", help: "Token for the web UI (?token=…); random per start when empty" });
+    this.opts = ctx.options.register(WEB_UI_OPTIONS);
     // Commands (mark, comment, flow.set, …) change flows through the view: those count as changes too.
     ctx.view.onChange((_event, flow) => flow && bumpVersion(flow));
-    ctx.options.add({ name: "web_open_browser", type: "bool", default: false, help: "Open the web UI in the system's browser when sluice web starts" });
   }
 
   configure(updated: Set<string>): void {
     if (updated.has("web_port")) {
-      const port = this.ctx.options.get<number>("web_port");
+      const port = this.opts.web_port;
       if (port < 0 || port > 65535) throw new Error(`option web_port expects a port from 0 to 65535, got ${port}`);
     }
   }
@@ -114,12 +121,12 @@ export class WebUi implements Addon {
    * (port taken, the proxy's own port, no permission).
    */
   async start(proxy: AddressInfo): Promise<string> {
-    const o = this.ctx.options;
-    const port = o.get<number>("web_port");
-    const host = o.get<string>("web_host");
+    const o = this.opts;
+    const port = o.web_port;
+    const host = o.web_host;
     if (port !== 0 && port === proxy.port) throw new WebStartError(`the web UI cannot share the proxy's port ${port}: pick another with --set web_port=PORT`);
     this.proxyAddress = `${proxy.address.includes(":") ? `[${proxy.address}]` : proxy.address}:${proxy.port}`;
-    this.token = o.get<string>("web_password") || randomBytes(16).toString("hex");
+    this.token = o.web_password || randomBytes(16).toString("hex");
     const server = http.createServer((req, res) => void this.handle(req, res));
     const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
     server.on("upgrade", (req, socket, head) => {
@@ -162,7 +169,7 @@ export class WebUi implements Addon {
     this.pageTimer.unref();
     const shownHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
     const url = `http://${shownHost}:${this.address.port}/?token=${this.token}`;
-    if (o.get<boolean>("web_open_browser")) this.openBrowser(url);
+    if (o.web_open_browser) this.openBrowser(url);
     return url;
   }
 
