@@ -18,6 +18,7 @@ export const PROXY_FLAGS = {
   anticache: { type: "boolean" },
   anticomp: { type: "boolean" },
   showhost: { type: "boolean" },
+  proxyauth: { type: "string" },
   certs: { type: "string", multiple: true },
   "no-http2": { type: "boolean" },
   cut: { type: "string" },
@@ -98,6 +99,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v.anticache) set.anticache = "true";
   if (v.anticomp) set.anticomp = "true";
   if (v.showhost) set.showhost = "true";
+  if (v.proxyauth !== undefined) set.proxyauth = v.proxyauth;
   if (v.scripts) lists.scripts = v.scripts;
   // Feature addons register these options in their `load`; values wait there until then.
   if (v.fault) lists.fault_rules = v.fault;

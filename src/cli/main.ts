@@ -79,6 +79,10 @@ Proxy:
       --set upstream_auth=USER:PASS      Basic auth to the upstream proxy (upstream mode) or the server (reverse mode)
       --set connection_strategy=eager    reach the server when a client CONNECTs (default lazy: when a request needs it)
       --set body_size_limit=SIZE         refuse larger bodies: requests 413, responses 502
+      --proxyauth SPEC       require credentials: USER:PASS, any, or @FILE (Apache htpasswd; bcrypt, apr1, SHA-1);
+                             407 in regular/upstream mode, 401 in reverse mode
+      --set block_global=false       serve clients from public addresses (default: refused; loopback always served)
+      --set block_private=true       refuse clients from private networks (10/8, 192.168/16, …)
       --ignore-hosts REGEX   pass TLS to matching hosts through untouched (repeatable)
       --allow-hosts REGEX    intercept only matching hosts (repeatable)
   -M, --map-remote SPEC      |filter|url-regex|replacement: send matching requests elsewhere (repeatable)

@@ -13,6 +13,8 @@ import { AntiComp } from "../addons/anticomp.js";
 import { StickyAuth } from "../addons/sticky-auth.js";
 import { StickyCookie } from "../addons/sticky-cookie.js";
 import { UpstreamAuth } from "../addons/upstream-auth.js";
+import { Block } from "../addons/block.js";
+import { ProxyAuth } from "../addons/proxy-auth.js";
 import { TermLog } from "../addons/termlog.js";
 import { ReadFile } from "../addons/readfile.js";
 import { HarDump } from "../addons/har-dump.js";
@@ -41,7 +43,8 @@ import "../aws/index.js";
  */
 export function frontEndAddons(output: Addon): Addon[] {
   return [
-    new TermLog(), new ReadFile(), new CoreCommands(), new ClientReplay(), new Scripts(),
+    // Who may use the proxy is settled before any addon (or script) sees a request, as in mitmproxy.
+    new TermLog(), new Block(), new ProxyAuth(), new ReadFile(), new CoreCommands(), new ClientReplay(), new Scripts(),
     // Traffic changers first, in mitmproxy's order (anticache … stickycookie), then sluice's own.
     new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(), new UpstreamAuth(),
     new Shaping(), new Faults(), new AdminApi(), new FleetOps(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), new CutOutput(), output,
