@@ -196,6 +196,27 @@ describe("--proxyauth in reverse mode", () => {
   });
 });
 
+describe("--proxyauth in socks5 mode", () => {
+  let sluice: TestSluice;
+  let origin: Origin;
+  before(async () => {
+    origin = await startOrigin();
+    sluice = await startSluice({ addons: [new ProxyAuth()], set: { proxyauth: GOOD, mode: "socks5" } });
+  });
+  after(() => Promise.all([sluice.close(), origin.close()]));
+
+  test("curl --socks5-hostname with the right user and password is served; a wrong one is refused in the handshake", async () => {
+    const socks = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--socks5-hostname", `127.0.0.1:${sluice.port}`];
+    const before = origin.requests.length;
+    const wrong = await run("curl", [...socks, "--proxy-user", `${USER}:nope`, `${origin.url}/s`]);
+    assert.notEqual(wrong.code, 0, "refused");
+    assert.equal(origin.requests.length, before);
+    const ok = await run("curl", [...socks, "--proxy-user", GOOD, `${origin.url}/s`]);
+    assert.equal(ok.stdout, "200", ok.stderr);
+    assert.equal(origin.requests.length, before + 1);
+  });
+});
+
 describe("--proxyauth in upstream mode, chained to a proxy that wants its own credentials", () => {
   let front: TestSluice;
   let upstream: TestSluice;

@@ -8,6 +8,7 @@
  *   answered `407` with `Proxy-Authenticate: Basic realm="sluice"` — on plain requests and on
  *   CONNECT. A CONNECT with good credentials authenticates its connection: the requests inside the
  *   tunnel need none (as in mitmproxy, and as clients expect: they send them only on CONNECT).
+ * - socks5 mode: the SOCKS5 user name and password (RFC 1929) authenticate the connection.
  * - Reverse mode: sluice looks like the server, so `Authorization`, `401` and `WWW-Authenticate`.
  * - Good credentials are removed from the request (never forwarded, never saved); the flow keeps
  *   the user name in `metadata.proxyauth`. A refused request never reaches the server.
@@ -16,7 +17,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { homedir } from "node:os";
-import { ConfigureError, type Addon, type AddonContext } from "../core/addons.js";
+import { ConfigureError, type Addon, type AddonContext, type Socks5AuthData } from "../core/addons.js";
 import { Response, type ClientConnection, type HTTPFlow } from "../core/flow.js";
 import { isLoopbackHost } from "../core/address-scope.js";
 import { Htpasswd } from "./htpasswd.js";
@@ -58,6 +59,16 @@ export class ProxyAuth implements Addon {
       `sluice listens on ${where}, beyond this machine, without --proxyauth: anyone who can reach it can use it` +
         `${blocked ? " (clients from public addresses are refused by block_global; private networks are not)" : ""}; set --proxyauth user:pass or @htpasswd-file, or listen on 127.0.0.1`,
     );
+  }
+
+  /** socks5 mode: the SOCKS5 handshake's user name and password authenticate the connection. */
+  socks5Auth(data: Socks5AuthData): void | Promise<void> {
+    if (!this.check) return;
+    return then(this.check(data.username, data.password), (ok) => {
+      if (!ok) return;
+      data.valid = true;
+      this.authenticated.set(data.clientConn, data.username);
+    });
   }
 
   httpConnect(flow: HTTPFlow): void | Promise<void> {
