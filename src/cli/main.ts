@@ -423,6 +423,8 @@ async function runOptions(): Promise<void> {
 const ADDON_ROLES: Record<string, string> = {
   view: "keeps the flows that commands and the console work on",
   core_commands: "the flow.* commands",
+  block: "closes clients from public (block_global) or private (block_private) addresses",
+  proxyauth: "answers 407/401 until a client sends the --proxyauth credentials",
   client_replay: "re-sends recorded requests (-C)",
   scripts: "user scripts (-s), in the order given: they run here, before everything below",
   anticache: "changes: strips caching headers (--anticache)",
