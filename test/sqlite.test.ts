@@ -5,9 +5,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { Headers } from "../src/core/headers.js";
-import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
-import { compileFilter } from "../src/core/filter.js";
+import type { HTTPFlow } from "../src/core/flow.js";
+import { compileFilter, registerFilterOperator } from "../src/core/filter.js";
+import { tflow } from "./support/tflow.js";
 import { convertFile, encode, flowToState, FlowWriter, openSqliteCapture, readFlowFile, sqlForFilter, SqliteWriter } from "../src/store/index.js";
 import { run } from "./support/run.js";
 import { SLUICE_BIN } from "./support/cli.js";
@@ -25,11 +25,6 @@ function mixedFlows(n: number): HTTPFlow[] {
   const flows: HTTPFlow[] = [];
   for (let i = 0; i < n; i++) {
     const host = HOSTS[i % HOSTS.length]!;
-    const c = newClientConnection();
-    c.peername = ["127.0.0.1", 50000 + (i % 100)];
-    c.timestampStart = T + i;
-    const s = newServerConnection();
-    s.address = [host, 443];
     const headers = ["Host", host, "Content-Type", "application/json"];
     let method = ["GET", "POST", "PUT", "DELETE"][i % 3]!;
     let path = `/items/${i}?q=${i % 7}`;
@@ -41,18 +36,13 @@ function mixedFlows(n: number): HTTPFlow[] {
       path = `/bucket-${i % 2}/key-${i}`;
       headers.push("Authorization", sign("s3", "us-east-1"));
     }
-    const body = i % 5 === 0 ? Buffer.alloc(0) : Buffer.from(`{"shared":"${"x".repeat(100)}","n":${i % 4}}`);
-    const req = new Request({ method, scheme: "https", host, port: 443, path, authority: host, headers: new Headers(headers), content: body, timestampStart: T + i });
-    req.timestampEnd = T + i + 0.001;
-    const f = new HTTPFlow(c, s, req);
-    if (i % 11 === 10) {
-      f.error = { msg: "connection refused", timestamp: T + i + 0.01 };
-    } else {
-      const status = STATUSES[i % STATUSES.length]!;
-      const res = new Response({ statusCode: status, reason: "", headers: new Headers(["Content-Type", "application/json"]), content: Buffer.from(status === 200 ? '{"ok":true}' : `{"status":${status}}`), timestampStart: T + i + 0.01 });
-      res.timestampEnd = T + i + 0.02;
-      f.response = res;
-    }
+    const failed = i % 11 === 10;
+    const status = STATUSES[i % STATUSES.length]!;
+    const f = tflow({
+      method, scheme: "https", host, port: 443, path, authority: host, reqHeaders: headers, client: ["127.0.0.1", 50000 + (i % 100)], start: T + i, took: 0.02,
+      reqBody: i % 5 === 0 ? Buffer.alloc(0) : `{"shared":"${"x".repeat(100)}","n":${i % 4}}`,
+      ...(failed ? { error: "connection refused" } : { status, resHeaders: ["Content-Type", "application/json"], resBody: status === 200 ? '{"ok":true}' : `{"status":${status}}` }),
+    });
     if (i % 13 === 0) f.metadata = { note: `flow ${i}` };
     flows.push(f);
   }
@@ -133,6 +123,24 @@ describe("SQLite captures", () => {
         const { sql, params } = sqlForFilter(d, expr);
         const plan = (d.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail).join("\n");
         assert.match(plan, new RegExp(`USING (COVERING )?INDEX ${index}`), `${expr}:\n${plan}`);
+      }
+    } finally {
+      d.close();
+    }
+  });
+
+  test("an operator registered later (as aws/ registers its own) is handled from the registry: the query still uses the index, and answers exactly", async () => {
+    registerFilterOperator({ name: "sqltnote", kind: "flag", help: "test: flows with a note", match: (f) => typeof f.metadata.note === "string" });
+    registerFilterOperator({ name: "sqltpath", kind: "regex", help: "test: the path", text: (f) => f.request.path });
+    registerFilterOperator({ name: "sqltport", kind: "int", help: "test: the client port", match: (f, n) => f.clientConn.peername?.[1] === n });
+    const d = openSqliteCapture(db);
+    try {
+      for (const expr of ["~sqltnote & ~c 404", "~c 404 & !~sqltpath items/1", "~sqltport 50013 & ~c 404"]) {
+        const { sql, params } = sqlForFilter(d, expr);
+        const plan = (d.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail).join("\n");
+        assert.match(plan, /USING (COVERING )?INDEX flows_status/, `${expr}:\n${plan}`);
+        const expected = flows.filter(compileFilter(expr)).map((f) => f.id);
+        assert.deepEqual((await readAll(db, expr)).map((f) => f.id), expected, expr);
       }
     } finally {
       d.close();

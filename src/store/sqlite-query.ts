@@ -5,12 +5,14 @@
  *
  * Indexed terms (~d ~m ~svc ~op ~region ~bucket with a regex, ~c ~attempt with an int) become
  * `column IN (values)`: the regex is run over the column's DISTINCT values (read from its index),
- * which is exact and lets SQLite use the index. Any other operator becomes TRUE where it appears
- * positively and FALSE under a `!`, which keeps the result a superset. Unknown syntax returns null:
- * the caller then scans everything (and compileFilter reports the error).
+ * which is exact and lets SQLite use the index. Any other operator the filter registry knows
+ * (core's, aws/'s, or one registered later) becomes TRUE where it appears positively and FALSE
+ * under a `!`, which keeps the result a superset; how many arguments it takes is the registry's
+ * answer, so a new operator needs no change here. Unknown syntax or an unknown operator returns
+ * null: the caller then scans everything (and compileFilter reports the error).
  */
 
-import { operatorValueMatcher, tokenizeFilter, type FilterToken } from "../core/filter.js";
+import { filterOperatorKind, operatorValueMatcher, tokenizeFilter, type FilterToken } from "../core/filter.js";
 
 /** Columns with an index, by the filter operator that reads them. */
 const REGEX_COLUMNS: Record<string, string[]> = {
@@ -22,9 +24,6 @@ const REGEX_COLUMNS: Record<string, string[]> = {
   bucket: ["aws_bucket"],
 };
 const INT_COLUMNS: Record<string, string> = { c: "status", attempt: "aws_attempt" };
-/** Operators of filter.ts that take no argument / one argument (not indexed here). */
-const FLAG_OPS = new Set(["all", "a", "e", "http", "tcp", "udp", "dns", "websocket", "marked", "q", "s", "replay", "replayq", "replays", "retry", "throttled"]);
-const ARG_OPS = new Set(["b", "bq", "bs", "t", "tq", "ts", "h", "hq", "hs", "u", "src", "dst", "meta", "marker", "comment"]);
 
 type Token = FilterToken;
 
@@ -91,12 +90,13 @@ export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | 
     if (t.kind !== "op") throw new Unsupported();
     i++;
     const name = t.name;
-    if (FLAG_OPS.has(name)) return positive ? "1" : "0";
+    const kind = filterOperatorKind(name);
+    if (kind === null) throw new Unsupported();
+    if (kind === "flag") return positive ? "1" : "0";
     const arg = peek();
     if (arg.kind !== "arg") throw new Unsupported();
     i++;
-    if (ARG_OPS.has(name)) return positive ? "1" : "0";
-    const cols = REGEX_COLUMNS[name];
+    const cols = kind === "regex" ? REGEX_COLUMNS[name] : undefined;
     if (cols) {
       let test: (value: string) => boolean;
       try {
@@ -113,13 +113,14 @@ export function filterToSql(expr: string, distinct: DistinctValues): SqlWhere | 
       });
       return ors.length === 1 ? ors[0]! : `(${ors.join(" OR ")})`;
     }
-    const intCol = INT_COLUMNS[name];
+    const intCol = kind === "int" ? INT_COLUMNS[name] : undefined;
     if (intCol) {
       if (!/^-?\d+$/.test(arg.value)) throw new Unsupported();
       params.push(Number(arg.value));
       return `(${intCol} IS NOT NULL AND ${intCol} = ?)`;
     }
-    throw new Unsupported();
+    // An operator with an argument and no indexed column: every flow is a candidate.
+    return positive ? "1" : "0";
   };
 
   try {

@@ -14,6 +14,8 @@ export interface TFlowInit {
   host?: string;
   port?: number;
   path?: string;
+  /** The request's authority (HTTP/2 :authority, or the CONNECT target); default none. */
+  authority?: string;
   /** Request headers: [name, value, name, value, …] or a record. Default: Host and a curl User-Agent. */
   reqHeaders?: string[] | Record<string, string>;
   reqBody?: Buffer | string | null;
@@ -22,8 +24,8 @@ export interface TFlowInit {
   reason?: string;
   resHeaders?: string[] | Record<string, string>;
   resBody?: Buffer | string | null;
-  /** Client IP address. */
-  client?: string;
+  /** Client IP address, or address and port (default port 50123). */
+  client?: string | [string, number];
   /** When the request started (seconds since the epoch) and how long the exchange took. */
   start?: number;
   took?: number;
@@ -43,6 +45,7 @@ export function tflow(init: TFlowInit = {}): HTTPFlow {
     host,
     port,
     path: init.path ?? (url ? url.pathname + url.search : "/index.html"),
+    ...(init.authority !== undefined ? { authority: init.authority } : {}),
     httpVersion: "HTTP/1.1",
     // As a client writes it: the port only when it is not the scheme's default.
     headers: new Headers(init.reqHeaders ?? ["Host", port === (scheme === "https" ? 443 : 80) ? host : `${host}:${port}`, "User-Agent", "curl/8.0"]),
@@ -51,7 +54,8 @@ export function tflow(init: TFlowInit = {}): HTTPFlow {
   });
   req.timestampEnd = start;
   const client = newClientConnection();
-  client.peername = [init.client ?? "127.0.0.1", 50123];
+  client.peername = Array.isArray(init.client) ? init.client : [init.client ?? "127.0.0.1", 50123];
+  client.timestampStart = start;
   const f = new HTTPFlow(client, newServerConnection(), req);
   f.serverConn.address = [host, port];
   const end = start + (init.took ?? 0.01);
