@@ -9,18 +9,25 @@
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { ClientConnection } from "../core/flow.js";
 import { addressScope, type AddressScope } from "../core/address-scope.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
+
+/** The options this addon owns (mitmproxy's names and defaults). */
+export const BLOCK_OPTIONS = declareOptions({
+  block_global: { type: "bool", default: true, help: "Block connections from public (globally routable) IP addresses; loopback is always allowed" },
+  block_private: { type: "bool", default: false, help: "Block connections from private IP addresses (10/8, 172.16/12, 192.168/16, fc00::/7, link-local …); loopback is always allowed" },
+});
 
 export class Block implements Addon {
   name = "block";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof BLOCK_OPTIONS>;
 
   /** `scopeOf` judges a client's address; tests pass their own, as every test client is on loopback. */
   constructor(private readonly scopeOf: (address: string) => AddressScope | null = addressScope) {}
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "block_global", type: "bool", default: true, help: "Block connections from public (globally routable) IP addresses; loopback is always allowed" });
-    ctx.options.add({ name: "block_private", type: "bool", default: false, help: "Block connections from private IP addresses (10/8, 172.16/12, 192.168/16, fc00::/7, link-local …); loopback is always allowed" });
+    this.opts = ctx.options.register(BLOCK_OPTIONS);
   }
 
   clientConnected(client: ClientConnection): void {
@@ -28,7 +35,7 @@ export class Block implements Addon {
     if (!address) return;
     const scope = this.scopeOf(address);
     if (!scope || scope.loopback) return;
-    const option = scope.private && this.ctx.options.get<boolean>("block_private") ? "block_private" : scope.global && this.ctx.options.get<boolean>("block_global") ? "block_global" : null;
+    const option = scope.private && this.opts.block_private ? "block_private" : scope.global && this.opts.block_global ? "block_global" : null;
     if (!option) return;
     const kind = option === "block_private" ? "a private" : "a public";
     this.ctx.log.warn(`client connection from ${client.peername!.join(":")} killed by ${option}: ${kind} address; to serve it, --set ${option}=false (with --proxyauth)`);

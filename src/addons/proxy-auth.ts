@@ -20,11 +20,17 @@ import { homedir } from "node:os";
 import { ConfigureError, type Addon, type AddonContext, type Socks5AuthData } from "../core/addons.js";
 import { Response, type ClientConnection, type HTTPFlow } from "../core/flow.js";
 import { isLoopbackHost } from "../core/address-scope.js";
+import { declareOptions, type TypedOptions } from "../core/options.js";
 import { Htpasswd } from "./htpasswd.js";
+import { BLOCK_OPTIONS } from "./block.js";
 
 const REALM = "sluice";
 const PROXYAUTH_HELP =
   'Require proxy authentication: "user:pass", "any" (any user and password), or "@path" to an Apache htpasswd file (bcrypt, apr1 MD5 or SHA-1 hashes)';
+/** The options this addon owns. */
+export const PROXYAUTH_OPTIONS = declareOptions({
+  proxyauth: { type: "optional-string", default: null, help: PROXYAUTH_HELP },
+});
 /** Verified credentials remembered (as keyed digests) so a bcrypt hash is not recomputed per request. */
 const VERIFIED_CACHE_SIZE = 1024;
 
@@ -33,6 +39,7 @@ type Check = (user: string, password: string) => boolean | Promise<boolean>;
 export class ProxyAuth implements Addon {
   name = "proxyauth";
   private ctx!: AddonContext;
+  private opts!: TypedOptions<typeof PROXYAUTH_OPTIONS>;
   private check: Check | null = null;
   /** Connections authenticated by a CONNECT: their tunnels' requests carry no credentials. */
   private readonly authenticated = new WeakMap<ClientConnection, string>();
@@ -41,12 +48,12 @@ export class ProxyAuth implements Addon {
 
   load(ctx: AddonContext): void {
     this.ctx = ctx;
-    ctx.options.add({ name: "proxyauth", type: "optional-string", default: null, help: PROXYAUTH_HELP });
+    this.opts = ctx.options.register(PROXYAUTH_OPTIONS);
   }
 
   configure(updated: Set<string>): void {
     if (!updated.has("proxyauth")) return;
-    this.check = validatorFor(this.ctx.options.get<string | null>("proxyauth"));
+    this.check = validatorFor(this.opts.proxyauth);
     this.verified = new Set();
   }
 
@@ -54,7 +61,7 @@ export class ProxyAuth implements Addon {
     const listener = this.ctx.listener();
     if (!listener || this.check || isLoopbackHost(listener.address)) return;
     const where = listener.address.includes(":") ? `[${listener.address}]:${listener.port}` : `${listener.address}:${listener.port}`;
-    const blocked = this.ctx.options.has("block_global") && this.ctx.options.get<boolean>("block_global");
+    const blocked = this.ctx.options.lookup(BLOCK_OPTIONS)?.block_global === true;
     this.ctx.log.warn(
       `sluice listens on ${where}, beyond this machine, without --proxyauth: anyone who can reach it can use it` +
         `${blocked ? " (clients from public addresses are refused by block_global; private networks are not)" : ""}; set --proxyauth user:pass or @htpasswd-file, or listen on 127.0.0.1`,
