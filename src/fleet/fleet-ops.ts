@@ -33,7 +33,14 @@ export class FleetOps implements Addon {
       this.sync = new FleetRulesSync(this.conn, faults, this.ctx.log);
       // Up: a clash is refused before the proxy listens. Not up yet: shared once Redis answers.
       if (this.conn.up) await this.sync.start();
-      else void this.sync.start().catch((err: Error) => this.ctx.log.error(`fleet: fault rules not shared: ${err.message}`));
+      else {
+        const sync = this.sync;
+        void sync.start().catch((err: Error) => {
+          // Started already: the clashing rule stays local, and the rest follows the fleet.
+          this.ctx.log.error(`fleet: ${err.message}`);
+          return sync.resync();
+        }).catch((err: Error) => this.ctx.log.error(`fleet: fault rules not shared: ${err.message}`));
+      }
       return;
     }
     if (this.sync && (updated.has("fault_rules") || updated.has("fault_file"))) {

@@ -171,7 +171,7 @@ export class FleetRulesSync {
 
   private apply(entry: FleetRuleEntry): void {
     if (entry.seq <= this.lastSeq) return; // already in a loaded hash
-    if (entry.seq > this.lastSeq + 1 && this.lastSeq > 0) {
+    if (entry.seq > this.lastSeq + 1) {
       // Changes were missed: the hash has them all.
       void this.resync();
       return;
