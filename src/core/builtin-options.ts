@@ -30,6 +30,7 @@ export const CORE_OPTIONS = declareOptions({
   client_certs: { type: "optional-string", default: null, help: "Client certificate (PEM with key) to present to servers: a file for all, or a directory of HOST.pem files" },
   certs: { type: "strings", default: [], help: "Certificates to serve instead of generated ones: [domain=]cert.pem (domain may be *.example.com; none means every host; the PEM holds the chain and optionally the key)" },
   upstream_auth: { type: "optional-string", default: null, help: "user:pass sent as Basic auth to the upstream proxy (upstream mode) or the server (reverse mode)" },
+  upstream_cert: { type: "bool", default: true, help: "With connection_strategy=eager, learn the server's certificate names (CN, SANs) before making the certificate for the client and add them beside the SNI, as mitmproxy; false: the SNI name only" },
   connection_strategy: { type: "string", default: "lazy", choices: ["eager", "lazy"], help: "eager: connect to the server when a client connects (CONNECT fails if it is unreachable); lazy: only when a request needs it" },
   body_size_limit: { type: "optional-string", default: null, help: "Refuse bodies larger than this (e.g. 10m): requests get 413, responses 502, as mitmproxy does" },
   connect_timeout: { type: "int", default: 10, help: "Seconds to wait for an upstream connection" },

@@ -438,12 +438,23 @@ export class ProxyServer {
     }
 
     const certHost = sni ?? fallbackSni;
+    // upstream_cert, as mitmproxy: only when the server is reached before the client's handshake
+    // (connection_strategy=eager); lazily, nothing is known of the server yet.
+    let serverNames: string[] = [];
+    if (this.ctx.core.upstream_cert && this.ctx.core.connection_strategy === "eager" && target.scheme === "https" && sni && !net.isIP(sni)) {
+      try {
+        serverNames = await upstreams.serverCertificateNames(target, sni);
+      } catch (err) {
+        this.ctx.log.info(`upstream_cert: could not learn ${target.host}:${target.port}'s certificate names (${(err as Error).message}); the certificate for the client names ${sni} only`);
+      }
+      if (socket.destroyed) return;
+    }
     const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
     const keyChoice = this.ctx.core.ssl_leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
     let leaf: Pick<LeafCertificate, "certPem" | "context">;
     try {
-      leaf = await this.serving.certificateFor(certHost, keyType);
+      leaf = await this.serving.certificateFor(certHost, keyType, serverNames);
     } catch (err) {
       this.ctx.log.error(`cannot make a certificate for ${certHost}: ${(err as Error).message}`);
       return void socket.destroy();

@@ -182,6 +182,34 @@ export class ClientUpstreams {
     return this.mode.kind === "upstream" ? this.mode : null;
   }
 
+  /**
+   * upstream_cert: the DNS names (CN and subjectAltName) of the certificate `target` presents for
+   * `servername`, learned on a short TLS connection of their own (verified as any upstream
+   * connection is) before the client's handshake is answered. Throws a sentence on failure.
+   */
+  async serverCertificateNames(target: UpstreamTarget, servername: string): Promise<string[]> {
+    const timeoutMs = this.ctx.core.connect_timeout * 1000;
+    const settings = this.tlsSettings();
+    const learn = async () => {
+      const raw = await this.openRaw(target);
+      const secure = tls.connect({ socket: raw, host: target.host, servername, ALPNProtocols: ["http/1.1"], rejectUnauthorized: settings.rejectUnauthorized, secureContext: settings.secureContext });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          secure.once("secureConnect", resolve);
+          secure.once("error", reject);
+        });
+        return certificateDnsNames(secure.getPeerCertificate());
+      } finally {
+        secure.destroy();
+      }
+    };
+    try {
+      return await withTimeout(learn(), timeoutMs, `connect to ${target.host}:${target.port} timed out after ${timeoutMs / 1000}s`);
+    } catch (err) {
+      throw new Error(describeConnectError(err as NodeJS.ErrnoException, target));
+    }
+  }
+
   /** `upstream_auth=user:pass` as a Basic Proxy-Authorization value, for the upstream proxy. */
   proxyAuthorization(): string | null {
     if (this.mode.kind !== "upstream") return null;
@@ -352,6 +380,17 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
   });
 }
 
+/** The DNS names a certificate is valid for: its CN (when it is a host name) and subjectAltName DNS entries. */
+function certificateDnsNames(cert: tls.PeerCertificate): string[] {
+  const names: string[] = [];
+  const cn = typeof cert.subject?.CN === "string" ? cert.subject.CN : undefined;
+  if (cn && /^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/.test(cn) && !net.isIP(cn)) names.push(cn);
+  for (const entry of (cert.subjectaltname ?? "").split(/,\s*/)) {
+    if (entry.startsWith("DNS:")) names.push(entry.slice(4));
+  }
+  return names;
+}
+
 function certificateChainPem(peer: tls.DetailedPeerCertificate): string[] {
   const out: string[] = [];
   const seen = new Set<string>();
@@ -382,6 +421,10 @@ export function describeConnectError(err: NodeJS.ErrnoException, target: Upstrea
   if (code === "EPROXY" || code === "ESLUICE_REFUSED") return err.message;
   if (TLS_TRUST_CODES.has(code)) {
     return `TLS handshake with ${where} failed: the server's certificate is not trusted (${code}: ${err.message}); trust its CA with --set ssl_verify_upstream_trusted_ca=FILE or skip verification with --ssl-insecure`;
+  }
+  const versionMismatch = /(?:^|:)\s*([^:]*(?:protocol version|unsupported protocol|no protocols available|wrong version number)[^:]*)/i.exec(err.message);
+  if (versionMismatch) {
+    return `TLS handshake with ${where} failed: no TLS version in common with the server (${versionMismatch[1]!.trim()}); sluice offers the versions between tls_version_server_min and tls_version_server_max (--set tls_version_server_min=…)`;
   }
   if (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS") || /ssl|tls/i.test(err.message)) {
     return `TLS handshake with ${where} failed: ${err.message}`;

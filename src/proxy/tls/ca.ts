@@ -268,6 +268,24 @@ export class CertificateAuthority {
     return leaf;
   }
 
+  /**
+   * A leaf valid for every one of `names` (DNS names; the first is the common name), cached like
+   * single-name leaves: upstream_cert copies a server's names into the certificate for its client.
+   */
+  certificateForNames(names: string[], keyType: LeafKeyType = "ecdsa"): Promise<LeafCertificate> {
+    const unique = [...new Set(names.map((n) => n.toLowerCase()))].slice(0, MAX_NAMES_PER_LEAF);
+    if (unique.length === 1) return this.certificateFor(unique[0]!, keyType);
+    const cacheKey = `${keyType} ${unique.join(" ")}`;
+    let leaf = this.leaves.get(cacheKey);
+    if (!leaf) {
+      leaf = this.makeLeaf(unique, keyType);
+      this.leaves.set(cacheKey, leaf);
+      leaf.catch(() => this.leaves.get(cacheKey) === leaf && this.leaves.delete(cacheKey));
+      if (this.leaves.size > LEAF_CACHE_SIZE) this.leaves.delete(this.leaves.keys().next().value!);
+    }
+    return leaf;
+  }
+
   /** A TLS context presenting the leaf for `host`. */
   async secureContextFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<SecureContext> {
     return (await this.certificateFor(host, keyType)).context;

@@ -110,12 +110,12 @@ export class ServingCertificates {
   }
 
   /** The certificate and TLS context to present for `host`. */
-  async certificateFor(host: string, keyType: LeafKeyType): Promise<Pick<LeafCertificate, "certPem" | "context">> {
+  async certificateFor(host: string, keyType: LeafKeyType, alsoNames: string[] = []): Promise<Pick<LeafCertificate, "certPem" | "context">> {
     const custom = this.custom.find(host);
     if (custom) return { context: custom.context, certPem: custom.leafPem };
-    const leaf = await this.ca.certificateFor(host, keyType);
+    const leaf = alsoNames.length ? await this.ca.certificateForNames([host, ...alsoNames], keyType) : await this.ca.certificateFor(host, keyType);
     if (!this.bounds.minVersion && !this.bounds.maxVersion) return leaf;
-    const key = `${keyType} ${leaf.host}`;
+    const key = `${keyType} ${leaf.names.join(" ")}`;
     let context = this.bounded.get(key);
     if (!context) {
       context = createSecureContext({ key: leaf.keyPem, cert: leaf.certPem + this.ca.certPem, ...this.bounds });
