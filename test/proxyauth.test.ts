@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { ProxyAgent, request as undiciRequest } from "undici";
 import { ProxyAuth } from "../src/addons/proxy-auth.js";
 import { UpstreamAuth } from "../src/addons/upstream-auth.js";
+import { ClientReplay } from "../src/addons/client-replay.js";
 import { run } from "./support/run.js";
 import { context } from "./support/taddons.js";
 import { SLUICE_BIN, assertOneLineError, spawnSluice } from "./support/cli.js";
@@ -170,6 +171,31 @@ describe("--proxyauth user:pass in regular mode", () => {
       assert.equal(r.status, 407, value);
     }
     assert.equal(origin.requests.length, before);
+  });
+});
+
+describe("--proxyauth and sluice's own client replay", () => {
+  test("replays of authenticated flows go through (plain and through CONNECT); a client forging the replay marker does not", async () => {
+    const origin = await startOrigin();
+    const tlsOrigin = await startOrigin({ tls: true });
+    // ProxyAuth before ClientReplay, as in every front end.
+    const sluice = await startSluice({ addons: [new ProxyAuth(), new ClientReplay()], set: { proxyauth: GOOD } });
+    try {
+      assert.equal((await curlVia(sluice.port, `${origin.url}/p`, ["-U", GOOD])).status, 200);
+      assert.equal((await curlVia(sluice.port, `${tlsOrigin.url}/s`, ["-U", GOOD, "--cacert", sluice.caCert])).status, 200);
+      await sluice.waitForFlows(2);
+      assert.equal(await sluice.master.commands.execute("replay.client @all"), "replaying 2 flows");
+      const flows = await sluice.waitForFlows(4);
+      const replays = flows.filter((f) => f.isReplay === "request");
+      assert.equal(replays.length, 2);
+      for (const f of replays) assert.equal(f.response?.statusCode, 200, f.request.prettyUrl);
+      assert.equal(origin.requests.length + tlsOrigin.requests.length, 4);
+      for (const r of [...origin.requests, ...tlsOrigin.requests]) assert.equal(r.headers["x-sluice-client-replay"], undefined, "the marker is not forwarded");
+      const forged = await curlVia(sluice.port, `${origin.url}/p`, ["-H", "x-sluice-client-replay: 1"]);
+      assert.equal(forged.status, 407);
+    } finally {
+      await Promise.all([sluice.close(), origin.close(), tlsOrigin.close()]);
+    }
   });
 });
 

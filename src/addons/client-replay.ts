@@ -6,6 +6,7 @@
  * The `replay.client FLOWS` command (alias `flow.replay`; the console's `r` key) does the same
  * for flows in the view.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ProxyAgent, request as undiciRequest } from "undici";
 import type { Addon, AddonContext } from "../core/addons.js";
@@ -14,8 +15,25 @@ import { CommandError } from "../core/commands.js";
 import { readFlowFile } from "../store/index.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
 
-/** Marks a request as ours on its way through the listener; removed before anything else sees it. */
+/**
+ * Marks a request (and the CONNECT of its tunnel) as ours on its way through the listener; removed
+ * before anything else sees it. The value is a secret of this process, so a client cannot pass
+ * for a replay (proxyauth lets replays through, as mitmproxy does).
+ */
 const MARKER = "x-sluice-client-replay";
+const MARKER_VALUE = randomBytes(18).toString("base64url");
+
+/** Whether `headers` carry this process's replay marker (compared in constant time). */
+export function isOwnReplay(headers: { get(name: string): string | undefined }): boolean {
+  const value = headers.get(MARKER);
+  if (value === undefined || value.length !== MARKER_VALUE.length) return false;
+  return timingSafeEqual(Buffer.from(value), Buffer.from(MARKER_VALUE));
+}
+
+/** Removes the replay marker from a request. */
+export function dropReplayMarker(headers: { delete(name: string): unknown }): void {
+  headers.delete(MARKER);
+}
 /** Headers undici frames itself (or refuses) — the recorded values would be wrong or rejected. */
 const NOT_SENT = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "te", "trailer", "expect", "http2-settings"]);
 const REPLAY_HELP = "Re-send the requests of flows through this proxy (they show up as new flows marked as replays)";
@@ -67,7 +85,7 @@ export class ClientReplay implements Addon {
     const address = this.ctx.listener();
     if (!address) throw new CommandError("replay: the proxy is not listening");
     const host = address.address === "0.0.0.0" || address.address === "::" ? "127.0.0.1" : address.address.includes(":") ? `[${address.address}]` : address.address;
-    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(address.caCertFile, "utf8") } });
+    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(address.caCertFile, "utf8") }, headers: { [MARKER]: MARKER_VALUE } });
     return this.agent;
   }
 
@@ -84,8 +102,8 @@ export class ClientReplay implements Addon {
 
   requestHeaders(flow: HTTPFlow): void {
     if (!flow.request.headers.has(MARKER)) return;
+    if (isOwnReplay(flow.request.headers)) flow.isReplay = "request";
     flow.request.headers.delete(MARKER);
-    flow.isReplay = "request";
   }
 
   running(): void {
@@ -146,7 +164,7 @@ export class ClientReplay implements Addon {
       if (NOT_SENT.has(lower) || lower.startsWith(":")) continue;
       headers.push(name, value);
     }
-    headers.push(MARKER, "1");
+    headers.push(MARKER, MARKER_VALUE);
     try {
       const res = await undiciRequest(r.url, {
         method: r.method,

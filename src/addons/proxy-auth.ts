@@ -13,6 +13,7 @@
  * - Good credentials are removed from the request (never forwarded, never saved); the flow keeps
  *   the user name in `metadata.proxyauth`. A refused request never reaches the server.
  *
+ * sluice's own client replays (which go in through the listener) are let through, as in mitmproxy.
  * Also warns once at start when the proxy listens beyond this machine without proxyauth.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
@@ -23,6 +24,7 @@ import { isLoopbackHost } from "../core/address-scope.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
 import { Htpasswd } from "./htpasswd.js";
 import { BLOCK_OPTIONS } from "./block.js";
+import { dropReplayMarker, isOwnReplay } from "./client-replay.js";
 
 const REALM = "sluice";
 const PROXYAUTH_HELP =
@@ -80,6 +82,12 @@ export class ProxyAuth implements Addon {
 
   httpConnect(flow: HTTPFlow): void | Promise<void> {
     if (!this.check) return;
+    if (isOwnReplay(flow.request.headers)) {
+      // sluice's own client replay (-C, replay.client) re-sends what was already let in.
+      dropReplayMarker(flow.request.headers);
+      this.authenticated.set(flow.clientConn, "");
+      return;
+    }
     return then(this.authenticate(flow, true), (user) => {
       if (user === null) {
         this.ctx.log.info(`proxyauth: client ${peer(flow)} CONNECT ${flow.request.authority}: ${refusal(flow, "proxy-authorization")}: answered 407`);
@@ -97,6 +105,8 @@ export class ProxyAuth implements Addon {
       flow.metadata.proxyauth = [tunnelUser, ""];
       return;
     }
+    // sluice's own client replay: its marker is removed (and the flow marked) by client_replay.
+    if (isOwnReplay(flow.request.headers)) return;
     const proxy = isHttpProxy(flow);
     return then(this.authenticate(flow, proxy), (user) => {
       if (user === null) {
