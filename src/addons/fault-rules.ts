@@ -51,6 +51,8 @@ export interface FaultTriggers {
 
 export interface FaultRule {
   id: string;
+  /** `name=`: the rule's identity across a fleet, for its rate= budgets (else its text is). */
+  name: string | null;
   /** The rule as written (a spec string, or the equivalent of a rules-file mapping). */
   text: string;
   filterText: string;
@@ -66,7 +68,7 @@ export class FaultRuleError extends Error {}
 export type FaultRuleSource = RuleSource;
 
 const TRIGGER_OPTIONS = ["p", "first", "every", "after", "window", "from", "until", "rate", "per", "burst"];
-const COMMON_OPTIONS = ["id", "enabled", ...TRIGGER_OPTIONS];
+const COMMON_OPTIONS = ["id", "name", "enabled", ...TRIGGER_OPTIONS];
 const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
   status: [],
   throttle: ["retry-after"],
@@ -131,9 +133,11 @@ export function parseFaultRule(source: FaultRuleSource, defaultId: string, compi
   }
   const id = o.id ?? defaultId;
   if (!/^[\w.-]+$/.test(id)) fail(`id= must be letters, digits, '-', '_' or '.', got ${JSON.stringify(id)}`);
+  const ruleName = o.name ?? null;
+  if (ruleName !== null && !/^[\w.-]+$/.test(ruleName)) fail(`name= must be letters, digits, '-', '_' or '.', got ${JSON.stringify(ruleName)}`);
   let enabled = enabledFromObject ?? true;
   if (o.enabled !== undefined) enabled = parseBool(o.enabled) ?? fail(`enabled= expects true or false, got ${JSON.stringify(o.enabled)}`);
-  return { id, text: spec.text, filterText: spec.filter, filter, action, triggers, enabled };
+  return { id, name: ruleName, text: spec.text, filterText: spec.filter, filter, action, triggers, enabled };
 }
 
 /** Services a filter names with `~svc NAME` (not negated), as signing names. */

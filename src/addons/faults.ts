@@ -53,7 +53,8 @@ class ActiveRule {
   ) {
     this.limiter = rule.action.name === "aws-limits" ? new AwsLimiter({ scale: rule.action.scale, depth: rule.action.depth }) : null;
     this.phase = phaseOf(rule.action);
-    this.ns = `fault/${rule.id}/${rule.text}/`;
+    // Its name, else its text: the same rule in every process of a fleet shares its budgets.
+    this.ns = rule.name !== null ? `fault/name=${rule.name}/` : `fault/${rule.text}/`;
   }
 
   /** Counts a matching request and says whether it gets the fault (asynchronously only when the shared state is). */
@@ -162,7 +163,7 @@ export class Faults implements Addon {
     });
   }
 
-  configure(updated: Set<string>): void {
+  configure(updated: Set<string>): void | Promise<void> {
     if (!updated.has("fault_rules") && !updated.has("fault_file")) return;
     const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.opts.fault_rules.map((s) => ({ source: s, from: "option" }));
     const file = this.opts.fault_file;
@@ -173,6 +174,15 @@ export class Faults implements Addon {
       if (ids.has(a.rule.id)) throw new FaultRuleError(`fault rule ${JSON.stringify(a.rule.text)}: id ${a.rule.id} is used by another rule; give it its own with id=NAME`);
       ids.add(a.rule.id);
     }
+    // In a fleet a name means one rule everywhere: another process holding it for other text refuses these rules.
+    const state = this.ctx.state;
+    const claims = state.claimName ? rules.filter((a) => a.rule.name !== null).map((a) => state.claimName!("fault", a.rule.name!, a.rule.text)) : [];
+    const pending = claims.filter(isPromise);
+    if (pending.length) return Promise.all(pending).then(() => this.apply(rules));
+    this.apply(rules);
+  }
+
+  private apply(rules: ActiveRule[]): void {
     for (const old of this.configured) this.waits.releaseRule(old.rule.id);
     // Budgets of rules that are gone are forgotten; a rule given again unchanged keeps its own.
     const kept = new Set(rules.map((a) => a.ns));

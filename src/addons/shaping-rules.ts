@@ -12,13 +12,15 @@ import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys
 
 const EXAMPLE = "'~svc ec2 => 20/s burst=5 per=operation'";
 const SHAPE_OBJECT = { actionKey: "rate", missingAction: "add rate: 20/s (or rate: adaptive)", example: EXAMPLE };
-const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id", "scale", "depth"];
+const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id", "scale", "depth", "name"];
 const DEFAULT_MAX_QUEUE = 10_000;
 const DEFAULT_MAX_WAIT_MS = 60_000;
 const DEFAULT_ADAPTIVE_START = 10;
 
 export interface ShapeRule {
   id: string;
+  /** `name=`: the rule's identity across a fleet (else its text is). */
+  name: string | null;
   text: string;
   filter: FlowPredicate;
   /** Fixed rate (requests/s), or the starting rate of an adaptive rule. */
@@ -126,6 +128,7 @@ export function parseShapeRule(source: string | Record<string, unknown>, index: 
   if (adaptive && min > max) fail(`min= (${min}/s) is above max= (${max}/s)`);
   return {
     id: o.id ?? String(index + 1),
+    name: o.name === undefined ? null : /^[\w.-]+$/.test(o.name) ? o.name : fail(`name= must be letters, digits, '-', '_' or '.', got ${JSON.stringify(o.name)}`),
     text: spec.text,
     filter,
     rate: base,

@@ -38,8 +38,18 @@ interface ActiveRule {
 /** How a request fared under an aws-limits rule: admitted after waiting, or refused by one limit. */
 type AwsAdmission = { admitted: true } | { admitted: false; limit: AwsLimit; key: string; reason: "queue-full" | "max-wait" | "cancelled"; expectedWaitMs: number };
 
-function stateNamespace(rule: ShapeRule): string {
-  return `shape/${rule.id}/${rule.text}/`;
+/**
+ * Each rule's keys in the shared state: its `name=`, else its text, so the same rule in another
+ * process of a fleet shares them; a rule repeated within one process gets keys of its own.
+ */
+function stateNamespaces(rules: ShapeRule[]): string[] {
+  const seen = new Map<string, number>();
+  return rules.map((rule) => {
+    const base = rule.name !== null ? `shape/name=${rule.name}/` : `shape/${rule.text}/`;
+    const n = (seen.get(base) ?? 0) + 1;
+    seen.set(base, n);
+    return n === 1 ? base : `${base}#${n}/`;
+  });
 }
 
 /** Runs `then` on a MaybeAsync answer: at once when it is synchronous, else when it arrives. */
@@ -126,7 +136,7 @@ export class Shaping implements Addon {
     });
   }
 
-  configure(updated: Set<string>): void {
+  configure(updated: Set<string>): void | Promise<void> {
     if (!updated.has("shape_rules") && !updated.has("shape_file")) return;
     const sources: (string | Record<string, unknown>)[] = [...this.opts.shape_rules];
     const file = this.opts.shape_file;
@@ -137,24 +147,37 @@ export class Shaping implements Addon {
       if (ids.has(r.id)) throw new ShapeRuleError(`shaping rule ${JSON.stringify(r.text)}: id ${r.id} is used by another rule`);
       ids.add(r.id);
     }
+    const names = new Set<string>();
+    for (const r of rules) {
+      if (r.name === null) continue;
+      if (names.has(r.name)) throw new ShapeRuleError(`shaping rule ${JSON.stringify(r.text)}: name=${r.name} is used by another rule`);
+      names.add(r.name);
+    }
+    // In a fleet a name means one rule everywhere: another process holding it for other text refuses these rules.
+    const state = this.ctx.state;
+    const claims = state.claimName ? rules.filter((r) => r.name !== null).map((r) => state.claimName!("shape", r.name!, r.text)) : [];
+    const pending = claims.filter(isPromise);
+    if (pending.length) return Promise.all(pending).then(() => this.apply(rules));
+    this.apply(rules);
+  }
+
+  private apply(rules: ShapeRule[]): void {
     // Requests waiting under the old rules go now rather than wait for rules that no longer exist.
     for (const old of this.rules) {
       old.queue.releaseAll();
       for (const q of old.limitQueues.values()) q.releaseAll();
     }
     // Budgets of rules that are gone are forgotten; a rule given again unchanged keeps its own.
-    const kept = new Set(rules.map(stateNamespace));
+    const namespaces = stateNamespaces(rules);
+    const kept = new Set(namespaces);
     for (const old of this.rules) if (!kept.has(old.ns)) settled(this.ctx.state.forget(old.ns), noop, this.stateFailed);
-    this.rules = rules.map((rule) => this.activate(rule));
+    this.rules = rules.map((rule, i) => this.activate(rule, namespaces[i]!));
     if (rules.length) this.ctx.log.debug(`shaping: ${rules.length} rule${rules.length === 1 ? "" : "s"}: ${rules.map((r) => r.text).join("; ")}`);
   }
 
-  private activate(rule: ShapeRule): ActiveRule {
+  private activate(rule: ShapeRule, ns: string): ActiveRule {
     const limits: RateQueueLimits = { rate: rule.rate, burst: rule.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs };
     const state = this.ctx.state;
-    // Every rule's state has its own keys in the shared state; the same rule in another process
-    // (same id and text) shares them.
-    const ns = stateNamespace(rule);
     const learned = new Map<string, AdaptiveSnapshot>();
     const limiter = rule.awsLimits ? new AwsLimiter(rule.awsLimits) : null;
     const active: ActiveRule = { rule, ns, queue: null!, learned, limiter, limitQueues: new Map() };
@@ -167,7 +190,7 @@ export class Shaping implements Addon {
         }
       : null;
     // An adaptive budget keeps what it learned through idle spells; fixed ones are cheap to recreate.
-    active.queue = new RateQueue(limits, (key, l, at) => state.take(ns + key, l, 1, at), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
+    active.queue = new RateQueue(limits, (key, l, at, reserveMs) => state.take(ns + key, l, 1, at, reserveMs), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
     active.queue.onForget = (b) => learned.delete(b.key);
     return active;
   }

@@ -40,6 +40,8 @@ interface Waiter {
   deadline: ReturnType<typeof setTimeout> | null;
   lane: Lane;
   done: boolean;
+  /** Its token is reserved: it leaves when this timer fires (no longer in its lane). */
+  reserved: ReturnType<typeof setTimeout> | null;
 }
 
 /** A FIFO that does not copy on shift. */
@@ -64,8 +66,11 @@ class Lane {
   }
 }
 
-/** Asks the shared state for one token of this budget at time `at` (ms). */
-export type TakeToken = (limits: RateQueueLimits, at: number) => MaybeAsync<Grant>;
+/**
+ * Asks the shared state for one token of this budget at time `at` (ms). `reserveMs`: the request
+ * can still wait this long, so a token due within it may be reserved (see SharedState.take).
+ */
+export type TakeToken = (limits: RateQueueLimits, at: number, reserveMs: number) => MaybeAsync<Grant>;
 
 /**
  * One token bucket (kept in the shared state, see core/shared-state.ts) and the requests waiting
@@ -81,6 +86,8 @@ export class Budget {
   private dueAt = 0;
   /** A take is in flight (an async shared state). */
   private taking = false;
+  /** Waiters holding a reserved token, leaving when their turn comes. */
+  private readonly reserved = new Set<Waiter>();
   depth = 0;
   released = 0;
   rejected = 0;
@@ -127,7 +134,7 @@ export class Budget {
 
   get idle(): boolean {
     const now = this.clock();
-    return this.depth === 0 && !this.taking && ((now - this.lastTake) / 1000) * this.limits.rate >= this.limits.burst;
+    return this.depth === 0 && !this.taking && this.reserved.size === 0 && ((now - this.lastTake) / 1000) * this.limits.rate >= this.limits.burst;
   }
 
   /**
@@ -151,7 +158,7 @@ export class Budget {
     let firstMs: number | undefined;
     let pending: Promise<Grant> | null = null;
     if (this.depth === 0 && !this.timer && !this.taking) {
-      const g = this.take(now);
+      const g = this.take(now, this.limits.maxWaitMs);
       if (isPromise(g)) pending = g;
       else if (g.granted) {
         this.released++;
@@ -177,7 +184,7 @@ export class Budget {
     if (lane.length === 0) this.ring.push(lane);
     let resolve!: (a: Admission) => void;
     const promise = new Promise<Admission>((r) => (resolve = r));
-    const waiter: Waiter = { enqueuedAt: now, resolve, deadline: null, lane, done: false };
+    const waiter: Waiter = { enqueuedAt: now, resolve, deadline: null, lane, done: false, reserved: null };
     lane.push(waiter);
     this.depth++;
     if (Number.isFinite(this.limits.maxWaitMs)) {
@@ -206,20 +213,30 @@ export class Budget {
     for (const lane of this.ring) {
       for (let w = lane.shift(); w; w = lane.shift()) this.settle(w, { admitted: true, waitMs: now - w.enqueuedAt });
     }
+    for (const w of this.reserved) this.settle(w, { admitted: true, waitMs: now - w.enqueuedAt });
+    this.reserved.clear();
     this.ring = [];
     this.lanes.clear();
     this.depth = 0;
   }
 
-  private take(at: number): MaybeAsync<Grant> {
+  private take(at: number, reserveMs: number): MaybeAsync<Grant> {
     this.lastTake = at;
-    const g = this.takeToken(this.limits, at);
+    const g = this.takeToken(this.limits, at, reserveMs);
     if (isPromise(g)) this.taking = true;
     return g;
   }
 
   private drop(w: Waiter, reason: RejectReason | "cancelled"): void {
     if (w.done) return;
+    if (w.reserved) {
+      // Its reserved token goes unused (the shared budget under-admits by one, never over).
+      this.reserved.delete(w);
+      if (reason !== "cancelled") this.rejected++;
+      const now = this.clock();
+      this.settle(w, { admitted: false, reason, waitMs: now - w.enqueuedAt, expectedWaitMs: 0, depth: this.depth });
+      return;
+    }
     const lane = w.lane;
     const i = lane.items.indexOf(w, lane.head);
     if (i >= 0) lane.items.splice(i, 1);
@@ -234,6 +251,7 @@ export class Budget {
   private settle(w: Waiter, a: Admission): void {
     w.done = true;
     if (w.deadline) clearTimeout(w.deadline);
+    if (w.reserved) clearTimeout(w.reserved);
     w.resolve(a);
   }
 
@@ -268,7 +286,7 @@ export class Budget {
   /** Releases what the bucket allows, round-robin across lanes, then sleeps until the next token. */
   private pump(at: number): void {
     while (this.depth > 0) {
-      const g = this.take(at);
+      const g = this.take(at, this.reserveHorizon(at));
       if (isPromise(g)) {
         g.then((r) => this.onGrant(r), (err: unknown) => this.onTakeError(err));
         return;
@@ -283,8 +301,35 @@ export class Budget {
   private onGrant(g: Grant): void {
     this.taking = false;
     if (!g.granted) return this.scheduleIn(this.clock(), g.waitMs);
-    if (this.depth > 0) this.releaseOne();
+    if (this.depth > 0) {
+      if (g.waitMs > 0) this.reserveOne(g.waitMs);
+      else this.releaseOne();
+    }
     this.pump(this.clock());
+  }
+
+  /** How long the waiter released next can still wait (its max-wait left): the most a reservation may be ahead. */
+  private reserveHorizon(now: number): number {
+    const w = this.ring[this.next]?.items[this.ring[this.next]!.head];
+    return w ? Math.max(0, this.limits.maxWaitMs - (now - w.enqueuedAt)) : this.limits.maxWaitMs;
+  }
+
+  /** The next waiter's token is reserved `waitMs` ahead: it leaves its lane now and goes when its turn comes. */
+  private reserveOne(waitMs: number): void {
+    const w = this.dequeue();
+    if (w.deadline) clearTimeout(w.deadline);
+    w.deadline = null;
+    this.reserved.add(w);
+    w.reserved = setTimeout(() => {
+      w.reserved = null;
+      this.reserved.delete(w);
+      if (w.done) return;
+      const now = this.clock();
+      this.released++;
+      this.lastActive = now;
+      this.onRelease?.(now);
+      this.settle(w, { admitted: true, waitMs: now - w.enqueuedAt });
+    }, Math.ceil(waitMs));
   }
 
   /** The shared state failed: nobody should wait forever on it, so the waiters go unshaped. */
@@ -297,8 +342,8 @@ export class Budget {
   /** The last failure of the shared state, for status lines. */
   takeError: Error | null = null;
 
-  private releaseOne(): void {
-    const now = this.clock();
+  /** Takes the next waiter out of its lane, round-robin. */
+  private dequeue(): Waiter {
     const lane = this.ring[this.next]!;
     const w = lane.shift()!;
     this.depth--;
@@ -307,6 +352,12 @@ export class Budget {
     } else {
       this.next = (this.next + 1) % this.ring.length;
     }
+    return w;
+  }
+
+  private releaseOne(): void {
+    const now = this.clock();
+    const w = this.dequeue();
     this.released++;
     this.lastActive = now;
     this.onRelease?.(now);
@@ -322,7 +373,7 @@ export class RateQueue {
   constructor(
     private limits: RateQueueLimits,
     /** Takes a token of budget `key` (from the shared state). */
-    private readonly takeToken: (key: string, limits: RateQueueLimits, at: number) => MaybeAsync<Grant>,
+    private readonly takeToken: (key: string, limits: RateQueueLimits, at: number, reserveMs: number) => MaybeAsync<Grant>,
     private readonly clock: () => number = () => performance.now(),
     /** Called when a budget is created, e.g. to attach an adaptive rate. */
     private readonly onCreate: ((budget: Budget) => void) | null = null,
@@ -334,7 +385,7 @@ export class RateQueue {
   budget(key: string): Budget {
     let b = this.budgets.get(key);
     if (!b) {
-      b = new Budget(key, this.limits, this.clock, (limits, at) => this.takeToken(key, limits, at));
+      b = new Budget(key, this.limits, this.clock, (limits, at, reserveMs) => this.takeToken(key, limits, at, reserveMs));
       this.budgets.set(key, b);
       this.onCreate?.(b);
     }

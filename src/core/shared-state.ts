@@ -18,10 +18,14 @@ export interface RateLimit {
   burst: number;
 }
 
-/** The answer to a take: granted, or how long until the tokens would be there. */
+/**
+ * The answer to a take: granted, or how long until the tokens would be there. A take that allowed
+ * a reservation (`reserveMs`) may be granted with `waitMs` > 0: the tokens are the caller's, and
+ * its turn comes `waitMs` from now.
+ */
 export interface Grant {
   granted: boolean;
-  /** Milliseconds until `n` tokens are available (0 when granted). */
+  /** Not granted: milliseconds until `n` tokens are available. Granted: 0, or when a reserved turn comes. */
   waitMs: number;
 }
 
@@ -54,12 +58,23 @@ export interface SharedState {
    * keeping the tokens earned so far (adaptive rates move it). `at` is the caller's clock (ms) for
    * when the take happens — a timer that fired late asks for the token that was due — and an
    * implementation with a clock of its own may ignore it.
+   *
+   * `reserveMs` (a caller that can wait, like a shaping queue): an implementation where asking
+   * again costs a round trip may grant tokens that are due up to `reserveMs` from now, answering
+   * `{granted: true, waitMs}` — the caller then waits `waitMs` and goes without asking again. One
+   * that answers at once (in-process) ignores it.
    */
-  take(key: string, limit: RateLimit, n: number, at: number): MaybeAsync<Grant>;
+  take(key: string, limit: RateLimit, n: number, at: number, reserveMs?: number): MaybeAsync<Grant>;
   /** Applies `event` to the adaptive rate at `key` (created at `opts.start` on first use) and returns it. */
   adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot>;
   /** Drops the state at keys starting with `prefix` (rules removed or replaced). */
   forget(prefix: string): MaybeAsync<void>;
+  /**
+   * Claims rule `name` (`name=` in a rule) for rule `text` across everything sharing this state;
+   * throws (or rejects) when another process holds the name for a different rule. Absent when
+   * nothing else shares the state (in-process: names are checked within the process).
+   */
+  claimName?(kind: "shape" | "fault", name: string, text: string): MaybeAsync<void>;
 }
 
 /** True when a MaybeAsync answer is a promise. */

@@ -142,6 +142,22 @@ export class FleetConnection extends EventEmitter {
     }
   }
 
+  /**
+   * Logs the join line once the process has started (so a refused start prints only its error);
+   * a link that comes up later logs it then.
+   */
+  announce(): void {
+    if (this.announced) return;
+    this.announced = true;
+    if (this.up) this.logJoined();
+  }
+
+  private announced = false;
+
+  private logJoined(): void {
+    this.log.info(`fleet: sharing state at ${this.target.display} as fleet ${this.config.fleet}, instance ${this.config.instance}`);
+  }
+
   private redisOptions(): RedisOptions {
     return {
       retryStrategy: (attempt) => (this.state === "closed" ? null : reconnectDelayMs(attempt)),
@@ -159,8 +175,8 @@ export class FleetConnection extends EventEmitter {
     if (was === "down" && this.downSince !== null) {
       const s = ((Date.now() - this.downSince) / 1000).toFixed(1);
       this.log.info(`fleet: the shared state at ${this.target.display} is back after ${s}s: sharing budgets with the fleet again`);
-    } else {
-      this.log.info(`fleet: sharing state at ${this.target.display} as fleet ${this.config.fleet}, instance ${this.config.instance}`);
+    } else if (this.announced) {
+      this.logJoined();
     }
     this.downSince = null;
     this.warnedUnreachable = false;

@@ -140,6 +140,7 @@ export class Master {
       this.servers = [];
       throw err;
     }
+    this.fleet?.connection.announce();
     await this.addons.trigger("running");
     return this.servers[0]!.address();
   }

@@ -1,0 +1,307 @@
+/**
+ * Rate budgets and adaptive rates shared by a fleet through Redis (README "Running a fleet"),
+ * behind the same SharedState interface as the in-process one, so shaping and fault budgets do not
+ * know which they have.
+ *
+ * - Admission is one Lua script per take (fleet/scripts.ts) on Redis's clock: exact under any
+ *   concurrency. A shaping queue may reserve its next token (`reserveMs`): the script answers when
+ *   the turn comes and the request goes then, without asking again — at most one round trip per
+ *   admitted request, never a polling loop.
+ * - Leases: when tokens are there and this process is busy on a key, the script hands out a small
+ *   batch (what this process used in the last LEASE_DEMAND_MS, at most LEASE_SHARE of the rate's
+ *   second), spent locally without round trips and dropped after LEASE_TTL_MS. Tokens are never
+ *   created: a leased token was taken from the fleet's bucket, so over any long window the fleet
+ *   admits at most rate × T + burst. Within a short window a lease can bring tokens forward by at
+ *   most LEASE_TTL_MS: each process holds at most one lease per key, so the fleet exceeds a
+ *   strict bucket by at most (processes × (lease − 1)) requests in any window.
+ * - Redis unreachable: `local` — each budget falls back to this process's share (rate and burst
+ *   divided by the live processes last counted, see `live`); `closed` — takes wait until Redis is
+ *   back. Either way nothing is refused or failed because of Redis.
+ */
+import { performance } from "node:perf_hooks";
+import type { Logger } from "../core/addons.js";
+import { InProcessState, type AdaptiveEvent, type AdaptiveSnapshot, type Grant, type MaybeAsync, type RateLimit, type SharedState } from "../core/shared-state.js";
+import { CUBIC_BETA, CUBIC_SCALE, MIN_RATE, type AdaptiveRateOptions } from "../core/adaptive-rate.js";
+import type { FleetConnection } from "./connection.js";
+import { ADAPTIVE_SCRIPT, CLAIM_SCRIPT, LIVE_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
+
+/** A lease covers what this process used over this long (ms)… */
+export const LEASE_DEMAND_MS = 20;
+/** …and never more than this share of one second of the rate (2%: 20 tokens at 1,000/s; none below 100/s). */
+export const LEASE_SHARE = 0.02;
+/** Leased tokens not spent within this long are dropped (they were the fleet's; the fleet under-admits them). */
+export const LEASE_TTL_MS = 100;
+/** An adaptive rate is re-read from the fleet at most this often per key on successes. */
+export const ADAPTIVE_SYNC_MS = 100;
+/** In `local` fallback, a command not answered within this long is answered locally. */
+export const LOCAL_TIMEOUT_MS = 500;
+/** The live-process registry: refreshed this often, an entry lives three times as long. */
+export const LIVE_EVERY_MS = 2000;
+/** A rule name claimed by a process is held this long after its last refresh. */
+const CLAIM_TTL_MS = 30_000;
+
+interface Lease {
+  tokens: number;
+  expires: number;
+  /** Takes asked of this key in the current and previous demand window. */
+  windowStart: number;
+  inWindow: number;
+  lastWindow: number;
+}
+
+interface FleetAdaptive {
+  snap: AdaptiveSnapshot | null;
+  pendingSends: number;
+  syncedAt: number;
+  inflight: Promise<AdaptiveSnapshot> | null;
+}
+
+type Script = (key: string, ...args: (string | number)[]) => Promise<unknown>;
+
+/** Round trips and where grants came from, for the benchmark and status. */
+export interface FleetStateStats {
+  roundTrips: number;
+  takes: number;
+  leased: number;
+  reserved: number;
+  local: number;
+}
+
+export class RedisSharedState implements SharedState {
+  readonly stats: FleetStateStats = { roundTrips: 0, takes: 0, leased: 0, reserved: 0, local: 0 };
+  /** Live processes in the fleet at the last count (at least this one). */
+  live = 1;
+  private readonly leases = new Map<string, Lease>();
+  private readonly adaptives = new Map<string, FleetAdaptive>();
+  /** The fallback's budgets and rates, while Redis is away. */
+  private local = new InProcessState();
+  private readonly claims = new Map<string, string>();
+  private readonly liveTimer: ReturnType<typeof setInterval>;
+  private lastErrorLog = -Infinity;
+  private readonly takeScript: Script;
+  private readonly adaptiveScript: Script;
+  private readonly liveScript: Script;
+  private readonly claimScript: Script;
+
+  constructor(
+    private readonly conn: FleetConnection,
+    private readonly log: Logger,
+  ) {
+    const r = conn.redis;
+    r.defineCommand("sluiceTake", { numberOfKeys: 1, lua: TAKE_SCRIPT });
+    r.defineCommand("sluiceAdaptive", { numberOfKeys: 1, lua: ADAPTIVE_SCRIPT });
+    r.defineCommand("sluiceLive", { numberOfKeys: 1, lua: LIVE_SCRIPT });
+    r.defineCommand("sluiceClaim", { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+    const commands = r as unknown as Record<string, Script>;
+    this.takeScript = commands.sluiceTake!.bind(r);
+    this.adaptiveScript = commands.sluiceAdaptive!.bind(r);
+    this.liveScript = commands.sluiceLive!.bind(r);
+    this.claimScript = commands.sluiceClaim!.bind(r);
+    conn.on("up", () => {
+      // Back from a fallback: what was counted locally meanwhile is not the fleet's.
+      this.local = new InProcessState();
+      this.leases.clear();
+      void this.refresh();
+    });
+    this.liveTimer = setInterval(() => void this.refresh(), LIVE_EVERY_MS);
+    this.liveTimer.unref();
+    void this.refresh();
+  }
+
+  get description(): string {
+    return this.conn.description;
+  }
+
+  take(key: string, limit: RateLimit, n: number, at: number, reserveMs = 0): MaybeAsync<Grant> {
+    this.stats.takes++;
+    const now = performance.now();
+    const lease = this.leaseOf(key, now);
+    if (lease.tokens >= n && now < lease.expires) {
+      lease.tokens -= n;
+      this.stats.leased++;
+      return { granted: true, waitMs: 0 };
+    }
+    lease.tokens = 0;
+    if (!this.conn.up) {
+      if (this.conn.config.fallback === "local" || this.conn.state === "closed") return this.localTake(key, limit, n, at);
+      return this.conn.whenUp().then(() => this.take(key, limit, n, performance.now(), reserveMs));
+    }
+    const size = this.leaseSize(limit, lease, n);
+    const asked = this.call(() => this.takeScript("bucket:" + key, limit.rate, limit.burst, n, Math.max(0, Math.floor(reserveMs)), size));
+    return asked.then(
+      (answer): MaybeAsync<Grant> => {
+        if (answer === LOCAL) return this.localTake(key, limit, n, at);
+        const [granted, wait] = answer as [number, string];
+        const waitMs = Number(wait);
+        if (granted >= n) {
+          if (granted > n) {
+            lease.tokens = granted - n;
+            lease.expires = performance.now() + LEASE_TTL_MS;
+          }
+          if (waitMs > 0) this.stats.reserved++;
+          return { granted: true, waitMs };
+        }
+        return { granted: false, waitMs };
+      },
+      (err: Error) => this.failed(err, () => this.localTake(key, limit, n, at)),
+    );
+  }
+
+  adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot> {
+    let a = this.adaptives.get(key);
+    if (!a) {
+      a = { snap: null, pendingSends: 0, syncedAt: -Infinity, inflight: null };
+      this.adaptives.set(key, a);
+    }
+    if (!this.conn.up) {
+      // The fallback learns on its own from the fleet's last rate (a fleet-level rate: takes divide it).
+      return this.local.adaptive(key, { ...opts, start: a.snap?.rate ?? opts.start }, event, at);
+    }
+    const now = performance.now();
+    const fresh = a.snap && now - a.syncedAt < ADAPTIVE_SYNC_MS;
+    switch (event.kind) {
+      case "send":
+        a.pendingSends++;
+        if (a.snap) {
+          // Sends reach the fleet's measured rate in batches, with the next sync or at least every 250 ms.
+          if (!a.inflight && now - a.syncedAt > 250) void this.syncAdaptive(key, a, opts, "read", 0).catch(() => {});
+          return { ...a.snap, cut: false };
+        }
+        return this.syncAdaptive(key, a, opts, "read", 0);
+      case "success":
+        if (fresh) return { ...a.snap!, cut: false };
+        return a.inflight ?? this.syncAdaptive(key, a, opts, "success", 0);
+      case "throttle":
+        return this.syncAdaptive(key, a, opts, "throttle", Math.max(0, at - event.sentAt));
+      case "read":
+        return a.inflight ?? this.syncAdaptive(key, a, opts, "read", 0);
+    }
+  }
+
+  forget(prefix: string): void {
+    // Other processes may still use the fleet's keys: only this process's leases and caches go
+    // (Redis expires idle buckets by itself: a full bucket's key lives burst/rate + 1 s).
+    for (const k of this.leases.keys()) if (k.startsWith(prefix)) this.leases.delete(k);
+    for (const k of this.adaptives.keys()) if (k.startsWith(prefix)) this.adaptives.delete(k);
+    this.local.forget(prefix);
+  }
+
+  async claimName(kind: "shape" | "fault", name: string, text: string): Promise<void> {
+    const id = `rulename:${kind}:${name}`;
+    if (!this.conn.up) {
+      this.log.warn(`fleet: cannot check ${kind === "shape" ? "shaping" : "fault"} rule name=${name} against the fleet while its shared state is unreachable; using it as given`);
+      this.claims.set(id, text);
+      return;
+    }
+    this.stats.roundTrips++;
+    const held = String(await this.claimScript(id, text, CLAIM_TTL_MS));
+    if (held !== text) {
+      const what = kind === "shape" ? "shaping" : "fault";
+      throw new Error(`${what} rule name=${name} means ${JSON.stringify(held)} in fleet ${this.conn.config.fleet}, but here ${JSON.stringify(text)}: give one of them another name, or the same text`);
+    }
+    this.claims.set(id, text);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.liveTimer);
+    if (this.conn.up) {
+      await Promise.race([this.liveScript("live", this.conn.config.instance, 0).catch(() => {}), new Promise((r) => setTimeout(r, 200))]);
+    }
+  }
+
+  /** Re-registers this process as live, counts the fleet, and keeps its rule names held. */
+  private async refresh(): Promise<void> {
+    if (!this.conn.up) return;
+    try {
+      this.live = Math.max(1, Number(await this.liveScript("live", this.conn.config.instance, LIVE_EVERY_MS * 3)));
+      for (const [id, text] of this.claims) {
+        const held = String(await this.claimScript(id, text, CLAIM_TTL_MS));
+        if (held !== text) this.log.error(`fleet: rule ${id.replace(/^rulename:(\w+):/, "$1 name=")} is held by a different rule in the fleet: ${JSON.stringify(held)}`);
+      }
+    } catch {
+      // The connection reports loss itself; the next tick tries again.
+    }
+  }
+
+  private localTake(key: string, limit: RateLimit, n: number, at: number): Grant {
+    this.stats.local++;
+    const share = Math.max(1, this.live);
+    return this.local.take(key, { rate: limit.rate / share, burst: Math.max(1, limit.burst / share) }, n, at);
+  }
+
+  /** Runs one command; in `local` fallback a command that hangs (Redis just went away) is answered locally. */
+  private call(run: () => Promise<unknown>): Promise<unknown> {
+    this.stats.roundTrips++;
+    const p = run();
+    if (this.conn.config.fallback !== "local") return p;
+    let timer: ReturnType<typeof setTimeout>;
+    const timeout = new Promise<typeof LOCAL>((resolve) => (timer = setTimeout(() => resolve(LOCAL), LOCAL_TIMEOUT_MS)));
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private failed<T>(err: Error, local: () => T): T {
+    if (this.conn.config.fallback !== "local") throw err;
+    const now = performance.now();
+    if (now - this.lastErrorLog > 10_000) {
+      this.lastErrorLog = now;
+      this.log.warn(`fleet: the shared state at ${this.conn.target.display} answered with an error (${err.message}); this process uses its share of the budget meanwhile`);
+    }
+    return local();
+  }
+
+  private leaseOf(key: string, now: number): Lease {
+    let l = this.leases.get(key);
+    if (!l) {
+      l = { tokens: 0, expires: 0, windowStart: now, inWindow: 0, lastWindow: 0 };
+      this.leases.set(key, l);
+      if (this.leases.size > 10_000) this.sweepLeases(now);
+    }
+    if (now - l.windowStart >= LEASE_DEMAND_MS) {
+      l.lastWindow = now - l.windowStart >= 2 * LEASE_DEMAND_MS ? 0 : l.inWindow;
+      l.inWindow = 0;
+      l.windowStart = now;
+    }
+    l.inWindow++;
+    return l;
+  }
+
+  /** This process's demand over the last window, capped by the rate's share: 1 (no lease) when quiet. */
+  private leaseSize(limit: RateLimit, l: Lease, n: number): number {
+    const cap = Math.max(n, Math.floor(limit.rate * LEASE_SHARE));
+    return Math.min(cap, Math.max(n, l.lastWindow, l.inWindow));
+  }
+
+  private sweepLeases(now: number): void {
+    for (const [k, l] of this.leases) if (now - l.windowStart > 10_000) this.leases.delete(k);
+  }
+
+  private syncAdaptive(key: string, a: FleetAdaptive, opts: AdaptiveRateOptions, kind: "read" | "success" | "throttle", sentAgoMs: number): Promise<AdaptiveSnapshot> {
+    const sends = a.pendingSends;
+    a.pendingSends = 0;
+    const args = [kind, opts.start, opts.min ?? MIN_RATE, Number.isFinite(opts.max ?? Infinity) ? opts.max! : -1, opts.beta ?? CUBIC_BETA, opts.scale ?? CUBIC_SCALE, sends, Math.round(sentAgoMs)];
+    const p = this.call(() => this.adaptiveScript("adaptive:" + key, ...args)).then(
+      (answer): AdaptiveSnapshot => {
+        if (answer === LOCAL) {
+          a.pendingSends += sends;
+          return this.local.adaptive(key, { ...opts, start: a.snap?.rate ?? opts.start }, kind === "throttle" ? { kind: "throttle", sentAt: performance.now() - sentAgoMs } : { kind: kind === "success" ? "success" : "read" }, performance.now());
+        }
+        const [rate, cut, throttles, cuts] = answer as [string, number, number, number];
+        const snap: AdaptiveSnapshot = { rate: Number(rate), cut: cut === 1, throttles: Number(throttles), cuts: Number(cuts) };
+        a.snap = { ...snap, cut: false };
+        a.syncedAt = performance.now();
+        return snap;
+      },
+      (err: Error) => this.failed(err, () => this.local.adaptive(key, { ...opts, start: a.snap?.rate ?? opts.start }, { kind: "read" }, performance.now())),
+    );
+    if (kind !== "throttle") {
+      a.inflight = p;
+      void p.finally(() => {
+        if (a.inflight === p) a.inflight = null;
+      }).catch(() => {});
+    }
+    return p;
+  }
+}
+
+/** The marker for "answered locally" (a command that did not come back in time). */
+const LOCAL = Symbol("local");

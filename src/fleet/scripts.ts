@@ -1,0 +1,133 @@
+/**
+ * The Lua scripts that make fleet budgets exact: each runs atomically inside Redis, on Redis's own
+ * clock (TIME), so however many processes ask at once and whatever their clocks say, the fleet
+ * admits the budget. Numbers go back as strings: Redis truncates Lua numbers to integers.
+ */
+
+/**
+ * A token bucket that may go into debt for reservations (a queue held in the bucket itself, as
+ * GCRA does). KEYS[1]: the bucket. ARGV: rate (/s), burst, n, reserve horizon (ms; 0: no
+ * reservation), lease (most tokens to hand out at once when they are there).
+ * Returns {granted tokens, wait ms}: granted ≥ n at once (up to the lease), or n reserved with the
+ * wait until their turn, or 0 with the wait until n would be there.
+ */
+export const TAKE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local horizon, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+local h = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(h[1]), tonumber(h[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+local granted, wait = 0, 0
+if tokens >= n then
+  granted = math.max(n, math.min(lease, math.floor(tokens)))
+  tokens = tokens - granted
+else
+  wait = (n - tokens) * 1000 / rate
+  if horizon > 0 and wait <= horizon then
+    granted = n
+    tokens = tokens - n
+  end
+end
+redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.3f', ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+return {granted, string.format('%.3f', wait)}
+`;
+
+/**
+ * A fleet-wide adaptive rate (core/adaptive-rate.ts's cubic, computed here once for the fleet).
+ * KEYS[1]: the rate's hash. ARGV: kind (read|success|throttle), start, min, max (-1: none), beta,
+ * scale, sends since the caller last reported, how long ago the throttled request was sent (ms).
+ * Growth is a function of the time since the fleet's last cut, so every process that asks gets
+ * the same rate, and it never compounds per process. Sends are reported in batches and measured
+ * in 0.5 s buckets, fleet-wide: growth is capped at twice what the fleet really sends.
+ * Returns {rate, cut (0/1), throttles, cuts}.
+ */
+export const ADAPTIVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local kind = ARGV[1]
+local start, lo, hi = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local beta, scale = tonumber(ARGV[5]), tonumber(ARGV[6])
+local sends, sentAgo = tonumber(ARGV[7]), tonumber(ARGV[8])
+if hi < 0 then hi = math.huge end
+local function clamp(x) return math.min(hi, math.max(lo, x)) end
+local f = redis.call('HMGET', KEYS[1], 'rate', 'wmax', 'k', 'lastcut', 'lastthr', 'throttles', 'cuts', 'measured', 'bstart', 'bcount')
+local rate = tonumber(f[1])
+local wmax, k, lastcut, lastthr = tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), tonumber(f[5])
+local throttles, cuts, measured = tonumber(f[6]), tonumber(f[7]), tonumber(f[8])
+local bstart, bcount = tonumber(f[9]), tonumber(f[10])
+if rate == nil then
+  rate = clamp(start); wmax = rate; k = 0; lastcut = now; lastthr = -1
+  throttles = 0; cuts = 0; measured = 0; bstart = math.floor(now / 500) * 500; bcount = 0
+end
+bcount = bcount + sends
+local bucket = math.floor(now / 500) * 500
+if sends > 0 and bucket > bstart then
+  local current = bcount / ((bucket - bstart) / 1000)
+  measured = current * 0.8 + measured * 0.2
+  bcount = 0
+  bstart = bucket
+end
+local cut = 0
+if kind == 'throttle' then
+  throttles = throttles + 1
+  local sentAt = now - sentAgo
+  if lastthr < 0 or sentAt >= lastthr then
+    local current = rate
+    if measured > 0 then current = math.min(measured, rate) end
+    wmax = current
+    k = ((wmax * (1 - beta)) / scale) ^ (1 / 3)
+    lastcut = now
+    lastthr = now
+    cuts = cuts + 1
+    rate = clamp(current * beta)
+    cut = 1
+  end
+elseif kind == 'success' then
+  local el = (now - lastcut) / 1000
+  local nxt = scale * (el - k) ^ 3 + wmax
+  if measured > 0 then nxt = math.min(nxt, math.max(2 * measured, rate)) end
+  rate = clamp(nxt)
+end
+redis.call('HSET', KEYS[1], 'rate', string.format('%.6f', rate), 'wmax', string.format('%.6f', wmax), 'k', string.format('%.6f', k),
+  'lastcut', string.format('%.3f', lastcut), 'lastthr', string.format('%.3f', lastthr), 'throttles', throttles, 'cuts', cuts,
+  'measured', string.format('%.6f', measured), 'bstart', string.format('%.0f', bstart), 'bcount', bcount)
+redis.call('PEXPIRE', KEYS[1], 600000)
+return {string.format('%.6f', rate), cut, throttles, cuts}
+`;
+
+/**
+ * The live-process registry used for the local fallback's share (budget / live processes).
+ * KEYS[1]: a sorted set of instance → expiry (Redis ms). ARGV: instance, time to live (ms).
+ * Returns how many processes are live. (The fleet status heartbeat, fleet/heartbeat.ts, keeps
+ * richer per-instance keys; this set is the one number the fallback needs, in one round trip.)
+ */
+export const LIVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[2] == '0' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+end
+return redis.call('ZCARD', KEYS[1])
+`;
+
+/**
+ * Claims a rule name for a rule text. KEYS[1]: the name's key. ARGV: text, time to live (ms).
+ * Returns the text holding the name (the caller's when the claim succeeded).
+ */
+export const CLAIM_SCRIPT = `
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return ARGV[1]
+`;
