@@ -9,17 +9,22 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { JAVA_TRUSTSTORE_PASSWORD, writeJavaTrustStore } from "./java-truststore.js";
 
 /** Where distributions keep their root bundle; the first that exists is used. */
 const SYSTEM_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"];
 
-/** Writes confdir/sluice-ca-bundle.pem (system roots, else Node's, plus sluice's CA); returns its path. */
-export function writeCaBundle(confdir: string, caCertPem: string): string {
+/**
+ * Writes confdir/sluice-ca-bundle.pem (system roots, else Node's, plus sluice's CA) and the same
+ * certificates as a Java trust store, confdir/sluice-ca-truststore.p12; returns their paths.
+ */
+export function writeCaBundle(confdir: string, caCertPem: string): { bundle: string; javaTrustStore: string } {
   const system = SYSTEM_BUNDLES.find((p) => existsSync(p));
   const roots = system ? readFileSync(system, "utf8") : rootCertificates.join("\n");
   const path = join(confdir, "sluice-ca-bundle.pem");
-  writeFileSync(path, `${roots.trimEnd()}\n# sluice's CA\n${readFileSync(caCertPem, "utf8").trimEnd()}\n`, { mode: 0o644 });
-  return path;
+  const pem = `${roots.trimEnd()}\n# sluice's CA\n${readFileSync(caCertPem, "utf8").trimEnd()}\n`;
+  writeFileSync(path, pem, { mode: 0o644 });
+  return { bundle: path, javaTrustStore: writeJavaTrustStore(confdir, pem) };
 }
 
 /** The preload that points Node's fetch and http(s) agents at the proxy (compiled next to this file). */
@@ -31,13 +36,15 @@ export interface ClientEnvInput {
   proxyUrl: string;
   caCertPem: string;
   caBundle: string;
+  /** The same certificates as a PKCS#12 Java trust store. */
+  javaTrustStore: string;
   /** The inherited NODE_OPTIONS, kept after the preload. */
   nodeOptions?: string;
 }
 
 /** Every variable, in a stable order. */
 export function clientEnv(input: ClientEnvInput): [string, string][] {
-  const { proxyUrl, caCertPem, caBundle } = input;
+  const { proxyUrl, caCertPem, caBundle, javaTrustStore } = input;
   const proxy = new URL(proxyUrl);
   const preload = `--import=${pathToFileURL(nodePreloadPath()).href}`;
   const nodeOptions = [preload, ...(input.nodeOptions ?? "").split(/\s+/).filter((o) => o && o !== preload)].join(" ");
@@ -60,7 +67,12 @@ export function clientEnv(input: ClientEnvInput): [string, string][] {
     ["NODE_EXTRA_CA_CERTS", caCertPem],
     ["NODE_USE_ENV_PROXY", "1"],
     ["NODE_OPTIONS", nodeOptions],
-    ["JAVA_TOOL_OPTIONS", [`-Dhttp.proxyHost=${proxy.hostname}`, `-Dhttp.proxyPort=${proxy.port}`, `-Dhttps.proxyHost=${proxy.hostname}`, `-Dhttps.proxyPort=${proxy.port}`, "-Dhttp.nonProxyHosts="].join(" ")],
+    // The JVM reads these at start: proxy properties (an empty nonProxyHosts, or Java would skip the
+    // proxy for localhost) and the trust store (system roots plus sluice's CA).
+    ["JAVA_TOOL_OPTIONS", [
+      `-Dhttp.proxyHost=${proxy.hostname}`, `-Dhttp.proxyPort=${proxy.port}`, `-Dhttps.proxyHost=${proxy.hostname}`, `-Dhttps.proxyPort=${proxy.port}`, "-Dhttp.nonProxyHosts=",
+      `-Djavax.net.ssl.trustStore=${javaTrustStore}`, "-Djavax.net.ssl.trustStoreType=PKCS12", `-Djavax.net.ssl.trustStorePassword=${JAVA_TRUSTSTORE_PASSWORD}`,
+    ].join(" ")],
   ];
 }
 

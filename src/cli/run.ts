@@ -54,9 +54,9 @@ function parseAttach(text: string): string {
 
 /** The environment for a child: the caller's, with the client variables on top. */
 function childEnv(proxyUrl: string, confdir: string, ca: CertificateAuthority): NodeJS.ProcessEnv {
-  const bundle = writeCaBundle(confdir, ca.files.certPem);
+  const { bundle, javaTrustStore } = writeCaBundle(confdir, ca.files.certPem);
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const [name, value] of clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, nodeOptions: process.env.NODE_OPTIONS })) env[name] = value;
+  for (const [name, value] of clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, javaTrustStore, nodeOptions: process.env.NODE_OPTIONS })) env[name] = value;
   return env;
 }
 
@@ -70,8 +70,8 @@ export async function runEnv(argv: string[]): Promise<void> {
   if (args.length) throw new UsageError(`unknown argument ${args[0]} for \`sluice env\`; see \`sluice env --help\``);
   const proxyUrl = attach ? parseAttach(attach) : "http://127.0.0.1:8080";
   const ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));
-  const bundle = writeCaBundle(confdir, caFilesIn(confdir).certPem);
-  process.stdout.write(formatEnv(clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, nodeOptions: process.env.NODE_OPTIONS }), shell));
+  const { bundle, javaTrustStore } = writeCaBundle(confdir, caFilesIn(confdir).certPem);
+  process.stdout.write(formatEnv(clientEnv({ proxyUrl, caCertPem: ca.files.certPem, caBundle: bundle, javaTrustStore, nodeOptions: process.env.NODE_OPTIONS }), shell));
 }
 
 export async function runRun(argv: string[]): Promise<number> {
