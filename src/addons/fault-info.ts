@@ -6,8 +6,8 @@ export interface FaultRuleInfo {
   filter: string;
   action: string;
   enabled: boolean;
-  /** Where it came from: --fault / fault_rules, --faults FILE, added at runtime here, or by another process of the fleet. */
-  source: "option" | "file" | "runtime" | "fleet";
+  /** Where it came from: --fault / fault_rules, --faults FILE, added at runtime here, or by another process of the fleet, or a request's x-sluice-fault header (fault_headers). */
+  source: "option" | "file" | "runtime" | "fleet" | "header";
   /** Requests that matched the filter while the rule was enabled. */
   matched: number;
   /** Faults this rule injected. */

@@ -7,7 +7,7 @@
  */
 import { Counter } from "prom-client";
 import type { Addon, AddonContext } from "../core/addons.js";
-import type { HTTPFlow } from "../core/flow.js";
+import { Response, type HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-state.js";
 import { keyOf } from "../rules/keys.js";
@@ -25,9 +25,14 @@ export { FaultRuleError } from "./fault-rules.js";
 export const FAULTS_OPTIONS = declareOptions({
   fault_rules: { type: "strings", default: [], help: "Fault rules 'FILTER => ACTION [args] [p=…] [first=N] [every=N] [after=N] [window=START-END] [rate=N/s per=… burst=N]' (repeatable with --fault)" },
   fault_file: { type: "optional-string", default: null, help: "YAML file with a list of fault rules (strings or mappings), as with --faults; see examples/faults.yaml" },
+  fault_headers: { type: "bool", default: false, help: "Let a request ask for a fault with the header x-sluice-fault: ACTION (e.g. throttle, error 500, delay 200ms); the header is removed before forwarding. Off by default: traffic cannot trigger faults" },
 });
 
 export class FaultNotFoundError extends Error {}
+
+/** The request header that asks for a fault when fault_headers is on (as Envoy's x-envoy-fault-*). */
+export const FAULT_HEADER = "x-sluice-fault";
+const MAX_HEADER_RULES = 256;
 
 /**
  * A change to the rules, as fleet rule sync (fleet/rules-sync.ts) passes it between processes:
@@ -107,6 +112,11 @@ export class Faults implements Addon {
   private injectedCounter!: Counter<"rule" | "action">;
   /** Highest numeric id handed out, so runtime rules get fresh ones. */
   private lastNumericId = 0;
+  /** fault_headers: rules parsed from `x-sluice-fault` values (kept so triggers such as first=/rate= count across requests). */
+  private headerRules = new Map<string, ActiveRule>();
+  /** Response-phase faults a request asked for with the header, applied when the answer comes. */
+  private headerFaultsPending = new WeakMap<HTTPFlow, ActiveRule>();
+  private warnedHeaderOff = false;
   /** Told of every change made here (not of those applied with applyChange). */
   private readonly changeListeners: ((change: FaultRuleChange) => void)[] = [];
 
@@ -203,9 +213,57 @@ export class Faults implements Addon {
   }
 
   request(flow: HTTPFlow): void | Promise<void> {
+    const asked = flow.request.headers.get(FAULT_HEADER);
+    if (asked !== undefined) {
+      const handled = this.headerFault(flow, asked);
+      if (handled !== null) return handled;
+    }
     // Already answered (shaping, a script) or faulted: leave it alone.
     if (flow.response || flow.metadata.fault) return;
     return this.evaluate(flow, "request");
+  }
+
+  /**
+   * fault_headers: a request that asks for a fault with the header gets it (the header never
+   * reaches the server). Returns null when the request goes on to the rules as usual.
+   */
+  private headerFault(flow: HTTPFlow, asked: string): void | Promise<void> | null {
+    if (!this.opts.fault_headers) {
+      if (!this.warnedHeaderOff) {
+        this.warnedHeaderOff = true;
+        this.ctx.log.warn(`faults: a request carries ${FAULT_HEADER}: ${asked} but fault_headers is off, so it is forwarded unchanged and no fault is injected (--set fault_headers=true to allow it)`);
+      }
+      return null;
+    }
+    flow.request.headers.delete(FAULT_HEADER);
+    if (flow.response || flow.metadata.fault) return null;
+    let active = this.headerRules.get(asked);
+    if (!active) {
+      let rule: FaultRule;
+      try {
+        rule = parseFaultRule(`=> ${asked}`, FAULT_HEADER, this.ctx.filter);
+      } catch (err) {
+        const why = (err as Error).message.replace(/^fault rule "=> [^"]*": /, "");
+        flow.response = Response.make(400, `sluice: the ${FAULT_HEADER} header ${JSON.stringify(asked)} is not a fault action: ${why}\n`, { "content-type": "text/plain; charset=utf-8", "x-sluice-fault-error": "bad-action" });
+        flow.metadata.fault = { rule: FAULT_HEADER, action: "refused" };
+        return;
+      }
+      active = new ActiveRule(rule, "header", this.ctx.state);
+      // Clients choose the values: keep a bounded number of them.
+      if (this.headerRules.size >= MAX_HEADER_RULES) this.headerRules.delete(this.headerRules.keys().next().value!);
+      this.headerRules.set(asked, active);
+    }
+    const a = active;
+    const fires = a.fires(flow, performance.now());
+    const go = (yes: boolean): void | Promise<void> => {
+      if (!yes) return;
+      if (a.phase === "response") {
+        this.headerFaultsPending.set(flow, a);
+        return;
+      }
+      return this.inject(a, flow);
+    };
+    return isPromise(fires) ? fires.then(go) : go(fires);
   }
 
   /** Lambda's concurrency: an invocation is in flight until its answer is complete or it failed. */
@@ -220,9 +278,15 @@ export class Faults implements Addon {
   private releaseLimits(flow: HTTPFlow): void {
     for (const a of this.configured) a.limiter?.release(flow);
     for (const a of this.runtime) a.limiter?.release(flow);
+    for (const a of this.headerRules.values()) a.limiter?.release(flow);
   }
 
   responseHeaders(flow: HTTPFlow): void | Promise<void> {
+    const asked = this.headerFaultsPending.get(flow);
+    if (asked && flow.response && !flow.metadata.fault) {
+      this.headerFaultsPending.delete(flow);
+      return this.inject(asked, flow);
+    }
     if (flow.metadata.fault || !flow.response) return;
     return this.evaluate(flow, "response");
   }
