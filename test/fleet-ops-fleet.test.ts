@@ -181,6 +181,16 @@ describe("a fleet of three sluice processes sharing fault rules through Redis", 
     await until("s4 dropping out", async () => (await status()).length === 3);
   });
 
+  test("a second process under a label already in use is told so, in one warning", async () => {
+    const twin = await startMember("s2");
+    try {
+      await until("the duplicate warning", async () => /fleet: another sluice \(.* pid \d+, 127\.0\.0\.1:\d+\) uses the instance label s2 in this fleet; give each process its own with --set instance=NAME/.test(twin.proc.stderr() + twin.proc.stdout() + members[1]!.proc.stderr() + members[1]!.proc.stdout()));
+    } finally {
+      members.splice(members.indexOf(twin), 1);
+      await twin.proc.stop();
+    }
+  });
+
   test("Redis restarted empty: the processes offer their rules again and go on sharing changes", async () => {
     const [s1, s2, s3] = members as [Member, Member, Member];
     await redis.restart();

@@ -68,6 +68,7 @@ export class FleetOps implements Addon {
         shapes: () => (shaping()?.status() ?? []).map((r) => r.text),
       },
       (err) => this.ctx.log.debug(`fleet: heartbeat not written: ${err.message}`),
+      (message) => this.ctx.log.warn(`fleet: ${message}`),
     );
     this.heartbeat.start();
   }

@@ -53,11 +53,13 @@ export class Heartbeat {
   private lastBeat = performance.now();
   private lastRequests = 0;
   private writing = false;
+  private warnedDuplicate = false;
 
   constructor(
     private readonly conn: FleetConnection,
     private readonly facts: InstanceFacts,
     private readonly onError: (err: Error) => void,
+    private readonly onDuplicate: (message: string) => void,
   ) {}
 
   get key(): string {
@@ -101,11 +103,28 @@ export class Heartbeat {
     };
   }
 
+  /** Two processes under one instance label would overwrite each other's record: say so once. */
+  private checkOwner(previous: string | null): void {
+    if (!previous || this.warnedDuplicate) return;
+    let other: Partial<InstanceRecord>;
+    try {
+      other = JSON.parse(previous) as Partial<InstanceRecord>;
+    } catch {
+      return;
+    }
+    // A record from before this process started is a predecessor's that did not stop cleanly.
+    if ((other.pid === process.pid && other.host === hostname()) || (other.updated ?? 0) < this.started) return;
+    this.warnedDuplicate = true;
+    this.onDuplicate(`another sluice (${other.host ?? "?"} pid ${other.pid ?? "?"}, ${other.address ?? "?"}) uses the instance label ${this.conn.config.instance} in this fleet; give each process its own with --set instance=NAME, or fleet status and metrics mix them up`);
+  }
+
   private async beat(): Promise<void> {
     // While Redis is away, beats would only pile up in the client's offline queue.
     if (!this.conn.up || this.writing) return;
     this.writing = true;
     try {
+      const previous = await this.conn.redis.get(this.key);
+      this.checkOwner(previous);
       await this.conn.redis.set(this.key, JSON.stringify(this.record()), "PX", HEARTBEAT_TTL_MS);
     } catch (err) {
       this.onError(err as Error);
