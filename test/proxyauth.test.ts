@@ -147,6 +147,22 @@ describe("--proxyauth user:pass in regular mode", () => {
     assertNoCredentialsReached(tlsOrigin, before);
   });
 
+  test("HTTP/2 inside an authenticated tunnel is served", async () => {
+    const before = tlsOrigin.requests.length;
+    const r = await curlVia(sluice.port, `${tlsOrigin.url}/h2`, ["--cacert", sluice.caCert, "-U", GOOD, "--http2"]);
+    assert.equal(r.status, 200, r.stderr);
+    const flow = (await sluice.waitForFlows(1)).find((f) => f.request.path === "/h2");
+    assert.equal(flow?.request.httpVersion, "HTTP/2.0");
+    assertNoCredentialsReached(tlsOrigin, before);
+  });
+
+  test("a WebSocket upgrade in absolute form without credentials gets the whole 407", async () => {
+    const key = "dGhlIHNhbXBsZSBub25jZQ==";
+    const text = await rawExchange(sluice.port, `GET http://127.0.0.1:${origin.port}/ws HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    assert.match(text, /^HTTP\/1\.1 407 Proxy Authentication Required\r\n/);
+    assert.match(text, /\r\nProxy-Authenticate: Basic realm="sluice"\r\n/i);
+  });
+
   test("undici's ProxyAgent with a token: served; without one: the CONNECT is refused with 407", async () => {
     const before = tlsOrigin.requests.length;
     const requestTls = { ca: [readFileSync(sluice.caCert, "utf8")] };
