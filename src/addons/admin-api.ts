@@ -9,6 +9,8 @@
  *   DELETE /faults/ID              → {removed: rule}
  *   POST   /faults/ID/enable|disable → {fault: rule}
  *   POST   /commands {"command": "fault.list"} → {result}
+ *   GET/POST/PATCH/DELETE /_localstack/chaos/faults, GET/POST /_localstack/chaos/effects:
+ *          LocalStack's Chaos API (localstack-chaos.ts)
  *
  * Errors are {error: "…"} with a 4xx status. Every request needs `Authorization: Bearer TOKEN`
  * (`admin_token`, random unless set, printed at start). Requests from web pages (with an Origin
@@ -21,6 +23,7 @@ import type { AddressInfo } from "node:net";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { CommandError } from "../core/commands.js";
 import { FaultNotFoundError, FaultRuleError, type Faults } from "./faults.js";
+import { ChaosRequestError, LocalStackChaos } from "./localstack-chaos.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
 
 const MAX_BODY = 1024 * 1024;
@@ -126,7 +129,7 @@ export class AdminApi implements Addon {
       send(res, status, body);
     } catch (err) {
       if (err instanceof ApiError) send(res, err.status, { error: err.message }, err.status === 401 ? { "www-authenticate": 'Bearer realm="sluice admin API"' } : {});
-      else if (err instanceof FaultRuleError || err instanceof CommandError) send(res, 400, { error: err.message });
+      else if (err instanceof FaultRuleError || err instanceof CommandError || err instanceof ChaosRequestError) send(res, 400, { error: err.message });
       else if (err instanceof FaultNotFoundError) send(res, 404, { error: err.message });
       else {
         this.ctx.log.error(`admin API: ${req.method} ${req.url} failed: ${(err as Error).message}`);
@@ -148,6 +151,9 @@ export class AdminApi implements Addon {
     const allow = (...methods: string[]) => {
       if (!methods.includes(method)) throw new ApiError(405, `${method} is not supported on ${path}; use ${methods.join(" or ")}`);
     };
+    if (parts[0] === "_localstack" && parts[1] === "chaos" && parts.length === 3) {
+      return await this.chaos.handle(method, parts[2]!, () => readJsonValue(req));
+    }
     if (parts[0] === "commands" && parts.length === 1) {
       allow("POST");
       const body = await readJson(req);
@@ -157,7 +163,7 @@ export class AdminApi implements Addon {
       return { status: 200, body: { result: toJson(result) } };
     }
     if (parts[0] !== "faults" || parts.length > 3) {
-      throw new ApiError(404, `no such endpoint ${path}; endpoints are /faults, /faults/ID, /faults/ID/enable, /faults/ID/disable and /commands`);
+      throw new ApiError(404, `no such endpoint ${path}; endpoints are /faults, /faults/ID, /faults/ID/enable, /faults/ID/disable, /commands and /_localstack/chaos/faults|effects`);
     }
     const faults = this.faults();
     if (parts.length === 1) {
@@ -189,6 +195,9 @@ export class AdminApi implements Addon {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
+  /** LocalStack's chaos API, kept as fault rules. */
+  private readonly chaos = new LocalStackChaos(() => this.faults());
+
   private faults(): Faults {
     const addon = this.ctx.addons.get("faults") as Faults | undefined;
     if (!addon) throw new ApiError(404, "fault injection is not loaded in this front end");
@@ -197,6 +206,12 @@ export class AdminApi implements Addon {
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const parsed = await readJsonValue(req);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ApiError(400, "the body must be a JSON object");
+  return parsed as Record<string, unknown>;
+}
+
+async function readJsonValue(req: http.IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
@@ -210,8 +225,7 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   } catch (err) {
     throw new ApiError(400, `the body is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ApiError(400, "the body must be a JSON object");
-  return parsed as Record<string, unknown>;
+  return parsed;
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
