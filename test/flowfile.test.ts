@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { Headers } from "../src/core/headers.js";
-import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
+import type { HTTPFlow } from "../src/core/flow.js";
+import { tflow, type TFlowInit } from "./support/tflow.js";
 import { run } from "./support/run.js";
 import { startOrigin, testOriginCa, type Origin } from "./support/origins.js";
 import {
@@ -83,24 +84,14 @@ function python(script: string, args: string[] = []): string {
 // ---------------------------------------------------------------------------------------------
 // Sample flows covering what the format has to carry
 
-function connections(i: number) {
-  const c = newClientConnection();
-  c.peername = ["127.0.0.1", 50000 + i];
-  c.sockname = ["127.0.0.1", 8080];
-  c.timestampStart = T + i;
-  const s = newServerConnection();
-  s.address = ["origin.test", 80];
-  s.peername = ["127.0.0.1", 9000];
-  s.sockname = ["127.0.0.1", 40000 + i];
-  s.timestampStart = T + i + 0.002;
-  s.timestampTcpSetup = T + i + 0.003;
-  return { c, s };
-}
-
-function message<M extends Request | Response>(m: M, start: number, end: number): M {
-  m.timestampStart = start;
-  m.timestampEnd = end;
-  return m;
+/** A sample flow from tflow, on the connections of sample `i`, timed as the proxy records it. */
+function sample(i: number, init: TFlowInit, requestEnd: number, response?: [number, number]): HTTPFlow {
+  const f = tflow({ ...init, client: ["127.0.0.1", 50000 + i], start: T + i });
+  Object.assign(f.clientConn, { sockname: ["127.0.0.1", 8080], timestampStart: T + i });
+  Object.assign(f.serverConn, { address: ["origin.test", 80], peername: ["127.0.0.1", 9000], sockname: ["127.0.0.1", 40000 + i], timestampStart: T + i + 0.002, timestampTcpSetup: T + i + 0.003 });
+  f.request.timestampEnd = requestEnd;
+  if (f.response && response) [f.response.timestampStart, f.response.timestampEnd] = response;
+  return f;
 }
 
 /** Plain GET, binary POST with a gzip answer, HTTPS HTTP/2 with TLS and metadata, error, WebSocket, streamed body through a reverse/upstream proxy. */
@@ -108,31 +99,22 @@ function sampleFlows(): HTTPFlow[] {
   const ca = testOriginCa();
   const leaf = ca.leafCertFor("api.example.com");
   const flows: HTTPFlow[] = [];
+  const empty = Buffer.alloc(0);
+  flows.push(
+    sample(0, { method: "GET", url: "http://origin.test/items?q=1&x=caf%C3%A9", authority: "origin.test", reqHeaders: ["Host", "origin.test", "X-Latin1", "caf\u00e9", "Accept", "*/*"], reqBody: empty, status: 200, reason: "OK", resHeaders: ["Content-Type", "application/json", "Content-Length", "11"], resBody: '{"ok":true}' }, T + 0.001, [T + 0.01, T + 0.011]),
+  );
   {
-    const { c, s } = connections(0);
-    const req = message(new Request({ method: "GET", scheme: "http", host: "origin.test", port: 80, path: "/items?q=1&x=caf%C3%A9", authority: "origin.test", headers: new Headers(["Host", "origin.test", "X-Latin1", "caf\u00e9", "Accept", "*/*"]), content: Buffer.alloc(0) }), T, T + 0.001);
-    const f = new HTTPFlow(c, s, req);
-    f.response = message(new Response({ statusCode: 200, reason: "OK", headers: new Headers(["Content-Type", "application/json", "Content-Length", "11"]), content: Buffer.from('{"ok":true}') }), T + 0.01, T + 0.011);
-    flows.push(f);
-  }
-  {
-    const { c, s } = connections(1);
-    const body = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-    const req = message(new Request({ method: "POST", scheme: "http", host: "origin.test", port: 8081, path: "/upload", authority: "origin.test:8081", headers: new Headers(["Host", "origin.test:8081", "Content-Type", "application/octet-stream", "Content-Length", "256"]), content: body }), T + 1, T + 1.001);
-    const f = new HTTPFlow(c, s, req);
     const gz = gzipSync(Buffer.from("created ".repeat(50)));
-    f.response = message(new Response({ statusCode: 201, reason: "Created", headers: new Headers(["Content-Encoding", "gzip", "Content-Type", "text/plain", "Content-Length", String(gz.length)]), content: gz }), T + 1.02, T + 1.03);
-    flows.push(f);
+    const body = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    flows.push(sample(1, { method: "POST", url: "http://origin.test:8081/upload", authority: "origin.test:8081", reqHeaders: ["Host", "origin.test:8081", "Content-Type", "application/octet-stream", "Content-Length", "256"], reqBody: body, status: 201, reason: "Created", resHeaders: ["Content-Encoding", "gzip", "Content-Type", "text/plain", "Content-Length", String(gz.length)], resBody: gz }, T + 1.001, [T + 1.02, T + 1.03]));
   }
   {
-    const { c, s } = connections(2);
-    Object.assign(c, { tls: true, sni: "api.example.com", alpn: "h2", alpnOffers: ["h2", "http/1.1"], tlsVersion: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", certificateList: [leaf], timestampTlsSetup: T + 2.001 });
-    Object.assign(s, { address: ["api.example.com", 443], tls: true, sni: "api.example.com", alpn: "h2", alpnOffers: ["h2", "http/1.1"], tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", certificateList: [leaf, ca.certPem], timestampTlsSetup: T + 2.004 });
-    const req = message(new Request({ method: "PUT", scheme: "https", host: "api.example.com", port: 443, path: "/v1/things/1", authority: "api.example.com", httpVersion: "HTTP/2.0", headers: new Headers(["content-type", "application/json", "x-amz-target", "Service.PutThing"]), content: Buffer.from('{"name":"thing"}') }), T + 2, T + 2.0005);
-    const f = new HTTPFlow(c, s, req);
-    const resp = message(new Response({ statusCode: 429, reason: "", httpVersion: "HTTP/2.0", headers: new Headers(["content-type", "application/json", "retry-after", "1"]), content: Buffer.from('{"__type":"ThrottlingException"}') }), T + 2.05, T + 2.051);
-    resp.trailers = new Headers(["grpc-status", "0"]);
-    f.response = resp;
+    const f = sample(2, { method: "PUT", url: "https://api.example.com/v1/things/1", authority: "api.example.com", reqHeaders: ["content-type", "application/json", "x-amz-target", "Service.PutThing"], reqBody: '{"name":"thing"}', status: 429, resHeaders: ["content-type", "application/json", "retry-after", "1"], resBody: '{"__type":"ThrottlingException"}' }, T + 2.0005, [T + 2.05, T + 2.051]);
+    Object.assign(f.clientConn, { tls: true, sni: "api.example.com", alpn: "h2", alpnOffers: ["h2", "http/1.1"], tlsVersion: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", certificateList: [leaf], timestampTlsSetup: T + 2.001 });
+    Object.assign(f.serverConn, { address: ["api.example.com", 443], tls: true, sni: "api.example.com", alpn: "h2", alpnOffers: ["h2", "http/1.1"], tlsVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", certificateList: [leaf, ca.certPem], timestampTlsSetup: T + 2.004 });
+    f.request.httpVersion = "HTTP/2.0";
+    f.response!.httpVersion = "HTTP/2.0";
+    f.response!.trailers = new Headers(["grpc-status", "0"]);
     f.marked = ":default:";
     f.comment = "throttled on purpose";
     f.isReplay = "request";
@@ -140,18 +122,13 @@ function sampleFlows(): HTTPFlow[] {
     flows.push(f);
   }
   {
-    const { c, s } = connections(3);
-    Object.assign(s, { peername: null, sockname: null, timestampTcpSetup: null, error: "connection refused" });
-    const req = message(new Request({ method: "DELETE", scheme: "http", host: "origin.test", port: 80, path: "/gone", authority: "origin.test", headers: new Headers(["Host", "origin.test"]), content: Buffer.alloc(0) }), T + 3, T + 3.001);
-    const f = new HTTPFlow(c, s, req);
+    const f = sample(3, { method: "DELETE", url: "http://origin.test/gone", authority: "origin.test", reqHeaders: ["Host", "origin.test"], reqBody: empty }, T + 3.001);
+    Object.assign(f.serverConn, { peername: null, sockname: null, timestampTcpSetup: null, error: "connection refused" });
     f.error = { msg: "Connection refused by origin.test:80", timestamp: T + 3.01 };
     flows.push(f);
   }
   {
-    const { c, s } = connections(4);
-    const req = message(new Request({ method: "GET", scheme: "http", host: "origin.test", port: 80, path: "/ws", authority: "origin.test", headers: new Headers(["Host", "origin.test", "Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version", "13"]), content: Buffer.alloc(0) }), T + 4, T + 4.001);
-    const f = new HTTPFlow(c, s, req);
-    f.response = message(new Response({ statusCode: 101, reason: "Switching Protocols", headers: new Headers(["Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]), content: Buffer.alloc(0) }), T + 4.01, T + 4.01);
+    const f = sample(4, { method: "GET", url: "http://origin.test/ws", authority: "origin.test", reqHeaders: ["Host", "origin.test", "Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version", "13"], reqBody: empty, status: 101, reason: "Switching Protocols", resHeaders: ["Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="], resBody: empty }, T + 4.001, [T + 4.01, T + 4.01]);
     f.websocket = {
       messages: [
         { type: 1, fromClient: true, content: Buffer.from("hello"), timestamp: T + 4.1, dropped: false, injected: false },
@@ -165,15 +142,11 @@ function sampleFlows(): HTTPFlow[] {
     flows.push(f);
   }
   {
-    const { c, s } = connections(5);
-    c.proxyMode = "reverse:https://backend.example:8443";
-    s.via = "upstream:http://proxy.local:3128";
-    const req = message(new Request({ method: "GET", scheme: "https", host: "backend.example", port: 8443, path: "/big.bin", authority: "backend.example:8443", headers: new Headers(["Host", "backend.example:8443"]), content: Buffer.alloc(0) }), T + 5, T + 5.001);
-    const f = new HTTPFlow(c, s, req);
-    const resp = message(new Response({ statusCode: 200, reason: "OK", headers: new Headers(["Content-Length", "123456789"]), content: null }), T + 5.01, T + 6);
-    resp.contentLength = 123456789;
-    resp.streamed = true;
-    f.response = resp;
+    const f = sample(5, { method: "GET", url: "https://backend.example:8443/big.bin", authority: "backend.example:8443", reqHeaders: ["Host", "backend.example:8443"], reqBody: empty, status: 200, reason: "OK", resHeaders: ["Content-Length", "123456789"], resBody: null }, T + 5.001, [T + 5.01, T + 6]);
+    f.clientConn.proxyMode = "reverse:https://backend.example:8443";
+    f.serverConn.via = "upstream:http://proxy.local:3128";
+    f.response!.contentLength = 123456789;
+    f.response!.streamed = true;
     flows.push(f);
   }
   return flows;
@@ -181,7 +154,7 @@ function sampleFlows(): HTTPFlow[] {
 
 /** Everything a flow file must keep, as comparable plain data. */
 function essence(f: HTTPFlow) {
-  const msg = (m: Request | Response) => ({
+  const msg = (m: HTTPFlow["request"] | NonNullable<HTTPFlow["response"]>) => ({
     httpVersion: m.httpVersion,
     headers: [...m.headers],
     content: m.content?.toString("base64") ?? null,
@@ -397,7 +370,7 @@ print(json.dumps(out))
 function expectedPythonView(f: HTTPFlow): PythonFlow {
   const b = (s: string | Buffer | null) => (s === null ? null : (typeof s === "string" ? Buffer.from(s, "latin1") : s).toString("base64"));
   const hdrs = (h: Headers | null) => (h ? [...h].map(([k, v]) => [b(k), b(v)]) : null);
-  const msg = (m: Request | Response) => ({ http_version: m.httpVersion, headers: hdrs(m.headers), content: b(m.content), trailers: hdrs(m.trailers), timestamp_start: m.timestampStart, timestamp_end: m.timestampEnd });
+  const msg = (m: HTTPFlow["request"] | NonNullable<HTTPFlow["response"]>) => ({ http_version: m.httpVersion, headers: hdrs(m.headers), content: b(m.content), trailers: hdrs(m.trailers), timestamp_start: m.timestampStart, timestamp_end: m.timestampEnd });
   const pem = (p: string) => p.replace(/\r\n/g, "\n").trim();
   const conn = (c: HTTPFlow["clientConn"] | HTTPFlow["serverConn"]) => ({
     id: c.id,
@@ -826,12 +799,8 @@ function recordLength(buf: Buffer, pos: number): number {
 
 /** A flow whose body says which one it is, so a reader can check each flow it gets back. */
 function numberedFlow(i: number, bodySize: number): HTTPFlow {
-  const { c, s } = connections(i);
-  const req = message(new Request({ method: "POST", scheme: "http", host: "origin.test", port: 80, path: `/n/${i}`, authority: "origin.test", headers: new Headers(["Host", "origin.test"]), content: Buffer.from(`request ${i}`) }), T + i, T + i + 0.001);
-  const f = new HTTPFlow(c, s, req);
   const body = Buffer.alloc(bodySize, i % 256);
-  f.response = message(new Response({ statusCode: 200, reason: "OK", headers: new Headers(["Content-Length", String(bodySize)]), content: body }), T + i + 0.01, T + i + 0.02);
-  return f;
+  return sample(i, { method: "POST", url: `http://origin.test/n/${i}`, authority: "origin.test", reqHeaders: ["Host", "origin.test"], reqBody: `request ${i}`, status: 200, reason: "OK", resHeaders: ["Content-Length", String(bodySize)], resBody: body }, T + i + 0.001, [T + i + 0.01, T + i + 0.02]);
 }
 
 const CRASH_CHILD = String.raw`

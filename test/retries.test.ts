@@ -7,8 +7,8 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Counter } from "prom-client";
-import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
-import { Headers } from "../src/core/headers.js";
+import type { HTTPFlow } from "../src/core/flow.js";
+import { tflow } from "./support/tflow.js";
 import { InvocationTracker, type RetryMetadata, type InvocationRecord } from "../src/aws/invocations.js";
 import { Retries } from "../src/addons/retries.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
@@ -33,29 +33,16 @@ interface FlowSpec {
 
 /** A finished flow as the proxy would have recorded it; AWS-signed S3 ListBuckets unless told otherwise. */
 function flow(spec: FlowSpec): HTTPFlow {
-  const url = new URL(spec.url ?? "https://s3.eu-west-1.amazonaws.com/");
-  const headers: Record<string, string> = { host: url.host };
+  const url = spec.url ?? "https://s3.eu-west-1.amazonaws.com/";
+  const headers: Record<string, string> = { host: new URL(url).host };
   if (!spec.url) headers.authorization = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261125/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00";
   if (spec.invocation) headers["amz-sdk-invocation-id"] = spec.invocation;
   if (spec.sdkRequest) headers["amz-sdk-request"] = spec.sdkRequest;
-  const req = new Request({
-    method: spec.method ?? "GET", scheme: "https", host: url.hostname, port: 443, path: url.pathname + url.search,
-    headers: new Headers(headers), content: Buffer.from(spec.body ?? ""), timestampStart: spec.start,
-  });
-  req.timestampEnd = spec.start;
-  const client = newClientConnection();
-  client.peername = [spec.client ?? "10.0.0.1", 50000];
-  const f = new HTTPFlow(client, newServerConnection(), req);
-  const end = spec.start + (spec.took ?? 0.01);
   const status = spec.status === undefined ? 200 : spec.status;
-  if (status === null) {
-    f.error = { msg: "connection reset", timestamp: end };
-  } else {
-    const r = new Response({ statusCode: status, headers: new Headers(status === 503 ? { "content-type": "application/xml" } : {}), content: Buffer.from(status === 503 ? SLOWDOWN : ""), timestampStart: end });
-    r.timestampEnd = end;
-    f.response = r;
-  }
-  return f;
+  return tflow({
+    method: spec.method ?? "GET", url, reqHeaders: headers, reqBody: spec.body ?? "", client: [spec.client ?? "10.0.0.1", 50000], start: spec.start, took: spec.took,
+    ...(status === null ? { error: "connection reset" } : { status, resHeaders: status === 503 ? { "content-type": "application/xml" } : {}, resBody: status === 503 ? SLOWDOWN : "" }),
+  });
 }
 
 describe("InvocationTracker", () => {
