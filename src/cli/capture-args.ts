@@ -6,8 +6,10 @@
  */
 import { statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { glob, isDynamicPattern } from "tinyglobby";
+import { lazyModule } from "../core/lazy-module.js";
 import { UsageError } from "./args.js";
+
+const tinyglobby = lazyModule<typeof import("tinyglobby")>("tinyglobby");
 
 /** Extensions of the formats sluice reads (the reader itself goes by content). */
 const CAPTURE_EXTENSION = /\.(mitm|flows|har|sqlite3?|db)$/i;
@@ -26,7 +28,7 @@ export function splitCapturesAndFilter(positionals: readonly string[]): { captur
 
 function looksLikeCapture(word: string): boolean {
   if (/^[~!(]/.test(word)) return false;
-  if (CAPTURE_EXTENSION.test(word) || word.includes("/") || isDynamicPattern(word)) return true;
+  if (CAPTURE_EXTENSION.test(word) || word.includes("/") || tinyglobby().isDynamicPattern(word)) return true;
   try {
     return statSync(word).isFile();
   } catch {
@@ -59,8 +61,8 @@ export async function expandCaptures(args: readonly string[], example: string): 
       continue;
     }
     if (isDirectory) throw new UsageError(`cannot read ${arg}: it is a directory; give capture files or a glob such as '${arg.replace(/\/+$/, "")}/*.mitm'`);
-    if (!isDynamicPattern(arg)) throw new Error(`cannot read ${arg}: no such file (give a flow file, HAR or SQLite capture, e.g. one written with \`sluice dump -w FILE\`)`);
-    const matches = (await glob(arg, { onlyFiles: true, expandDirectories: false, dot: false, absolute: isAbsolute(arg) })).sort();
+    if (!tinyglobby().isDynamicPattern(arg)) throw new Error(`cannot read ${arg}: no such file (give a flow file, HAR or SQLite capture, e.g. one written with \`sluice dump -w FILE\`)`);
+    const matches = (await tinyglobby().glob(arg, { onlyFiles: true, expandDirectories: false, dot: false, absolute: isAbsolute(arg) })).sort();
     if (matches.length === 0) throw new UsageError(`no capture matches ${arg}: check the pattern and directory (e.g. ${example})`);
     for (const m of matches) add(m);
   }

@@ -1,7 +1,9 @@
 /** `CONFDIR/config.yaml`: option defaults a user keeps between runs (`name: value` per line). */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
+import { lazyModule } from "./lazy-module.js";
+
+const yaml = lazyModule<typeof import("yaml")>("yaml");
 
 export const CONFIG_FILE = "config.yaml";
 
@@ -11,7 +13,7 @@ export function loadConfigFile(confdir: string): Record<string, string> {
   if (!existsSync(path)) return {};
   let data: unknown;
   try {
-    data = parse(readFileSync(path, "utf8"));
+    data = yaml().parse(readFileSync(path, "utf8"));
   } catch (err) {
     throw new Error(`config file ${path} is not valid YAML: ${(err as Error).message.split("\n")[0]}`);
   }

@@ -15,8 +15,15 @@
  * that must not wait (fallback local) checks `up` first or races its own timeout.
  */
 import { EventEmitter } from "node:events";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
+import { lazyModule } from "../core/lazy-module.js";
 import type { Logger } from "../core/addons.js";
+
+const ioredis = lazyModule<typeof import("ioredis")>("ioredis");
+/** ioredis's client class, loaded when a fleet is joined (see core/lazy-module). */
+export function redisClass(): typeof import("ioredis").Redis {
+  return ioredis().Redis;
+}
 
 export type FleetFallback = "local" | "closed";
 export type FleetLinkState = "connecting" | "up" | "down" | "closed";
@@ -85,7 +92,7 @@ export class FleetConnection extends EventEmitter {
     super();
     this.target = parseRedisUrl(config.url);
     this.prefix = `sluice:{${config.fleet}}:`;
-    this.redis = new Redis(config.url, { ...this.redisOptions(), keyPrefix: this.prefix });
+    this.redis = new (redisClass())(config.url, { ...this.redisOptions(), keyPrefix: this.prefix });
     this.redis.on("error", (err: Error) => (this.lastError = err));
     this.redis.on("ready", () => this.onUp());
     this.redis.on("close", () => this.onDown());
@@ -106,7 +113,7 @@ export class FleetConnection extends EventEmitter {
 
   /** A new connection for SUBSCRIBE (no key prefix: channels are named with `key()`); closed with this one. */
   subscriber(): Redis {
-    const sub = new Redis(this.config.url, this.redisOptions());
+    const sub = new (redisClass())(this.config.url, this.redisOptions());
     sub.on("error", () => {}); // the command connection reports loss and recovery once for all
     this.subscribers.push(sub);
     return sub;

@@ -3,8 +3,7 @@
  * (fleet/heartbeat.ts), as a table or JSON. A short-lived Redis connection of its own: a status
  * query that cannot reach Redis fails in one line instead of retrying forever.
  */
-import { Redis } from "ioredis";
-import { parseRedisUrl } from "./connection.js";
+import { parseRedisUrl, redisClass } from "./connection.js";
 import { checkFleetName } from "./options.js";
 import { INSTANCES_PREFIX, type InstanceRecord } from "./heartbeat.js";
 
@@ -18,7 +17,7 @@ export async function readFleetStatus(url: string, fleet: string): Promise<Fleet
   const target = parseRedisUrl(url);
   checkFleetName(fleet);
   const prefix = `sluice:{${fleet}}:`;
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  const redis = new (redisClass())(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
   redis.on("error", () => undefined);
   try {
     try {

@@ -4,7 +4,8 @@
  */
 import type { IncomingMessage } from "node:http";
 import type net from "node:net";
-import { WebSocket, WebSocketServer, type ClientOptions, type RawData } from "ws";
+import type { ClientOptions, RawData, WebSocket } from "ws";
+import { lazyModule } from "../core/lazy-module.js";
 import { HTTPFlow, Response, newServerConnection, now, reasonPhrase } from "../core/flow.js";
 import { Headers } from "../core/headers.js";
 import type { ProxyContext } from "./context.js";
@@ -15,6 +16,9 @@ import type { ClientUpstreams, UpstreamTlsSettings } from "./upstream.js";
 import tls from "node:tls";
 import { isIP } from "node:net";
 import { RefusedTargetError, ownCheckingLookup, ownLiteralTarget } from "./guards.js";
+
+/** ws, loaded at the first WebSocket upgrade (see core/lazy-module). */
+const wsLib = lazyModule<typeof import("ws")>("ws");
 
 /** Headers the ws client sets itself for the handshake; forwarding them would duplicate them. */
 const HANDSHAKE_HEADERS = new Set([
@@ -101,7 +105,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
   }
   const proxy = upstreams.upstreamProxy;
   if (proxy) serverConn.via = proxy.spec;
-  const server = new WebSocket(url, protocols, {
+  const server = new (wsLib().WebSocket)(url, protocols, {
     lookup: ownCheckingLookup(ctx.ownListeners, request.port),
     ...(proxy ? { createConnection: throughUpstreamProxy(upstreams, request, tlsSettings) as unknown as ClientOptions["createConnection"] } : {}),
     headers,
@@ -150,7 +154,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
 
   server.once("open", () => {
     const chosen = server.protocol;
-    const accept = new WebSocketServer({
+    const accept = new (wsLib().WebSocketServer)({
       noServer: true,
       perMessageDeflate: false,
       handleProtocols: () => chosen || false,
@@ -166,7 +170,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
           flow.websocket!.messages.push(message);
           const pending = ctx.addons.trigger("websocketMessage", flow);
           if (pending) await pending;
-          if (!message.dropped && to.readyState === WebSocket.OPEN) to.send(message.content, { binary: message.type === 2 });
+          if (!message.dropped && to.readyState === wsLib().WebSocket.OPEN) to.send(message.content, { binary: message.type === 2 });
         });
         from.on("close", (code: number, reason: Buffer) => {
           const ws = flow.websocket!;
@@ -180,7 +184,7 @@ async function relay(ctx: ProxyContext, flow: HTTPFlow, req: IncomingMessage, so
             void ctx.addons.trigger("websocketEnd", flow);
           }
           const sendable = code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 && code !== 1015;
-          if (to.readyState === WebSocket.OPEN) (sendable ? to.close(code, reason) : to.close());
+          if (to.readyState === wsLib().WebSocket.OPEN) (sendable ? to.close(code, reason) : to.close());
         });
         from.on("error", () => to.terminate());
       };

@@ -1,6 +1,8 @@
 /** Rules files (`--faults`, `--shapes`): a YAML list of rule strings or mappings, read alike for every addon that takes rules. */
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { lazyModule } from "../core/lazy-module.js";
+
+const yaml = lazyModule<typeof import("yaml")>("yaml");
 
 export type RuleSource = string | Record<string, unknown>;
 
@@ -28,7 +30,7 @@ export function readRulesFile(path: string, kind: RulesFileKind): RuleSource[] {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = yaml().parse(text);
   } catch (err) {
     fail(`not valid YAML: ${(err as Error).message.split("\n")[0]}`);
   }

@@ -1,6 +1,9 @@
 /** The layout of a sluice SQLite capture and how to open one; shared by the reader and the writer's worker thread. */
 import { existsSync } from "node:fs";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { lazyModule } from "../core/lazy-module.js";
+
+const betterSqlite3 = lazyModule<typeof Database>("better-sqlite3");
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS flows (
@@ -59,7 +62,7 @@ export function openDatabase(path: string, readonly: boolean): Database.Database
   if (readonly && !existsSync(path)) throw new SqliteStoreError(`${path}: no such file`);
   let db: Database.Database;
   try {
-    db = new Database(path, { readonly, fileMustExist: readonly });
+    db = new (betterSqlite3())(path, { readonly, fileMustExist: readonly });
     if (!readonly) {
       // Rows are ~2.5 KB: with the default 4 KB pages each would take a page of its own.
       db.pragma("page_size = 16384");

@@ -61,7 +61,8 @@ import {
   id_kp_clientAuth,
   id_kp_serverAuth,
 } from "@peculiar/asn1-x509";
-import forge from "node-forge";
+import type forgeTypes from "node-forge";
+import { lazyModule } from "../../core/lazy-module.js";
 
 export const CA_BASENAME = "sluice-ca";
 
@@ -122,6 +123,9 @@ const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
 const DER_NULL = new Uint8Array([0x05, 0x00]).buffer;
 
 const signAsync = promisify(signCallback);
+
+/** node-forge, loaded only to write (or check an old) PKCS#12 bundle (see core/lazy-module). */
+const forge = lazyModule<typeof forgeTypes>("node-forge");
 
 interface LeafKey {
   privateKey: KeyObject;
@@ -223,17 +227,20 @@ export class CertificateAuthority {
     };
     write(this.files.certPem, this.certPem.trim() + "\n", 0o644);
     write(this.files.certCer, der, 0o644);
-    const forgeCert = forge.pki.certificateFromAsn1(forge.asn1.fromDer(der.toString("binary")));
+    let parsed: forgeTypes.pki.Certificate | null = null;
+    const forgeCert = () => (parsed ??= forge().pki.certificateFromAsn1(forge().asn1.fromDer(der.toString("binary"))));
     if (existsSync(this.files.p12) && p12HasKey(this.files.p12)) {
       // Before this name was certificate-only, sluice put the key in it: move the key to the
       // .p12 whose name says so, and make this one safe to hand out again.
       unlinkSync(this.files.p12);
       log?.(`${this.files.p12} held the CA's private key; it now holds only the certificate, and the key bundle is ${this.files.keyP12}`);
     }
-    write(this.files.p12, pkcs12(null, forgeCert), 0o644);
+    if (!existsSync(this.files.p12)) write(this.files.p12, pkcs12(null, forgeCert()), 0o644);
     if (this.caKey.asymmetricKeyType === "rsa") {
-      const forgeKey = forge.pki.privateKeyFromPem(this.caKey.export({ type: "pkcs1", format: "pem" }).toString()) as forge.pki.rsa.PrivateKey;
-      write(this.files.keyP12, pkcs12(forgeKey, forgeCert), 0o600);
+      if (!existsSync(this.files.keyP12)) {
+        const forgeKey = forge().pki.privateKeyFromPem(this.caKey.export({ type: "pkcs1", format: "pem" }).toString()) as forgeTypes.pki.rsa.PrivateKey;
+        write(this.files.keyP12, pkcs12(forgeKey, forgeCert()), 0o600);
+      }
       tighten(this.files.keyP12, log);
     }
     if (missing.length) log?.(`wrote the missing ${missing.join(", ")} from ${this.files.keyAndCert}`);
@@ -531,16 +538,30 @@ function writeAtomically(path: string, data: string | Buffer, mode: number): voi
   renameSync(tmp, path);
 }
 
-function pkcs12(key: forge.pki.rsa.PrivateKey | null, cert: forge.pki.Certificate): Buffer {
-  const asn1 = forge.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: "sluice CA" });
-  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), "binary");
+function pkcs12(key: forgeTypes.pki.rsa.PrivateKey | null, cert: forgeTypes.pki.Certificate): Buffer {
+  const f = forge();
+  const asn1 = f.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: "sluice CA" });
+  return Buffer.from(f.asn1.toDer(asn1).getBytes(), "binary");
 }
+
+/** DER of the PKCS#12 bag OIDs for keys: keyBag (1.2.840.113549.1.12.10.1.1) and pkcs8ShroudedKeyBag (…1.2). */
+const KEY_BAG_OID_DER = Buffer.from([0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01]);
 
 function p12HasKey(path: string): boolean {
   try {
-    const p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(readFileSync(path).toString("binary")));
-    const bags = p12.getBags({ bagType: forge.pki.oids.pkcs8ShroudedKeyBag! })[forge.pki.oids.pkcs8ShroudedKeyBag!] ?? [];
-    const plain = p12.getBags({ bagType: forge.pki.oids.keyBag! })[forge.pki.oids.keyBag!] ?? [];
+    const der = readFileSync(path);
+    // sluice's bundles are unencrypted (no password), so a key bag's OID is in the clear: without
+    // it there is no key, and the bundle need not be parsed (nor node-forge loaded) at every start.
+    let keyBag = false;
+    for (let at = der.indexOf(KEY_BAG_OID_DER); at >= 0 && !keyBag; at = der.indexOf(KEY_BAG_OID_DER, at + 1)) {
+      const last = der[at + KEY_BAG_OID_DER.length];
+      keyBag = last === 0x01 || last === 0x02; // 0x03 is a certificate's bag
+    }
+    if (!keyBag) return false;
+    const f = forge();
+    const p12 = f.pkcs12.pkcs12FromAsn1(f.asn1.fromDer(der.toString("binary")));
+    const bags = p12.getBags({ bagType: f.pki.oids.pkcs8ShroudedKeyBag! })[f.pki.oids.pkcs8ShroudedKeyBag!] ?? [];
+    const plain = p12.getBags({ bagType: f.pki.oids.keyBag! })[f.pki.oids.keyBag!] ?? [];
     return bags.length + plain.length > 0;
   } catch {
     return false;

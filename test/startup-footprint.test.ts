@@ -1,0 +1,47 @@
+/**
+ * What `sluice dump` loads at start (issue 20: idle RSS ≤ 70 MB). Packages that only some runs
+ * need — ioredis (a fleet), ws (WebSocket traffic), node-forge (writing a .p12), better-sqlite3
+ * (SQLite captures), yaml (a config or rules file), tinyglobby (report globs) — cost 5–20 MB each
+ * once loaded, so a plain `sluice dump` must not load them.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { CertificateAuthority } from "../src/proxy/tls/ca.js";
+import { SLUICE_BIN } from "./support/cli.js";
+import { run } from "./support/run.js";
+
+const LAZY = ["ioredis", "ws", "node-forge", "better-sqlite3", "yaml", "tinyglobby"];
+
+test("sluice dump listens without loading ioredis, ws, node-forge, better-sqlite3, yaml or tinyglobby", async () => {
+  const confdir = mkdtempSync(join(tmpdir(), "sluice-footprint-"));
+  CertificateAuthority.loadOrCreate(confdir); // a CA and its files exist, as on every start but the first
+  const mainUrl = pathToFileURL(join(SLUICE_BIN, "..", "..", "dist", "src", "cli", "main.js")).href;
+  // Started in a fresh process; once it says it is listening, it prints the packages loaded.
+  const script = `
+    import { createRequire } from "node:module";
+    const { main } = await import(${JSON.stringify(mainUrl)});
+    const write = process.stderr.write.bind(process.stderr);
+    let reported = false;
+    process.stderr.write = (chunk, ...rest) => {
+      if (!reported && String(chunk).includes("listening at")) {
+        reported = true;
+        setImmediate(() => {
+          process.stdout.write(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));
+          process.exit(0);
+        });
+      }
+      return write(chunk, ...rest);
+    };
+    void main(["dump", "--confdir", ${JSON.stringify(confdir)}, "-p", "0", "--listen-host", "127.0.0.1"]);
+  `;
+  const r = await run(process.execPath, ["--input-type=module", "-e", script], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const loaded = JSON.parse(r.stdout) as string[];
+  assert.ok(loaded.some((p) => p.includes("/node_modules/undici/")), "the check sees packages dump does need");
+  const eager = LAZY.filter((name) => loaded.some((p) => p.includes(`/node_modules/${name}/`)));
+  assert.deepEqual(eager, [], `loaded at start: ${eager.join(", ")}`);
+});
