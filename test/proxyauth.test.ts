@@ -368,7 +368,8 @@ describe("listening beyond loopback", () => {
   async function warnings(listenAddress: string, values: Record<string, unknown>): Promise<string[]> {
     const tctx = await context(new Block(), new ProxyAuth());
     await tctx.configure(values);
-    tctx.master.context.listener = () => ({ address: listenAddress, port: 8080, caCertFile: "" });
+    tctx.master.ownListeners.register("proxy", { address: listenAddress, port: 8080 });
+    tctx.master.ownListeners.register("admin", { address: "127.0.0.1", port: 8081 });
     await tctx.trigger("running");
     return tctx.logs.filter((l) => /beyond this machine/.test(l));
   }

@@ -60,9 +60,11 @@ export class ProxyAuth implements Addon {
   }
 
   running(): void {
-    const listener = this.ctx.listener();
-    if (!listener || this.check || isLoopbackHost(listener.address)) return;
-    const where = listener.address.includes(":") ? `[${listener.address}]:${listener.port}` : `${listener.address}:${listener.port}`;
+    if (this.check) return;
+    // Every proxy listener (several --mode listeners may bind different addresses).
+    const exposed = this.ctx.ownListeners.list().filter((l) => l.kind === "proxy" && !isLoopbackHost(l.address));
+    if (exposed.length === 0) return;
+    const where = exposed.map((l) => (l.address.includes(":") ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)).join(", ");
     const blocked = this.ctx.options.lookup(BLOCK_OPTIONS)?.block_global === true;
     this.ctx.log.warn(
       `sluice listens on ${where}, beyond this machine, without --proxyauth: anyone who can reach it can use it` +
