@@ -12,6 +12,8 @@ import { readFileSync } from "node:fs";
 import { Socks5ProxyAgent, fetch } from "undici";
 import { spawnSluice } from "./support/cli.js";
 import { ProxyAuth } from "../src/addons/proxy-auth.js";
+import { tabLines } from "../src/ui/console/flow-details.js";
+import { tflow } from "./support/tflow.js";
 import { ModeError, listenAddresses, parseMode, parseModes } from "../src/proxy/mode.js";
 
 /** curl with no proxy variables from the environment; exit code, body and stderr. */
@@ -249,5 +251,25 @@ describe("several --mode listeners in one process", () => {
     const errLines = clash.stderr.trim().split("\n");
     assert.equal(errLines.length, 1, clash.stderr);
     assert.match(errLines[0]!, /modes "regular" and "socks5@18080" would both listen on 127\.0\.0\.1:18080/);
+  });
+});
+
+describe("mode at run time", () => {
+  test("changing mode or the listen address after start is refused in one line, the old value kept", async () => {
+    const sluice = await startSluice({ set: { mode: "regular" } });
+    try {
+      assert.throws(() => sluice.master.options.set("mode", "socks5"), /mode is read when the listeners start: restart sluice to change it/);
+      assert.deepEqual(sluice.master.options.get("mode"), ["regular"]);
+      assert.throws(() => sluice.master.options.set("listen_port", "9"), /listen_port is read when the listeners start/);
+    } finally {
+      await sluice.close();
+    }
+  });
+
+  test("the console's Detail tab names the mode that accepted the client", () => {
+    const flow = tflow({ url: "http://example.com/" });
+    flow.clientConn.proxyMode = "socks5@1090";
+    const text = tabLines(flow, "Detail").map((line) => line.map((s) => s.text).join("")).join("\n");
+    assert.match(text, /proxy mode\s+socks5@1090/);
   });
 });

@@ -22,6 +22,9 @@ import { describeMode, listenAddresses, parseModes } from "./mode.js";
 import type { ProxyContext } from "./context.js";
 import type { AddressInfo } from "node:net";
 
+/** Options that decide the listeners. */
+const LISTENER_OPTIONS = ["mode", "listen_host", "listen_port", "backlog"];
+
 export interface MasterInit {
   /** Option values as strings, parsed by type (as with --set). */
   set?: Record<string, string>;
@@ -103,6 +106,8 @@ export class Master {
     // From now on a change goes to every addon; one that refuses it rolls it back (see Options.update).
     this.options.onChange((changed) => {
       for (const name of Object.keys(FLEET_OPTIONS)) if (changed.has(name)) throw new Error(`${name} is read at start: restart sluice to change it`);
+      // The listeners are made at start; a new value would otherwise be shown but never used.
+      for (const name of LISTENER_OPTIONS) if (changed.has(name) && this.servers.length) throw new Error(`${name} is read when the listeners start: restart sluice to change it`);
       return this.addons.configure(changed);
     });
   }
