@@ -10,7 +10,8 @@
  */
 import { chmodSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import forge from "node-forge";
+import type forgeNs from "node-forge";
+import { lazyModule } from "../core/lazy-module.js";
 
 /** The password Java's tools default to; the store holds only public certificates. */
 export const JAVA_TRUSTSTORE_PASSWORD = "changeit";
@@ -25,18 +26,20 @@ const OID = {
   sha1: "1.3.14.3.2.26",
 };
 
-const { asn1 } = forge;
-const seq = (items: forge.asn1.Asn1[]) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, items);
-const set = (items: forge.asn1.Asn1[]) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SET, true, items);
-const oid = (o: string) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(o).getBytes());
-const octets = (bytes: string) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, bytes);
-const explicit0 = (inner: forge.asn1.Asn1) => asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [inner]);
-const int = (n: number) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, asn1.integerToDer(n).getBytes());
-const der = (node: forge.asn1.Asn1) => asn1.toDer(node).getBytes();
+/** node-forge, loaded when a trust store is written (see core/lazy-module). */
+const forge = lazyModule<typeof forgeNs>("node-forge");
+const asn1 = () => forge().asn1;
+const seq = (items: forgeNs.asn1.Asn1[]) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.SEQUENCE, true, items);
+const set = (items: forgeNs.asn1.Asn1[]) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.SET, true, items);
+const oid = (o: string) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.OID, false, asn1().oidToDer(o).getBytes());
+const octets = (bytes: string) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.OCTETSTRING, false, bytes);
+const explicit0 = (inner: forgeNs.asn1.Asn1) => asn1().create(asn1().Class.CONTEXT_SPECIFIC, 0, true, [inner]);
+const int = (n: number) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.INTEGER, false, asn1().integerToDer(n).getBytes());
+const der = (node: forgeNs.asn1.Asn1) => asn1().toDer(node).getBytes();
 
 /** A BMPString, the type PKCS#12 friendly names have (forge writes the UTF-16BE itself). */
-function bmp(text: string): forge.asn1.Asn1 {
-  return asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BMPSTRING, false, text);
+function bmp(text: string): forgeNs.asn1.Asn1 {
+  return asn1().create(asn1().Class.UNIVERSAL, asn1().Type.BMPSTRING, false, text);
 }
 
 /** The DER of each certificate in a PEM text, in order. */
@@ -63,13 +66,13 @@ export function javaTrustStore(certs: Buffer[], aliases: string[], password = JA
   const authSafeDer = der(authSafe);
 
   // MacData: HMAC-SHA1 keyed by the PKCS#12 KDF (RFC 7292 appendix B), as every JDK reads it.
-  const salt = forge.random.getBytesSync(8);
+  const salt = forge().random.getBytesSync(8);
   const iterations = 10_000;
-  const macKey = forge.pkcs12.generateKey(password, forge.util.createBuffer(salt), 3, iterations, 20);
-  const hmac = forge.hmac.create();
+  const macKey = forge().pkcs12.generateKey(password, forge().util.createBuffer(salt), 3, iterations, 20);
+  const hmac = forge().hmac.create();
   hmac.start("sha1", macKey);
   hmac.update(authSafeDer);
-  const macData = seq([seq([seq([oid(OID.sha1), asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, "")]), octets(hmac.digest().getBytes())]), octets(salt), int(iterations)]);
+  const macData = seq([seq([seq([oid(OID.sha1), asn1().create(asn1().Class.UNIVERSAL, asn1().Type.NULL, false, "")]), octets(hmac.digest().getBytes())]), octets(salt), int(iterations)]);
 
   const pfx = seq([int(3), seq([oid(OID.data), explicit0(octets(authSafeDer))]), macData]);
   return Buffer.from(der(pfx), "binary");
