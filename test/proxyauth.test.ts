@@ -350,6 +350,19 @@ describe("proxyauth specs", () => {
     await assert.rejects(tctx.configure({ proxyauth: "justaname" }), /expected "user:pass", "any" or "@path\/to\/htpasswd"/);
   });
 
+  test("a remembered check is for that user and password only, however they split", async () => {
+    const tctx = await context(new ProxyAuth());
+    await tctx.configure({ proxyauth: "a\u0000b:c" });
+    const good = tflow();
+    good.request.headers.set("proxy-authorization", basic("a\u0000b:c"));
+    await tctx.trigger("requestHeaders", good);
+    assert.equal(good.response, null, "the right credentials are accepted (and remembered)");
+    const shifted = tflow();
+    shifted.request.headers.set("proxy-authorization", basic("a:b\u0000c"));
+    await tctx.trigger("requestHeaders", shifted);
+    assert.equal(shifted.response?.statusCode, 407);
+  });
+
   test("any: any user and password are accepted, but some must be sent", async () => {
     const tctx = await context(new ProxyAuth());
     await tctx.configure({ proxyauth: "any" });

@@ -130,7 +130,8 @@ export class ProxyAuth implements Addon {
       flow.metadata.proxyauth = [user, ""];
       return user;
     };
-    const key = createHmac("sha256", this.cacheKey).update(user).update("\0").update(password).digest("base64");
+    // The user's length first: no split of one string into user and password can match another's.
+    const key = createHmac("sha256", this.cacheKey).update(`${Buffer.byteLength(user)}:${user}`).update(password).digest("base64");
     if (this.verified.has(key)) return accept();
     return then(this.check!(user, password), (ok) => {
       if (!ok) return null;
