@@ -4,11 +4,11 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./support/run.js";
-import { SLUICE_BIN, spawnSluice, freePort } from "./support/cli.js";
+import { SLUICE_BIN, spawnSluice, freePort, assertOneLineError } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { parseMode } from "../src/proxy/mode.js";
 
@@ -63,5 +63,182 @@ describe("upstream mode with an unreachable upstream proxy", () => {
     } finally {
       await proc.stop();
     }
+  });
+});
+
+/** One mistake: the command line, what its one error line must say, and the exit code when it matters. */
+interface BadInput {
+  args: string[];
+  says: RegExp;
+  code?: number;
+}
+
+describe("every bad input is one line on stderr and a non-zero exit", () => {
+  // HOME is a fresh folder, so the default confdir (~/.sluice) and its config file are the test's.
+  const home = mkdtempSync(join(tmpdir(), "sluice-home-"));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bad-input-"));
+  const aFile = join(dir, "a-file");
+  const corrupt = join(dir, "corrupt.mitm");
+  const missing = join(dir, "missing.mitm");
+  const folder = join(dir, "folder");
+  const badYamlConf = join(dir, "bad-yaml-conf");
+  const unknownOptionConf = join(dir, "unknown-option-conf");
+  before(async () => {
+    // A second run, as most are: the CA exists, so no "created a new CA" line comes before the error.
+    const ca = await run(process.execPath, [SLUICE_BIN, "ca"], { env: { ...process.env, HOME: home } });
+    assert.equal(ca.code, 0, ca.stderr);
+    writeFileSync(aFile, "just a file\n");
+    writeFileSync(corrupt, "garbage, not a flow file\n");
+    mkdirSync(folder);
+    writeFileSync(join(dir, "addon.py"), "def response(flow): pass\n");
+    writeFileSync(join(dir, "broken.ts"), "export default { request(flow) { let x: number = ; } };\n");
+    writeFileSync(join(dir, "throws.js"), "const x = 1;\nthrow new Error('boom at load');\nexport default {};\n");
+    mkdirSync(badYamlConf);
+    writeFileSync(join(badYamlConf, "config.yaml"), "listen_port: [8080\n");
+    mkdirSync(unknownOptionConf);
+    writeFileSync(join(unknownOptionConf, "config.yaml"), "listen_prot: 8080\n");
+  });
+
+  const p0 = ["-p", "0"];
+  const cases = (): BadInput[] => [
+    // The confdir, ports and addresses
+    { args: ["dump", ...p0, "--confdir", join(aFile, "conf")], says: /cannot keep the CA in .*a-file\/conf: ENOTDIR.*; choose a folder you can write with --confdir DIR/ },
+    { args: ["ca", "--confdir", join(aFile, "conf")], says: /cannot keep the CA in .*a-file\/conf: ENOTDIR/ },
+    { args: ["dump", "--listen-port", "70000"], says: /option listen_port expects a whole number from 0 to 65535, got "70000"/ },
+    { args: ["dump", "-p", "-1"], says: /option listen_port expects a whole number from 0 to 65535, got "-1"/ },
+    { args: ["dump", "-p", "abc"], says: /option listen_port expects a whole number, got "abc"/ },
+    { args: ["dump", ...p0, "--set", "admin_port=70000"], says: /admin_port expects a port from 0 to 65535/ },
+    { args: ["dump", ...p0, "--set", "metrics_port=99999"], says: /metrics_port must be a port from 0 to 65535/ },
+    { args: ["web", ...p0, "--set", "web_port=70000"], says: /web_port expects a port from 0 to 65535/ },
+    { args: ["dump", ...p0, "--set", "backlog=0"], says: /backlog expects a whole number of at least 1/ },
+    { args: ["dump", ...p0, "--set", "statsd=127.0.0.1:99999"], says: /statsd expects HOST:PORT/ },
+    { args: ["dump", ...p0, "--listen-host", "192.0.2.1"], says: /cannot listen on 192\.0\.2\.1:0: 192\.0\.2\.1 is not an address of this machine .*--listen-host 127\.0\.0\.1/ },
+    // Files given to flags that read one
+    { args: ["dump", "-n", "-r", folder], says: /folder: is a directory; give a mitmproxy flow file/, code: 1 },
+    { args: ["dump", "-r", missing], says: /missing\.mitm: cannot open for reading: ENOENT, no such file; give a mitmproxy flow file/, code: 1 },
+    { args: ["dump", "-n", "-r", corrupt], says: /corrupt\.mitm: not a flow file/, code: 1 },
+    { args: ["dump", ...p0, "-C", missing], says: /client_replay: .*missing\.mitm: cannot open for reading: ENOENT/ },
+    { args: ["dump", ...p0, "-C", corrupt], says: /client_replay: .*corrupt\.mitm: not a flow file/ },
+    { args: ["dump", ...p0, "-C", folder], says: /client_replay: .*folder: is a directory/ },
+    { args: ["dump", ...p0, "-S", missing], says: /server_replay: .*missing\.mitm: cannot open for reading: ENOENT/ },
+    { args: ["dump", ...p0, "-S", corrupt], says: /server_replay: .*corrupt\.mitm: not a flow file/ },
+    { args: ["dump", ...p0, "-s", join(dir, "missing.js")], says: /script .*missing\.js does not exist/ },
+    { args: ["dump", ...p0, "-s", corrupt], says: /sluice loads JavaScript and TypeScript files/ },
+    { args: ["dump", ...p0, "-s", join(dir, "addon.py")], says: /not Python/ },
+    { args: ["dump", ...p0, "-s", join(dir, "broken.ts")], says: /failed to load: .*broken\.ts:1:\d+: ERROR: Unexpected/ },
+    { args: ["dump", ...p0, "-s", join(dir, "throws.js")], says: /failed to load: Error: boom at load \(.*throws\.js:2:7\)/ },
+    { args: ["dump", ...p0, "--faults", join(dir, "missing.yaml")], says: /--faults .*missing\.yaml: cannot read it \(ENOENT, no such file\)/ },
+    { args: ["dump", ...p0, "--faults", folder], says: /--faults .*folder: cannot read it \(EISDIR, it is a directory\)/ },
+    { args: ["dump", ...p0, "--shapes", join(dir, "missing.yaml")], says: /--shapes .*missing\.yaml: cannot read it \(ENOENT, no such file\)/ },
+    { args: ["dump", ...p0, "--certs", join(dir, "missing.pem")], says: /certs: cannot read .*missing\.pem/ },
+    { args: ["dump", ...p0, "--map-local", `|~q|/x|${join(dir, "missing")}`], says: /map_local: .*missing.* does not exist/ },
+    { args: ["dump", ...p0, "--set", `client_certs=${join(dir, "missing.pem")}`], says: /client_certs: cannot read .*missing\.pem \(ENOENT\)/ },
+    { args: ["dump", ...p0, "-H", `|~q|x-a|@${join(dir, "missing.txt")}`], says: /modify_headers: cannot read .*missing\.txt/ },
+    { args: ["dump", ...p0, "--set", `ssl_verify_upstream_trusted_ca=${join(dir, "missing.pem")}`], says: /ssl_verify_upstream_trusted_ca: cannot read .*missing\.pem/ },
+    { args: ["dump", ...p0, "--confdir", badYamlConf], says: /config file .*config\.yaml is not valid YAML/ },
+    { args: ["dump", ...p0, "--confdir", unknownOptionConf], says: /unknown option listen_prot/ },
+    // Files to write
+    { args: ["dump", ...p0, "--set", `hardump=${join(dir, "no-such-dir", "x.har")}`], says: /hardump: cannot write .*x\.har: the directory .*no-such-dir does not exist/ },
+    { args: ["dump", ...p0, "-w", join(aFile, "x.mitm")], says: /cannot write flows to .*a-file\/x\.mitm/ },
+    { args: ["dump", ...p0, "-w", folder], says: /cannot write flows to .*folder.*EISDIR/ },
+    // Modes
+    { args: ["dump", ...p0, "--mode", "reverse:https://example.com/api"], says: /mode reverse: "https:\/\/example\.com\/api" has a path/ },
+    { args: ["dump", ...p0, "--mode", "upstream:ftp://127.0.0.1:21"], says: /scheme ftp is not supported/ },
+    { args: ["dump", ...p0, "--mode", "reverse:"], says: /mode reverse needs a URL/ },
+    // Numbers, sizes, durations, rates, choices
+    { args: ["dump", ...p0, "--set", "body_size_limit=12q"], says: /body_size_limit expects a size such as 512k/ },
+    { args: ["dump", ...p0, "--set", "stream_large_bodies=abc"], says: /stream_large_bodies expects a size/ },
+    { args: ["dump", ...p0, "--set", "connect_timeout=-5"], says: /connect_timeout expects a whole number of at least 0, got "-5"/ },
+    { args: ["dump", ...p0, "--set", "intercept_timeout=0"], says: /intercept_timeout expects a whole number of at least 1/ },
+    { args: ["dump", ...p0, "--flow-detail", "9"], says: /flow_detail must be 0 to 4/ },
+    { args: ["dump", ...p0, "--set", "termlog_verbosity=loud"], says: /termlog_verbosity expects one of error, warn, info/ },
+    { args: ["dump", ...p0, "--cut", "nosuchfield"], says: /cut "nosuchfield": a flow has no nosuchfield/ },
+    { args: ["dump", ...p0, "--cut", "requests.method"], says: /a flow has no requests \(did you mean request\?\)/ },
+    { args: ["dump", ...p0, "--cut-format", "xml"], says: /cut_format expects one of csv, json/ },
+    { args: ["dump", ...p0, "--fault", "~q => delay 10x"], says: /bad duration "10x"/ },
+    { args: ["dump", ...p0, "--fault", "~q => throttle p=2"], says: /p= expects a probability/ },
+    { args: ["dump", ...p0, "--shape", "~q => 10/ms"], says: /bad rate "10\/ms"/ },
+    // Unknown names and bad filters
+    { args: ["dump", "--no-such-flag"], says: /unknown option --no-such-flag/ },
+    { args: ["dump", "-w"], says: /option -w, --save-stream-file <value> needs a value/ },
+    { args: ["dump", ...p0, "-w", "-x.mitm"], says: /option -w is followed by something that looks like another option; .* write --save-stream-file=VALUE/ },
+    { args: ["dump", ...p0, "--set", "nonexistent=1"], says: /unknown option nonexistent/ },
+    { args: ["dump", ...p0, "--set", "listen_port"], says: /--set expects name=value/ },
+    { args: ["dump", ...p0, "~s & ~zz"], says: /unknown operator ~zz at position 5/ },
+    { args: ["dump", ...p0, "--intercept", "~c ("], says: /~c expects an integer/ },
+    { args: ["dump", ...p0, "--set", "view_filter=~u ("], says: /filter/ },
+    { args: ["dump", ...p0, "--ignore-hosts", "("], says: /ignore_hosts: "\(" is not a valid regular expression/ },
+    { args: ["dump", ...p0, "-M", "|~q|(|x"], says: /map_remote: "\(" is not a valid regular expression/ },
+    { args: ["frobnicate"], says: /unknown command "frobnicate"/ },
+    // The other commands
+    { args: ["report"], says: /report needs a capture file/ },
+    { args: ["report", missing], says: /missing\.mitm/ },
+    { args: ["report", folder], says: /folder/ },
+    { args: ["report", corrupt], says: /not a flow file/ },
+    { args: ["report", corrupt, "--bogus"], says: /unknown option --bogus/ },
+    { args: ["report", corrupt, "~zz"], says: /unknown operator ~zz/ },
+    { args: ["convert", missing, join(dir, "out.har")], says: /missing\.mitm: cannot open for reading: ENOENT, no such file/ },
+    { args: ["convert", folder, join(dir, "out.har")], says: /folder: is a directory/ },
+    { args: ["convert", corrupt, join(dir, "out.har")], says: /not a flow file/ },
+    { args: ["convert", corrupt], says: /convert needs IN and OUT/ },
+    { args: ["convert", corrupt, join(dir, "out.har"), "~zz"], says: /unknown operator ~zz/ },
+    { args: ["run"], says: /sluice run needs a command after --/ },
+    { args: ["run", ...p0, "--", join(dir, "no-such-program")], says: /cannot run .*no-such-program: no such file/, code: 127 },
+    { args: ["run", ...p0, "--", "no-such-program-sluice-test"], says: /cannot run no-such-program-sluice-test: command not found/, code: 127 },
+    { args: ["run", "--bogus", "--", "true"], says: /unknown option --bogus/ },
+    { args: ["run", "-r", corrupt, "--", "true"], says: /-n and -r do not apply to sluice run/ },
+    { args: ["env", "--bogus"], says: /unknown argument --bogus for `sluice env`/ },
+    { args: ["env", "--shell", "tcsh"], says: /--shell expects bash, fish or powershell/ },
+    { args: ["limits", "nosuchservice"], says: /no limit profile for "nosuchservice"/ },
+    { args: ["limits", "scale=abc"], says: /scale= expects a factor above 0/ },
+    { args: ["web", ...p0, "-r", missing], says: /missing\.mitm: cannot open for reading: ENOENT/, code: 1 },
+    { args: ["web", ...p0, "-n", "-r", corrupt], says: /-n does not apply to the web UI/ },
+    { args: ["console", ...p0], says: /the console needs a terminal/ },
+    { args: ["ca", "--bogus"], says: /unknown argument --bogus for `sluice ca`/ },
+    { args: ["help", "bogus"], says: /no command "bogus"/ },
+    { args: ["options", "--bogus"], says: /`sluice options` takes no arguments/ },
+    { args: ["filters", "extra"], says: /`sluice filters` takes no arguments/ },
+    { args: ["commands", "x"], says: /`sluice commands` takes no arguments/ },
+    { args: ["addons", "x"], says: /`sluice addons` takes no arguments/ },
+  ];
+
+  test("each case: exit code != 0, exactly one line on stderr, no stack frames, nothing on stdout", { timeout: 300_000 }, async () => {
+    const env = { ...process.env, HOME: home };
+    const all = cases();
+    // Four at a time: each is a fresh node process, and most fail before doing any work.
+    const results = new Array<Awaited<ReturnType<typeof run>>>(all.length);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < all.length) {
+          const i = next++;
+          results[i] = await run(process.execPath, [SLUICE_BIN, ...all[i]!.args], { env, timeoutMs: 30_000 });
+        }
+      }),
+    );
+    const failures: string[] = [];
+    all.forEach((c, i) => {
+      const r = results[i]!;
+      const what = `sluice ${c.args.join(" ")}`;
+      try {
+        assertOneLineError(r, c.says, what, c.code);
+        assert.match(r.stderr, /^sluice: /, `${what}: the line starts with "sluice: "`);
+        assert.equal(r.stdout, "", `${what}: nothing on stdout`);
+      } catch (err) {
+        failures.push(`${what}\n    exit ${r.code}, stderr: ${JSON.stringify(r.stderr)}\n    ${(err as Error).message.split("\n")[0]}`);
+      }
+    });
+    assert.deepEqual(failures, [], `\n${failures.join("\n")}`);
+  });
+
+  test("-C with a bad file exits like -S with a bad file, before listening", async () => {
+    const env = { ...process.env, HOME: home };
+    const [client, server] = await Promise.all([
+      run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "-C", corrupt], { env, timeoutMs: 30_000 }),
+      run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "-S", corrupt], { env, timeoutMs: 30_000 }),
+    ]);
+    assert.equal(client.code, server.code, `-C: ${client.stderr} -S: ${server.stderr}`);
+    assert.notEqual(client.code, 0);
+    assert.doesNotMatch(client.stderr + server.stderr, /listening/);
   });
 });

@@ -499,7 +499,7 @@ describe("rule errors", () => {
       [["--fault", "~svc s3 => throttle p=2"], /^sluice: fault rule "~svc s3 => throttle p=2": p= expects a probability/],
       [["--faults", badFile], /^sluice: fault rule "~svc dynamodb => throttle every=often": every= expects a whole number/],
       [["--faults", dupFile], /id a is used by another rule/],
-      [["--faults", join(dir, "missing.yaml")], /^sluice: --faults .*missing\.yaml: cannot read it: ENOENT/],
+      [["--faults", join(dir, "missing.yaml")], /^sluice: --faults .*missing\.yaml: cannot read it \(ENOENT, no such file\)/],
       [["--faults", wrongKey], /^sluice: --faults .*wrong-key\.yaml: expected a YAML list of rules, or one under faults: or rules:, found shapes:; e\.g\. /],
     ];
     for (const [args, expected] of runs) {

@@ -366,7 +366,7 @@ describe("shaping through the real CLI", () => {
       [["--shape", "~svc ec2 => 20/s max-queue=lots"], /^sluice: shaping rule "~svc ec2 => 20\/s max-queue=lots": max-queue= expects a whole number/],
       [["--shape", "~svc ec2 => 20/s colour=blue"], /^sluice: shaping rule .*: unknown option colour=; options are burst=/],
       [["--shape", "~svc ec2"], /^sluice: shaping rule "~svc ec2" has no "=>"/],
-      [["--shapes", "/nonexistent/shapes.yaml"], /^sluice: --shapes \/nonexistent\/shapes\.yaml: cannot read it: ENOENT/],
+      [["--shapes", "/nonexistent/shapes.yaml"], /^sluice: --shapes \/nonexistent\/shapes\.yaml: cannot read it \(ENOENT, no such file\)/],
       [["--shapes", notAList], /^sluice: --shapes .*not-a-list\.yaml: expected a YAML list of rules, e\.g\. - "~svc ec2 => 20\/s"/],
     ];
     writeFileSync(notAList, "rules: 20/s\n");

@@ -89,10 +89,24 @@ export class ClientReplay implements Addon {
     return this.agent;
   }
 
-  configure(updated: Set<string>): void {
+  /** The flows of the -C files, read when the option is set so a bad file stops sluice before it listens. */
+  private recorded: HTTPFlow[] = [];
+
+  async configure(updated: Set<string>): Promise<void> {
     if (updated.has("client_replay_concurrency") && this.opts.client_replay_concurrency < 1) {
       throw new Error("client_replay_concurrency must be at least 1");
     }
+    if (!updated.has("client_replay")) return;
+    // As mitmproxy's clientplayback does: a missing or corrupt file is refused like -S's, at once.
+    const flows: HTTPFlow[] = [];
+    for (const path of this.opts.client_replay) {
+      try {
+        for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) flows.push(flow);
+      } catch (err) {
+        throw new Error(`client_replay: ${(err as Error).message}`);
+      }
+    }
+    this.recorded = flows;
   }
 
   /** True when there is something to replay. */
@@ -118,10 +132,8 @@ export class ClientReplay implements Addon {
 
   private async replayAll(): Promise<void> {
     const agent = this.proxyAgent();
-    const flows: HTTPFlow[] = [];
-    for (const path of this.opts.client_replay) {
-      for await (const flow of readFlowFile(path, { onWarning: (m) => this.ctx.log.warn(m) })) flows.push(flow);
-    }
+    const flows = this.recorded;
+    this.recorded = [];
     const total = flows.length;
     let done = 0;
     let next = 0;

@@ -14,6 +14,8 @@ import { declareOptions, type TypedOptions } from "../core/options.js";
 export const HAR_DUMP_OPTIONS = declareOptions({
   hardump: { type: "optional-string", default: null, help: "Write all flows to this HAR file on exit (- prints it); save_stream_filter selects them" },
 });
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 
 export class HarDump implements Addon {
   name = "hardump";
@@ -32,7 +34,11 @@ export class HarDump implements Addon {
   }
 
   configure(updated: Set<string>): void {
-    if (updated.has("hardump")) this.path = this.opts.hardump;
+    if (!updated.has("hardump")) return;
+    const path = this.opts.hardump;
+    // The file is written at exit: a path that cannot be written is refused now, not after the session.
+    if (path && path !== "-") refuseUnwritable(path);
+    this.path = path;
   }
 
   private keep(flow: HTTPFlow): void {
@@ -56,4 +62,20 @@ export class HarDump implements Addon {
     await writer.close();
     this.ctx.log.info(`hardump: wrote ${flows.length} flow${flows.length === 1 ? "" : "s"} to ${this.path}`);
   }
+}
+
+function refuseUnwritable(path: string): void {
+  const dir = dirname(resolve(path));
+  let why: string | null = null;
+  if (existsSync(path) && statSync(path).isDirectory()) why = `${path} is a directory`;
+  else {
+    try {
+      accessSync(dir, constants.W_OK);
+      if (!statSync(dir).isDirectory()) why = `${dir} is not a directory`;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      why = code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `no permission to write in ${dir}` : (err as Error).message;
+    }
+  }
+  if (why) throw new Error(`hardump: cannot write ${path}: ${why}; give a HAR file path in a folder you can write (or - to print it)`);
 }

@@ -12,7 +12,7 @@ import { declareOptions, type TypedOptions } from "../core/options.js";
 export const INTERCEPT_OPTIONS = declareOptions({
   intercept: { type: "optional-string", default: null, help: "Pause flows matching this filter until resumed (`flow.resume`)" },
   intercept_active: { type: "bool", default: true, help: "Whether the intercept filter is applied" },
-  intercept_timeout: { type: "int", default: 300, help: "Seconds a flow may stay paused before it is answered with 504" },
+  intercept_timeout: { type: "int", default: 300, min: 1, help: "Seconds a flow may stay paused before it is answered with 504" },
 });
 
 export class Intercept implements Addon {

@@ -43,6 +43,7 @@ export class Scripts implements Addon {
     for (const path of wanted) {
       if (/\.py$/i.test(path)) throw new Error(`script ${path}: sluice runs JavaScript and TypeScript scripts (.js, .ts), not Python; mitmproxy's names work in them (see "Scripts for mitmproxy users" in the README)`);
       if (!existsSync(path)) throw new Error(`script ${path} does not exist`);
+      if (!SCRIPT_EXTENSIONS.test(path)) throw new Error(`script ${path}: sluice loads JavaScript and TypeScript files (.js, .mjs, .ts, .mts); rename it or give the right file`);
     }
     for (const [path, script] of this.loaded) {
       if (!wanted.includes(path)) this.unload(script);
@@ -51,8 +52,8 @@ export class Scripts implements Addon {
       if (this.loaded.has(path)) continue;
       const script: LoadedScript = { path, addons: [], watcher: null, reloadTimer: null };
       this.loaded.set(path, script);
-      const ok = await this.importInto(script);
-      if (!ok) throw new Error(`script ${path} failed to load (see the error above)`);
+      const ok = await this.importInto(script, true);
+      if (!ok) throw new Error(`script ${path} failed to load: ${this.lastLoadError}`);
       this.watch(script);
     }
   }
@@ -61,19 +62,28 @@ export class Scripts implements Addon {
     for (const script of this.loaded.values()) script.watcher?.close();
   }
 
-  /** Imports the script afresh and swaps its addons in; false when it failed. */
-  private async importInto(script: LoadedScript): Promise<boolean> {
+  /** Why the last import failed, in one line with the script's file:line:col where known. */
+  private lastLoadError = "";
+
+  /**
+   * Imports the script afresh and swaps its addons in; false when it failed. At start-up (`starting`)
+   * the failure is the caller's one-line error; on a reload it is logged and the old version stays.
+   */
+  private async importInto(script: LoadedScript, starting = false): Promise<boolean> {
     let exported: unknown;
+    const failed = (why: string) => {
+      this.lastLoadError = why;
+      if (!starting) this.ctx.log.error(`script ${script.path} failed to load: ${why}`);
+      return false;
+    };
     try {
       exported = await importFresh(script.path, ++this.generation);
     } catch (err) {
-      this.ctx.log.error(`script ${script.path} failed to load: ${(err as Error).stack ?? err}`);
-      return false;
+      return failed(loadErrorLine(err, script.path));
     }
     const addons = addonsFrom(exported).map((a) => this.scriptAddon(script.path, a));
     if (addons.length === 0) {
-      this.ctx.log.error(`script ${script.path} exports no addon: use \`export default { request(flow) { … } }\` or \`export default [addonA, addonB]\``);
-      return false;
+      return failed("it exports no addon: use `export default { request(flow) { … } }` or `export default [addonA, addonB]`");
     }
     for (const old of script.addons) {
       this.ctx.addons.remove(old);
@@ -171,6 +181,25 @@ async function registerScriptHooks(): Promise<void> {
 }
 
 /** Imports `path` bypassing the module cache, so an edited script is really re-read. */
+const SCRIPT_EXTENSIONS = /\.(c|m)?(j|t)sx?$/i;
+
+/**
+ * A load error in one line: its message and where in the script it happened (esbuild names
+ * FILE:LINE:COL in its message; a thrown error has a stack frame in the script). Node's own
+ * SyntaxError for a .js file carries no position, so the line says how to get one.
+ */
+function loadErrorLine(err: unknown, path: string): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const lines = e.message.split("\n").map((l) => l.trim()).filter(Boolean);
+  const located = lines.find((l) => l.startsWith(`${path}:`));
+  if (located) return located;
+  const url = pathToFileURL(path).href;
+  const frame = (e.stack ?? "").split("\n").find((l) => l.includes(url) || l.includes(path));
+  const at = frame && /(\d+):(\d+)\)?\s*$/.exec(frame);
+  const where = at ? ` (${path}:${at[1]}:${at[2]})` : e.name === "SyntaxError" ? ` (\`node --check ${path}\` shows where)` : "";
+  return `${e.name}: ${lines[0] ?? ""}${where}`;
+}
+
 async function importFresh(path: string, generation: number): Promise<unknown> {
   await registerScriptHooks();
   if (/\.(c|m)?tsx?$/.test(path)) {

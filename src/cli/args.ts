@@ -54,10 +54,33 @@ export interface ProxyArgs {
   noServer: boolean;
 }
 
+/**
+ * `-p -1` and `--set-like --flag -5`: a value that looks like a negative number belongs to the flag
+ * before it (node's parseArgs would call it ambiguous), so it reaches the option's own range check.
+ */
+function attachNegativeValues(argv: string[]): string[] {
+  const takesValue = new Map<string, string>();
+  for (const [name, spec] of Object.entries(PROXY_FLAGS)) {
+    if (spec.type !== "string") continue;
+    takesValue.set(`--${name}`, name);
+    if ("short" in spec) takesValue.set(`-${spec.short}`, name);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = takesValue.get(argv[i]!);
+    const next = argv[i + 1];
+    if (name && next !== undefined && /^-\d/.test(next)) {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else out.push(argv[i]!);
+  }
+  return out;
+}
+
 export function parseProxyArgs(argv: string[]): ProxyArgs {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: PROXY_FLAGS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: attachNegativeValues(argv), options: PROXY_FLAGS, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError(cleanParseError((err as Error).message));
   }
@@ -122,5 +145,12 @@ function cleanParseError(message: string): string {
   if (m) return `unknown option ${m[1]}: see \`sluice --help\``;
   const missing = /Option '([^']+)' argument missing/.exec(message);
   if (missing) return `option ${missing[1]} needs a value`;
-  return message.replace(/\. To specify a positional argument.*$/s, "");
+  const ambiguous = /Option '([^']+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    const flag = ambiguous[1]!;
+    const long = flag.startsWith("--") ? flag : `--${Object.entries(PROXY_FLAGS).find(([, spec]) => "short" in spec && `-${spec.short}` === flag)?.[0] ?? flag.slice(1)}`;
+    return `option ${flag} is followed by something that looks like another option; to give it a value starting with a dash, write ${long}=VALUE`;
+  }
+  // node's parseArgs explains in several lines; the first one says what is wrong.
+  return message.replace(/\. To specify a positional argument.*$/s, "").split("\n")[0]!;
 }

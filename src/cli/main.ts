@@ -16,7 +16,8 @@ import { Progress, REPORT_HELP, runReport } from "./report.js";
 import { FLEET_HELP, runFleet } from "./fleet.js";
 import { compileFilter } from "../core/filter.js";
 import { stat } from "node:fs/promises";
-import { convertFile, readFlowFile } from "../store/index.js";
+import { assertFlowFileReadable, convertFile, readFlowFile } from "../store/index.js";
+import { FlowFileError } from "../store/flowfile.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { formatOptionValue } from "../core/options.js";
@@ -148,6 +149,8 @@ async function runDump(argv: string[]): Promise<void> {
     args.set.dumper_filter = filter;
     args.set.save_stream_filter ??= filter;
   }
+  // A missing or unreadable -r file is refused before anything is set up (no CA made, nothing printed).
+  if (args.rfile) await assertFlowFileReadable(args.rfile);
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const dump = new Dump();
   const addons: Addon[] = frontEndAddons(dump);
@@ -162,11 +165,17 @@ async function runDump(argv: string[]): Promise<void> {
   }
   if (args.rfile) {
     const save = addons.find((a): a is Save => a instanceof Save) ?? null;
-    const loaded = await loadFlows(args.rfile, master, { dump, save, log, filter, progress: args.noServer });
+    try {
+      await loadFlows(args.rfile, master, { dump, save, log, filter, progress: args.noServer });
+    } catch (err) {
+      // What was read before the damage is printed and saved; then the one error line.
+      dump.flush();
+      await master.addons.trigger("done");
+      fail((err as Error).message, 1);
+    }
     if (args.noServer && !replayOnly) {
       dump.flush();
       await master.addons.trigger("done");
-      if (loaded === null) process.exitCode = 1;
       return;
     }
   }
@@ -201,9 +210,9 @@ async function runDump(argv: string[]): Promise<void> {
 
 /**
  * `-r FILE`: flows matching `filter` go into the view, through the dump output and to `-w`.
- * Null when the file is unreadable.
+ * Throws when the file cannot be read to its end.
  */
-async function loadFlows(path: string, master: Master, how: { dump: Dump | null; save: Save | null; log: LineLogger; filter?: string; progress?: boolean }): Promise<number | null> {
+async function loadFlows(path: string, master: Master, how: { dump: Dump | null; save: Save | null; log: LineLogger; filter?: string; progress?: boolean }): Promise<number> {
   const { dump, save, log, filter } = how;
   const matches = filter ? compileFilter(filter) : null;
   const progress = how.progress ? new Progress(path, await fileSize(path), true) : null;
@@ -223,9 +232,6 @@ async function loadFlows(path: string, master: Master, how: { dump: Dump | null;
       if (saving) await saving;
       count++;
     }
-  } catch (err) {
-    log.error((err as Error).message);
-    return null;
   } finally {
     progress?.done(count);
   }
@@ -277,11 +283,18 @@ async function runConsole(argv: string[]): Promise<void> {
 /** The console's and web UI's start: configure, load `-r FILE` into the view, listen; a failure is one line. */
 async function startFrontEnd(master: Master, rfile: string | null, log: LineLogger): Promise<AddressInfo> {
   try {
+    if (rfile) await assertFlowFileReadable(rfile);
     await master.configure();
   } catch (err) {
-    fail((err as Error).message);
+    fail((err as Error).message, err instanceof FlowFileError ? 1 : 2);
   }
-  if (rfile && (await loadFlows(rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log })) === null) fail(log.recent.at(-1)?.message ?? `cannot read ${rfile}`, 1);
+  if (rfile) {
+    try {
+      await loadFlows(rfile, master, { dump: null, save: master.addons.list.find((a): a is Save => a instanceof Save) ?? null, log });
+    } catch (err) {
+      fail((err as Error).message, 1);
+    }
+  }
   try {
     return await master.start();
   } catch (err) {
@@ -478,6 +491,7 @@ function showHelp(command: string | undefined): void {
     commands: "Usage: sluice commands\n\nLists the commands of the console's : prompt, the admin API (POST /commands) and scripts, with their parameters.\n",
     filters: "Usage: sluice filters\n\nLists the filter expression operators: mitmproxy's, plus sluice's AWS operators (~svc, ~op, ~retry, ~throttled, …).\n",
     addons: "Usage: sluice addons\n\nLists the addons in the order their hooks run: user scripts, then the addons that change traffic, then those that observe it.\n",
+    limits: LIMITS_HELP,
     help: MAIN_HELP,
   };
   if (command === undefined) return void process.stdout.write(MAIN_HELP);
@@ -507,17 +521,22 @@ export async function main(argv: string[]): Promise<void> {
       case "fleet":
         return await runFleet(rest);
       case "options":
-        return await runOptions();
       case "commands":
-        return await runCommands();
       case "addons":
-        return await runAddons();
-      case "limits":
-        return runLimits(rest);
       case "filters":
+        // These list things and take no arguments: anything else is a mistake, not something to ignore.
+        if (rest.length === 1 && (rest[0] === "-h" || rest[0] === "--help")) return showHelp(command);
+        if (rest.length) throw new UsageError(`\`sluice ${command}\` takes no arguments, got ${JSON.stringify(rest.join(" "))}; see \`sluice help ${command}\``);
+        if (command === "options") return await runOptions();
+        if (command === "commands") return await runCommands();
+        if (command === "addons") return await runAddons();
         process.stdout.write(`Filter expressions (mitmproxy's language, plus AWS operators):\n\n${filterHelpText()}\n\nRegexes are searched and case-insensitive; quote arguments with spaces: ~h 'x-amz-target: .*GetItem'.\n`);
         return;
+      case "limits":
+        if (rest.includes("-h") || rest.includes("--help")) return showHelp("limits");
+        return runLimits(rest);
       case "help":
+        if (rest.length > 1) throw new UsageError(`help takes one command, got ${JSON.stringify(rest.join(" "))}: sluice help COMMAND`);
         return showHelp(rest[0]);
       case "-h":
       case "--help":
@@ -540,6 +559,13 @@ export async function main(argv: string[]): Promise<void> {
     fail((err as Error).message, 1);
   }
 }
+
+const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N]
+
+Prints AWS's documented request limits that \`--fault 'FILTER => aws-limits'\` emulates, with their
+sources: every profile, or one SERVICE's. scale= multiplies the rates (0.1 for a tenth); depth=
+sets how many levels of an S3 key make a prefix (default 1).
+`;
 
 /** `sluice limits [SERVICE] [scale=F] [depth=N]`: the limit profiles, with their sources. */
 function runLimits(args: string[]): void {

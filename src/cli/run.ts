@@ -6,6 +6,8 @@
  * command's status. Every `dump` option applies (-w, --fault, --shape, -M, …).
  */
 import { spawn } from "node:child_process";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { delimiter, join } from "node:path";
 import { Dump } from "../addons/dump.js";
 import { LineLogger } from "../core/log.js";
 import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
@@ -86,6 +88,13 @@ export async function runRun(argv: string[]): Promise<number> {
   if (args.noServer || args.rfile) throw new UsageError("-n and -r do not apply to sluice run: it runs a live proxy for the command");
   if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
 
+  // A command that cannot run is refused before a proxy starts for it, with the shells' status 127.
+  const missing = missingProgram(command[0]!);
+  if (missing) {
+    process.stderr.write(`sluice: cannot run ${command[0]}: ${missing}\n`);
+    return 127;
+  }
+
   let master: Master | null = null;
   let dump: Dump | null = null;
   let proxyUrl: string;
@@ -140,4 +149,18 @@ export async function runRun(argv: string[]): Promise<number> {
 
 function signalNumber(signal: NodeJS.Signals): number {
   return (({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 }) as Record<string, number>)[signal] ?? 1;
+}
+
+/** Why `program` cannot be run (not found, not executable), or null when it can; PATH is searched as a shell does. */
+function missingProgram(program: string): string | null {
+  const candidates = program.includes("/") ? [program] : (process.env.PATH ?? "").split(delimiter).filter(Boolean).map((dir) => join(dir, program));
+  for (const path of candidates) {
+    try {
+      accessSync(path, constants.X_OK);
+      if (statSync(path).isFile()) return null;
+    } catch {
+      // not here: try the next folder
+    }
+  }
+  return program.includes("/") ? (existsSync(program) ? "not an executable file" : "no such file") : "command not found (not in PATH)";
 }

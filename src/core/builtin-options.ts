@@ -1,7 +1,9 @@
 /** The options every sluice front end has. Addons register their own in `load`. */
+import { statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { declareOptions, type Options, type TypedOptions } from "./options.js";
+import { declareOptions, OptionError, parseSize, type Options, type TypedOptions } from "./options.js";
+import { expandHome } from "./spec.js";
 
 export const DEFAULT_CONFDIR = join(homedir(), ".sluice");
 
@@ -12,8 +14,8 @@ export const TLS_VERSIONS = ["UNBOUNDED", "SSL3", "TLS1", "TLS1_1", "TLS1_2", "T
 export const CORE_OPTIONS = declareOptions({
   mode: { type: "strings", default: ["regular"], help: "Proxy modes, one listener each: regular, socks5, reverse:URL or upstream:URL, each optionally @PORT or @HOST:PORT (repeat --mode for several)" },
   listen_host: { type: "string", default: "127.0.0.1", help: "Address to listen on (127.0.0.1 keeps the proxy private to this machine)" },
-  listen_port: { type: "int", default: 8080, help: "Port to listen on (0 picks a free one); socks5 mode defaults to 1080 unless this is set" },
-  backlog: { type: "int", default: 4096, help: "Connections the kernel queues for the proxy before it accepts them (capped by net.core.somaxconn); Node's default of 511 overflows at ~1000 concurrent clients" },
+  listen_port: { type: "int", default: 8080, min: 0, max: 65535, help: "Port to listen on (0 picks a free one); socks5 mode defaults to 1080 unless this is set" },
+  backlog: { type: "int", default: 4096, min: 1, help: "Connections the kernel queues for the proxy before it accepts them (capped by net.core.somaxconn); Node's default of 511 overflows at ~1000 concurrent clients" },
   confdir: { type: "string", default: DEFAULT_CONFDIR, help: "Folder for the CA and the config file" },
   ssl_leaf_key_type: { type: "string", default: "auto", choices: ["auto", "ecdsa", "rsa"], help: "Key of the certificates sluice presents to clients: ECDSA P-256, RSA 2048, or auto (ECDSA unless the client's ClientHello accepts no ECDSA)" },
   ssl_insecure: { type: "bool", default: false, help: "Do not verify upstream server certificates" },
@@ -33,8 +35,8 @@ export const CORE_OPTIONS = declareOptions({
   upstream_cert: { type: "bool", default: true, help: "With connection_strategy=eager, learn the server's certificate names (CN, SANs) before making the certificate for the client and add them beside the SNI, as mitmproxy; false: the SNI name only" },
   connection_strategy: { type: "string", default: "lazy", choices: ["eager", "lazy"], help: "eager: connect to the server when a client connects (CONNECT fails if it is unreachable); lazy: only when a request needs it" },
   body_size_limit: { type: "optional-string", default: null, help: "Refuse bodies larger than this (e.g. 10m): requests get 413, responses 502, as mitmproxy does" },
-  connect_timeout: { type: "int", default: 10, help: "Seconds to wait for an upstream connection" },
-  read_timeout: { type: "int", default: 300, help: "Seconds to wait for upstream response headers or body data" },
+  connect_timeout: { type: "int", default: 10, min: 0, help: "Seconds to wait for an upstream connection (0: no limit)" },
+  read_timeout: { type: "int", default: 300, min: 0, help: "Seconds to wait for upstream response headers or body data (0: no limit)" },
 });
 
 /** Typed reads of the core options: `core.listen_port` is a number. */
@@ -42,4 +44,21 @@ export type CoreOptions = TypedOptions<typeof CORE_OPTIONS>;
 
 export function registerCoreOptions(options: Options): CoreOptions {
   return options.register(CORE_OPTIONS);
+}
+
+/**
+ * Values the proxy only reads when traffic comes (a size limit, a certificate file) are checked
+ * at start-up, so a typo is one line now rather than a failure on the first request (or none).
+ */
+export function checkCoreValues(core: CoreOptions): void {
+  if (core.body_size_limit && parseSize(core.body_size_limit) === null) {
+    throw new OptionError(`option body_size_limit expects a size such as 512k, 10m or 2g, got ${JSON.stringify(core.body_size_limit)}`);
+  }
+  if (core.client_certs) {
+    try {
+      statSync(expandHome(core.client_certs));
+    } catch (err) {
+      throw new OptionError(`client_certs: cannot read ${core.client_certs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); name a PEM file (certificate and key) or a directory of HOST.pem files`);
+    }
+  }
 }

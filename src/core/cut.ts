@@ -4,6 +4,7 @@
  * as CSV (Python's csv module's dialect) or JSON. Paths use mitmproxy's snake_case names.
  */
 import type { HTTPFlow } from "./flow.js";
+import { editDistance } from "./edit-distance.js";
 
 export class CutError extends Error {}
 
@@ -14,6 +15,13 @@ export function parseCuts(text: string): string[] {
   const cuts = text.split(",").map((c) => c.trim()).filter(Boolean);
   if (!cuts.length) throw new CutError(`no fields to cut in ${JSON.stringify(text)}: give e.g. request.method,response.status_code,request.url`);
   for (const c of cuts) {
+    // mitmproxy prints an empty cell for a path that does not exist; a misspelt first name is
+    // refused here instead, since every row would silently be empty.
+    const first = c.split(".")[0]!;
+    if (!FLOW_ATTRIBUTES.includes(first)) {
+      const close = FLOW_ATTRIBUTES.filter((a) => editDistance(a, first) <= 2);
+      throw new CutError(`cut ${JSON.stringify(c)}: a flow has no ${first}${close.length ? ` (did you mean ${close.join(" or ")}?)` : ""}; fields start with ${FLOW_ATTRIBUTES.join(", ")}`);
+    }
     for (const part of c.split(".")) {
       if (part.startsWith("_")) throw new CutError(`cut ${JSON.stringify(c)}: can't access internal attribute ${part}`);
       if (part.startsWith("header[") && !part.endsWith("]")) throw new CutError(`cut ${JSON.stringify(c)}: invalid header spec ${part}; write header[NAME]`);
@@ -21,6 +29,9 @@ export function parseCuts(text: string): string[] {
   }
   return cuts;
 }
+
+/** What a cut path may start with: mitmproxy's HTTPFlow attributes. */
+const FLOW_ATTRIBUTES = ["request", "response", "error", "client_conn", "server_conn", "websocket", "id", "type", "marked", "is_replay", "intercepted", "live", "timestamp_created", "comment", "metadata"];
 
 const RENAMES: Record<string, string> = { status_code: "statusCode", content: "content", text: "text" };
 

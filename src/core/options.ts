@@ -13,6 +13,9 @@ export interface OptionSpec<T = unknown> {
   default: T;
   help: string;
   choices?: readonly string[];
+  /** Bounds of an int option, both inclusive (a port: 0 to 65535). */
+  min?: number;
+  max?: number;
 }
 
 export class OptionError extends Error {}
@@ -26,7 +29,7 @@ export type OptionValue<T extends OptionType> = T extends "string" ? string
   : never;
 
 /** One option, declared once: its type drives parsing, checking and the typed accessor. */
-export type OptionDecl = { [T in OptionType]: { type: T; default: OptionValue<T>; help: string; choices?: readonly string[] } }[OptionType];
+export type OptionDecl = { [T in OptionType]: { type: T; default: OptionValue<T>; help: string; choices?: readonly string[]; min?: number; max?: number } }[OptionType];
 export type OptionDecls = Record<string, OptionDecl>;
 
 /** Read-only, typed, live view of declared options: `core.listen_port` is a number, always current. */
@@ -216,7 +219,10 @@ function parseValue(spec: OptionSpec, raw: string): unknown {
       return raw === "" || raw === "null" ? null : raw;
     case "int": {
       if (!/^-?\d+$/.test(raw.trim())) throw bad("a whole number");
-      return Number(raw);
+      const n = Number(raw);
+      const range = outOfRange(spec, n);
+      if (range) throw bad(range);
+      return n;
     }
     case "bool": {
       const v = parseBool(raw);
@@ -253,6 +259,16 @@ function checkType(spec: OptionSpec, value: unknown): void {
     spec.type === "bool" ? typeof value === "boolean" :
     Array.isArray(value);
   if (!ok) throw new OptionError(`option ${spec.name} expects a ${spec.type}, got ${JSON.stringify(value)}`);
+  const range = spec.type === "int" ? outOfRange(spec, value as number) : null;
+  if (range) throw new OptionError(`option ${spec.name} expects ${range}, got ${JSON.stringify(value)}`);
+}
+
+/** What an int option expects when `n` is outside its bounds, or null when it is inside. */
+function outOfRange(spec: OptionSpec, n: number): string | null {
+  const { min, max } = spec;
+  if ((min === undefined || n >= min) && (max === undefined || n <= max)) return null;
+  if (min !== undefined && max !== undefined) return `a whole number from ${min} to ${max}`;
+  return min !== undefined ? `a whole number of at least ${min}` : `a whole number of at most ${max}`;
 }
 
 /** "1m" → 1048576; "512k", "2g", plain bytes. Null when unreadable. */

@@ -3,7 +3,7 @@
  * console, web) is decided in cli/ (cli/wiring.ts); the master only runs what it is given.
  */
 import { AddonManager, type Addon, type AddonContext, type ProxyListener } from "../core/addons.js";
-import { CORE_OPTIONS, type CoreOptions } from "../core/builtin-options.js";
+import { CORE_OPTIONS, checkCoreValues, type CoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
 import { Options } from "../core/options.js";
 import { CommandManager } from "../core/commands.js";
@@ -92,6 +92,7 @@ export class Master {
     if (this.init.values) this.options.update(this.init.values);
     // A bad mode, or two on one address, is a usage error, before any CA is made.
     this.listenPlan();
+    checkCoreValues(this.core);
     // The fleet first: rules built by the addons below take their budgets from its shared state.
     if (!this.init.state) {
       this.fleet = await joinFleet(this.fleetOptions, this.log);

@@ -146,6 +146,7 @@ export class ProxyServer {
         const what = `cannot listen on ${host}:${port}`;
         if (err.code === "EADDRINUSE") reject(new Error(`${what}: the port is in use (mode ${this.mode.spec}); pick another with -p PORT or --mode ${this.mode.spec.replace(/@.*$/, "")}@PORT`));
         else if (err.code === "EACCES") reject(new Error(`${what}: permission denied (mode ${this.mode.spec}); use a port above 1023`));
+        else if (err.code === "ENOTFOUND" || err.code === "EADDRNOTAVAIL" || err.code === "EAI_AGAIN") reject(new Error(`${what}: ${host} is not an address of this machine (${err.code}); use --listen-host 127.0.0.1, ::1 or 0.0.0.0`));
         else reject(new Error(`${what} (mode ${this.mode.spec}): ${err.message}`));
       };
       this.listener.once("error", onError);

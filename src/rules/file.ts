@@ -26,7 +26,9 @@ export function readRulesFile(path: string, kind: RulesFileKind): RuleSource[] {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    fail(`cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : code === "EACCES" ? "permission denied" : (err as Error).message;
+    fail(`cannot read it (${code ? `${code}, ` : ""}${why}); give a YAML file of rules, ${kind.example}`);
   }
   let doc: unknown;
   try {

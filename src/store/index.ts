@@ -2,10 +2,10 @@
  * Flow persistence: mitmproxy-compatible flow files, HAR 1.2, and the format registry that picks
  * a reader by a file's first bytes and a writer by its extension.
  */
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
 import { extname, resolve } from "node:path";
 import type { HTTPFlow } from "../core/flow.js";
-import { detectFlowFileKind, FlowWriter, readFlows, type ReadFlowsOptions } from "./flowfile.js";
+import { detectFlowFileKind, FlowFileError, FlowWriter, readFlows, type ReadFlowsOptions } from "./flowfile.js";
 import { HarWriter } from "./har.js";
 import { readSqlite, SQLITE_MAGIC, SqliteWriter } from "./sqlite.js";
 
@@ -103,6 +103,7 @@ export function formatForWriting(path: string): FlowFileFormat {
 
 /** Reads flows from any registered format, recognized by content rather than by name. */
 export async function* readFlowFile(path: string, options: ReadFlowsOptions & FilterHint = {}): AsyncGenerator<HTTPFlow> {
+  await assertFlowFileReadable(path);
   const head = Buffer.alloc(64);
   let length = 0;
   try {
@@ -118,6 +119,24 @@ export async function* readFlowFile(path: string, options: ReadFlowsOptions & Fi
   const sniffed = head.subarray(0, length);
   const format = length > 0 ? formats.find((f) => f.sniff(sniffed)) : undefined;
   yield* (format ?? MITMPROXY_FORMAT).read(path, options);
+}
+
+const FLOW_FILE_KINDS = "give a mitmproxy flow file (.mitm, .flows), a HAR file or an SQLite capture, e.g. one written with `sluice dump -w FILE`";
+
+/**
+ * A path that cannot be read as a flow file is one sentence naming it and the reason (missing,
+ * a directory, no permission) rather than the bare errno a read would throw later.
+ */
+export async function assertFlowFileReadable(path: string): Promise<void> {
+  let isDirectory: boolean;
+  try {
+    isDirectory = (await stat(path)).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "ENOENT, no such file" : code === "EACCES" ? "EACCES, permission denied" : (err as Error).message;
+    throw new FlowFileError(path, 0, `cannot open for reading: ${why}; ${FLOW_FILE_KINDS}`);
+  }
+  if (isDirectory) throw new FlowFileError(path, 0, `is a directory; ${FLOW_FILE_KINDS}`);
 }
 
 export interface ConvertProgress {

@@ -189,6 +189,17 @@ export class CertificateAuthority {
    * processes start on one fresh confdir at once: they all end up with the CA on disk.
    */
   static loadOrCreate(confdir: string, log?: (msg: string) => void): CertificateAuthority {
+    try {
+      return CertificateAuthority.loadOrCreateIn(confdir, log);
+    } catch (err) {
+      // A folder sluice cannot create or write (a file in the way, no permission, read-only disk).
+      const e = err as NodeJS.ErrnoException;
+      if (e.syscall && e.code) throw new Error(`cannot keep the CA in ${confdir}: ${e.message}; choose a folder you can write with --confdir DIR`);
+      throw err;
+    }
+  }
+
+  private static loadOrCreateIn(confdir: string, log?: (msg: string) => void): CertificateAuthority {
     const files = caFilesIn(confdir);
     let created = false;
     if (!existsSync(files.keyAndCert)) {
