@@ -135,6 +135,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--set", `client_certs=${join(dir, "missing.pem")}`], says: /client_certs: cannot read .*missing\.pem \(ENOENT\)/ },
     { args: ["dump", ...p0, "-H", `|~q|x-a|@${join(dir, "missing.txt")}`], says: /modify_headers: cannot read .*missing\.txt/ },
     { args: ["dump", ...p0, "--set", `ssl_verify_upstream_trusted_ca=${join(dir, "missing.pem")}`], says: /ssl_verify_upstream_trusted_ca: cannot read .*missing\.pem/ },
+    { args: ["dump", ...p0, "--proxyauth", `@${join(dir, "missing.htpasswd")}`], says: /proxyauth: cannot read htpasswd file .*missing\.htpasswd: no such file/ },
+    { args: ["dump", ...p0, "--proxyauth", `@${corrupt}`], says: /proxyauth: .*corrupt\.mitm line 1: expected user:hash/ },
+    { args: ["dump", ...p0, "--mode", "socks5@70000"], says: /invalid listen port "70000" after @/ },
     { args: ["dump", ...p0, "--confdir", badYamlConf], says: /config file .*config\.yaml is not valid YAML/ },
     { args: ["dump", ...p0, "--confdir", unknownOptionConf], says: /unknown option listen_prot/ },
     // Files to write
