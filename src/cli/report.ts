@@ -9,7 +9,7 @@ import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileFilter, setFilterNotice, type FlowPredicate } from "../core/filter.js";
 import { readMergedCaptures } from "../store/merged-captures.js";
-import { InvocationTracker, type TrackerSnapshot } from "../aws/index.js";
+import { InvocationTracker, RetryForensics, retryForensicsText, type TrackerSnapshot } from "../aws/index.js";
 import { percent, retrySummaryTable } from "../addons/retries.js";
 import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
 import { UsageError } from "./args.js";
@@ -28,8 +28,11 @@ captures are the leading words that exist as files, contain a glob or a '/', or 
 numbered by amz-sdk-request; for clients without those headers, the same request from the same
 client again soon after a retryable failure (429, 5xx, throttling, connection error) is counted as
 an inferred retry. Prints the operations with the most retries, the throttled share, the time lost
-in back-off, how SDK calls ended (ok first try, ok after retries, gave up, failed) and the calls
-with the most attempts. FILTER (a filter expression, see \`sluice filters\`) limits the flows read.
+in back-off, how SDK calls ended (ok first try, ok after retries, gave up, failed), the calls
+with the most attempts, each client's retry mode (legacy, standard, adaptive: from the User-Agent,
+else inferred from its attempts), whether its back-off fits the mode's formula and when its retry
+quota ran out, and per throttled operation what other retry settings would have done (the model
+used is printed with it). FILTER (a filter expression, see \`sluice filters\`) limits the flows read.
 
 Options:
       --html FILE          also write a self-contained HTML page with plots over time (requests,
@@ -84,6 +87,7 @@ export async function runReport(argv: string[]): Promise<void> {
   if (v.html) await checkWritableDirectory(v.html);
 
   const tracker = new InvocationTracker({ inferWindow, idleWindow, topInvocations: top });
+  const forensics = new RetryForensics();
   const progress = new Progress(file, size);
   for await (const flow of readMergedCaptures(files, {
     filter: filter ?? undefined,
@@ -95,6 +99,7 @@ export async function runReport(argv: string[]): Promise<void> {
   })) {
     if (predicate && !predicate(flow)) continue;
     tracker.add(flow);
+    forensics.add(flow);
     progress.flow();
   }
   tracker.finishAll();
@@ -109,7 +114,8 @@ export async function runReport(argv: string[]): Promise<void> {
     }
     process.stderr.write(`wrote ${v.html}\n`);
   }
-  process.stdout.write(v.json ? JSON.stringify({ file, files, filter, ...data }, null, 2) + "\n" : reportText(data, file, filter, top));
+  const modes = forensics.report();
+  process.stdout.write(v.json ? JSON.stringify({ file, files, filter, ...data, retryModes: modes }, null, 2) + "\n" : reportText(data, file, filter, top) + (data.flows ? retryForensicsText(modes, top) : ""));
 }
 
 /** How the report names its input: the file, or how many captures and which. */
