@@ -245,3 +245,42 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     assert.doesNotMatch(client.stderr + server.stderr, /listening/);
   });
 });
+
+describe("-q keeps the lines a user needs", () => {
+  const waitFor = async (text: () => string, re: RegExp): Promise<RegExpExecArray> => {
+    for (let i = 0; i < 400; i++) {
+      const m = re.exec(text());
+      if (m) return m;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`never printed ${re}: ${text()}`);
+  };
+
+  test("sluice dump -q prints no flows but still prints the admin API (with its token) and the metrics address, which answer", async () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-quiet-"));
+    const port = await freePort();
+    const proc = await spawnSluice(["dump", "-q", "-p", String(port), "--confdir", confdir, "--set", "admin_port=0", "--set", "metrics_port=0"], { port });
+    try {
+      const admin = await waitFor(proc.stderr, /^sluice: admin API at (http:\/\/127\.0\.0\.1:\d+), token: (\S+)$/m);
+      const metrics = await waitFor(proc.stderr, /^sluice: Prometheus metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)$/m);
+      const faults = await fetch(`${admin[1]}/faults`, { headers: { authorization: `Bearer ${admin[2]}` } });
+      assert.equal(faults.status, 200, "the printed token opens the admin API");
+      assert.match(await (await fetch(metrics[1]!)).text(), /sluice_/);
+      assert.equal(proc.stderr().trim().split("\n").length, 2, `only those two lines: ${proc.stderr()}`);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  test("sluice web -q still prints the UI's URL with its token", async () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-quiet-web-"));
+    const port = await freePort();
+    const proc = await spawnSluice(["web", "-q", "-p", String(port), "--confdir", confdir, "--set", "web_port=0"], { port });
+    try {
+      const web = await waitFor(proc.stderr, /^sluice: web UI at (http:\/\/127\.0\.0\.1:\d+\/\S*token=\S+)$/m);
+      assert.equal((await fetch(web[1]!)).status, 200);
+    } finally {
+      await proc.stop();
+    }
+  });
+});

@@ -196,6 +196,9 @@ async function runDump(argv: string[]): Promise<void> {
   // -q hides info lines, but whoever asked for the admin API cannot use it without its token.
   const admin = addons.find((a): a is AdminApi => a instanceof AdminApi);
   if (args.quiet && admin?.address) process.stderr.write(`sluice: admin API at http://127.0.0.1:${admin.address.port}, token: ${admin.token}\n`);
+  // Likewise the metrics endpoint: with metrics_port=0 its port is known only from this line.
+  const metrics = addons.find((a): a is Metrics => a instanceof Metrics);
+  if (args.quiet && metrics?.port) process.stderr.write(`sluice: Prometheus metrics at http://127.0.0.1:${metrics.port}/metrics\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) process.exit(130);
@@ -340,7 +343,9 @@ async function runWeb(argv: string[]): Promise<void> {
     fail((err as Error).message, 1);
   }
   for (const line of listeningLines(master)) log.info(line);
-  log.info(`web UI at ${url}`);
+  // -q hides info lines, but the UI cannot be opened without its URL and token.
+  if (args.quiet) process.stderr.write(`sluice: web UI at ${url}\n`);
+  else log.info(`web UI at ${url}`);
   if (!args.quiet) log.info(`CA certificate for clients: ${master.ca.files.certPem}  (\`sluice ca\` shows how to trust it)`);
   let stopping = false;
   const stop = async () => {
