@@ -10,6 +10,10 @@ import { FlowView } from "../src/core/view.js";
 import { LiveView, checkFilter } from "../src/ui/web/live-view.js";
 import { hostIsOurs, tokenMatches } from "../src/ui/web/guard.js";
 import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bodyKind, hexDump } from "../src/ui/body-format.js";
 import type { WebSocket } from "ws";
 import { Session } from "../src/ui/web/session.js";
 import { Export } from "../src/addons/export.js";
@@ -180,5 +184,25 @@ describe("a tab's list follows view_order, and exports through the export addon"
     assert.equal(bad.ok, false);
     assert.match(bad.text, /no such export format: wget/);
     session.close();
+  });
+});
+
+describe("body formatting shared by the console and the web UI", () => {
+  test("one implementation: the web UI's Body imports ui/body-format rather than keeping its own copy", () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+    const body = readFileSync(join(root, "web", "src", "Body.tsx"), "utf8");
+    assert.match(body, /from "\.\.\/\.\.\/src\/ui\/body-format"/);
+    assert.doesNotMatch(body, /function (looksBinary|hexDump|prettyMarkup|kindOf)\b/);
+  });
+
+  test("kinds: by Content-Type first (declared text stays text), sniffed without one; images; binary", () => {
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    assert.equal(bodyKind("application/json; charset=utf-8", bytes("{}")), "json");
+    assert.equal(bodyKind("text/plain", bytes('{"a": 1}')), "text");
+    assert.equal(bodyKind("", bytes(' {"a": 1}')), "json");
+    assert.equal(bodyKind("", bytes("<Error/>")), "xml");
+    assert.equal(bodyKind("image/png", new Uint8Array([0x89, 0x50])), "image");
+    assert.equal(bodyKind("text/plain", new Uint8Array([0, 1, 2])), "binary");
+    assert.deepEqual(hexDump(bytes("AB")), ["00000000  41 42" + " ".repeat(42) + "  AB"]);
   });
 });

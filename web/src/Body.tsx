@@ -2,38 +2,16 @@ import { useEffect, useMemo, useState } from "react";
 import { api } from "./conn";
 import type { MessageDetail } from "./types";
 import { humanSize } from "./format";
+// Shared with the console, so both show a body alike (see the module's comment).
+import { bodyKind, hexDump, prettyMarkup } from "../../src/ui/body-format";
 
 type View = "auto" | "text" | "hex" | "raw";
-type Kind = "json" | "xml" | "html" | "form" | "image" | "text" | "binary";
 
 /** Bytes shown as hex at most; text is shown whole up to this many bytes. */
 const MAX_HEX = 64 * 1024;
 const MAX_PRETTY = 2 * 1024 * 1024;
 
-function kindOf(type: string, bytes: Uint8Array): Kind {
-  const t = type.toLowerCase();
-  if (t.startsWith("image/")) return "image";
-  if (/json/.test(t)) return "json";
-  if (/x-www-form-urlencoded/.test(t)) return "form";
-  if (/html/.test(t)) return "html";
-  if (/xml/.test(t)) return "xml";
-  if (looksBinary(bytes)) return "binary";
-  const first = new TextDecoder().decode(bytes.subarray(0, 64)).trimStart()[0];
-  if (first === "{" || first === "[") return "json";
-  if (first === "<") return "xml";
-  return "text";
-}
 
-function looksBinary(bytes: Uint8Array): boolean {
-  const head = bytes.subarray(0, 1024);
-  let control = 0;
-  for (const b of head) {
-    if (b === 0) return true;
-    if (b < 9 || (b > 13 && b < 32)) control++;
-  }
-  if (control > head.length / 10) return true;
-  return new TextDecoder().decode(head).includes("\ufffd");
-}
 
 /**
  * A message body, fetched decoded from sluice and shown by content type: JSON as a foldable tree,
@@ -74,7 +52,7 @@ export function Body({ flowId, part, message }: { flowId: string; part: "request
     };
   }, [key]);
 
-  const kind = useMemo(() => (bytes ? kindOf(message.contentType, bytes) : "text"), [bytes, message.contentType]);
+  const kind = useMemo(() => (bytes ? bodyKind(message.contentType, bytes) : "text"), [bytes, message.contentType]);
   const text = useMemo(() => (bytes && kind !== "image" && kind !== "binary" ? new TextDecoder().decode(bytes.subarray(0, MAX_PRETTY)) : ""), [bytes, kind]);
 
   if (problem && !bytes) return <div className="muted body-note">{problem}</div>;
@@ -101,7 +79,7 @@ export function Body({ flowId, part, message }: { flowId: string; part: "request
       </div>
       <div className="body-content" data-kind={effective === "auto" ? kind : effective}>
         {effective === "hex" || (effective === "auto" && kind === "binary") ? (
-          <Highlighted text={hexDump(bytes.subarray(0, MAX_HEX)) + (bytes.length > MAX_HEX ? `\n… ${bytes.length - MAX_HEX} more bytes (Download for all)` : "")} search={search} />
+          <Highlighted text={hexDump(bytes.subarray(0, MAX_HEX)).join("\n") + (bytes.length > MAX_HEX ? `\n… ${bytes.length - MAX_HEX} more bytes (Download for all)` : "")} search={search} />
         ) : effective === "raw" || effective === "text" ? (
           <Highlighted text={kind === "image" || kind === "binary" ? new TextDecoder().decode(bytes.subarray(0, MAX_PRETTY)) : text} search={search} />
         ) : kind === "image" ? (
@@ -243,49 +221,4 @@ function FormTable({ text, search }: { text: string; search: string }) {
   );
 }
 
-export function hexDump(bytes: Uint8Array): string {
-  const lines: string[] = [];
-  for (let off = 0; off < bytes.length; off += 16) {
-    const row = bytes.subarray(off, off + 16);
-    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ");
-    const ascii = [...row].map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
-    lines.push(`${off.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${ascii}`);
-  }
-  return lines.join("\n");
-}
 
-const VOID_HTML = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "!doctype"]);
-
-/** One tag per line, indented by nesting; short text stays between its tags. */
-export function prettyMarkup(text: string, html: boolean): string[] {
-  const lines: string[] = [];
-  let depth = 0;
-  const re = /(<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>|<[^>]+>)|([^<]+)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text))) {
-    if (m[2] !== undefined) {
-      const t = m[2].trim();
-      if (t) lines.push("  ".repeat(depth) + t.replace(/\s*\n\s*/g, " "));
-      continue;
-    }
-    const tag = m[1]!;
-    const name = /^<\/?\s*([!\w:-]+)/.exec(tag)?.[1]?.toLowerCase() ?? "";
-    if (tag.startsWith("</")) {
-      depth = Math.max(0, depth - 1);
-      lines.push("  ".repeat(depth) + tag);
-    } else {
-      lines.push("  ".repeat(depth) + tag);
-      const selfClosing = tag.endsWith("/>") || tag.startsWith("<?") || tag.startsWith("<!") || (html && VOID_HTML.has(name));
-      if (!selfClosing) depth++;
-    }
-  }
-  const out: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const open = lines[i]!, inner = lines[i + 1], close = lines[i + 2];
-    if (inner !== undefined && close !== undefined && /^\s*<[^/!?][^>]*[^/]>$|^\s*<\w>$/.test(open) && !/^\s*</.test(inner) && /^\s*<\//.test(close) && inner.trim().length < 80) {
-      out.push(open + inner.trim() + close.trim());
-      i += 2;
-    } else out.push(open);
-  }
-  return out;
-}

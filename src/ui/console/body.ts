@@ -6,6 +6,7 @@
  */
 import type { Message } from "../../core/flow.js";
 import { decodeBody } from "../../core/encoding.js";
+import { bodyKind, hexDump, prettyMarkup } from "../body-format.js";
 
 /** Bytes formatted at most (beyond this the view says how much was left out). */
 export const MAX_FORMATTED_BYTES = 256 * 1024;
@@ -50,7 +51,9 @@ function format(message: Message): FormattedBody {
     }
   }
   const type = (message.headers.get("content-type") ?? "").toLowerCase();
-  const kind = kindOf(type, body);
+  // Images are bytes to a terminal.
+  const sniffed = bodyKind(type, body);
+  const kind = sniffed === "binary" || sniffed === "image" ? "hex" : sniffed;
   if (kind === "hex") {
     const shown = body.subarray(0, MAX_HEX_BYTES);
     const cut = body.length > shown.length ? ` (first ${shown.length} of ${body.length} bytes)` : "";
@@ -72,30 +75,7 @@ function join(a: string | null, b: string | null): string | null {
   return a && b ? `${a}; ${b}` : (a ?? b);
 }
 
-function kindOf(type: string, body: Buffer): string {
-  if (/json/.test(type)) return "json";
-  if (/x-www-form-urlencoded/.test(type)) return "form";
-  if (/html/.test(type)) return "html";
-  if (/xml/.test(type)) return "xml";
-  if (/^text\/|javascript|css|csv|yaml|graphql/.test(type)) return looksBinary(body) ? "hex" : "text";
-  if (looksBinary(body)) return "hex";
-  const first = body.subarray(0, 64).toString("utf8").trimStart()[0];
-  if (first === "{" || first === "[") return "json";
-  if (first === "<") return "xml";
-  return "text";
-}
 
-/** NUL bytes or many control characters in the first 1 KiB, or invalid UTF-8. */
-function looksBinary(body: Buffer): boolean {
-  const head = body.subarray(0, 1024);
-  let control = 0;
-  for (const b of head) {
-    if (b === 0) return true;
-    if (b < 9 || (b > 13 && b < 32)) control++;
-  }
-  if (control > head.length / 10) return true;
-  return head.toString("utf8").includes("\ufffd");
-}
 
 export function prettyJson(text: string): string[] {
   try {
@@ -105,42 +85,6 @@ export function prettyJson(text: string): string[] {
   }
 }
 
-const VOID_HTML = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "!doctype"]);
-
-/** One tag per line, indented by nesting; text between tags on its own line. */
-export function prettyMarkup(text: string, html: boolean): string[] {
-  const lines: string[] = [];
-  let depth = 0;
-  const re = /(<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>|<[^>]+>)|([^<]+)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text))) {
-    if (m[2] !== undefined) {
-      const t = m[2].trim();
-      if (t) lines.push("  ".repeat(depth) + t.replace(/\s*\n\s*/g, " "));
-      continue;
-    }
-    const tag = m[1]!;
-    const name = /^<\/?\s*([!\w:-]+)/.exec(tag)?.[1]?.toLowerCase() ?? "";
-    if (tag.startsWith("</")) {
-      depth = Math.max(0, depth - 1);
-      lines.push("  ".repeat(depth) + tag);
-    } else {
-      lines.push("  ".repeat(depth) + tag);
-      const selfClosing = tag.endsWith("/>") || tag.startsWith("<?") || tag.startsWith("<!") || (html && VOID_HTML.has(name));
-      if (!selfClosing) depth++;
-    }
-  }
-  // Put short text back between its tags: <Code>SlowDown</Code> reads better on one line.
-  const out: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const open = lines[i]!, inner = lines[i + 1], close = lines[i + 2];
-    if (inner !== undefined && close !== undefined && /^\s*<[^/!?][^>]*[^/]>$|^\s*<\w>$/.test(open) && !/^\s*</.test(inner) && /^\s*<\//.test(close) && inner.trim().length < 80) {
-      out.push(open + inner.trim() + close.trim());
-      i += 2;
-    } else out.push(open);
-  }
-  return out;
-}
 
 export function prettyForm(text: string): string[] {
   const params = new URLSearchParams(text.trim());
@@ -149,13 +93,3 @@ export function prettyForm(text: string): string[] {
   return lines.length ? lines : [text];
 }
 
-export function hexDump(bytes: Buffer): string[] {
-  const lines: string[] = [];
-  for (let off = 0; off < bytes.length; off += 16) {
-    const row = bytes.subarray(off, off + 16);
-    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ");
-    const ascii = [...row].map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
-    lines.push(`${off.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${ascii}`);
-  }
-  return lines;
-}
