@@ -17,6 +17,10 @@ import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { EC2Client, DescribeInstancesCommand } from "@aws-sdk/client-ec2";
+import { tunnelAgent } from "./support/tunnel-agent.js";
 
 /** Operations each limit names, to look up in the service model (EC2's and S3's models list no errors). */
 const SAMPLE_OPERATION: Record<string, string> = { kinesis: "PutRecord", sqs: "SendMessage", sts: "AssumeRole", kms: "Encrypt", dynamodb: "PutItem", lambda: "Invoke" };
@@ -253,6 +257,72 @@ print(json.dumps({"together": out, "after": out[5]}))
       assert.ok(throttled.length >= 3);
       for (const t of throttled) assert.deepEqual(t, { code: "TooManyRequestsException", reason: "ConcurrentInvocationLimitExceeded", type: "User", status: 429 });
       assert.equal(out.after.code, "ok", "the slots are free again once the invocations ended");
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});
+
+describe("--fault aws-limits with the JS SDK, the AWS CLI v2 and boto3 in adaptive mode", () => {
+  const ec2Answer = () => Response.make(200, '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r1</requestId><reservationSet/></DescribeInstancesResponse>', { "content-type": "text/xml;charset=UTF-8" });
+
+  test("@aws-sdk/client-ec2: within the non-mutating bucket every call passes, beyond it RequestLimitExceeded (503)", async () => {
+    const origin = await startScriptedOrigin(ec2Answer);
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://ec2\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.05"]) }, addons: [new Faults()] });
+    const ca = await readFile(sluice.caCert, "utf8");
+    const client = new EC2Client({ region: "eu-west-1", credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" }, maxAttempts: 1, requestHandler: { httpsAgent: tunnelAgent(sluice.port, ca) } });
+    try {
+      const codes = await Promise.all(Array.from({ length: 10 }, () =>
+        client.send(new DescribeInstancesCommand({ Filters: [{ Name: "instance-state-name", Values: ["running"] }] })).then(
+          () => "ok",
+          (err: Error & { $metadata?: { httpStatusCode?: number } }) => `${err.name} ${err.$metadata?.httpStatusCode}`,
+        )));
+      // Non-mutating bucket (100, 20/s) × 0.05: 5 at once, then 1/s.
+      assert.ok(codes.filter((c) => c === "ok").length >= 5, codes.join(", "));
+      assert.ok(codes.filter((c) => c === "RequestLimitExceeded 503").length >= 3, codes.join(", "));
+      assert.deepEqual([...new Set(codes)].sort(), ["RequestLimitExceeded 503", "ok"]);
+    } finally {
+      client.destroy();
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("the AWS CLI v2: a second describe-instances within the refill time fails with RequestLimitExceeded", { skip: existsSync("/usr/bin/aws") ? false : "Debian's AWS CLI v2 (/usr/bin/aws) is not installed" }, async () => {
+    const origin = await startScriptedOrigin(ec2Answer);
+    // × 0.005: a bucket of 1 refilled every 10 s.
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://ec2\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.005"]) }, addons: [new Faults()] });
+    try {
+      const env = awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert, AWS_MAX_ATTEMPTS: "1", AWS_RETRY_MODE: "standard", AWS_DEFAULT_REGION: "eu-west-1", AWS_PAGER: "" });
+      const args = ["ec2", "describe-instances", "--filters", "Name=instance-state-name,Values=running", "--no-paginate"];
+      const first = await run("/usr/bin/aws", args, { env });
+      assert.equal(first.code, 0, first.stderr);
+      const second = await run("/usr/bin/aws", args, { env });
+      assert.notEqual(second.code, 0);
+      assert.match(second.stderr, /An error occurred \(RequestLimitExceeded\) when calling the DescribeInstances operation/);
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("boto3 in adaptive mode retries the refused calls and every call ends well as the bucket refills", async () => {
+    const origin = await startScriptedOrigin(ec2Answer);
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://ec2\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.1"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config
+ec2 = boto3.client("ec2", region_name="eu-west-1", config=botocore.config.Config(retries={"mode": "adaptive", "total_max_attempts": 10}))
+for _ in range(14):
+    ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
+print("done")
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "done");
+      const refused = sluice.flows.filter((f) => f.metadata.aws_limit);
+      // Non-mutating bucket × 0.1: 10 at once, then 2/s: the calls beyond it were refused and retried.
+      assert.ok(refused.length >= 1, "some calls ran into the limit");
+      assert.ok(sluice.flows.every((f) => (f.request.headers.get("user-agent") ?? "").includes("cfg/retry-mode#adaptive")));
+      assert.equal(origin.requests.length, 14, "each call reached the server exactly once, after its retries");
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }
