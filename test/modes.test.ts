@@ -266,6 +266,17 @@ describe("mode at run time", () => {
     }
   });
 
+  test("addons that send through the proxy (client replay) get the HTTP proxy listener, not a SOCKS5 one listed first", async () => {
+    const sluice = await startSluice({ set: { mode: "socks5,regular" } });
+    try {
+      const [socks, regular] = sluice.master.listening();
+      assert.equal(socks!.mode, "socks5");
+      assert.equal(sluice.master.context.listener()!.port, regular!.address.port);
+    } finally {
+      await sluice.close();
+    }
+  });
+
   test("the console's Detail tab names the mode that accepted the client", () => {
     const flow = tflow({ url: "http://example.com/" });
     flow.clientConn.proxyMode = "socks5@1090";

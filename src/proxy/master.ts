@@ -122,8 +122,10 @@ export class Master {
     return this.servers[0] ?? null;
   }
 
+  /** For addons that send through the proxy (client replay): the first HTTP proxy listener (regular or upstream), else the first. */
   private listener(): ProxyListener | null {
-    const address = this.server?.address();
+    const http = this.servers.find((s) => s.mode.kind === "regular" || s.mode.kind === "upstream") ?? this.server;
+    const address = http?.address();
     return address && this.ca ? { address: address.address, port: address.port, caCertFile: this.ca.files.certPem } : null;
   }
 
