@@ -68,8 +68,9 @@ finished flow: client, method, URL, status, content type, size, duration. FILTER
 mitmproxy filter expression; only matching flows are printed.
 
 Proxy:
-  -m, --mode SPEC            regular (default) | reverse:http[s]://host[:port] | upstream:http://host:port
-  -p, --listen-port PORT     port to listen on (default 8080; 0 picks a free one)
+  -m, --mode SPEC            regular (default) | socks5 | reverse:http[s]://host[:port] | upstream:http[s]://host:port,
+                             each optionally @PORT or @HOST:PORT; repeat for several listeners at once
+  -p, --listen-port PORT     port to listen on (default 8080, socks5 1080; 0 picks a free one)
       --listen-host HOST     address to listen on (default 127.0.0.1)
   -k, --ssl-insecure         do not verify upstream server certificates
       --certs [DOMAIN=]PEM   serve this certificate (chain, optional key) for DOMAIN (*.example.com; all hosts without DOMAIN) (repeatable)
