@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./support/run.js";
+import { spawn } from "node:child_process";
 import { SLUICE_BIN, spawnSluice, freePort, assertOneLineError } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 
@@ -23,6 +24,17 @@ describe("sluice executable", () => {
     for (const flag of ["--mode", "--listen-port", "--listen-host", "--ssl-insecure", "--ignore-hosts", "--allow-hosts", "--map-remote", "--set", "--flow-detail", "--quiet"]) {
       assert.ok(dump.stdout.includes(flag), flag);
     }
+  });
+
+  test("a reader that closes the pipe early (sluice help | head) ends sluice quietly, exit 0, no EPIPE stack", async () => {
+    const child = spawn(process.execPath, [SLUICE_BIN, "help"], { stdio: ["ignore", "pipe", "pipe"] });
+    // Closed before sluice has written anything: every write it makes meets a closed pipe.
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => (stderr += c));
+    const code = await new Promise<number | null>((r) => child.once("exit", r));
+    assert.equal(stderr, "");
+    assert.equal(code, 0);
   });
 
   test("unknown command, unknown flag and bad option values are one-line errors, no stack trace", async () => {

@@ -506,7 +506,20 @@ function showHelp(command: string | undefined): void {
   process.stdout.write(text);
 }
 
+/**
+ * A reader that stops early (`sluice addons | head`, `sluice dump | head`) closes the pipe: that
+ * ends sluice quietly, as SIGPIPE ends other Unix tools, instead of an unhandled EPIPE and a stack.
+ */
+function endQuietlyWhenOutputCloses(stream: NodeJS.WriteStream, name: string): void {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    process.stderr.write(`sluice: cannot write to ${name}: ${err.message}\n`);
+    process.exit(1);
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  endQuietlyWhenOutputCloses(process.stdout, "standard output");
   const [command, ...rest] = argv;
   try {
     switch (command) {
