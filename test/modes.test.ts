@@ -138,6 +138,19 @@ describe("socks5 mode", () => {
     }
   });
 
+  test("Python requests with socks5h:// (PySocks): plain and intercepted HTTPS", async () => {
+    // Debian's python3 with python3-requests and python3-socks (botocore itself has no SOCKS support).
+    const script = `
+import sys, requests
+proxies = {"http": sys.argv[1], "https": sys.argv[1]}
+print(requests.get(sys.argv[2], proxies=proxies, timeout=20).json()["url"])
+print(requests.get(sys.argv[3], proxies=proxies, verify=sys.argv[4], timeout=20).json()["url"])
+`;
+    const r = await run("/usr/bin/python3", ["-c", script, `socks5h://127.0.0.1:${sluice.port}`, `http://localhost:${plain.port}/py-plain`, `https://localhost:${secure.port}/py-tls`, sluice.caCert]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["/py-plain", "/py-tls"]);
+  });
+
   test("IPv6 address type: a CONNECT to ::1 is parsed and answered", async () => {
     // Nothing listens on [::1]:PORT (origins are IPv4), so the request reaches sluice, which
     // tries [::1] and answers 502 naming it: the address was decoded correctly.
