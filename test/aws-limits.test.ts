@@ -328,3 +328,30 @@ print("done")
     }
   });
 });
+
+describe("Kinesis PutRecords under --fault aws-limits", () => {
+  test("records count against the shard with PutRecord's; beyond it boto3 gets 200 with FailedRecordCount and per-record ProvisionedThroughputExceededException", async () => {
+    const origin = await startScriptedOrigin((req) => {
+      const records = (JSON.parse(req.text) as { Records?: unknown[] }).Records ?? [];
+      return Response.make(200, JSON.stringify({ FailedRecordCount: 0, Records: records.map((_, i) => ({ SequenceNumber: String(i + 1), ShardId: "shardId-000000000000" })) }), { "content-type": "application/x-amz-json-1.1" });
+    });
+    // Records per shard × 0.004: a bucket of 4 records, refilled 4/s.
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://kinesis\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["~svc kinesis => aws-limits scale=0.004"]) }, addons: [new Faults()] });
+    try {
+      const script = `
+import boto3, botocore.config, json
+k = boto3.client("kinesis", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+batch = lambda n: [{"Data": b"x", "PartitionKey": "k%d" % i} for i in range(n)]
+first = k.put_records(StreamName="clicks", Records=batch(3))
+second = k.put_records(StreamName="clicks", Records=batch(3))
+print(json.dumps({"first": first["FailedRecordCount"], "second": second["FailedRecordCount"], "codes": sorted(set(r.get("ErrorCode", "ok") for r in second["Records"])), "n": len(second["Records"])}))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { first: 0, second: 3, codes: ["ProvisionedThroughputExceededException"], n: 3 });
+      assert.equal(origin.requests.length, 1, "the refused batch never reached the server");
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+});

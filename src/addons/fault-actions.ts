@@ -4,7 +4,8 @@
  * server's status and headers are in but before the client has seen anything.
  */
 import type { HTTPFlow } from "../core/flow.js";
-import { now, reasonPhrase } from "../core/flow.js";
+import { now, reasonPhrase, Response } from "../core/flow.js";
+import { randomUUID } from "node:crypto";
 import { awsErrorResponse, awsInfoOf, catalogedErrorOf, serviceErrorResponse, servicesWithError, throttleResponse, throttlingErrorOf, type AwsError, type AwsLimitRefusal, type AwsRequestInfo } from "../aws/index.js";
 import type { DelayDistribution, FaultAction } from "./fault-rules.js";
 
@@ -136,7 +137,9 @@ export function applyFaultAction(flow: HTTPFlow, ruleId: string, action: FaultAc
       const refused = flow.metadata.aws_limit as AwsLimitRefusal | undefined;
       if (!refused) return;
       const info = awsInfoOf(flow);
-      flow.response = awsErrorResponse(info, { status: refused.status, code: refused.code, message: refused.message, ...(refused.fields ? { fields: refused.fields } : {}) });
+      flow.response = refused.failedRecords !== undefined
+        ? failedRecordsResponse(refused.failedRecords, refused.code, refused.message, info)
+        : awsErrorResponse(info, { status: refused.status, code: refused.code, message: refused.message, ...(refused.fields ? { fields: refused.fields } : {}) });
       return;
     }
     default:
@@ -156,6 +159,15 @@ function namedErrorOf(info: AwsRequestInfo | null, code: string, status: number 
   const throttle = throttlingErrorOf(info);
   if (throttle.code === wire) return { ...throttle, status: status ?? throttle.status };
   return { status: status ?? entry?.status ?? 400, code: wire, message: `${wire} (injected by sluice fault rule ${ruleId})` };
+}
+
+/** Kinesis PutRecords beyond the shard: 200, every record failed with its error code, as AWS reports partial failures. */
+function failedRecordsResponse(count: number, code: string, message: string, info: AwsRequestInfo | null): Response {
+  const records = Array.from({ length: count }, () => ({ ErrorCode: code, ErrorMessage: message }));
+  return Response.make(200, JSON.stringify({ FailedRecordCount: count, Records: records, EncryptionType: "NONE" }), {
+    "content-type": `application/x-amz-json-${info?.jsonVersion ?? "1.1"}`,
+    "x-amzn-RequestId": randomUUID(),
+  });
 }
 
 function unhandled(action: never): never {

@@ -49,6 +49,8 @@ export interface AwsLimit {
    */
   kind?: "rate" | "concurrency";
   error: AwsError;
+  /** Kinesis: a refused PutRecords is answered 200 with every record failed with `error`'s code (PutRecord gets the error). */
+  failsRecords?: boolean;
   /** The error for this request when it names the resource (DynamoDB's ThrottlingReasons name the table). */
   errorFor?: (flow: HTTPFlow, info: AwsRequestInfo) => AwsError;
   source: string;
@@ -170,18 +172,33 @@ const streamKey = (flow: HTTPFlow, info: AwsRequestInfo) => {
   return `${accountRegion(flow, info)}/${String(body.StreamName ?? body.StreamARN ?? "-")}`;
 };
 
+/** PutRecords' records and their bytes (data decoded from base64, plus the partition key). */
+function putRecordsOf(flow: HTTPFlow): { count: number; bytes: number } {
+  const records = jsonBody(flow).Records;
+  if (!Array.isArray(records)) return { count: 1, bytes: 1 };
+  let bytes = 0;
+  for (const r of records as { Data?: unknown; PartitionKey?: unknown }[]) {
+    bytes += typeof r.Data === "string" ? Math.floor((r.Data.length * 3) / 4) : 0;
+    bytes += typeof r.PartitionKey === "string" ? Buffer.byteLength(r.PartitionKey) : 0;
+  }
+  return { count: Math.max(1, records.length), bytes: Math.max(1, bytes) };
+}
+
+const PUT_RECORDS_NOTE = "AWS fails records one by one (HTTP 200, FailedRecordCount); sluice fails the whole batch when the shard has no room for all of it, since forwarding only some records would need a re-signed request";
+
 const KINESIS: AwsLimit[] = [
   {
-    service: "kinesis", name: "PutRecord records per shard", appliesTo: "PutRecord", matches: (o) => o === "PutRecord",
-    burst: 1000, rate: 1000, unit: "records", per: "stream (one shard)", key: streamKey,
+    service: "kinesis", name: "PutRecord records per shard", appliesTo: "PutRecord, PutRecords (each record counts)", matches: (o) => o === "PutRecord" || o === "PutRecords",
+    burst: 1000, rate: 1000, unit: "records", per: "stream (one shard)", key: streamKey, cost: (f, info) => (info.operation === "PutRecords" ? putRecordsOf(f).count : 1), failsRecords: true,
     error: { status: 400, code: "ProvisionedThroughputExceededException", message: "Rate exceeded for shard shardId-000000000000 in stream." },
-    source: KINESIS_QUOTAS, note: "sluice cannot see how many shards a stream has: each stream counts as one shard. PutRecords is not emulated (AWS answers it per record)",
+    source: KINESIS_QUOTAS, note: `sluice cannot see how many shards a stream has: each stream counts as one shard. PutRecords counts each of its records. ${PUT_RECORDS_NOTE}`,
   },
   {
-    service: "kinesis", name: "PutRecord bytes per shard", appliesTo: "PutRecord", matches: (o) => o === "PutRecord",
-    burst: 1024 * 1024, rate: 1024 * 1024, unit: "bytes", per: "stream (one shard)", key: streamKey, cost: (f) => Math.max(1, f.request.contentLength),
+    service: "kinesis", name: "PutRecord bytes per shard", appliesTo: "PutRecord, PutRecords", matches: (o) => o === "PutRecord" || o === "PutRecords",
+    burst: 1024 * 1024, rate: 1024 * 1024, unit: "bytes", per: "stream (one shard)", key: streamKey, failsRecords: true,
+    cost: (f, info) => (info.operation === "PutRecords" ? putRecordsOf(f).bytes : Math.max(1, f.request.contentLength)),
     error: { status: 400, code: "ProvisionedThroughputExceededException", message: "Rate exceeded for shard shardId-000000000000 in stream." },
-    source: KINESIS_QUOTAS, note: "counts the request's size, a little more than the record's data",
+    source: KINESIS_QUOTAS, note: `PutRecord counts the request's size, a little more than the record's data; PutRecords its records' data and keys. ${PUT_RECORDS_NOTE}`,
   },
   {
     service: "kinesis", name: "DescribeStream", appliesTo: "DescribeStream", matches: (o) => o === "DescribeStream",
@@ -413,13 +430,18 @@ export interface AwsLimitRefusal {
   message: string;
   /** Extra members of the error body (Lambda's Reason, DynamoDB's ThrottlingReasons). */
   fields?: Record<string, unknown>;
+  /** Kinesis PutRecords: answer 200 with this many records failed with `code` (FailedRecordCount). */
+  failedRecords?: number;
   source: string;
 }
 
 export function refusalOf(limit: AwsLimit, flow?: HTTPFlow): AwsLimitRefusal {
   const info = flow ? awsInfoOf(flow) : null;
   const e = flow && info && limit.errorFor ? limit.errorFor(flow, info) : limit.error;
-  return { service: limit.service, limit: limit.name, status: e.status, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}), source: limit.source };
+  return {
+    service: limit.service, limit: limit.name, status: e.status, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}),
+    ...(limit.failsRecords && flow && info?.operation === "PutRecords" ? { failedRecords: putRecordsOf(flow).count } : {}), source: limit.source,
+  };
 }
 
 /** One limit a request falls under: the limit, its bucket's key and shape (scaled), and what the request costs. */
