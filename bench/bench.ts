@@ -9,6 +9,7 @@ import { benchHardening } from "./hardening-bench.js";
 import { benchWeb } from "./web-bench.js";
 import { benchSoak } from "./soak-bench.js";
 import { benchHostnames } from "./hostnames-bench.js";
+import { benchFleet } from "./fleet-bench.js";
 
 const suites: [string, () => Promise<string>, string][] = [
   ["proxy", benchProxy, "requests/s and latency direct, through sluice and mitmdump; HTTPS; 1 GiB transfer"],
@@ -19,6 +20,7 @@ const suites: [string, () => Promise<string>, string][] = [
   ["hardening", benchHardening, "a -w soak (SLUICE_SOAK_SECONDS, default 600): RSS and flows lost; new TLS hostnames/s; 10,000 idle connections"],
   ["soak", benchSoak, "steady mixed traffic through sluice dump -w for 10 minutes (--minutes N): RSS every 10 s, slope, flows lost"],
   ["hostnames", benchHostnames, "new TLS hostnames per second through CONNECT, and where a new name's time goes (context, signing)"],
+  ["fleet", benchFleet, "three processes sharing budgets through Redis: admitted vs configured at 10, 100, 1,000/s, round trips per request, cost of a shared rule"],
   ["retries", benchRetries, "invocation tracker and `sluice report` speed and memory"],
   ["web", benchWeb, "the web UI in chromium with 100,000 flows (SLUICE_BENCH_FLOWS=N): interactive, filter, scroll, memory; proxy req/s with the UI open"],
 ];

@@ -190,7 +190,7 @@ export class Shaping implements Addon {
         }
       : null;
     // An adaptive budget keeps what it learned through idle spells; fixed ones are cheap to recreate.
-    active.queue = new RateQueue(limits, (key, l, at, reserveMs) => state.take(ns + key, l, 1, at, reserveMs), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
+    active.queue = new RateQueue(limits, (key, l, at, reserveMs, reserveTurns) => state.take(ns + key, l, 1, at, reserveMs, reserveTurns), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
     active.queue.onForget = (b) => learned.delete(b.key);
     return active;
   }

@@ -70,7 +70,7 @@ class Lane {
  * Asks the shared state for one token of this budget at time `at` (ms). `reserveMs`: the request
  * can still wait this long, so a token due within it may be reserved (see SharedState.take).
  */
-export type TakeToken = (limits: RateQueueLimits, at: number, reserveMs: number) => MaybeAsync<Grant>;
+export type TakeToken = (limits: RateQueueLimits, at: number, reserveMs: number, reserveTurns: number) => MaybeAsync<Grant>;
 
 /**
  * One token bucket (kept in the shared state, see core/shared-state.ts) and the requests waiting
@@ -220,9 +220,9 @@ export class Budget {
     this.depth = 0;
   }
 
-  private take(at: number, reserveMs: number): MaybeAsync<Grant> {
+  private take(at: number, reserveMs: number, reserveTurns = 1): MaybeAsync<Grant> {
     this.lastTake = at;
-    const g = this.takeToken(this.limits, at, reserveMs);
+    const g = this.takeToken(this.limits, at, reserveMs, reserveTurns);
     if (isPromise(g)) this.taking = true;
     return g;
   }
@@ -286,7 +286,7 @@ export class Budget {
   /** Releases what the bucket allows, round-robin across lanes, then sleeps until the next token. */
   private pump(at: number): void {
     while (this.depth > 0) {
-      const g = this.take(at, this.reserveHorizon(at));
+      const g = this.take(at, this.reserveHorizon(at), this.depth);
       if (isPromise(g)) {
         g.then((r) => this.onGrant(r), (err: unknown) => this.onTakeError(err));
         return;
@@ -302,8 +302,11 @@ export class Budget {
     this.taking = false;
     if (!g.granted) return this.scheduleIn(this.clock(), g.waitMs);
     if (this.depth > 0) {
-      if (g.waitMs > 0) this.reserveOne(g.waitMs);
-      else this.releaseOne();
+      if (g.waitMs > 0) {
+        // Reserved turns, one rate interval apart (a turn nobody is left to use goes unused).
+        const turns = g.turns ?? 1;
+        for (let i = 0; i < turns && this.depth > 0; i++) this.reserveOne(g.waitMs + (i * 1000) / this.limits.rate);
+      } else this.releaseOne();
     }
     this.pump(this.clock());
   }
@@ -373,7 +376,7 @@ export class RateQueue {
   constructor(
     private limits: RateQueueLimits,
     /** Takes a token of budget `key` (from the shared state). */
-    private readonly takeToken: (key: string, limits: RateQueueLimits, at: number, reserveMs: number) => MaybeAsync<Grant>,
+    private readonly takeToken: (key: string, limits: RateQueueLimits, at: number, reserveMs: number, reserveTurns: number) => MaybeAsync<Grant>,
     private readonly clock: () => number = () => performance.now(),
     /** Called when a budget is created, e.g. to attach an adaptive rate. */
     private readonly onCreate: ((budget: Budget) => void) | null = null,
@@ -385,7 +388,7 @@ export class RateQueue {
   budget(key: string): Budget {
     let b = this.budgets.get(key);
     if (!b) {
-      b = new Budget(key, this.limits, this.clock, (limits, at, reserveMs) => this.takeToken(key, limits, at, reserveMs));
+      b = new Budget(key, this.limits, this.clock, (limits, at, reserveMs, reserveTurns) => this.takeToken(key, limits, at, reserveMs, reserveTurns));
       this.budgets.set(key, b);
       this.onCreate?.(b);
     }

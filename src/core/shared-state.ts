@@ -27,6 +27,8 @@ export interface Grant {
   granted: boolean;
   /** Not granted: milliseconds until `n` tokens are available. Granted: 0, or when a reserved turn comes. */
   waitMs: number;
+  /** A reservation of several turns (`reserveTurns`): how many, each `n` tokens, `n / rate` apart, the first after `waitMs`. */
+  turns?: number;
 }
 
 /** What happened to a request under an adaptive rate. */
@@ -62,9 +64,10 @@ export interface SharedState {
    * `reserveMs` (a caller that can wait, like a shaping queue): an implementation where asking
    * again costs a round trip may grant tokens that are due up to `reserveMs` from now, answering
    * `{granted: true, waitMs}` — the caller then waits `waitMs` and goes without asking again. One
-   * that answers at once (in-process) ignores it.
+   * that answers at once (in-process) ignores it. `reserveTurns`: how many turns the caller could
+   * use (requests queued); one round trip may reserve several (see `Grant.turns`).
    */
-  take(key: string, limit: RateLimit, n: number, at: number, reserveMs?: number): MaybeAsync<Grant>;
+  take(key: string, limit: RateLimit, n: number, at: number, reserveMs?: number, reserveTurns?: number): MaybeAsync<Grant>;
   /** Applies `event` to the adaptive rate at `key` (created at `opts.start` on first use) and returns it. */
   adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot>;
   /** Drops the state at keys starting with `prefix` (rules removed or replaced). */

@@ -4,16 +4,16 @@
  * know which they have.
  *
  * - Admission is one Lua script per take (fleet/scripts.ts) on Redis's clock: exact under any
- *   concurrency. A shaping queue may reserve its next token (`reserveMs`): the script answers when
- *   the turn comes and the request goes then, without asking again — at most one round trip per
- *   admitted request, never a polling loop.
- * - Leases: when tokens are there and this process is busy on a key, the script hands out a small
+ *   concurrency. A shaping queue may reserve its next tokens (`reserveMs`, `reserveTurns`): the
+ *   script answers when each turn comes and the requests go then, without asking again — at most
+ *   one round trip per admitted request (fewer when several are queued), never a polling loop.
+ * - Leases: when a token is there and this process is busy on a key, the script hands out a small
  *   batch (what this process used in the last LEASE_DEMAND_MS, at most LEASE_SHARE of the rate's
- *   second), spent locally without round trips and dropped after LEASE_TTL_MS. Tokens are never
- *   created: a leased token was taken from the fleet's bucket, so over any long window the fleet
- *   admits at most rate × T + burst. Within a short window a lease can bring tokens forward by at
- *   most LEASE_TTL_MS: each process holds at most one lease per key, so the fleet exceeds a
- *   strict bucket by at most (processes × (lease − 1)) requests in any window.
+ *   second), taking the tokens beyond the first ahead of time (the bucket goes into debt, so
+ *   others wait for them); the batch is spent locally without round trips and dropped after
+ *   LEASE_TTL_MS. Tokens are never created, so over a long window the fleet admits the rate;
+ *   within a short one each process holds at most one lease per key, so the fleet exceeds a
+ *   strict bucket by at most processes × (lease − 1) requests in any window.
  * - Redis unreachable: `local` — each budget falls back to this process's share (rate and burst
  *   divided by the live processes last counted, see `live`); `closed` — takes wait until Redis is
  *   back. Either way nothing is refused or failed because of Redis.
@@ -33,8 +33,12 @@ export const LEASE_SHARE = 0.02;
 export const LEASE_TTL_MS = 100;
 /** An adaptive rate is re-read from the fleet at most this often per key on successes. */
 export const ADAPTIVE_SYNC_MS = 100;
-/** In `local` fallback, a command not answered within this long is answered locally. */
-export const LOCAL_TIMEOUT_MS = 500;
+/**
+ * In `local` fallback, a command not answered within this long is answered locally (a Redis that
+ * went silent without closing the connection). Long enough that a starved event loop does not
+ * mistake a slow answer for a lost Redis; a killed Redis closes the connection and is seen at once.
+ */
+export const LOCAL_TIMEOUT_MS = 2000;
 /** The live-process registry: refreshed this often, an entry lives three times as long. */
 export const LIVE_EVERY_MS = 2000;
 /** A rule name claimed by a process is held this long after its last refresh. */
@@ -112,7 +116,7 @@ export class RedisSharedState implements SharedState {
     return this.conn.description;
   }
 
-  take(key: string, limit: RateLimit, n: number, at: number, reserveMs = 0): MaybeAsync<Grant> {
+  take(key: string, limit: RateLimit, n: number, at: number, reserveMs = 0, reserveTurns = 1): MaybeAsync<Grant> {
     this.stats.takes++;
     const now = performance.now();
     const lease = this.leaseOf(key, now);
@@ -124,22 +128,28 @@ export class RedisSharedState implements SharedState {
     lease.tokens = 0;
     if (!this.conn.up) {
       if (this.conn.config.fallback === "local" || this.conn.state === "closed") return this.localTake(key, limit, n, at);
-      return this.conn.whenUp().then(() => this.take(key, limit, n, performance.now(), reserveMs));
+      return this.conn.whenUp().then(() => this.take(key, limit, n, performance.now(), reserveMs, reserveTurns));
     }
     const size = this.leaseSize(limit, lease, n);
-    const asked = this.call(() => this.takeScript("bucket:" + key, limit.rate, limit.burst, n, Math.max(0, Math.floor(reserveMs)), size));
+    // Reserved turns are exact (each has its time from Redis); the cap keeps one process from booking far ahead of the others.
+    const turns = Math.max(1, Math.min(reserveTurns, Math.floor(limit.rate * LEASE_SHARE)));
+    const asked = this.call(() => this.takeScript("bucket:" + key, limit.rate, limit.burst, n, Math.max(0, Math.floor(reserveMs)), size, turns));
     return asked.then(
       (answer): MaybeAsync<Grant> => {
         if (answer === LOCAL) return this.localTake(key, limit, n, at);
         const [granted, wait] = answer as [number, string];
         const waitMs = Number(wait);
         if (granted >= n) {
+          if (waitMs > 0) {
+            const turns = Math.floor(granted / n);
+            this.stats.reserved += turns;
+            return { granted: true, waitMs, turns };
+          }
           if (granted > n) {
             lease.tokens = granted - n;
             lease.expires = performance.now() + LEASE_TTL_MS;
           }
-          if (waitMs > 0) this.stats.reserved++;
-          return { granted: true, waitMs };
+          return { granted: true, waitMs: 0 };
         }
         return { granted: false, waitMs };
       },

@@ -7,15 +7,16 @@
 /**
  * A token bucket that may go into debt for reservations (a queue held in the bucket itself, as
  * GCRA does). KEYS[1]: the bucket. ARGV: rate (/s), burst, n, reserve horizon (ms; 0: no
- * reservation), lease (most tokens to hand out at once when they are there).
- * Returns {granted tokens, wait ms}: granted ≥ n at once (up to the lease), or n reserved with the
- * wait until their turn, or 0 with the wait until n would be there.
+ * reservation), lease (most tokens to hand out at once when they are there), turns (most
+ * reservations of n to make at once, n/rate apart, all within the horizon).
+ * Returns {granted tokens, wait ms}: granted ≥ n at once (the lease, possibly into debt), or a multiple of n
+ * reserved with the wait until the first turn, or 0 with the wait until n would be there.
  */
 export const TAKE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local horizon, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+local horizon, lease, turns = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local h = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens, ts = tonumber(h[1]), tonumber(h[2])
 if tokens == nil or ts == nil then tokens = burst; ts = now end
@@ -25,13 +26,17 @@ if now > ts then
 end
 local granted, wait = 0, 0
 if tokens >= n then
-  granted = math.max(n, math.min(lease, math.floor(tokens)))
+  -- A lease may spend the next few tokens ahead of time (into debt): later takers wait for them,
+  -- so the fleet's long-run rate stays exact.
+  granted = math.max(n, lease)
   tokens = tokens - granted
 else
   wait = (n - tokens) * 1000 / rate
   if horizon > 0 and wait <= horizon then
-    granted = n
-    tokens = tokens - n
+    local m = 1
+    if turns > 1 then m = math.min(turns, math.floor((horizon - wait) * rate / (n * 1000)) + 1) end
+    granted = n * m
+    tokens = tokens - granted
   end
 end
 redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.3f', ts))
