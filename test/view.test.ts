@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FlowView, sortFlows } from "../src/core/view.js";
 import { context } from "./support/taddons.js";
+import { ConsoleModel } from "../src/ui/console/model.js";
 import type { HTTPFlow } from "../src/core/flow.js";
 import { tflow } from "./support/tflow.js";
 
@@ -114,4 +115,17 @@ test("view_order accepts only mitmproxy's orders", async () => {
   const tctx = await context();
   await assert.rejects(async () => tctx.command("set view_order=status"), /view_order expects one of time, method, url, size/);
   assert.equal(tctx.master.view.options.view_order, "time");
+});
+
+test("the console list in view_order keeps a flow that just took the focus, even while its re-sort is throttled", async () => {
+  const tctx = await context();
+  const model = new ConsoleModel(tctx.master);
+  await tctx.configure({ view_order: "url", view_order_reversed: true, console_focus_follow: true });
+  for (const p of ["/b", "/c", "/a"]) tctx.master.view.add(flow(p));
+  assert.deepEqual(model.shown.map((f) => f.request.path), ["/c", "/b", "/a"]);
+  tctx.master.view.add(flow("/d"));
+  assert.equal(model.focusIndex(), 0);
+  assert.equal(model.focus?.request.path, "/d");
+  assert.deepEqual(model.shown.map((f) => f.request.path), ["/d", "/c", "/b", "/a"]);
+  model.close();
 });

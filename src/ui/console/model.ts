@@ -108,7 +108,14 @@ export class ConsoleModel {
 
   /** Index of the focused flow in `shown`, moving the focus onto a shown flow if it is hidden. */
   focusIndex(): number {
-    const shown = this.shown;
+    let shown = this.shown;
+    const focused = this.master.view.focus;
+    // A flow that just took the focus (console_focus_follow) may not be in a list whose re-sort is
+    // still throttled: sort now rather than move the focus off it.
+    if (focused && this.ordered === shown && this.master.view.isShown(focused) && !shown.includes(focused)) {
+      this.ordered = null;
+      shown = this.shown;
+    }
     if (shown.length === 0) return -1;
     const id = this.master.view.focusId;
     // The focus is usually near the end or where it was last time: look there first.
