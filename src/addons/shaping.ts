@@ -308,7 +308,7 @@ export class Shaping implements Addon {
       let queue = active.limitQueues.get(a.limit);
       if (!queue) {
         const state = this.ctx.state;
-        queue = new RateQueue({ rate: a.rate, burst: a.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at) => state.take(active.ns + key, l, 1, at));
+        queue = new RateQueue({ rate: a.rate, burst: a.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at, reserveMs, reserveTurns) => state.take(active.ns + key, l, 1, at, reserveMs, reserveTurns));
         active.limitQueues.set(a.limit, queue);
       }
       const ticket = queue.enqueue(a.key, keyOf(rule.fair, flow));
