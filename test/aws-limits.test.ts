@@ -7,6 +7,7 @@
  * ProvisionedThroughputExceededException.
  */
 import { test, describe } from "node:test";
+import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
@@ -17,7 +18,6 @@ import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { EC2Client, DescribeInstancesCommand } from "@aws-sdk/client-ec2";
 import { tunnelAgent } from "./support/tunnel-agent.js";
@@ -287,7 +287,7 @@ describe("--fault aws-limits with the JS SDK, the AWS CLI v2 and boto3 in adapti
     }
   });
 
-  test("the AWS CLI v2: a second describe-instances within the refill time fails with RequestLimitExceeded", { skip: existsSync("/usr/bin/aws") ? false : "Debian's AWS CLI v2 (/usr/bin/aws) is not installed" }, async () => {
+  test("the AWS CLI v2: a second describe-instances within the refill time fails with RequestLimitExceeded", { skip: needs("/usr/bin/aws", "awscli") }, async () => {
     const origin = await startScriptedOrigin(ec2Answer);
     // × 0.005: a bucket of 1 refilled every 10 s.
     const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://ec2\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.005"]) }, addons: [new Faults()] });

@@ -18,7 +18,7 @@ import { FlowWriter, HarWriter, readFlowFile, SqliteWriter } from "../src/store/
 import { freePort, spawnSluice } from "./support/cli.js";
 import { run } from "./support/run.js";
 
-const MITMDUMP = "/usr/bin/mitmdump";
+import { MITMDUMP, mitmdumpMissing } from "./support/mitmdump.js";
 const dir = mkdtempSync(join(tmpdir(), "sluice-crash-"));
 const confdir = mkdtempSync(join(tmpdir(), "sluice-crash-conf-"));
 
@@ -83,7 +83,7 @@ describe("kill -9 during a -w capture under load", () => {
         assert.equal(r.code, 0, r.stderr);
         assert.equal(r.stdout.split("\n").filter((l) => l.includes(`: GET http://127.0.0.1:${originPort}/w`)).length, urls.size, "mitmdump reads every flow sluice reads");
       } else if (ext === "mitm") {
-        console.log(`# skipped mitmdump -nr check: ${MITMDUMP} not installed`);
+        console.log(`# the mitmdump -nr check: ${mitmdumpMissing()}`);
       }
     });
   }

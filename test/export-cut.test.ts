@@ -4,6 +4,7 @@
  * request at the origin: method, URL, headers and body, binary bodies and HTTP/2 flows included.
  */
 import { test, describe, before, after } from "node:test";
+import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +19,7 @@ import { Save } from "../src/addons/save.js";
 import type { HTTPFlow } from "../src/core/flow.js";
 
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
-const httpieMissing = existsSync("/usr/bin/http") ? undefined : "httpie is not installed (apt-get install -y httpie)";
+const httpieMissing = needs("/usr/bin/http", "httpie");
 
 describe("export and cut", () => {
   let origin: Origin;

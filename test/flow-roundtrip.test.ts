@@ -6,6 +6,7 @@
  * sent (no Content-Length beside Transfer-Encoding: chunked).
  */
 import { test, describe, before, after } from "node:test";
+import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -164,7 +165,7 @@ describe("flow files a mitmproxy user round-trips", () => {
 });
 
 describe("reading a capture shows progress on a terminal", () => {
-  test("sluice dump -n -r in a terminal prints a live counter on stderr; not when stderr is a file", { skip: process.platform !== "linux" ? "needs util-linux script" : undefined }, async () => {
+  test("sluice dump -n -r in a terminal prints a live counter on stderr; not when stderr is a file", { skip: needs("script", "bsdutils") }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-progress-"));
     try {
       const file = join(dir, "big.mitm");

@@ -124,3 +124,21 @@ test("the README lists exactly the Debian packages .ci/run installs, and its lin
   }
   assert.deepEqual(outside, [], "links to files a clean clone lacks");
 });
+
+test("every skipped test says what to install, through test/support/needs.ts", () => {
+  const offenders: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith(".ts") && !path.endsWith(join("support", "needs.ts")) && !path.endsWith("package.test.ts")) {
+        readFileSync(path, "utf8").split("\n").forEach((line, i) => {
+          // A literal skip reason bypasses the one form ("SKIP: needs X (apt-get install -y P)").
+          if (/\bskip\(\s*["'`]|\bskip:\s*["'`]|is not installed/.test(line)) offenders.push(`${path.slice(REPO.length + 1)}:${i + 1}: ${line.trim()}`);
+        });
+      }
+    }
+  };
+  walk(join(REPO, "test"));
+  assert.deepEqual(offenders, []);
+});

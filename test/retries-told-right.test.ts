@@ -4,8 +4,8 @@
  * first on hand-made flows, then with the AWS CLI v2 and boto3 against local fakes.
  */
 import { test, describe } from "node:test";
+import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
 import { Headers } from "../src/core/headers.js";
 import { InvocationTracker, type InvocationRecord } from "../src/aws/invocations.js";
@@ -119,7 +119,8 @@ describe("a throttled HEAD is a bare 503, counted as the SDK saw it", () => {
 
 describe("real clients", () => {
   test("AWS CLI v2 (no amz-sdk headers): kms list-keys then list-aliases, both throttled, are two calls of three attempts", async (t) => {
-    if (!existsSync("/usr/bin/aws")) return t.skip("needs the AWS CLI v2 at /usr/bin/aws: apt-get install -y awscli");
+    const missing = needs("/usr/bin/aws", "awscli");
+    if (missing) return t.skip(missing);
     const origin = await startScriptedOrigin(() => Response.make(400, THROTTLED_JSON, { "content-type": "application/x-amz-json-1.1", "x-amzn-RequestId": "00000000-0000-4000-8000-000000000000" }));
     const sluice = await startSluice({ addons: [new Retries()] });
     try {

@@ -5,6 +5,7 @@
  * sluice's CA, which they trust only through the variables sluice run sets.
  */
 import { test, describe, before, after } from "node:test";
+import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,8 +52,8 @@ describe("sluice run and sluice env", () => {
     const expected = ["by-curl", "by-boto3", "by-fetch", "by-sdk", ...(hasAws ? ["by-awscli"] : []), ...(hasRequests ? ["by-requests"] : [])];
     for (const key of expected) assert.ok(paths.some((p) => p.includes(key)), `${key} reached the origin: ${paths.join(" ")}`);
     for (const key of expected) assert.match(r.stderr, new RegExp(`GET ${origin.url.replace(/\./g, "\\.")}/\\S*${key}`), `sluice printed the ${key} flow`);
-    if (!hasAws) console.log("# skipped the AWS CLI: `aws` is not installed (apt-get install -y awscli)");
-    if (!hasRequests) console.log("# skipped Python requests: not installed (apt-get install -y python3-requests)");
+    if (!hasAws) console.log(`# ${needs("aws", "awscli")}`);
+    if (!hasRequests) console.log("# SKIP: needs Python's requests (apt-get install -y python3-requests)");
     assert.ok(hasAws && hasRequests, "CI installs awscli and python3-requests: every client must run");
   });
 

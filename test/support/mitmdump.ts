@@ -3,18 +3,19 @@
  * observable result through both. Lazy upstream connections, as sluice's, so offline tests work.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
 import { freePort } from "./cli.js";
 import { run } from "./run.js";
+import { needs } from "./needs.js";
 
 export const MITMDUMP = "/usr/bin/mitmdump";
 
 /** The reason to skip a test that needs mitmdump, or undefined when it is installed. */
 export function mitmdumpMissing(): string | undefined {
-  return existsSync(MITMDUMP) ? undefined : "mitmdump is not installed (apt-get install -y mitmproxy)";
+  return needs(MITMDUMP, "mitmproxy");
 }
 
 export interface RunningMitmdump {

@@ -4,6 +4,7 @@
  * releasing it (a tiny race with other programs, retried once).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { needs } from "./needs.js";
 import net from "node:net";
 import { freePort } from "./cli.js";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,8 +13,7 @@ import { join } from "node:path";
 
 /** Why fleet tests must skip here, or null when redis-server is installed. */
 export function redisMissing(): string | null {
-  const r = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
-  return r.error ? "redis-server is not installed (apt-get install redis-server)" : null;
+  return needs("redis-server", "redis-server") ?? null;
 }
 
 export interface RedisServer {
