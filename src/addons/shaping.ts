@@ -61,6 +61,17 @@ function settled<T>(answer: MaybeAsync<T>, then: (value: T) => void, failed: (er
 function noop(): void {}
 
 
+/**
+ * The burst an aws-limits queue lets go at once: the limit's own, less 2% (at least one token)
+ * kept in hand. Between leaving the queue and reaching the limit's bucket (the fault rule here, or
+ * AWS), requests are delayed unevenly (a second limit's wait, the event loop, the network) and
+ * can arrive bunched; with the bucket run down to its rate, one bunched request would be
+ * refused. The rate is unchanged, so a long scan takes just as long.
+ */
+function burstInHand(burst: number): number {
+  return burst >= 2 ? burst - Math.max(1, Math.ceil(burst * 0.02)) : burst;
+}
+
 interface Sent {
   active: ActiveRule;
   key: string;
@@ -308,7 +319,7 @@ export class Shaping implements Addon {
       let queue = active.limitQueues.get(a.limit);
       if (!queue) {
         const state = this.ctx.state;
-        queue = new RateQueue({ rate: a.rate, burst: a.burst, maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at, reserveMs, reserveTurns) => state.take(active.ns + key, l, 1, at, reserveMs, reserveTurns));
+        queue = new RateQueue({ rate: a.rate, burst: burstInHand(a.burst), maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at, reserveMs, reserveTurns) => state.take(active.ns + key, l, 1, at, reserveMs, reserveTurns));
         active.limitQueues.set(a.limit, queue);
       }
       const ticket = queue.enqueue(a.key, keyOf(rule.fair, flow));

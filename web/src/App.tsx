@@ -200,7 +200,9 @@ function flowKey(e: KeyboardEvent, k: KeyContext): boolean {
   };
   const on = (command: string) => {
     if (!focusId) return say("no flow selected", true);
-    void run(command.replace("@focus", focusId));
+    // @focus is resolved by sluice, after any focus change this page sent before (one ordered
+    // socket): a key pressed right after a click acts on the clicked flow, not the one before.
+    void run(command);
   };
   switch (e.key) {
     case "j":
