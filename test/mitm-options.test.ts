@@ -1,7 +1,8 @@
 /**
  * mitmproxy's everyday options — -H, -B, --map-local, --anticache, --anticomp, --showhost,
  * stickycookie, stickyauth — through sluice and through Debian's mitmdump 8.1.1 with the same
- * command line: the same requests must reach the origin and the same answers the client.
+ * command line: the same requests must reach the origin and the same answers the client; and
+ * --proxyauth and --mode socks5 (plain and TLS inside) side by side with mitmdump.
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -168,5 +169,71 @@ describe("mitmproxy's options against mitmdump 8.1.1", { skip }, () => {
     const port = new URL(origin.url).port;
     assert.deepEqual(urls, [`http://127.0.0.1:${port}/shown`, "http://shown.example/shown"], proxies.map((p) => p.output()).join("\n---\n"));
     assert.ok(origin.requests.some((r) => r.url === "/shown" && r.headers.host === `127.0.0.1:${port}`), "sluice forwarded the URL's host");
+  });
+});
+
+describe("--proxyauth and --mode socks5 against mitmdump 8.1.1", { skip }, () => {
+  let plain: Origin;
+  let secure: Origin;
+  interface Pair {
+    name: string;
+    port: number;
+    caCert: string;
+    stop(): Promise<unknown>;
+  }
+  const auth: Pair[] = [];
+  const socks: Pair[] = [];
+
+  before(async () => {
+    [plain, secure] = await Promise.all([startOrigin(), startOrigin({ tls: true })]);
+    const start = async (args: string[]): Promise<[Pair, Pair]> => {
+      const confdir = mkdtempSync(join(tmpdir(), "sluice-mitm-auth-conf-"));
+      // Both proxies verify nothing upstream: the test origin's CA is neither's.
+      const [s, m] = await Promise.all([spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--ssl-insecure", ...args]), startMitmdump(["--ssl-insecure", ...args])]);
+      return [
+        { name: "sluice", port: s.port, caCert: join(confdir, "sluice-ca-cert.pem"), stop: () => s.stop() },
+        { name: "mitmdump", port: m.port, caCert: m.caCert, stop: () => m.stop() },
+      ];
+    };
+    const [a, b] = await Promise.all([start(["--proxyauth", "alice:s3cret"]), start(["--mode", "socks5"])]);
+    auth.push(...a);
+    socks.push(...b);
+  });
+  after(async () => {
+    await Promise.all([...auth, ...socks].map((p) => p.stop()));
+    await Promise.all([plain.close(), secure.close()]);
+  });
+
+  test("--proxyauth user:pass: 407 with a Basic challenge without or with wrong credentials, the origin reached with the right ones and never shown them", async () => {
+    for (const p of auth) {
+      const before = plain.requests.length;
+      const none = await curlVia(p.port, `${plain.url}/auth/none`);
+      assert.equal(none.status, 407, `${p.name}: no credentials`);
+      assert.match(header(none, "proxy-authenticate")[0] ?? "", /^Basic realm=/, `${p.name}: the challenge`);
+      const wrong = await curlVia(p.port, `${plain.url}/auth/wrong`, ["--proxy-user", "alice:nope"]);
+      assert.equal(wrong.status, 407, `${p.name}: a wrong password`);
+      assert.equal(plain.requests.length, before, `${p.name}: nothing reached the origin`);
+      const right = await curlVia(p.port, `${plain.url}/auth/right`, ["--proxy-user", "alice:s3cret"]);
+      assert.equal(right.status, 200, `${p.name}: the right credentials`);
+      const seen = plain.requests.at(-1)!;
+      assert.equal(seen.url, "/auth/right", p.name);
+      assert.equal(seen.headers["proxy-authorization"], undefined, `${p.name}: the credentials stay at the proxy`);
+      const tunnel = await curlVia(p.port, `${secure.url}/auth/tunnel`, ["--proxy-user", "alice:s3cret", "--cacert", p.caCert]);
+      assert.equal(tunnel.status, 200, `${p.name}: HTTPS through an authenticated CONNECT`);
+      assert.equal(secure.requests.at(-1)!.headers["proxy-authorization"], undefined, p.name);
+    }
+  });
+
+  test("--mode socks5: curl --socks5-hostname reaches plain and TLS origins the same way through both", async () => {
+    for (const p of socks) {
+      const viaSocks = ["-x", `socks5h://127.0.0.1:${p.port}`];
+      const http1 = await curlVia(p.port, `${plain.url}/socks/plain?x=1`, viaSocks);
+      assert.equal(http1.status, 200, `${p.name}: ${http1.stderr}`);
+      assert.equal(plain.requests.at(-1)!.url, "/socks/plain?x=1", p.name);
+      const tls = await curlVia(p.port, `${secure.url}/socks/tls`, [...viaSocks, "--cacert", p.caCert]);
+      assert.equal(tls.status, 200, `${p.name}: ${tls.stderr}`);
+      assert.equal(secure.requests.at(-1)!.url, "/socks/tls", `${p.name}: the TLS inside the tunnel was intercepted and forwarded`);
+      assert.equal(JSON.parse(tls.body).method, "GET", p.name);
+    }
   });
 });
