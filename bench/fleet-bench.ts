@@ -10,40 +10,21 @@
  *    above the load (1,000,000/s: leases) against the same process with no rule, interleaved
  *    rounds (FLEET_ROUND_SECONDS, default 5 s; best of 2).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import http from "node:http";
 import type net from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Agent, request } from "undici";
 import { Redis } from "ioredis";
 import { startRedis } from "../test/support/redis.js";
 import { progress } from "./progress.js";
+import { startSluiceDump } from "./sluice-child.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const SLUICE = join(here, "..", "..", "bin", "sluice.js");
 const SECONDS = Number(process.env.FLEET_SECONDS ?? 10);
 const ROUND_SECONDS = Number(process.env.FLEET_ROUND_SECONDS ?? 5);
 const RATES = [10, 100, 1000];
-
-function startSluice(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SLUICE, "dump", "-p", "0", "--flow-detail", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`sluice did not start: ${err}`)), 30_000);
-    child.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-      const m = /listening at [^\s]+:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`sluice exited with ${code}: ${err}`)));
-  });
-}
 
 async function stop(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null) return;
@@ -116,7 +97,7 @@ export async function benchFleet(): Promise<string> {
   try {
     const shapes = RATES.flatMap((r) => ["--shape", `~u /r${r}/ => ${r}/s max-wait=10s`]);
     for (let i = 0; i < 3; i++) {
-      const p = await startSluice(["--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redisServer.url}`, "--set", "fleet=bench", ...shapes]);
+      const p = await startSluiceDump(["--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redisServer.url}`, "--set", "fleet=bench", ...shapes]);
       procs.push(p.child);
       (p.child as ChildProcess & { port?: number }).port = p.port;
     }
@@ -151,9 +132,9 @@ export async function benchFleet(): Promise<string> {
     lines.push("| rule | requests/s | Redis round trips per request |");
     lines.push("| --- | --- | --- |");
     const best = { none: 0, shared: 0, trips: 0 };
-    const plain = await startSluice(["--confdir", confdir, "--mode", `reverse:${origin.url}`]);
+    const plain = await startSluiceDump(["--confdir", confdir, "--mode", `reverse:${origin.url}`]);
     procs.push(plain.child);
-    const shared = await startSluice(["--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redisServer.url}`, "--set", "fleet=bench2", "--shape", "~all => 1000000/s"]);
+    const shared = await startSluiceDump(["--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redisServer.url}`, "--set", "fleet=bench2", "--shape", "~all => 1000000/s"]);
     procs.push(shared.child);
     for (let round = 0; round < 2; round++) {
       progress(`fleet: single process, round ${round + 1}/2`);

@@ -9,18 +9,15 @@
  * the best case for that approach); `--shape` at R; `--shape adaptive` with R unknown.
  * Sizes: SHAPING_CALLS (2000), SHAPING_RATE (100), SHAPING_WORKERS (32).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import http from "node:http";
 import type net from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Agent, request } from "undici";
 import { TokenBucket } from "../src/core/token-bucket.js";
+import { startSluiceDump } from "./sluice-child.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const SLUICE = join(here, "..", "..", "bin", "sluice.js");
 const CALLS = Number(process.env.SHAPING_CALLS ?? 2000);
 const RATE = Number(process.env.SHAPING_RATE ?? 100);
 const WORKERS = Number(process.env.SHAPING_WORKERS ?? 32);
@@ -68,23 +65,6 @@ async function startThrottlingOrigin(): Promise<{ port: number; close(): Promise
     // Each row starts against a full, fresh budget.
     reset: () => void (bucket = new TokenBucket(RATE, ORIGIN_BURST, performance.now())),
   };
-}
-
-function startSluice(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SLUICE, "dump", "-p", "0", "--flow-detail", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`sluice did not start: ${err}`)), 30_000);
-    child.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-      const m = /listening at [^\s]+:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`sluice exited with ${code}: ${err}`)));
-  });
 }
 
 /** The scanner: WORKERS loops taking calls from a shared counter, each retried like an SDK would. */
@@ -144,7 +124,7 @@ export async function benchShaping(): Promise<string> {
     for (const [name, args] of scenarios) {
       process.stderr.write(`shaping bench: ${name} …\n`);
       origin.reset();
-      const sluice = await startSluice([...base, ...args]);
+      const sluice = await startSluiceDump([...base, ...args]);
       try {
         rows.push({ name, ...(await scan(sluice.port)) });
       } finally {

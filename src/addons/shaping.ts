@@ -266,21 +266,8 @@ export class Shaping implements Addon {
       if (admission.admitted) continue;
       active.limiter!.release(flow);
       record.waitMs = Math.round(performance.now() - started);
-      if (admission.reason === "cancelled") {
-        record.cancelled = true;
-        flow.error = { msg: "client disconnected while its request waited in a shaping queue", timestamp: flowNow() };
-        flow.kill();
-        return;
-      }
-      const outcome = rule.overflow === "pass" ? "passed" : "answered";
-      this.rejectedCounter.inc({ rule: rule.id, reason: admission.reason, outcome });
-      record.rejected = admission.reason;
-      record.limit = admission.limit.name;
-      if (rule.overflow === "pass") {
-        record.overflow = "passed";
-        return;
-      }
-      flow.response = this.limitRejection(active, admission);
+      if (admission.reason !== "cancelled") record.limit = admission.limit.name;
+      if (this.notHeld(rule, flow, record, admission.reason)) flow.response = this.limitRejection(active, admission);
       return;
     }
     const waited = performance.now() - started;
@@ -386,20 +373,28 @@ export class Shaping implements Addon {
       if (rule.adaptive) this.sent.set(flow, { active, key, sentAt: performance.now() });
       return;
     }
-    if (a.reason === "cancelled") {
+    if (this.notHeld(rule, flow, record, a.reason)) flow.response = this.rejection(active, key, a);
+  }
+
+  /**
+   * A request a queue did not admit: killed when its client left, else counted, and passed on
+   * unshaped (overflow=pass) or — when this returns true — answered locally by the caller.
+   */
+  private notHeld(rule: ShapeRule, flow: HTTPFlow, record: Record<string, unknown>, reason: "queue-full" | "max-wait" | "cancelled"): boolean {
+    if (reason === "cancelled") {
       record.cancelled = true;
       flow.error = { msg: "client disconnected while its request waited in a shaping queue", timestamp: flowNow() };
       flow.kill();
-      return;
+      return false;
     }
     const outcome = rule.overflow === "pass" ? "passed" : "answered";
-    this.rejectedCounter.inc({ rule: rule.id, reason: a.reason, outcome });
-    record.rejected = a.reason;
+    this.rejectedCounter.inc({ rule: rule.id, reason, outcome });
+    record.rejected = reason;
     if (rule.overflow === "pass") {
       record.overflow = "passed";
-      return;
+      return false;
     }
-    flow.response = this.rejection(active, key, a);
+    return true;
   }
 
   /** The local answer for a request the queue would not hold: what happened, the limit, what to do. */
