@@ -100,12 +100,14 @@ describe("shaping at a fixed rate", () => {
     const span = (Math.max(...origin.arrivals) - Math.min(...origin.arrivals)) / 1000;
     const expected = (10 * R - 1) / R;
     t.diagnostic(`${10 * R} requests reached the origin over ${span.toFixed(2)}s (ideal ${expected.toFixed(2)}s), peak ${peakInWindow(origin.arrivals, 1000)} in any second`);
-    assert.ok(span > expected * 0.9 && span < expected * 1.25, `200 requests at ${R}/s should take ~${expected.toFixed(1)}s at the origin, took ${span.toFixed(2)}s`);
+    // The lower bound is the feature (never faster than R/s); the upper one only says the queue
+    // keeps draining: a loaded machine delays releases, so it is a liveness bound, not a timing.
+    assert.ok(span > expected * 0.9 && span < expected * 2, `200 requests at ${R}/s should take ~${expected.toFixed(1)}s at the origin, took ${span.toFixed(2)}s`);
     // Never faster than the rate: at most R + 1 (the burst) leave in any second; +2 for arrival jitter.
     const peak = peakInWindow(origin.arrivals, 1000);
     assert.ok(peak <= R + 3, `at most ${R + 3} arrivals in any second, saw ${peak}`);
     const total = (performance.now() - started) / 1000;
-    assert.ok(total < expected * 1.4, `took ${total.toFixed(1)}s`);
+    assert.ok(total < expected * 2.5, `took ${total.toFixed(1)}s`);
     // Every flow records its wait.
     await sluice.waitForFlows(10 * R);
     const waits = sluice.flows.map((f) => (f.metadata.shaping as { waitMs: number; rule: string; key: string }));
