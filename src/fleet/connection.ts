@@ -82,6 +82,11 @@ export class FleetConnection extends EventEmitter {
   /** When the link went down (Date.now()), or null while up. */
   downSince: number | null = null;
   lastError: Error | null = null;
+  /**
+   * Live processes in the fleet (at least this one), as the heartbeat last counted them
+   * (fleet/heartbeat.ts): what a budget is divided by while the shared state is away.
+   */
+  liveProcesses = 1;
   private readonly subscribers: Redis[] = [];
   private warnedUnreachable = false;
 

@@ -1,16 +1,21 @@
 /**
- * Live processes of a fleet: every process writes `sluice:{FLEET}:instances:{INSTANCE}` every
- * HEARTBEAT_MS with a time to live of HEARTBEAT_TTL_MS, so a process that stops or dies drops out
- * within seconds and `sluice fleet status` (fleet/status.ts) lists only live ones. The value is the
- * JSON `InstanceRecord` below; other fleet features (the local fallback's share of a budget)
- * count the live processes from these keys.
+ * Live processes of a fleet, in one registry: every HEARTBEAT_MS each process writes its record
+ * `sluice:{FLEET}:instances:{INSTANCE}` and its entry in the index `sluice:{FLEET}:live`, both
+ * expiring after HEARTBEAT_TTL_MS, in one script (fleet/scripts.ts), so a process that stops or
+ * dies drops out within seconds. `sluice fleet status` (fleet/status.ts) lists the index's
+ * records; the count the script returns is the local fallback's divisor (fleet/redis-state.ts).
  */
 import { hostname } from "node:os";
 import type { FleetConnection } from "./connection.js";
+import { HEARTBEAT_SCRIPT } from "./scripts.js";
 
 export const HEARTBEAT_MS = 1500;
 export const HEARTBEAT_TTL_MS = 5000;
 export const INSTANCES_PREFIX = "instances:";
+/** The index of live instances (a sorted set: instance → expiry on Redis's clock). */
+export const LIVE_INDEX = "live";
+
+type HeartbeatScript = (index: string, record: string, instance: string, ttlMs: number, json: string) => Promise<[string | null, number]>;
 
 /** What a process says about itself (version 1 of the shape; fields are only ever added). */
 export interface InstanceRecord {
@@ -54,13 +59,17 @@ export class Heartbeat {
   private lastRequests = 0;
   private writing = false;
   private warnedDuplicate = false;
+  private readonly script: HeartbeatScript;
 
   constructor(
     private readonly conn: FleetConnection,
     private readonly facts: InstanceFacts,
     private readonly onError: (err: Error) => void,
     private readonly onDuplicate: (message: string) => void,
-  ) {}
+  ) {
+    conn.redis.defineCommand("sluiceHeartbeat", { numberOfKeys: 2, lua: HEARTBEAT_SCRIPT });
+    this.script = (conn.redis as unknown as Record<string, HeartbeatScript>).sluiceHeartbeat!.bind(conn.redis);
+  }
 
   get key(): string {
     return INSTANCES_PREFIX + this.conn.config.instance;
@@ -73,11 +82,11 @@ export class Heartbeat {
     this.timer.unref();
   }
 
-  /** Stops beating and removes the record, so status drops this process at once. */
+  /** Stops beating and removes the record and index entry, so status drops this process at once. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.conn.up) await this.conn.redis.del(this.key).catch(() => undefined);
+    if (this.conn.up) await this.script(LIVE_INDEX, this.key, this.conn.config.instance, 0, "").catch(() => undefined);
   }
 
   record(): InstanceRecord {
@@ -123,9 +132,9 @@ export class Heartbeat {
     if (!this.conn.up || this.writing) return;
     this.writing = true;
     try {
-      const previous = await this.conn.redis.get(this.key);
+      const [previous, live] = await this.script(LIVE_INDEX, this.key, this.conn.config.instance, HEARTBEAT_TTL_MS, JSON.stringify(this.record()));
+      this.conn.liveProcesses = Math.max(1, Number(live));
       this.checkOwner(previous);
-      await this.conn.redis.set(this.key, JSON.stringify(this.record()), "PX", HEARTBEAT_TTL_MS);
     } catch (err) {
       this.onError(err as Error);
     } finally {

@@ -15,7 +15,7 @@
  *   within a short one each process holds at most one lease per key, so the fleet exceeds a
  *   strict bucket by at most processes × (lease − 1) requests in any window.
  * - Redis unreachable: `local` — each budget falls back to this process's share (rate and burst
- *   divided by the live processes last counted, see `live`); `closed` — takes wait until Redis is
+ *   divided by the live processes the heartbeat last counted, `FleetConnection.liveProcesses`); `closed` — takes wait until Redis is
  *   back. Either way nothing is refused or failed because of Redis.
  */
 import { performance } from "node:perf_hooks";
@@ -23,7 +23,7 @@ import type { Logger } from "../core/addons.js";
 import { InProcessState, type AdaptiveEvent, type AdaptiveSnapshot, type Grant, type MaybeAsync, type RateLimit, type SharedState } from "../core/shared-state.js";
 import { CUBIC_BETA, CUBIC_SCALE, MIN_RATE, type AdaptiveRateOptions } from "../core/adaptive-rate.js";
 import type { FleetConnection } from "./connection.js";
-import { ADAPTIVE_SCRIPT, CLAIM_SCRIPT, LIVE_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
+import { ADAPTIVE_SCRIPT, CLAIM_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
 
 /** A lease covers what this process used over this long (ms)… */
 export const LEASE_DEMAND_MS = 20;
@@ -39,8 +39,8 @@ export const ADAPTIVE_SYNC_MS = 100;
  * mistake a slow answer for a lost Redis; a killed Redis closes the connection and is seen at once.
  */
 export const LOCAL_TIMEOUT_MS = 2000;
-/** The live-process registry: refreshed this often, an entry lives three times as long. */
-export const LIVE_EVERY_MS = 2000;
+/** Rule names this process claimed are re-claimed this often. */
+const CLAIM_REFRESH_MS = 2000;
 /** A rule name claimed by a process is held this long after its last refresh. */
 const CLAIM_TTL_MS = 30_000;
 
@@ -73,18 +73,15 @@ export interface FleetStateStats {
 
 export class RedisSharedState implements SharedState {
   readonly stats: FleetStateStats = { roundTrips: 0, takes: 0, leased: 0, reserved: 0, local: 0 };
-  /** Live processes in the fleet at the last count (at least this one). */
-  live = 1;
   private readonly leases = new Map<string, Lease>();
   private readonly adaptives = new Map<string, FleetAdaptive>();
   /** The fallback's budgets and rates, while Redis is away. */
   private local = new InProcessState();
   private readonly claims = new Map<string, string>();
-  private readonly liveTimer: ReturnType<typeof setInterval>;
+  private readonly claimTimer: ReturnType<typeof setInterval>;
   private lastErrorLog = -Infinity;
   private readonly takeScript: Script;
   private readonly adaptiveScript: Script;
-  private readonly liveScript: Script;
   private readonly claimScript: Script;
 
   constructor(
@@ -94,22 +91,19 @@ export class RedisSharedState implements SharedState {
     const r = conn.redis;
     r.defineCommand("sluiceTake", { numberOfKeys: 1, lua: TAKE_SCRIPT });
     r.defineCommand("sluiceAdaptive", { numberOfKeys: 1, lua: ADAPTIVE_SCRIPT });
-    r.defineCommand("sluiceLive", { numberOfKeys: 1, lua: LIVE_SCRIPT });
     r.defineCommand("sluiceClaim", { numberOfKeys: 1, lua: CLAIM_SCRIPT });
     const commands = r as unknown as Record<string, Script>;
     this.takeScript = commands.sluiceTake!.bind(r);
     this.adaptiveScript = commands.sluiceAdaptive!.bind(r);
-    this.liveScript = commands.sluiceLive!.bind(r);
     this.claimScript = commands.sluiceClaim!.bind(r);
     conn.on("up", () => {
       // Back from a fallback: what was counted locally meanwhile is not the fleet's.
       this.local = new InProcessState();
       this.leases.clear();
-      void this.refresh();
+      void this.refreshClaims();
     });
-    this.liveTimer = setInterval(() => void this.refresh(), LIVE_EVERY_MS);
-    this.liveTimer.unref();
-    void this.refresh();
+    this.claimTimer = setInterval(() => void this.refreshClaims(), CLAIM_REFRESH_MS);
+    this.claimTimer.unref();
   }
 
   get description(): string {
@@ -213,17 +207,13 @@ export class RedisSharedState implements SharedState {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.liveTimer);
-    if (this.conn.up) {
-      await Promise.race([this.liveScript("live", this.conn.config.instance, 0).catch(() => {}), new Promise((r) => setTimeout(r, 200))]);
-    }
+    clearInterval(this.claimTimer);
   }
 
-  /** Re-registers this process as live, counts the fleet, and keeps its rule names held. */
-  private async refresh(): Promise<void> {
+  /** Keeps this process's rule names held. */
+  private async refreshClaims(): Promise<void> {
     if (!this.conn.up) return;
     try {
-      this.live = Math.max(1, Number(await this.liveScript("live", this.conn.config.instance, LIVE_EVERY_MS * 3)));
       for (const [id, text] of this.claims) {
         const held = String(await this.claimScript(id, text, CLAIM_TTL_MS));
         if (held !== text) this.log.error(`fleet: rule ${id.replace(/^rulename:(\w+):/, "$1 name=")} is held by a different rule in the fleet: ${JSON.stringify(held)}`);
@@ -235,7 +225,7 @@ export class RedisSharedState implements SharedState {
 
   private localTake(key: string, limit: RateLimit, n: number, at: number): Grant {
     this.stats.local++;
-    const share = Math.max(1, this.live);
+    const share = this.conn.liveProcesses;
     return this.local.take(key, { rate: limit.rate / share, burst: Math.max(1, limit.burst / share) }, n, at);
   }
 

@@ -108,22 +108,29 @@ return {string.format('%.6f', rate), cut, throttles, cuts}
 `;
 
 /**
- * The live-process registry used for the local fallback's share (budget / live processes).
- * KEYS[1]: a sorted set of instance → expiry (Redis ms). ARGV: instance, time to live (ms).
- * Returns how many processes are live. (The fleet status heartbeat, fleet/heartbeat.ts, keeps
- * richer per-instance keys; this set is the one number the fallback needs, in one round trip.)
+ * The fleet's one live-process registry, written by each process's heartbeat (fleet/heartbeat.ts).
+ * KEYS[1]: a sorted set of instance → expiry (Redis ms), the index `sluice fleet status` lists;
+ * KEYS[2]: this instance's record (JSON), which expires at the same moment as its index entry.
+ * ARGV: instance, time to live (ms; 0 removes the instance), the record.
+ * Returns { the record found before (or false), how many processes are live }: the count is the
+ * local fallback's divisor (a budget's share per process) and the old record tells whether
+ * another process uses the same instance label.
  */
-export const LIVE_SCRIPT = `
+export const HEARTBEAT_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[2] == '0' then
+local previous = redis.call('GET', KEYS[2])
+local ttl = tonumber(ARGV[2])
+if ttl == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
 else
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl * 2)
 end
-return redis.call('ZCARD', KEYS[1])
+return {previous, redis.call('ZCARD', KEYS[1])}
 `;
 
 /**

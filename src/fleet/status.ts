@@ -5,7 +5,7 @@
  */
 import { parseRedisUrl, redisClass } from "./connection.js";
 import { checkFleetName } from "./options.js";
-import { INSTANCES_PREFIX, type InstanceRecord } from "./heartbeat.js";
+import { INSTANCES_PREFIX, LIVE_INDEX, type InstanceRecord } from "./heartbeat.js";
 
 export interface FleetStatus {
   url: string;
@@ -25,17 +25,13 @@ export async function readFleetStatus(url: string, fleet: string): Promise<Fleet
     } catch (err) {
       throw new Error(`cannot reach the shared state at ${target.display}: ${(err as Error).message}; is redis-server running there?`);
     }
-    const keys: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, batch] = await redis.scan(cursor, "MATCH", `${escapeGlob(prefix + INSTANCES_PREFIX)}*`, "COUNT", 500);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== "0");
-    const values = keys.length ? await redis.mget(...keys) : [];
+    // The index lists every instance whose heartbeat has not expired (an entry of a process that
+    // died lingers at most until its expiry; its record is gone with it, so it is skipped below).
+    const names = await redis.zrange(prefix + LIVE_INDEX, 0, -1);
+    const values = names.length ? await redis.mget(...names.map((n) => prefix + INSTANCES_PREFIX + n)) : [];
     const instances: InstanceRecord[] = [];
     for (const v of values) {
-      if (!v) continue; // expired between SCAN and MGET
+      if (!v) continue; // expired, or between the two reads
       try {
         instances.push(JSON.parse(v) as InstanceRecord);
       } catch {
@@ -47,11 +43,6 @@ export async function readFleetStatus(url: string, fleet: string): Promise<Fleet
   } finally {
     redis.disconnect();
   }
-}
-
-/** SCAN's MATCH is a glob: the fleet name's own `[`, `*`, `?` must not act as one. */
-function escapeGlob(s: string): string {
-  return s.replace(/[*?[\]\\]/g, "\\$&");
 }
 
 /** The table `sluice fleet status` prints. */
