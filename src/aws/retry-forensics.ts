@@ -75,7 +75,7 @@ export interface RetryForensicsReport {
 }
 
 export const WHAT_IF_MODEL =
-  "each attempt of an operation is throttled independently with the share of its attempts that were throttled in the capture; back-off is the mode's mean wait (rand × 2^(n−1) s, capped at 20 s for standard); the retry quota is not modelled";
+  "each attempt of an operation is throttled independently with the share of its attempts that were throttled in the capture; back-off is the mode's mean wait (rand × 2^(n−1) s, capped at 20 s for standard); the retry quota is not modelled; max_attempts counts every attempt, first included, as AWS_MAX_ATTEMPTS and the config file do (boto3's Config(retries={'max_attempts': N}) counts retries: N + 1 attempts)";
 
 /** Feeds SDK attempts (flows with amz-sdk-invocation-id) in; `report()` says what they show. */
 export class RetryForensics {
