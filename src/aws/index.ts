@@ -52,4 +52,4 @@ registerAwsFilterOperators();
 export { AwsLimiter, awsLimits, limitsTable, refusalOf, LIMITED_SERVICES, type ApplicableLimit, type AwsLimit, type AwsLimitRefusal, type AwsLimitsOptions } from "./limits.js";
 export { catalogedErrorOf, cataloguedServices, closeErrorNames, servicesWithError, type CatalogedError } from "./error-catalog.js";
 export { signingNameOf } from "./services.js";
-export { RetryForensics, retryForensicsText, WHAT_IF_MODEL, type RetryForensicsReport, type ClientRetryMode, type WhatIf } from "./retry-forensics.js";
+export { RetryForensics, retryForensicsText, backoffFormula, backoffVerdict, whatIfSentence, MAX_FORENSIC_CALLS, WHAT_IF_MODEL, type RetryForensicsReport, type ClientRetryMode, type WhatIf } from "./retry-forensics.js";

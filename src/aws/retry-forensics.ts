@@ -20,7 +20,7 @@ const RETRY_COST = 5;
 const NO_RETRY_INCREMENT = 1;
 const STANDARD_CAP_S = 20;
 /** Calls kept in memory; beyond, the report says it looked at the first ones only. */
-const MAX_CALLS = 200_000;
+export const MAX_FORENSIC_CALLS = 200_000;
 
 interface Attempt {
   n: number;
@@ -91,7 +91,7 @@ export class RetryForensics {
     const client = `${flow.clientConn.peername?.[0] ?? "-"} ${info.sdk ?? ua.split(" ")[0] ?? ""}${info.retryMode ? ` (${info.retryMode})` : ""}`.trim();
     let call = this.calls.get(info.invocationId);
     if (!call) {
-      if (this.calls.size >= MAX_CALLS) {
+      if (this.calls.size >= MAX_FORENSIC_CALLS) {
         this.truncated = true;
         return;
       }
@@ -225,13 +225,35 @@ function mostCommon(values: string[]): string | null {
   return best;
 }
 
+/** The back-off formula of a mode, as the report writes it. */
+export function backoffFormula(mode: string): string {
+  return mode === "legacy" ? "rand×2^(n−1) s" : "min(rand×2^(n−1), 20) s";
+}
+
+/**
+ * Whether a client's observed back-off fits its mode's formula: "matches" when at least 90% of
+ * its gaps do (a few gaps run long when the client was busy), "does not match" otherwise.
+ */
+export function backoffVerdict(c: ClientRetryMode): "matches" | "does not match" | "no back-off measured" {
+  if (c.gaps === 0) return "no back-off measured";
+  return c.gapsWithinFormula >= 0.9 * c.gaps ? "matches" : "does not match";
+}
+
+/** "with standard mode and max_attempts=10, PutObject would have had 0 give-ups and 31 s more back-off" */
+export function whatIfSentence(w: WhatIf, s: WhatIf["settings"][number]): string {
+  const [mode, attempts] = s.setting.split(", ");
+  const more = s.backoffSeconds - w.observedBackoffSeconds;
+  const seconds = Math.abs(more) >= 10 ? Math.abs(more).toFixed(0) : Math.abs(more).toFixed(1);
+  return `with ${mode} mode and ${attempts}, ${w.operation} would have had ${fmt(s.giveUps)} give-up${s.giveUps === 1 ? "" : "s"} and ${seconds} s ${more >= 0 ? "more" : "less"} back-off`;
+}
+
 /** The report's "Retry modes" and "What if" sections. */
 export function retryForensicsText(r: RetryForensicsReport, top = 10): string {
   if (r.clients.length === 0) return "";
   const lines = ["", "Retry modes (per client: address and SDK)"];
   for (const c of r.clients.slice(0, top)) {
     const max = c.maxAttempts === null ? "" : `, max ${c.maxAttempts} attempts`;
-    const gaps = c.gaps ? `; back-off ${c.gapsWithinFormula}/${c.gaps} gaps within ${c.mode === "legacy" ? "rand×2^(n−1) s" : "min(rand×2^(n−1), 20) s"}` : "";
+    const gaps = c.gaps ? `; back-off ${c.gapsWithinFormula}/${c.gaps} gaps within ${backoffFormula(c.mode)}` : "";
     const quota = c.quotaEmptyAt !== null ? `; retry quota (500) ran out at ${new Date(c.quotaEmptyAt * 1000).toISOString()}` : "";
     const early = c.quotaGiveUps ? `; ${c.quotaGiveUps} call${c.quotaGiveUps === 1 ? "" : "s"} gave up with attempts left (retry quota)` : "";
     lines.push(`  ${c.client}: ${c.mode}${max} (${c.how}), ${c.calls} calls${gaps}${quota}${early}`);
@@ -246,7 +268,7 @@ export function retryForensicsText(r: RetryForensicsReport, top = 10): string {
       }
     }
   }
-  if (r.truncated) lines.push(`  (only the first ${MAX_CALLS.toLocaleString("en")} SDK calls were looked at)`);
+  if (r.truncated) lines.push(`  (only the first ${MAX_FORENSIC_CALLS.toLocaleString("en")} SDK calls were looked at)`);
   return lines.join("\n") + "\n";
 }
 

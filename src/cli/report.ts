@@ -36,7 +36,8 @@ used is printed with it). FILTER (a filter expression, see \`sluice filters\`) l
 
 Options:
       --html FILE          also write a self-contained HTML page with plots over time (requests,
-                           throttles and retries per second; back-off; attempts per call)
+                           throttles and retries per second; back-off; attempts per call) and
+                           the retry forensics (retry modes, quota, what-if)
       --json               print the report as JSON instead of text
       --top N              operations and calls to list (default 10)
       --infer-window SEC   window for inferred retries after a failure (default 30)
@@ -106,15 +107,15 @@ export async function runReport(argv: string[]): Promise<void> {
   progress.done(tracker.flows);
   const data = tracker.snapshot();
 
+  const modes = forensics.report();
   if (v.html) {
     try {
-      await writeFile(v.html, renderReportHtml(data, { file, filter, generated: new Date() }));
+      await writeFile(v.html, renderReportHtml(data, { file, filter, generated: new Date() }, modes));
     } catch (err) {
       throw new Error(`cannot write the HTML report to ${v.html}: ${(err as Error).message}`);
     }
     process.stderr.write(`wrote ${v.html}\n`);
   }
-  const modes = forensics.report();
   process.stdout.write(v.json ? JSON.stringify({ file, files, filter, ...data, retryModes: modes }, null, 2) + "\n" : reportText(data, file, filter, top) + (data.flows ? retryForensicsText(modes, top) : ""));
 }
 

@@ -2,9 +2,10 @@
  * `sluice report --html`: one self-contained page (no scripts, no external resources) with the
  * retry picture of a capture. The plots are SVG drawn here: requests, throttles and retries per
  * second, back-off time per second — where many clients sleeping and waking together show as
- * oscillation — and the attempts-per-call histogram, then the per-operation table and the worst calls.
+ * oscillation — and the attempts-per-call histogram, then the per-operation table, the worst calls
+ * and the retry forensics (retry modes, back-off against the formula, quota, what-if).
  */
-import type { InvocationRecord, OperationStats, SeriesBucket, TrackerSnapshot } from "../aws/index.js";
+import { backoffFormula, backoffVerdict, MAX_FORENSIC_CALLS, whatIfSentence, type InvocationRecord, type OperationStats, type RetryForensicsReport, type SeriesBucket, type TrackerSnapshot } from "../aws/index.js";
 
 export interface ReportMeta {
   file: string;
@@ -17,7 +18,8 @@ const H = 240;
 const PAD = { left: 56, right: 16, top: 26, bottom: 34 };
 const COLOURS = { requests: "#3b6fd8", throttles: "#d9822b", retries: "#c23b5a", backoff: "#7a4cc2", histogram: "#2f8f6a" };
 
-export function renderReportHtml(data: TrackerSnapshot, meta: ReportMeta): string {
+/** `forensics`: the retry modes and what-ifs the text and JSON reports show (omitted: no such section). */
+export function renderReportHtml(data: TrackerSnapshot, meta: ReportMeta, forensics?: RetryForensicsReport): string {
   const t = data.totals;
   const title = `sluice report — ${meta.file}`;
   const width = data.series.bucketSeconds;
@@ -43,6 +45,8 @@ table { border-collapse: collapse; width: 100%; font-size: 13px; } th, td { padd
 th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; } th { background: #f5f5f5; }
 .attempts { font-family: ui-monospace, monospace; font-size: 12px; color: #444; }
 .empty { color: #888; font-style: italic; }
+.verdict-no, .quota-out { color: #b3261e; font-weight: 600; } .verdict-yes { color: #2f8f6a; }
+#what-if li { margin: 2px 0; }
 </style>
 </head>
 <body>
@@ -73,6 +77,7 @@ ${histogram(data.attemptsHistogram)}
 ${operationsTable(data.operations)}
 <h2>Calls with the most attempts</h2>
 ${worstCalls(data.worstInvocations)}
+${forensics ? forensicsSections(forensics) : ""}
 </body>
 </html>
 `;
@@ -164,6 +169,36 @@ function worstCalls(calls: InvocationRecord[]): string {
   const rows = calls.map((c) => `<tr><td>${esc(c.service)}</td><td>${esc(c.operation)}</td><td>${esc(outcomeText(c))}</td><td>${c.attempts.length}</td><td>${c.backoff.toFixed(2)} s</td><td>${(c.end - c.start).toFixed(2)} s</td></tr>
 <tr><td colspan="6" class="attempts">${esc(attemptsText(c))}</td></tr>`);
   return `<table id="worst"><thead><tr><th>service</th><th>operation</th><th>outcome</th><th>attempts</th><th>back-off</th><th>duration</th></tr></thead><tbody>\n${rows.join("\n")}\n</tbody></table>`;
+}
+
+/**
+ * Retry forensics: each client's retry mode, whether its back-off fits that mode's formula, when
+ * the standard-mode retry quota ran out; then per operation what other settings would have done.
+ */
+function forensicsSections(r: RetryForensicsReport): string {
+  const modes = r.clients.length === 0
+    ? `<p class="empty">No SDK calls (no amz-sdk-invocation-id) in this capture.</p>`
+    : `<table id="retry-modes"><thead><tr><th>client</th><th>retry mode</th><th>max attempts</th><th>calls</th><th>back-off vs the mode's formula</th><th>standard-mode retry quota (500)</th><th>gave up with attempts left</th></tr></thead><tbody>
+${r.clients.map((c) => {
+  const verdict = backoffVerdict(c);
+  const cls = verdict === "matches" ? "verdict-yes" : verdict === "does not match" ? "verdict-no" : "";
+  const gaps = c.gaps ? `: ${fmt(c.gapsWithinFormula)} of ${fmt(c.gaps)} gaps within ${backoffFormula(c.mode)}` : "";
+  const quota = c.mode === "legacy" ? "not used (legacy)" : c.quotaEmptyAt !== null ? `<span class="quota-out">ran out at ${esc(new Date(c.quotaEmptyAt * 1000).toISOString())}</span>` : "never ran out";
+  return `<tr><td>${esc(c.client)}</td><td title="${esc(c.how)}">${esc(c.mode)} <span class="meta">(${esc(c.how)})</span></td><td>${c.maxAttempts ?? "?"}</td><td>${fmt(c.calls)}</td><td><span class="${cls}">${esc(verdict)}</span>${esc(gaps)}</td><td>${quota}</td><td>${fmt(c.quotaGiveUps)}</td></tr>`;
+}).join("\n")}
+</tbody></table>`;
+  const whatIf = r.whatIf.length === 0
+    ? `<p class="empty">No operation was throttled: nothing to compare.</p>`
+    : `<div id="what-if">${r.whatIf.map((w) => `<h3>${esc(w.service)} ${esc(w.operation)}</h3>
+<p class="meta">${fmt(w.calls)} calls, ${(w.throttleRate * 100).toFixed(0)}% of attempts throttled; observed ${fmt(w.observedGiveUps)} gave up, ${w.observedBackoffSeconds.toFixed(1)} s back-off</p>
+<ul>${w.settings.map((s) => `<li>${esc(whatIfSentence(w, s))}</li>`).join("")}</ul>`).join("\n")}</div>
+<p class="meta">Model: ${esc(r.model)}.</p>`;
+  const truncated = r.truncated ? `<p class="meta">Only the first ${fmt(MAX_FORENSIC_CALLS)} SDK calls were looked at.</p>` : "";
+  return `<h2>Retry modes (per client: address and SDK)</h2>
+${modes}
+<h2>What if: other retry settings against the same throttling</h2>
+${whatIf}
+${truncated}`;
 }
 
 /** "gave up after 5 attempts", "ok after 2 retries", … */
