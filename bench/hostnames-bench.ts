@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- hostnames`: new TLS hostnames per second through `sluice dump` (CONNECT, then
- * a handshake with a name never seen before, 32 at a time), sluice's CPU per new name from /proc,
- * and, measured in this process, what a new name costs apart: Node's createSecureContext for a
+ * a handshake with a name never seen before, 32 at a time), sluice's and the loader's CPU per new
+ * name (from /proc, and the loader's own count), plain requests' p50 during a burst, and, measured
+ * in this process, what a new name costs apart: Node's createSecureContext for a
  * leaf (key and chain, and each alone), and signing a leaf with the CA's key.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -43,10 +44,17 @@ export async function benchHostnames(): Promise<string> {
     const cpuBefore = cpuMsOf(sluice.child.pid!);
     const names = await load(["names", sluice.port, ports.https, caFile, SECONDS]);
     const cpuPerName = (cpuMsOf(sluice.child.pid!) - cpuBefore) / Math.max(1, names.names!);
+    const loaderPerName = names.loaderCpuMs! / Math.max(1, names.names!);
+    progress("plain p50 without a burst of new names");
+    const quiet = await load(["plain", sluice.port, ports.http, 5]);
+    progress(`new TLS hostnames for ${SECONDS} s, plain requests meanwhile`);
+    const [burst, during] = await Promise.all([load(["names", sluice.port, ports.https, caFile, SECONDS]), load(["plain", sluice.port, ports.http, SECONDS])]);
     await stop(sluice.child);
     lines.push(
       `New TLS hostnames through sluice dump: ${names.perSecond!.toFixed(0)}/s (${names.names} names in ${SECONDS} s, ${names.failed} failed; CONNECT + handshake, 32 at a time, the loader on the same cores)`,
       `  sluice's CPU per new name: ${cpuPerName.toFixed(2)} ms (handshake, certificate and context, CONNECT) — one core's worth is ${(1000 / cpuPerName).toFixed(0)} names/s`,
+      `  the loader's CPU per new name: ${loaderPerName.toFixed(2)} ms (Node's TLS client, verifying each leaf against sluice's CA) — sluice and loader together ${(cpuPerName + loaderPerName).toFixed(2)} ms, so two cores give at most ${(2000 / (cpuPerName + loaderPerName)).toFixed(0)} names/s end to end`,
+      `  plain requests during a second burst (${burst.perSecond!.toFixed(0)} names/s): p50 ${during.p50!.toFixed(2)} ms, p99 ${during.p99!.toFixed(2)} ms (without the burst: p50 ${quiet.p50!.toFixed(2)} ms, p99 ${quiet.p99!.toFixed(2)} ms)`,
     );
 
     progress("what a new name costs, in isolation");
