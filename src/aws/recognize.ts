@@ -469,9 +469,15 @@ function actionOf(req: Request, contentType: string | undefined, query: URLSearc
   return formValue(req.text, "Action");
 }
 
-const infoByFlow = new WeakMap<HTTPFlow, AwsRequestInfo | null>();
-/** Flows whose body awsInfoOf has already looked in for an operation the headers did not name. */
-const bodyConsulted = new WeakSet<HTTPFlow>();
+/**
+ * A flow's recognition, kept on the flow itself under symbols (invisible to scripts, files and
+ * copies): a WeakMap entry per flow cost a hash lookup and insert on every request, and an
+ * ephemeron for the garbage collector to trace.
+ */
+const AWS_INFO = Symbol("sluice.awsInfo");
+/** Set once awsInfoOf has looked in the body for an operation the headers did not name. */
+const BODY_CONSULTED = Symbol("sluice.awsInfo.bodyConsulted");
+type Recognized = HTTPFlow & { [AWS_INFO]?: AwsRequestInfo | null; [BODY_CONSULTED]?: boolean };
 
 /**
  * `recognizeAwsRequest(flow.request)`, computed once per flow: filters and addons call this on
@@ -479,19 +485,20 @@ const bodyConsulted = new WeakSet<HTTPFlow>();
  * call `forgetAwsInfo` after editing a request when you want it recognized afresh.
  */
 export function awsInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
-  let info = infoByFlow.get(flow);
+  const kept = flow as Recognized;
+  let info = kept[AWS_INFO];
   if (info === undefined) {
     info = recognizeAwsRequest(requestedOf(flow));
-    infoByFlow.set(flow, info);
-  } else if (info && info.operation === null && flow.request.content && !bodyConsulted.has(flow)) {
+    kept[AWS_INFO] = info;
+  } else if (info && info.operation === null && flow.request.content && !kept[BODY_CONSULTED]) {
     // Recognised from the headers alone (map-remote does that before the body arrives): a
     // query-protocol call names its operation in the form body, read it now (once: filters call
     // this for every flow they test).
-    bodyConsulted.add(flow);
+    kept[BODY_CONSULTED] = true;
     const action = actionOf(flow.request, flow.request.headers.get("content-type") ?? undefined, null);
     if (action) {
       info = { ...info, operation: action, protocol: info.service === "ec2" ? "ec2" : "query" };
-      infoByFlow.set(flow, info);
+      kept[AWS_INFO] = info;
     }
   }
   return info;
@@ -525,8 +532,10 @@ export function requestedUrlOf(flow: HTTPFlow): string | null {
 }
 
 export function forgetAwsInfo(flow: HTTPFlow): void {
-  infoByFlow.delete(flow);
-  bodyConsulted.delete(flow);
+  // Set rather than deleted: deleting a property sends the flow object to V8's slow dictionary mode.
+  const kept = flow as Recognized;
+  if (kept[AWS_INFO] !== undefined) kept[AWS_INFO] = undefined;
+  if (kept[BODY_CONSULTED]) kept[BODY_CONSULTED] = false;
 }
 
 /**
