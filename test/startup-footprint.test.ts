@@ -2,7 +2,10 @@
  * What `sluice dump` loads at start (issue 20: idle RSS ≤ 70 MB). Packages that only some runs
  * need — ioredis (a fleet), ws (WebSocket traffic), node-forge (writing a .p12), better-sqlite3
  * (SQLite captures), yaml (a config or rules file), tinyglobby (report globs) — cost 5–20 MB each
- * once loaded, so a plain `sluice dump` must not load them.
+ * once loaded, so a plain `sluice dump` must not load them. Of undici and prom-client it loads only
+ * the files it uses (the upstream Client; the registry and metric classes), not their indexes,
+ * which pull in fetch, WebSocket, caches and mocks, and the default process metrics with
+ * @opentelemetry/api (~14 MB between them).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,9 +17,11 @@ import { CertificateAuthority } from "../src/proxy/tls/ca.js";
 import { SLUICE_BIN } from "./support/cli.js";
 import { run } from "./support/run.js";
 
-const LAZY = ["ioredis", "ws", "node-forge", "better-sqlite3", "yaml", "tinyglobby"];
+const LAZY = ["ioredis", "ws", "node-forge", "better-sqlite3", "yaml", "tinyglobby", "@opentelemetry/api"];
+/** Package indexes a plain `sluice dump` must not load: it imports the files it needs from them. */
+const NOT_WHOLE = ["undici", "prom-client"];
 
-test("sluice dump listens without loading ioredis, ws, node-forge, better-sqlite3, yaml or tinyglobby", async () => {
+test("sluice dump listens without loading ioredis, ws, node-forge, better-sqlite3, yaml, tinyglobby, or undici's and prom-client's indexes", async () => {
   const confdir = mkdtempSync(join(tmpdir(), "sluice-footprint-"));
   CertificateAuthority.loadOrCreate(confdir); // a CA and its files exist, as on every start but the first
   const mainUrl = pathToFileURL(join(SLUICE_BIN, "..", "..", "dist", "src", "cli", "main.js")).href;
@@ -44,4 +49,7 @@ test("sluice dump listens without loading ioredis, ws, node-forge, better-sqlite
   assert.ok(loaded.some((p) => p.includes("/node_modules/undici/")), "the check sees packages dump does need");
   const eager = LAZY.filter((name) => loaded.some((p) => p.includes(`/node_modules/${name}/`)));
   assert.deepEqual(eager, [], `loaded at start: ${eager.join(", ")}`);
+  assert.ok(loaded.some((p) => p.includes("/node_modules/prom-client/lib/registry.js")), "the check sees the prom-client files dump uses");
+  const whole = NOT_WHOLE.filter((name) => loaded.some((p) => p.endsWith(`/node_modules/${name}/index.js`)));
+  assert.deepEqual(whole, [], `whole package loaded at start: ${whole.join(", ")}`);
 });

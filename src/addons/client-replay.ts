@@ -8,12 +8,16 @@
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { ProxyAgent, request as undiciRequest } from "undici";
+import type { ProxyAgent } from "undici";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { readFlowFile } from "../store/index.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
+import { lazyModule } from "../core/lazy-module.js";
+
+/** undici's whole package (ProxyAgent, request), loaded on the first replay (see core/lazy-module). */
+const undici = lazyModule<typeof import("undici")>("undici");
 
 /**
  * Marks a request (and the CONNECT of its tunnel) as ours on its way through the listener; removed
@@ -85,7 +89,7 @@ export class ClientReplay implements Addon {
     const address = this.ctx.listener();
     if (!address) throw new CommandError("replay: the proxy is not listening");
     const host = address.address === "0.0.0.0" || address.address === "::" ? "127.0.0.1" : address.address.includes(":") ? `[${address.address}]` : address.address;
-    this.agent = new ProxyAgent({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(address.caCertFile, "utf8") }, headers: { [MARKER]: MARKER_VALUE } });
+    this.agent = new (undici().ProxyAgent)({ uri: `http://${host}:${address.port}`, requestTls: { ca: readFileSync(address.caCertFile, "utf8") }, headers: { [MARKER]: MARKER_VALUE } });
     return this.agent;
   }
 
@@ -178,7 +182,7 @@ export class ClientReplay implements Addon {
     }
     headers.push(MARKER, MARKER_VALUE);
     try {
-      const res = await undiciRequest(r.url, {
+      const res = await undici().request(r.url, {
         method: r.method,
         headers,
         body: r.content && r.content.length > 0 ? r.content : r.method === "GET" || r.method === "HEAD" ? undefined : r.content ?? undefined,

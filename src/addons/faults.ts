@@ -5,7 +5,7 @@
  * listed, added, removed, enabled and disabled at runtime through the `fault.*` commands (and so
  * the admin API). Every injected fault is recorded on its flow and counted.
  */
-import { Counter } from "prom-client";
+import { Counter } from "../core/prometheus.js";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { Response, type HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";

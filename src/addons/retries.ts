@@ -5,7 +5,7 @@
  * counters on the proxy's registry (served by the metrics addon) count requests, throttles,
  * retries, give-ups and back-off, and `retries.summary` prints the table per service/operation.
  */
-import { Counter, type Registry } from "prom-client";
+import { Counter, type Registry } from "../core/prometheus.js";
 import type { Addon, AddonContext } from "../core/addons.js";
 import { now, type HTTPFlow } from "../core/flow.js";
 import { InvocationTracker, type AttemptEvent, type InvocationRecord, type OperationStats } from "../aws/index.js";

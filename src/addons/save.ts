@@ -14,7 +14,7 @@ import type { Addon, AddonContext } from "../core/addons.js";
 import { CommandError } from "../core/commands.js";
 import type { HTTPFlow } from "../core/flow.js";
 import type { FlowPredicate } from "../core/filter.js";
-import { Counter } from "prom-client";
+import { Counter } from "../core/prometheus.js";
 import { parseDuration } from "../core/values.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";

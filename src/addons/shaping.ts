@@ -5,7 +5,7 @@
  * throttling answers. Too long a wait or too full a queue is answered locally with a clear error
  * (or passed through unshaped with overflow=pass) — never dropped silently.
  */
-import { Counter, Gauge, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "../core/prometheus.js";
 import type { Addon, AddonContext } from "../core/addons.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { Response, now as flowNow } from "../core/flow.js";

@@ -15,7 +15,7 @@ import { FLEET_OPTIONS, type FleetOptions } from "../fleet/options.js";
 import { joinFleet, type Fleet } from "../fleet/start.js";
 import { loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
-import { Registry } from "prom-client";
+import { Registry } from "../core/prometheus.js";
 import { CertificateAuthority } from "./tls/ca.js";
 import { ProxyServer } from "./server.js";
 import { describeMode, listenAddresses, parseModes } from "./mode.js";
