@@ -9,12 +9,15 @@ import { X509Certificate } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import net from "node:net";
+import tls from "node:tls";
 import forge from "node-forge";
 import { CertificateAuthority, caFilesIn } from "../src/proxy/tls/ca.js";
 import { spawnSluice } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { startSluice } from "./support/sluice.js";
 import { run } from "./support/run.js";
+import { needs } from "./support/needs.js";
 
 const CURL = ["-s", "-S", "--max-time", "20", "--noproxy", ""];
 
@@ -130,6 +133,77 @@ describe("leaf certificates", () => {
     const lone = await ca.certificateFor("lone.example.org");
     assert.deepEqual(lone.names, ["lone.example.org"]);
     assert.equal(new X509Certificate(lone.certPem).subjectAltName, "DNS:lone.example.org");
+  });
+
+  test("new leaves' first handshakes share one context, each connection presenting the leaf it was made with; a leaf needed again gets its own", async () => {
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    const a = await ca.certificateFor("a.example.test");
+    const b = await ca.certificateFor("b.example.test");
+    assert.notEqual(a.certPem, b.certPem);
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const accepted: net.Socket[] = [];
+    let onAccept = () => {};
+    server.on("connection", (s) => {
+      accepted.push(s);
+      onAccept();
+    });
+    try {
+      // Three clients (a, b, then a again) connect; their server sides are made one after the
+      // other before any of them handshakes, as a burst of CONNECTs would be.
+      const names = ["a.example.test", "b.example.test", "a.example.test"];
+      const presented: Promise<string>[] = [];
+      for (const name of names) {
+        const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", servername: name, ca: ca.certPem });
+        presented.push(
+          new Promise((resolve, reject) => {
+            client.once("secureConnect", () => {
+              resolve(client.getPeerCertificate().subjectaltname ?? "");
+              client.destroy();
+            });
+            client.once("error", reject);
+          }),
+        );
+        const count = accepted.length;
+        await new Promise<void>((resolve) => (accepted.length > count ? resolve() : (onAccept = resolve)));
+      }
+      const first = ca.handshakeContext(a);
+      new tls.TLSSocket(accepted[0]!, { isServer: true, secureContext: first });
+      const second = ca.handshakeContext(b);
+      new tls.TLSSocket(accepted[1]!, { isServer: true, secureContext: second });
+      assert.equal(second, first, "a new leaf is loaded into the shared context, not a context of its own");
+      const again = ca.handshakeContext(a);
+      new tls.TLSSocket(accepted[2]!, { isServer: true, secureContext: again });
+      assert.notEqual(again, second, "a leaf needed after another took the shared context gets its own");
+      assert.equal(again, a.context);
+      assert.equal(ca.handshakeContext(b), second, "the latest leaf keeps using the shared context");
+      assert.deepEqual(await Promise.all(presented), ["DNS:a.example.test", "DNS:b.example.test", "DNS:a.example.test"]);
+    } finally {
+      for (const s of accepted) s.destroy();
+      server.close();
+    }
+  });
+
+  test("through the proxy each new name's handshake presents its leaf and the CA, and no more (openssl s_client), one after another and in a burst", { skip: needs("openssl", "openssl") }, async () => {
+    const origin = await startOrigin({ tls: true });
+    const sluice = await startSluice();
+    const port = new URL(origin.url).port;
+    const handshake = async (name: string) => {
+      const args = ["s_client", "-proxy", `127.0.0.1:${sluice.port}`, "-connect", `127.0.0.1:${port}`, "-servername", name, "-CAfile", sluice.caCert, "-verify_hostname", name, "-showcerts"];
+      const r = await run("openssl", args, { timeoutMs: 20_000 });
+      const chain = [...r.stdout.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => new X509Certificate(m[0]));
+      assert.match(r.stdout, /Verify return code: 0 \(ok\)/, `${name}: ${r.stdout.slice(-400)}${r.stderr}`);
+      assert.equal(chain.length, 2, `${name}: ${chain.length} certificates sent`);
+      assert.ok(chain[0]!.checkHost(name), `${name}: the leaf names ${chain[0]!.subjectAltName}`);
+      assert.equal(chain[1]!.fingerprint256, new X509Certificate(readFileSync(sluice.caCert)).fingerprint256);
+    };
+    try {
+      for (let i = 0; i < 4; i++) await handshake(`one-${i}.example.test`);
+      await Promise.all(Array.from({ length: 8 }, (_, i) => handshake(`burst-${i}.example.test`)));
+      await handshake("one-0.example.test");
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
   });
 
   test("curl gets an ECDSA leaf, or an RSA one when its ClientHello offers no ECDSA", async () => {

@@ -19,7 +19,6 @@ import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
 import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
 import { ClientUpstreams, upstreamTlsSettings, type UpstreamTarget, type UpstreamTlsSettings } from "./upstream.js";
-import type { LeafCertificate } from "./tls/ca.js";
 import { handleWebSocketUpgrade } from "./websocket.js";
 import { SocksReply, Socks5Refusal, socks5Handshake, socksReply } from "./socks5.js";
 import { ServingCertificates } from "./tls/serving.js";
@@ -453,7 +452,7 @@ export class ProxyServer {
     const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
     const keyChoice = this.ctx.core.ssl_leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
-    let leaf: Pick<LeafCertificate, "certPem" | "context">;
+    let leaf: Awaited<ReturnType<ServingCertificates["certificateFor"]>>;
     try {
       leaf = await this.serving.certificateFor(certHost, keyType, serverNames);
     } catch (err) {
@@ -461,10 +460,10 @@ export class ProxyServer {
       return void socket.destroy();
     }
     if (socket.destroyed) return;
-    const secureContext = leaf.context;
+    // The context is taken as the TLS socket is made, in one turn: a new leaf's may be shared (see handshakeContext).
     const tlsSocket = new tls.TLSSocket(socket, {
       isServer: true,
-      secureContext,
+      secureContext: leaf.handshakeContext(),
       ALPNProtocols: offerH2 ? ["h2", "http/1.1"] : ["http/1.1"],
     });
     // No socket.resume() here: the TLS socket reads the bytes we unshifted on its first tick,

@@ -104,7 +104,11 @@ export interface LeafCertificate {
   keyType: LeafKeyType;
   certPem: string;
   keyPem: string;
-  context: SecureContext;
+  /**
+   * A TLS context of its own presenting this leaf, made on first use. The proxy's handshakes take
+   * `CertificateAuthority.handshakeContext(leaf)` instead, which spares most new leaves this.
+   */
+  readonly context: SecureContext;
 }
 
 /** Leaf validity stays under 200 days: browsers and Apple platforms refuse longer ones. */
@@ -114,6 +118,8 @@ const LEAF_CACHE_SIZE = 10_000;
 /** Names one leaf certificate carries at most (each adds ~20 bytes to every handshake that serves it). */
 const MAX_NAMES_PER_LEAF = 64;
 const DAY_MS = 86_400_000;
+/** TLS session ticket keys (48 bytes, Node's format), one set per process for every leaf context. */
+const TICKET_KEYS_BYTES = 48;
 
 const OID_CN = "2.5.4.3";
 const OID_O = "2.5.4.10";
@@ -165,6 +171,17 @@ export class CertificateAuthority {
   private readonly batches = new Map<LeafKeyType, { next: LeafBatch | null; busy: boolean }>();
   /** Synchronously signed PEMs (leafCertFor), for tools and tests that cannot wait. */
   private readonly syncPems = new Map<string, string>();
+  /** Leaves' own TLS contexts, made when a leaf is needed again after its first handshakes. */
+  private readonly ownContexts = new WeakMap<LeafCertificate, SecureContext>();
+  /** Per key type: the context a new leaf is loaded into for its first handshakes (see handshakeContext). */
+  private readonly staging = new Map<LeafKeyType, StagingContext | null>();
+  /** Leaves that have been loaded into a staging context once. */
+  private readonly staged = new WeakSet<LeafCertificate>();
+  /**
+   * Shared by every leaf context, so a client's session ticket from a leaf's first handshake (in
+   * the staging context) resumes later in the leaf's own context.
+   */
+  private readonly ticketKeys = randomBytes(TICKET_KEYS_BYTES);
 
   private constructor(files: CaFiles, caKey: KeyObject, certPem: string) {
     this.files = files;
@@ -304,6 +321,54 @@ export class CertificateAuthority {
     return leaf;
   }
 
+  /**
+   * The TLS context for a handshake presenting `leaf`; the TLS socket must be created from it at
+   * once, before anything else runs (OpenSSL copies the certificate and key into each connection
+   * when it is created, so loading the next leaf afterwards leaves it untouched).
+   *
+   * Making a context of its own for every new leaf (Node's createSecureContext: a context, the key
+   * and the chain parsed from PEM) costs ~1.4 ms, more than the handshake itself. Instead, one
+   * context per key type holds the shared leaf key and the CA certificate, and a new leaf is loaded
+   * into it (one certificate parsed, ~0.4 ms): every connection that comes while it is the latest leaf — the whole
+   * batch of names it was made for — uses it as is. A leaf needed again after another took its
+   * place gets a context of its own, made once and kept with the leaf.
+   */
+  handshakeContext(leaf: LeafCertificate): SecureContext {
+    const own = this.ownContexts.get(leaf);
+    if (own) return own;
+    const staging = this.stagingFor(leaf);
+    if (!staging || this.staged.has(leaf)) return staging?.holds === leaf ? staging.context : this.ownContext(leaf);
+    staging.load(leaf.certPem);
+    staging.holds = leaf;
+    this.staged.add(leaf);
+    return staging.context;
+  }
+
+  private stagingFor(leaf: LeafCertificate): StagingContext | null {
+    let staging = this.staging.get(leaf.keyType);
+    if (staging === undefined) {
+      // The CA certificate goes in once, with the first leaf, as the chain of the key's slot:
+      // OpenSSL keeps that chain when the leaf in the slot is replaced (a chain loaded again with
+      // each leaf would grow by one certificate per leaf), so later leaves are loaded alone.
+      const context = createSecureContext({ key: leaf.keyPem, cert: leaf.certPem + this.certPem, ticketKeys: this.ticketKeys });
+      const load = (context as unknown as { context?: { setCert?: (pem: string) => void } }).context?.setCert;
+      // Node's native context has loaded certificates this way since SNI contexts existed; should a
+      // later Node lack it, every leaf simply gets a context of its own, as before.
+      staging = typeof load === "function" ? { context, holds: null, load: (pem) => load.call((context as unknown as { context: object }).context, pem) } : null;
+      this.staging.set(leaf.keyType, staging);
+    }
+    return staging;
+  }
+
+  private ownContext(leaf: LeafCertificate): SecureContext {
+    let context = this.ownContexts.get(leaf);
+    if (!context) {
+      context = createSecureContext({ key: leaf.keyPem, cert: leaf.certPem + this.certPem, ticketKeys: this.ticketKeys });
+      this.ownContexts.set(leaf, context);
+    }
+    return context;
+  }
+
   /** A TLS context presenting the leaf for `host`. */
   async secureContextFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<SecureContext> {
     return (await this.certificateFor(host, keyType)).context;
@@ -366,8 +431,18 @@ export class CertificateAuthority {
     const tbs = this.leafTbs(names, key);
     const signature = await signAsync("sha256", tbs, this.caKey);
     const certPem = toPem(this.assemble(tbs, signature));
-    const context = createSecureContext({ key: key.keyPem, cert: certPem + this.certPem });
-    return { host: names[0]!, names, keyType, certPem, keyPem: key.keyPem, context };
+    const ca = this; // the getter's own `this` is the leaf
+    const leaf: LeafCertificate = {
+      host: names[0]!,
+      names,
+      keyType,
+      certPem,
+      keyPem: key.keyPem,
+      get context() {
+        return ca.ownContext(leaf);
+      },
+    };
+    return leaf;
   }
 
   /** The shared RSA leaf key, made on first use (off the event loop: RSA generation takes ~100 ms). */
@@ -431,6 +506,15 @@ export class CertificateAuthority {
     const x = new X509Certificate(this.certPem);
     return { subject: x.subject.replace(/\n/g, ", "), fingerprint256: x.fingerprint256, validTo: x.validTo };
   }
+}
+
+/** A TLS context with a leaf key, into which new leaves' chains are loaded (see handshakeContext). */
+interface StagingContext {
+  context: SecureContext;
+  /** The leaf whose chain it presents now. */
+  holds: LeafCertificate | null;
+  /** Loads a leaf certificate (PEM) in place of the one it presents; its chain (the CA) stays. */
+  load: (certPem: string) => void;
 }
 
 /** Names waiting to share one leaf certificate, and the promise they all get. */

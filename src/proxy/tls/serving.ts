@@ -9,7 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { createSecureContext, type SecureContext, type SecureVersion } from "node:tls";
 import type { CoreOptions } from "../../core/builtin-options.js";
-import type { CertificateAuthority, LeafCertificate, LeafKeyType } from "./ca.js";
+import type { CertificateAuthority, LeafKeyType } from "./ca.js";
 
 const NODE_VERSION: Record<string, SecureVersion | undefined> = { TLS1: "TLSv1", TLS1_1: "TLSv1.1", TLS1_2: "TLSv1.2", TLS1_3: "TLSv1.3" };
 
@@ -109,12 +109,16 @@ export class ServingCertificates {
     this.bounded.clear();
   }
 
-  /** The certificate and TLS context to present for `host`. */
-  async certificateFor(host: string, keyType: LeafKeyType, alsoNames: string[] = []): Promise<Pick<LeafCertificate, "certPem" | "context">> {
+  /**
+   * The certificate to present for `host`, and the TLS context for its handshake: call
+   * `handshakeContext()` just as the TLS socket is created, in the same turn (see
+   * CertificateAuthority.handshakeContext).
+   */
+  async certificateFor(host: string, keyType: LeafKeyType, alsoNames: string[] = []): Promise<{ certPem: string; handshakeContext: () => SecureContext }> {
     const custom = this.custom.find(host);
-    if (custom) return { context: custom.context, certPem: custom.leafPem };
+    if (custom) return { certPem: custom.leafPem, handshakeContext: () => custom.context };
     const leaf = alsoNames.length ? await this.ca.certificateForNames([host, ...alsoNames], keyType) : await this.ca.certificateFor(host, keyType);
-    if (!this.bounds.minVersion && !this.bounds.maxVersion) return leaf;
+    if (!this.bounds.minVersion && !this.bounds.maxVersion) return { certPem: leaf.certPem, handshakeContext: () => this.ca.handshakeContext(leaf) };
     const key = `${keyType} ${leaf.names.join(" ")}`;
     let context = this.bounded.get(key);
     if (!context) {
@@ -122,7 +126,8 @@ export class ServingCertificates {
       if (this.bounded.size > 1000) this.bounded.clear();
       this.bounded.set(key, context);
     }
-    return { context, certPem: leaf.certPem };
+    const bounded = context;
+    return { certPem: leaf.certPem, handshakeContext: () => bounded };
   }
 }
 
