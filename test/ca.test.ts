@@ -88,6 +88,17 @@ describe("CA files", () => {
     assert.deepEqual(bags(ca.files.p12), { keys: 0, certs: 1 });
     assert.match(logs.join("\n"), /held the CA's private key; it now holds only the certificate/);
   });
+
+  test("a CA file whose certificate is damaged is refused at start in one line naming the file, not at the first leaf", () => {
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-ca-damaged-"));
+    const { files } = CertificateAuthority.loadOrCreate(confdir);
+    const text = readFileSync(files.keyAndCert, "utf8");
+    // The PEM armour stays; the DER inside loses its second half.
+    const damaged = text.replace(/(-----BEGIN CERTIFICATE-----\n)([\s\S]+?)(-----END CERTIFICATE-----)/, (_m, begin: string, body: string, end: string) => `${begin}${body.slice(0, body.length >> 1).replace(/\n$/, "")}\n${end}`);
+    assert.notEqual(damaged, text);
+    writeFileSync(files.keyAndCert, damaged, { mode: 0o600 });
+    assert.throws(() => CertificateAuthority.loadOrCreate(confdir), /^Error: the certificate in .*sluice-ca\.pem cannot be read \(.+\); move the file away to have sluice create a new CA$/);
+  });
 });
 
 describe("leaf certificates", () => {

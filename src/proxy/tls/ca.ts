@@ -29,38 +29,9 @@ import { join } from "node:path";
 import { createSecureContext, type SecureContext } from "node:tls";
 import { promisify } from "node:util";
 import { sign as signCallback } from "node:crypto";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import {
-  AlgorithmIdentifier,
-  AttributeTypeAndValue,
-  AttributeValue,
-  AuthorityKeyIdentifier,
-  BasicConstraints,
-  Certificate,
-  ExtendedKeyUsage,
-  Extension,
-  Extensions,
-  GeneralName,
-  KeyIdentifier,
-  KeyUsage,
-  KeyUsageFlags,
-  Name,
-  RelativeDistinguishedName,
-  SubjectAlternativeName,
-  SubjectKeyIdentifier,
-  SubjectPublicKeyInfo,
-  TBSCertificate,
-  Validity,
-  Version,
-  id_ce_authorityKeyIdentifier,
-  id_ce_basicConstraints,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  id_kp_clientAuth,
-  id_kp_serverAuth,
-} from "@peculiar/asn1-x509";
+import type * as Asn1Schema from "@peculiar/asn1-schema";
+import type * as Asn1X509 from "@peculiar/asn1-x509";
+import type { AlgorithmIdentifier, Extension, Name, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import type forgeTypes from "node-forge";
 import { lazyModule } from "../../core/lazy-module.js";
 
@@ -132,11 +103,19 @@ const signAsync = promisify(signCallback);
 
 /** node-forge, loaded only to write (or check an old) PKCS#12 bundle (see core/lazy-module). */
 const forge = lazyModule<typeof forgeTypes>("node-forge");
+/**
+ * The ASN.1 library, loaded when the first certificate is built, not at start: with its
+ * dependencies it costs ~12 MB of RSS (issue 20: idle RSS ≤ 70 MB), and a proxy that never
+ * intercepts TLS never needs it. At start the CA is checked with Node's own parsers.
+ */
+const asn1X509 = lazyModule<typeof Asn1X509>("@peculiar/asn1-x509");
+const asn1Schema = lazyModule<typeof Asn1Schema>("@peculiar/asn1-schema");
 
 interface LeafKey {
   privateKey: KeyObject;
   keyPem: string;
-  spki: SubjectPublicKeyInfo;
+  /** The public key in DER; parsed into ASN.1 (spki) when the first leaf with this key is made. */
+  spkiDer: Buffer;
   /** The DER pieces every leaf with this key shares, made on first use. */
   tbsParts?: LeafTbsParts;
 }
@@ -150,6 +129,13 @@ interface LeafTbsParts {
   extensions: Buffer[];
 }
 
+/** What every leaf takes from the CA certificate, in ASN.1. */
+interface IssuerParts {
+  name: Name;
+  keyId: ArrayBuffer;
+  signatureAlgorithmDer: Buffer;
+}
+
 /** DER contents of the OIDs 2.5.4.3 (commonName), 2.5.4.10 (organizationName), 2.5.29.17 (subjectAltName). */
 const OID_CN_DER = Buffer.from([0x55, 0x04, 0x03]);
 const OID_O_DER = Buffer.from([0x55, 0x04, 0x0a]);
@@ -159,10 +145,8 @@ export class CertificateAuthority {
   readonly files: CaFiles;
   readonly certPem: string;
   private readonly caKey: KeyObject;
-  private readonly caName: Name;
-  private readonly caKeyId: ArrayBuffer;
-  private readonly signatureAlgorithm: AlgorithmIdentifier;
-  private readonly signatureAlgorithmDer: Buffer;
+  /** The CA's name, key identifier and signature algorithm in ASN.1, made with the first leaf. */
+  private issuerParts: IssuerParts | null = null;
   private readonly ecdsaLeafKey: LeafKey;
   private rsaLeafKey: Promise<LeafKey> | null = null;
   /** Finished and in-progress leaves per "keyType host", least recently used first. */
@@ -187,13 +171,29 @@ export class CertificateAuthority {
     this.files = files;
     this.certPem = certPem;
     this.caKey = caKey;
-    const caCert = AsnConvert.parse(pemToDer(certPem), Certificate);
-    this.caName = caCert.tbsCertificate.subject;
-    const ski = caCert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
-    this.caKeyId = ski ? AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer : keyIdOf(caCert.tbsCertificate.subjectPublicKeyInfo);
-    this.signatureAlgorithm = signatureAlgorithmFor(caKey);
-    this.signatureAlgorithmDer = Buffer.from(AsnConvert.serialize(this.signatureAlgorithm));
+    // Checked at start with Node's own parsers (the ASN.1 library comes with the first leaf).
+    try {
+      new X509Certificate(certPem);
+    } catch (err) {
+      throw new Error(`the certificate in ${files.keyAndCert} cannot be read (${(err as Error).message}); move the file away to have sluice create a new CA`);
+    }
+    signatureAlgorithmOidFor(caKey);
     this.ecdsaLeafKey = leafKeyFrom(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey);
+  }
+
+  private get issuer(): IssuerParts {
+    if (this.issuerParts) return this.issuerParts;
+    const { AsnConvert } = asn1Schema();
+    const { Certificate, SubjectKeyIdentifier, id_ce_subjectKeyIdentifier } = asn1X509();
+    const caCert = AsnConvert.parse(pemToDer(this.certPem), Certificate);
+    const ski = caCert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
+    const signatureAlgorithm = signatureAlgorithmFor(this.caKey);
+    this.issuerParts = {
+      name: caCert.tbsCertificate.subject,
+      keyId: ski ? AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer : keyIdOf(caCert.tbsCertificate.subjectPublicKeyInfo),
+      signatureAlgorithmDer: Buffer.from(AsnConvert.serialize(signatureAlgorithm)),
+    };
+    return this.issuerParts;
   }
 
   /** PEM key of the ECDSA leaf certificates (what `leafCertFor` certificates carry). */
@@ -462,6 +462,8 @@ export class CertificateAuthority {
     const notBefore = new Date(Date.now() - 2 * DAY_MS); // tolerate client clock skew
     const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * DAY_MS);
     const host = names[0]!;
+    const { AsnConvert } = asn1Schema();
+    const { GeneralName, SubjectAlternativeName, id_ce_subjectAltName } = asn1X509();
     const san = isIP(host)
       ? Buffer.from(AsnConvert.serialize(extension(id_ce_subjectAltName, false, new SubjectAlternativeName([new GeneralName({ iPAddress: host })]))))
       : derSequence([derObjectId(SAN_OID_DER), derTlv(0x04, derSequence(names.map((n) => derTlv(0x82, Buffer.from(n, "ascii")))))]);
@@ -480,25 +482,29 @@ export class CertificateAuthority {
   }
 
   private fixedLeafParts(key: LeafKey): LeafTbsParts {
+    const { AsnConvert } = asn1Schema();
+    const { AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyIdentifier, KeyUsage, KeyUsageFlags, SubjectKeyIdentifier, SubjectPublicKeyInfo } = asn1X509();
+    const { id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_serverAuth } = asn1X509();
+    const spki = AsnConvert.parse(key.spkiDer, SubjectPublicKeyInfo);
     return {
       version: Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]),
-      signature: this.signatureAlgorithmDer,
-      issuer: Buffer.from(AsnConvert.serialize(this.caName)),
+      signature: this.issuer.signatureAlgorithmDer,
+      issuer: Buffer.from(AsnConvert.serialize(this.issuer.name)),
       organization: rdn(OID_O_DER, "sluice"),
-      spki: Buffer.from(AsnConvert.serialize(key.spki)),
+      spki: Buffer.from(AsnConvert.serialize(spki)),
       extensions: [
         extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
         extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment)),
         extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth])),
-        extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(key.spki))),
-        extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(this.caKeyId) })),
+        extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(spki))),
+        extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(this.issuer.keyId) })),
       ].map((e) => Buffer.from(AsnConvert.serialize(e))),
     };
   }
 
   /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }. */
   private assemble(tbsDer: Buffer, signature: Buffer): Buffer {
-    return certificateDer(tbsDer, this.signatureAlgorithmDer, signature);
+    return certificateDer(tbsDer, this.issuer.signatureAlgorithmDer, signature);
   }
 
   /** Subject, fingerprint and validity for `sluice ca`. */
@@ -533,18 +539,22 @@ function newBatch(): LeafBatch {
 }
 
 function leafKeyFrom(privateKey: KeyObject): LeafKey {
-  const spkiDer = createPublicKey(privateKey).export({ type: "spki", format: "der" });
   return {
     privateKey,
     keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    spki: AsnConvert.parse(spkiDer, SubjectPublicKeyInfo),
+    spkiDer: createPublicKey(privateKey).export({ type: "spki", format: "der" }),
   };
 }
 
-function signatureAlgorithmFor(key: KeyObject): AlgorithmIdentifier {
-  if (key.asymmetricKeyType === "rsa") return new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: DER_NULL });
-  if (key.asymmetricKeyType === "ec") return new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
+function signatureAlgorithmOidFor(key: KeyObject): string {
+  if (key.asymmetricKeyType === "rsa") return SHA256_WITH_RSA;
+  if (key.asymmetricKeyType === "ec") return ECDSA_WITH_SHA256;
   throw new Error(`the CA key is ${key.asymmetricKeyType}; sluice signs with RSA or ECDSA CA keys`);
+}
+
+function signatureAlgorithmFor(key: KeyObject): AlgorithmIdentifier {
+  const algorithm = signatureAlgorithmOidFor(key);
+  return new (asn1X509().AlgorithmIdentifier)(algorithm === SHA256_WITH_RSA ? { algorithm, parameters: DER_NULL } : { algorithm });
 }
 
 /** RFC 5280's method 1: SHA-1 of the subjectPublicKey bits. */
@@ -553,10 +563,13 @@ function keyIdOf(spki: SubjectPublicKeyInfo): ArrayBuffer {
 }
 
 function extension(id: string, critical: boolean, value: object): Extension {
+  const { AsnConvert, OctetString } = asn1Schema();
+  const { Extension } = asn1X509();
   return new Extension({ extnID: id, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
 }
 
 function distinguishedName(cn: string): Name {
+  const { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } = asn1X509();
   return new Name([
     new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_CN, value: new AttributeValue({ utf8String: cn }) })]),
     new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_O, value: new AttributeValue({ utf8String: "sluice" }) })]),
@@ -669,6 +682,9 @@ function p12HasKey(path: string): boolean {
  */
 function createCaFile(path: string): boolean {
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const { AsnConvert } = asn1Schema();
+  const { AttributeTypeAndValue, AttributeValue, BasicConstraints, ExtendedKeyUsage, Extensions, KeyUsage, KeyUsageFlags, Name, RelativeDistinguishedName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate, Validity, Version } = asn1X509();
+  const { id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_clientAuth, id_kp_serverAuth } = asn1X509();
   const spki = AsnConvert.parse(createPublicKey(privateKey).export({ type: "spki", format: "der" }), SubjectPublicKeyInfo);
   const notBefore = new Date(Date.now() - 2 * DAY_MS);
   const notAfter = new Date(notBefore);
