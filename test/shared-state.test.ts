@@ -30,6 +30,15 @@ class AsyncState implements SharedState {
   forget(prefix: string) {
     return this.later(this.inner.forget(prefix));
   }
+  charge(key: string, limit: RateLimit, n: number, at: number) {
+    return this.later(this.inner.charge(key, limit, n, at));
+  }
+  enterSlot(key: string, holder: string, max: number) {
+    return this.later(this.inner.enterSlot(key, holder, max));
+  }
+  leaveSlot(key: string, holder: string) {
+    return this.later(this.inner.leaveSlot(key, holder));
+  }
 }
 
 describe("InProcessState", () => {

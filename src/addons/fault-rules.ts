@@ -9,7 +9,7 @@ import { formatDuration, formatRate, parseBool, parseDuration, parseRate } from 
 import { parseRuleSpec, RuleSpecError, specFromObject, type RuleSpec } from "../rules/spec.js";
 import { readRulesFile, type RuleSource } from "../rules/file.js";
 import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys.js";
-import { catalogedErrorOf, cataloguedServices, closeErrorNames, servicesWithError, signingNameOf } from "../aws/index.js";
+import { AWS_LIMITS_OPTIONS, AWS_LIMITS_USAGE, catalogedErrorOf, cataloguedServices, closeErrorNames, explainAwsLimitsOptions, parseAwsLimitsOptions, servicesWithError, signingNameOf, type AwsLimitsOptions } from "../aws/index.js";
 
 export const FAULT_EXAMPLE = "'~svc s3 => throttle p=0.3'";
 const FAULT_OBJECT = { actionKey: "action", missingAction: "add action: throttle (or status, error, delay, bandwidth, reset, close, hang, truncate)", example: FAULT_EXAMPLE };
@@ -28,7 +28,7 @@ export type FaultAction =
   | { name: "close" }
   | { name: "hang" }
   | { name: "truncate"; bytes: number }
-  | { name: "aws-limits"; scale: number; depth: number };
+  | ({ name: "aws-limits" } & AwsLimitsOptions & { scale: number; depth: number });
 
 export const DELAY_DISTRIBUTIONS = ["uniform", "normal", "exponential"] as const;
 export type DelayDistribution = (typeof DELAY_DISTRIBUTIONS)[number];
@@ -79,7 +79,7 @@ const ACTION_OPTIONS: Record<FaultActionName, string[]> = {
   close: [],
   hang: [],
   truncate: [],
-  "aws-limits": ["scale", "depth"],
+  "aws-limits": [...AWS_LIMITS_OPTIONS],
 };
 const ACTION_USAGE: Record<FaultActionName, string> = {
   status: "status CODE (e.g. status 503): replace the status of the server's answer, keeping its body",
@@ -91,7 +91,7 @@ const ACTION_USAGE: Record<FaultActionName, string> = {
   close: "close: close the connection without answering",
   hang: "hang: never answer (until the client gives up)",
   truncate: "truncate BYTES: send only the first BYTES of the body, then close, e.g. truncate 100",
-  "aws-limits": "aws-limits [scale=FACTOR] [depth=N]: answer requests beyond AWS's documented limits with the operation's own throttling error (`sluice limits` lists them; scale=0.1 is ten times tighter, depth= the S3 prefix depth)",
+  "aws-limits": `${AWS_LIMITS_USAGE}: answer requests beyond AWS's documented limits with the operation's own throttling error (\`sluice limits\` lists them; scale=0.1 is ten times tighter, depth= the S3 prefix depth, partitions=/keys=/provisioned= DynamoDB's partitions, partition keys and provisioned tables, reserved= Lambda functions' reserved concurrency)`,
 };
 
 /** Parses one rule; `defaultId` is used unless the rule says id=…. */
@@ -237,11 +237,11 @@ function parseAction(name: FaultActionName, args: string[], o: Record<string, st
       return { name };
     case "aws-limits": {
       if (o.rate !== undefined || o.per !== undefined || o.burst !== undefined) fail("rate=, per= and burst= do not apply to aws-limits: its budgets are AWS's own (scale= makes them tighter or looser)");
-      const scale = o.scale === undefined ? 1 : Number(o.scale);
-      if (!(scale > 0) || !Number.isFinite(scale)) fail(`scale= expects a factor above 0 (0.1: ten times tighter than AWS), got ${JSON.stringify(o.scale)}`);
-      const depth = o.depth === undefined ? 1 : Number(o.depth);
-      if (!Number.isInteger(depth) || depth < 0) fail(`depth= expects the S3 prefix depth, a whole number (default 1), got ${JSON.stringify(o.depth)}`);
-      return { name, scale, depth };
+      try {
+        return { name, ...parseAwsLimitsOptions(o) };
+      } catch (err) {
+        return fail((err as Error).message);
+      }
     }
   }
 }
@@ -350,7 +350,7 @@ export function explainAction(action: FaultAction): string {
     case "truncate":
       return `send only the first ${action.bytes} bytes of the body, then close`;
     case "aws-limits":
-      return `answer requests beyond AWS's documented limits${action.scale === 1 ? "" : ` × ${action.scale}`} with the operation's own throttling error, without contacting the server (S3 prefix depth ${action.depth}; \`sluice limits\` lists them)`;
+      return `answer requests beyond AWS's documented limits${action.scale === 1 ? "" : ` × ${action.scale}`} with the operation's own throttling error, without contacting the server (S3 prefix depth ${action.depth}; ${explainAwsLimitsOptions(action)}; \`sluice limits\` lists them)`;
   }
 }
 

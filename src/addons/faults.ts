@@ -56,7 +56,7 @@ class ActiveRule {
     readonly source: FaultRuleInfo["source"],
     private readonly state: SharedState,
   ) {
-    this.limiter = rule.action.name === "aws-limits" ? new AwsLimiter({ scale: rule.action.scale, depth: rule.action.depth }) : null;
+    this.limiter = rule.action.name === "aws-limits" ? new AwsLimiter(rule.action) : null;
     this.phase = phaseOf(rule.action);
     // Its name, else its text: the same rule in every process of a fleet shares its budgets.
     this.ns = rule.name !== null ? `fault/name=${rule.name}/` : `fault/${rule.text}/`;
@@ -266,9 +266,19 @@ export class Faults implements Addon {
     return isPromise(fires) ? fires.then(go) : go(fires);
   }
 
-  /** Lambda's concurrency: an invocation is in flight until its answer is complete or it failed. */
-  response(flow: HTTPFlow): void {
+  /**
+   * Lambda's concurrency: an invocation is in flight until its answer is complete or it failed.
+   * DynamoDB reads: the answer's size is what they cost (charged now, into debt if need be).
+   */
+  response(flow: HTTPFlow): void | Promise<void> {
     this.releaseLimits(flow);
+    const t = performance.now();
+    const settling: Promise<void>[] = [];
+    for (const a of [...this.configured, ...this.runtime, ...this.headerRules.values()]) {
+      const done = a.limiter?.settle(flow, this.ctx.state, t);
+      if (done) settling.push(done.catch((err: Error) => this.ctx.log.error(`faults: the shared state (${this.ctx.state.description}) failed: ${err.message}`)));
+    }
+    if (settling.length) return Promise.all(settling).then(() => {});
   }
 
   error(flow: HTTPFlow): void {

@@ -9,10 +9,11 @@ import { MIN_RATE } from "../core/adaptive-rate.js";
 import { parseRuleSpec, RuleSpecError, specFromObject, type RuleSpec } from "../rules/spec.js";
 import { readRulesFile, type RuleSource } from "../rules/file.js";
 import { isKeyKind, KEY_KINDS, KEY_KIND_HELP, type KeyKind } from "../rules/keys.js";
+import { AWS_LIMITS_OPTIONS, AWS_LIMITS_USAGE, explainAwsLimitsOptions, parseAwsLimitsOptions, type AwsLimitsOptions } from "../aws/index.js";
 
 const EXAMPLE = "'~svc ec2 => 20/s burst=5 per=operation'";
 const SHAPE_OBJECT = { actionKey: "rate", missingAction: "add rate: 20/s (or rate: adaptive)", example: EXAMPLE };
-const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id", "scale", "depth", "name"];
+const OPTION_NAMES = ["burst", "per", "fair", "max-queue", "max-wait", "overflow", "status", "start", "min", "max", "id", "name", ...AWS_LIMITS_OPTIONS];
 const DEFAULT_MAX_QUEUE = 10_000;
 const DEFAULT_MAX_WAIT_MS = 60_000;
 const DEFAULT_ADAPTIVE_START = 10;
@@ -26,8 +27,8 @@ export interface ShapeRule {
   /** Fixed rate (requests/s), or the starting rate of an adaptive rule. */
   rate: number;
   adaptive: { min: number; max: number } | null;
-  /** `aws-limits [scale=F] [depth=N]`: queue to AWS's documented limits (aws/limits.ts) instead of one rate. */
-  awsLimits: { scale: number; depth: number } | null;
+  /** `aws-limits [scale=F] [depth=N] …`: queue to AWS's documented limits (aws/limits.ts) instead of one rate. */
+  awsLimits: (AwsLimitsOptions & { scale: number; depth: number }) | null;
   burst: number;
   /** What gets its own budget (token bucket). */
   per: KeyKind;
@@ -74,15 +75,15 @@ export function parseShapeRule(source: string | Record<string, unknown>, index: 
   const awsLimits = spec.action.toLowerCase() === "aws-limits";
   let base: number;
   let limits: ShapeRule["awsLimits"] = null;
-  if (!awsLimits) for (const name of ["scale", "depth"]) if (o[name] !== undefined) fail(`${name}= only applies to aws-limits rules (FILTER => aws-limits scale=0.5)`);
+  if (!awsLimits) for (const name of AWS_LIMITS_OPTIONS) if (o[name] !== undefined) fail(`${name}= only applies to aws-limits rules (FILTER => aws-limits scale=0.5)`);
   if (awsLimits) {
-    if (spec.args.length) fail(`unexpected ${JSON.stringify(spec.args[0])}: write aws-limits [scale=FACTOR] [depth=N]`);
+    if (spec.args.length) fail(`unexpected ${JSON.stringify(spec.args[0])}: write ${AWS_LIMITS_USAGE}`);
     for (const name of ["start", "min", "max", "burst", "per", "fair"]) if (o[name] !== undefined) fail(`${name}= does not apply to aws-limits: AWS's limits say their own rates, bursts and keys (scale= makes them tighter or looser)`);
-    const scale = Number(o.scale ?? 1);
-    if (!(scale > 0) || !Number.isFinite(scale)) fail(`scale= expects a factor above 0, got ${JSON.stringify(o.scale)}`);
-    const depth = Number(o.depth ?? 1);
-    if (!Number.isInteger(depth) || depth < 0) fail(`depth= expects a whole number of key levels, got ${JSON.stringify(o.depth)}`);
-    limits = { scale, depth };
+    try {
+      limits = parseAwsLimitsOptions(o);
+    } catch (err) {
+      fail((err as Error).message);
+    }
     base = 1;
   } else if (adaptive) {
     if (spec.args.length > 1) fail(`unexpected ${JSON.stringify(spec.args[1])}: write adaptive start=RATE [min=RATE] [max=RATE]`);
@@ -158,7 +159,7 @@ export function readShapeFile(path: string): RuleSource[] {
 export function explainShapeRule(r: ShapeRule): string {
   const overflowText = r.overflow === "pass" ? "pass through unshaped" : `are answered ${r.status}`;
   if (r.awsLimits) {
-    return `queue each request until every AWS limit it falls under has room (sluice limits${r.awsLimits.scale === 1 ? "" : ` scale=${r.awsLimits.scale}`}), with each limit's own rate, burst and key; beyond ${r.maxQueue} queued or a wait over ${formatDuration(r.maxWaitMs)} for one limit, requests ${overflowText}`;
+    return `queue each request until every AWS limit it falls under has room (sluice limits${r.awsLimits.scale === 1 ? "" : ` scale=${r.awsLimits.scale}`}; ${explainAwsLimitsOptions(r.awsLimits)}), with each limit's own rate, burst and key; beyond ${r.maxQueue} queued or a wait over ${formatDuration(r.maxWaitMs)} for one limit, requests ${overflowText}`;
   }
   const rate = r.adaptive
     ? `adaptive: start at ${formatRate(r.rate)}, cut on throttling answers and grow back (between ${formatRate(r.adaptive.min)} and ${Number.isFinite(r.adaptive.max) ? formatRate(r.adaptive.max) : "no ceiling"})`

@@ -270,6 +270,7 @@ export class Shaping implements Addon {
       if (this.notHeld(rule, flow, record, admission.reason)) flow.response = this.limitRejection(active, admission);
       return;
     }
+    for (const a of applicable) active.limiter!.charged(flow, a, active.ns, a.cost <= 1 && a.limit.kind !== "concurrency" ? burstInHand(a.burst) : a.burst);
     const waited = performance.now() - started;
     record.waitMs = Math.round(waited);
     this.waitHistogram.observe({ rule: rule.id }, waited / 1000);
@@ -423,6 +424,8 @@ export class Shaping implements Addon {
   /** Adaptive rules learn from the answer: throttled → cut the rate, otherwise grow it. */
   response(flow: HTTPFlow): void | Promise<void> {
     this.releaseSlots(flow);
+    // aws-limits: a DynamoDB read costs what its answer holds (charged now, into debt if need be).
+    for (const a of this.rules) if (a.limiter) settled(a.limiter.settle(flow, this.ctx.state, performance.now()), noop, this.stateFailed);
     const sent = this.sent.get(flow);
     if (!sent || !flow.response) return;
     this.sent.delete(flow);

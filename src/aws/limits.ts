@@ -13,6 +13,7 @@ import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-sta
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
+import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostAfter, readCostBefore, tableOf, writeCostAfter, writeCostBefore } from "./dynamodb-capacity.js";
 
 const EC2_THROTTLING = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html";
 const S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html";
@@ -21,12 +22,16 @@ const SQS_QUOTAS = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQS
 const STS_QUOTAS = "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html";
 const KMS_QUOTAS = "https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html";
 const DYNAMODB_QUOTAS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html";
-const DYNAMODB_PARTITIONS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html";
 const DYNAMODB_CONTROL_PLANE = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-control-plane.html";
+const DYNAMODB_BURST = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html";
+const DYNAMODB_ON_DEMAND = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode.html#on-demand-capacity-mode-initial";
 const LAMBDA_QUOTAS = "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html";
+const LAMBDA_RESERVED = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html";
 
 /** What a request is counted as: one request, or units of its own (instances, records, bytes). */
 type Cost = (flow: HTTPFlow, info: AwsRequestInfo) => number;
+/** What a request really cost, known from its answer (DynamoDB reads), or null to keep what it was charged. */
+type Settle = (flow: HTTPFlow, info: AwsRequestInfo) => number | null;
 
 export interface AwsLimit {
   service: string;
@@ -43,6 +48,10 @@ export interface AwsLimit {
   per: string;
   key: (flow: HTTPFlow, info: AwsRequestInfo) => string;
   cost?: Cost;
+  /** The cost from the answer: the difference is charged when the answer comes (into debt if need be). */
+  settle?: Settle;
+  /** The numbers are the user's (provisioned=, reserved=) or already scaled: scale= does not apply again. */
+  fixed?: boolean;
   /**
    * "rate" (the default): a token bucket of `burst` refilled at `rate`/s. "concurrency": at most
    * `burst` requests in flight at once (Lambda's concurrent executions); `rate` is unused.
@@ -250,64 +259,16 @@ const DYNAMODB_WRITES = new Set(["PutItem", "UpdateItem", "DeleteItem", "BatchWr
 const DYNAMODB_DATA_PLANE = new Set([...DYNAMODB_READS, ...DYNAMODB_WRITES, "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"]);
 /** Operations that name one item (or one key's range), so one partition key value. */
 const DYNAMODB_SINGLE_KEY = new Set(["GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"]);
+/**
+ * A new on-demand table sustains 4,000 writes and 12,000 reads per second (DYNAMODB_ON_DEMAND,
+ * "Initial throughput"): four partitions of 1,000 WCU and 3,000 RCU.
+ */
+export const DEFAULT_DYNAMODB_PARTITIONS = 4;
+/** Burst capacity: AWS retains up to 300 seconds of unused provisioned capacity (DYNAMODB_BURST). */
+const BURST_SECONDS = 300;
 
 function dynamoTable(flow: HTTPFlow): string {
-  const body = jsonBody(flow);
-  return String(body.TableName ?? "-");
-}
-
-/** The value the request's partition key has: the first attribute of Key or Item, or the first key-condition value. */
-function dynamoPartitionValue(flow: HTTPFlow): string {
-  const body = jsonBody(flow);
-  const first = (o: unknown): string | null => {
-    if (!o || typeof o !== "object") return null;
-    const entries = Object.entries(o as Record<string, unknown>);
-    return entries.length ? JSON.stringify(entries[0]![1]) : null;
-  };
-  return first(body.Key) ?? first(body.Item) ?? first(body.ExpressionAttributeValues) ?? (body.KeyConditions ? first(Object.values(body.KeyConditions as object)[0]) : null) ?? "-";
-}
-
-/** DynamoDB's item size, roughly: the JSON of the item (attribute names and values) in bytes. */
-function dynamoItemBytes(flow: HTTPFlow): number {
-  const item = jsonBody(flow).Item;
-  return item === undefined ? 1 : Buffer.byteLength(JSON.stringify(item));
-}
-
-function countOf(o: unknown): number {
-  if (!o || typeof o !== "object") return 0;
-  let n = 0;
-  for (const v of Object.values(o as Record<string, unknown>)) {
-    if (Array.isArray(v)) n += v.length;
-    else if (v && typeof v === "object" && Array.isArray((v as { Keys?: unknown }).Keys)) n += ((v as { Keys: unknown[] }).Keys).length;
-  }
-  return n;
-}
-
-/**
- * Read cost in half-RCUs (one eventually consistent read of up to 4 KB): a strongly consistent
- * read is 2, a transactional read 4. The item size is not known before the answer, so each read
- * is charged for one 4 KB unit.
- */
-function dynamoReadCost(flow: HTTPFlow, info: AwsRequestInfo): number {
-  const body = jsonBody(flow);
-  switch (info.operation) {
-    case "TransactGetItems": return 4 * Math.max(1, Array.isArray(body.TransactItems) ? body.TransactItems.length : 1);
-    case "BatchGetItem": {
-      const requests = body.RequestItems && typeof body.RequestItems === "object" ? Object.values(body.RequestItems as Record<string, { Keys?: unknown[]; ConsistentRead?: boolean }>) : [];
-      return Math.max(1, requests.reduce((n, r) => n + (Array.isArray(r.Keys) ? r.Keys.length : 0) * (r.ConsistentRead ? 2 : 1), 0));
-    }
-    default: return body.ConsistentRead === true ? 2 : 1;
-  }
-}
-
-/** Write cost in WCUs: one per 1 KB of the item written (at least one); transactional writes cost twice. */
-function dynamoWriteCost(flow: HTTPFlow, info: AwsRequestInfo): number {
-  const body = jsonBody(flow);
-  switch (info.operation) {
-    case "TransactWriteItems": return 2 * Math.max(1, Array.isArray(body.TransactItems) ? body.TransactItems.length : 1);
-    case "BatchWriteItem": return Math.max(1, countOf(body.RequestItems));
-    default: return Math.max(1, Math.ceil(dynamoItemBytes(flow) / 1024));
-  }
+  return tableOf(jsonBody(flow)) ?? "-";
 }
 
 /** The table's ARN as ThrottlingReasons name it (the account id is not in the traffic: zeros). */
@@ -321,102 +282,234 @@ function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "Reques
 }
 
 const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegion(flow, info)}/${dynamoTable(flow)}`;
-const dynamoPartitionKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${dynamoTableKey(flow, info)}/${dynamoPartitionValue(flow)}`;
-const PARTITION_NOTE = "sluice cannot see how a table is split: each partition key value gets the per-partition limit (a real partition holds many values, so AWS may throttle sooner); the first attribute of Key or Item is taken as the partition key";
 
-const DYNAMODB: AwsLimit[] = [
-  {
-    service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value)",
-    matches: (o) => DYNAMODB_READS.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
-    per: "table and partition key value", key: dynamoPartitionKey, cost: dynamoReadCost,
-    ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", "Throughput exceeds the current capacity for one or more partitions of your table."),
-    source: DYNAMODB_PARTITIONS,
-    note: `${PARTITION_NOTE}; a read is charged one 4 KB unit (2 half-RCUs strongly consistent) because its size is only known from the answer`,
-  },
-  {
-    service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value)",
-    matches: (o) => DYNAMODB_WRITES.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 1000, rate: 1000, unit: "WCU",
-    per: "table and partition key value", key: dynamoPartitionKey, cost: dynamoWriteCost,
-    ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", "Throughput exceeds the current capacity for one or more partitions of your table."),
-    source: DYNAMODB_PARTITIONS, note: `${PARTITION_NOTE}; a PutItem costs one WCU per KB of its item's JSON, UpdateItem and DeleteItem one`,
-  },
-  {
-    service: "dynamodb", name: "on-demand table reads", appliesTo: [...DYNAMODB_READS].join(", "),
-    matches: (o) => DYNAMODB_READS.has(o), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
-    per: "table", key: dynamoTableKey, cost: dynamoReadCost,
-    ...dynamoThrottle("RequestLimitExceeded", "TableReadAccountLimitExceeded", "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase"),
-    source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table; provisioned tables are limited by their own provisioned capacity, which the traffic does not show",
-  },
-  {
-    service: "dynamodb", name: "on-demand table writes", appliesTo: [...DYNAMODB_WRITES].join(", "),
-    matches: (o) => DYNAMODB_WRITES.has(o), burst: 40000, rate: 40000, unit: "WCU (write request units)",
-    per: "table", key: dynamoTableKey, cost: dynamoWriteCost,
-    ...dynamoThrottle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase"),
-    source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
-  },
-  {
-    service: "dynamodb", name: "control plane requests", appliesTo: "every operation that is not a data-plane read or write (CreateTable, DescribeTable, ListTables, UpdateTable, …)",
-    matches: (o) => !DYNAMODB_DATA_PLANE.has(o), burst: 2500, rate: 2500, unit: "requests", per: "account and region", key: accountRegion,
-    error: { status: 400, code: "ThrottlingException", message: "Rate of requests exceeds the allowed throughput." }, source: DYNAMODB_CONTROL_PLANE,
-  },
-];
+const readCost: Cost = (flow, info) => readCostBefore(info.operation ?? "", jsonBody(flow));
+const writeCost: Cost = (flow, info) => writeCostBefore(info.operation ?? "", jsonBody(flow));
+const readSettle: Settle = (flow, info) => (flow.response && flow.response.statusCode === 200 ? readCostAfter(info.operation ?? "", jsonBody(flow), flow.response.text, dynamoTable(flow)) : null);
+const writeSettle: Settle = (flow, info) => (flow.response && flow.response.statusCode === 200 ? writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow)) : null);
+
+const THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
+const PARTITION_MESSAGE = "Throughput exceeds the current capacity for one or more partitions of your table.";
+const ACCOUNT_MESSAGE = "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase";
+const READ_CHARGE_NOTE = "a read is admitted when its partition has capacity left and charged by the size of its answer once it comes (a ConsumedCapacity in the answer, when the client asked for one, is taken as is), so a large read can take the bucket into debt and the requests after it are throttled until it refills, as with AWS";
+
+function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
+  const partitions = opts.partitions ?? DEFAULT_DYNAMODB_PARTITIONS;
+  const keys = opts.keys ?? {};
+  const provisioned = opts.provisioned ?? {};
+  const provisionedTables = new Set(Object.keys(provisioned));
+  const partitionKey = (flow: HTTPFlow, info: AwsRequestInfo) => {
+    const body = jsonBody(flow);
+    const table = tableOf(body) ?? "-";
+    const value = partitionKeyValueOf(body, keys[table] ?? null);
+    return `${dynamoTableKey(flow, info)}/p${value === null ? 0 : partitionOf(value, partitions)}`;
+  };
+  const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; batch and transaction calls count against their table's limits only`;
+  const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
+  const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
+    {
+      service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")} on ${table}`,
+      matches: (o, f) => DYNAMODB_READS.has(o) && onTable(table)(o, f), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
+      per: "table", key: dynamoTableKey, cost: readCost, settle: readSettle,
+      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
+      source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
+      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}`,
+    },
+    {
+      service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")} on ${table}`,
+      matches: (o, f) => DYNAMODB_WRITES.has(o) && onTable(table)(o, f), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
+      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
+      source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
+      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well`,
+    },
+  ]);
+  return [
+    {
+      service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value)",
+      matches: (o) => DYNAMODB_READS.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle,
+      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
+      source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}`,
+      note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}`,
+    },
+    {
+      service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value)",
+      matches: (o) => DYNAMODB_WRITES.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 1000, rate: 1000, unit: "WCU",
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle,
+      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
+      source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}`,
+      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer tops the charge up`,
+    },
+    ...provisionedLimits,
+    {
+      service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
+      matches: (o, f) => DYNAMODB_READS.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
+      per: "table", key: dynamoTableKey, cost: readCost, settle: readSettle,
+      ...dynamoThrottle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
+      source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table; a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead",
+    },
+    {
+      service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
+      matches: (o, f) => DYNAMODB_WRITES.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 40000, rate: 40000, unit: "WCU (write request units)",
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
+      ...dynamoThrottle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
+      source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
+    },
+    {
+      service: "dynamodb", name: "control plane requests", appliesTo: "every operation that is not a data-plane read or write (CreateTable, DescribeTable, ListTables, UpdateTable, …)",
+      matches: (o) => !DYNAMODB_DATA_PLANE.has(o), burst: 2500, rate: 2500, unit: "requests", per: "account and region", key: accountRegion,
+      error: { status: 400, code: "ThrottlingException", message: "Rate of requests exceeds the allowed throughput." }, source: DYNAMODB_CONTROL_PLANE,
+    },
+  ];
+}
 
 /** The function a Lambda request names: /2015-03-31/functions/NAME/… */
 function lambdaFunction(flow: HTTPFlow): string {
   const m = /\/functions\/([^/]+)/.exec(flow.request.path);
-  return m ? decodeURIComponent(m[1]!).replace(/^arn:aws[\w-]*:lambda:[^:]*:[^:]*:function:/, "").replace(/:.*$/, "") : "-";
+  return m ? decodeURIComponent(m[1]!).replace(/^arn:aws[\w-]*:lambda:[^:]*:[^:]*:function:/, "").replace(/^\d{12}:function:/, "").replace(/:.*$/, "") : "-";
 }
 
 const LAMBDA_INVOKE = new Set(["Invoke", "InvokeWithResponseStream"]);
 const isSyncInvoke = (o: string, f: HTTPFlow) => LAMBDA_INVOKE.has(o) && (f.request.headers.get("x-amz-invocation-type") ?? "RequestResponse") !== "Event";
 const LAMBDA_CONTROL_PLANE = (o: string) => !LAMBDA_INVOKE.has(o) && o !== "InvokeAsync";
+/** The account's concurrent executions (LAMBDA_QUOTAS), and what reservations must leave unreserved (LAMBDA_RESERVED). */
+const LAMBDA_ACCOUNT_CONCURRENCY = 1000;
+const LAMBDA_MIN_UNRESERVED = 100;
 
 function lambdaThrottle(reason: string, message: string): AwsError {
   return { status: 429, code: "TooManyRequestsException", message, fields: { Reason: reason, Type: "User" } };
 }
 
-const LAMBDA: AwsLimit[] = [
-  {
-    service: "lambda", name: "concurrent executions", appliesTo: "synchronous Invoke and InvokeWithResponseStream (not InvocationType Event)",
-    matches: isSyncInvoke, kind: "concurrency", burst: 1000, rate: 0, unit: "invocations in flight", per: "account and region", key: accountRegion,
-    error: lambdaThrottle("ConcurrentInvocationLimitExceeded", "Rate Exceeded."), source: LAMBDA_QUOTAS,
-    note: "an invocation is in flight from its request to the end of its answer; the count is kept per sluice process. Reserved concurrency is a function's configuration the traffic does not show (use error TooManyRequestsException for it)",
-  },
-  {
-    service: "lambda", name: "invocation requests per function", appliesTo: "synchronous Invoke and InvokeWithResponseStream",
-    matches: isSyncInvoke, burst: 10000, rate: 10000, unit: "requests", per: "function", key: (f, info) => `${accountRegion(f, info)}/${lambdaFunction(f)}`,
-    error: lambdaThrottle("FunctionInvocationRateLimitExceeded", "Rate Exceeded."), source: LAMBDA_QUOTAS,
-    note: "10 × the concurrency limit: each execution environment serves up to 10 requests per second",
-  },
-  {
-    service: "lambda", name: "GetFunction requests", appliesTo: "GetFunction", matches: (o) => o === "GetFunction",
-    burst: 100, rate: 100, unit: "requests", per: "account and region", key: accountRegion,
-    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
-  },
-  {
-    service: "lambda", name: "GetPolicy requests", appliesTo: "GetPolicy", matches: (o) => o === "GetPolicy",
-    burst: 15, rate: 15, unit: "requests", per: "account and region", key: accountRegion,
-    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
-  },
-  {
-    service: "lambda", name: "other control plane requests", appliesTo: "every operation but Invoke, GetFunction and GetPolicy",
-    matches: (o) => LAMBDA_CONTROL_PLANE(o) && o !== "GetFunction" && o !== "GetPolicy",
-    burst: 15, rate: 15, unit: "requests", per: "account and region", key: (f, info) => `${accountRegion(f, info)}/control`,
-    error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
-  },
-];
+const CONCURRENCY_NOTE = "an invocation is in flight from its request to the end of its answer (or its connection's end); the count is kept per sluice process, or across the fleet with shared_state (each in-flight invocation holds a lease, renewed while it runs, so a killed process frees its slots within 10 s)";
+
+function lambdaLimits(opts: AwsLimitsOptions): AwsLimit[] {
+  const reserved = opts.reserved ?? {};
+  const reservedNames = new Set(Object.keys(reserved));
+  const totalReserved = Object.values(reserved).reduce((a, b) => a + b, 0);
+  const account = Math.max(1, Math.round(LAMBDA_ACCOUNT_CONCURRENCY * (opts.scale ?? 1)));
+  const reservedLimits = Object.entries(reserved).map(([fn, n]): AwsLimit => ({
+    service: "lambda", name: `reserved concurrency of ${fn}`, appliesTo: `synchronous Invoke and InvokeWithResponseStream of ${fn}`,
+    matches: (o, f) => isSyncInvoke(o, f) && lambdaFunction(f) === fn, kind: "concurrency", burst: n, rate: 0, fixed: true, unit: "invocations in flight",
+    per: "function", key: (f, info) => `${accountRegion(f, info)}/reserved/${fn}`,
+    error: lambdaThrottle("ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded."), source: LAMBDA_RESERVED,
+    note: `reserved=${fn}:${n}; its invocations do not count against the account's unreserved pool; ${CONCURRENCY_NOTE}`,
+  }));
+  return [
+    {
+      service: "lambda", name: totalReserved ? "unreserved concurrent executions" : "concurrent executions",
+      appliesTo: `synchronous Invoke and InvokeWithResponseStream (not InvocationType Event)${reservedNames.size ? ` of functions without reserved=` : ""}`,
+      matches: (o, f) => isSyncInvoke(o, f) && !reservedNames.has(lambdaFunction(f)), kind: "concurrency", burst: account - totalReserved, rate: 0, fixed: true, unit: "invocations in flight", per: "account and region", key: accountRegion,
+      error: lambdaThrottle("ConcurrentInvocationLimitExceeded", "Rate Exceeded."), source: totalReserved ? `${LAMBDA_QUOTAS}; ${LAMBDA_RESERVED}` : LAMBDA_QUOTAS,
+      note: `${totalReserved ? `the account's ${account.toLocaleString("en")} less the ${totalReserved.toLocaleString("en")} reserved (reserved=); ` : ""}${CONCURRENCY_NOTE}`,
+    },
+    ...reservedLimits,
+    {
+      service: "lambda", name: "invocation requests per function", appliesTo: "synchronous Invoke and InvokeWithResponseStream",
+      matches: isSyncInvoke, burst: 10000, rate: 10000, unit: "requests", per: "function", key: (f, info) => `${accountRegion(f, info)}/${lambdaFunction(f)}`,
+      error: lambdaThrottle("FunctionInvocationRateLimitExceeded", "Rate Exceeded."), source: LAMBDA_QUOTAS,
+      note: "10 × the concurrency limit: each execution environment serves up to 10 requests per second",
+    },
+    {
+      service: "lambda", name: "GetFunction requests", appliesTo: "GetFunction", matches: (o) => o === "GetFunction",
+      burst: 100, rate: 100, unit: "requests", per: "account and region", key: accountRegion,
+      error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+    },
+    {
+      service: "lambda", name: "GetPolicy requests", appliesTo: "GetPolicy", matches: (o) => o === "GetPolicy",
+      burst: 15, rate: 15, unit: "requests", per: "account and region", key: accountRegion,
+      error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+    },
+    {
+      service: "lambda", name: "other control plane requests", appliesTo: "every operation but Invoke, GetFunction and GetPolicy",
+      matches: (o) => LAMBDA_CONTROL_PLANE(o) && o !== "GetFunction" && o !== "GetPolicy",
+      burst: 15, rate: 15, unit: "requests", per: "account and region", key: (f, info) => `${accountRegion(f, info)}/control`,
+      error: lambdaThrottle("CallerRateLimitExceeded", "Rate exceeded"), source: LAMBDA_QUOTAS,
+    },
+  ];
+}
 
 export interface AwsLimitsOptions {
-  /** Multiplies every rate and bucket (0.1: ten times tighter). */
+  /** Multiplies every rate and bucket AWS publishes (0.1: ten times tighter); numbers given here (provisioned=, reserved=) are taken as they are. */
   scale?: number;
   /** S3 prefix depth that counts as partitioned (default 1). */
   depth?: number;
+  /** DynamoDB: partitions per table that partition key values hash into (default DEFAULT_DYNAMODB_PARTITIONS). */
+  partitions?: number;
+  /** DynamoDB: each table's partition key attribute (keys=TABLE:ATTRIBUTE,…). */
+  keys?: Record<string, string>;
+  /** DynamoDB: provisioned tables' read and write capacity per second (provisioned=TABLE:RCU/WCU,…). */
+  provisioned?: Record<string, { read: number; write: number }>;
+  /** Lambda: functions' reserved concurrency (reserved=FUNCTION:N,…). */
+  reserved?: Record<string, number>;
+}
+
+/** The options an aws-limits rule (and `sluice limits`) takes. */
+export const AWS_LIMITS_OPTIONS = ["scale", "depth", "partitions", "keys", "provisioned", "reserved"] as const;
+export const AWS_LIMITS_USAGE = "aws-limits [scale=FACTOR] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…]";
+
+/**
+ * Reads an aws-limits rule's options (values as written; a repeated option's values joined by
+ * commas). Throws an Error saying what is wrong and how to write it.
+ */
+export function parseAwsLimitsOptions(o: Record<string, string | undefined>): AwsLimitsOptions & { scale: number; depth: number } {
+  const scale = o.scale === undefined ? 1 : Number(o.scale);
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new Error(`scale= expects a factor above 0 (0.1: ten times tighter than AWS), got ${JSON.stringify(o.scale)}`);
+  const depth = o.depth === undefined ? 1 : Number(o.depth);
+  if (!Number.isInteger(depth) || depth < 0) throw new Error(`depth= expects the S3 prefix depth, a whole number (default 1), got ${JSON.stringify(o.depth)}`);
+  const out: AwsLimitsOptions & { scale: number; depth: number } = { scale, depth };
+  if (o.partitions !== undefined) {
+    const n = Number(o.partitions);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`partitions= expects a whole number of DynamoDB partitions per table, 1 or more (default ${DEFAULT_DYNAMODB_PARTITIONS}), got ${JSON.stringify(o.partitions)}`);
+    out.partitions = n;
+  }
+  const pairs = (name: string, text: string, example: string): [string, string][] =>
+    text.split(",").map((part) => {
+      const at = part.lastIndexOf(":");
+      if (at <= 0 || at === part.length - 1) throw new Error(`${name}= expects ${example}, got ${JSON.stringify(part)}`);
+      return [part.slice(0, at), part.slice(at + 1)];
+    });
+  if (o.keys !== undefined) out.keys = Object.fromEntries(pairs("keys", o.keys, "TABLE:ATTRIBUTE[,TABLE:ATTRIBUTE…] (the table's partition key), e.g. keys=orders:customerId"));
+  if (o.provisioned !== undefined) {
+    out.provisioned = {};
+    for (const [table, v] of pairs("provisioned", o.provisioned, "TABLE:RCU/WCU[,…] (the table's provisioned read and write capacity), e.g. provisioned=orders:100/50")) {
+      const m = /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(v);
+      if (!m || !(Number(m[1]) > 0) || !(Number(m[2]) > 0)) throw new Error(`provisioned= expects TABLE:RCU/WCU with both above 0, e.g. provisioned=orders:100/50, got ${JSON.stringify(`${table}:${v}`)}`);
+      out.provisioned[table] = { read: Number(m[1]), write: Number(m[2]) };
+    }
+  }
+  if (o.reserved !== undefined) {
+    out.reserved = {};
+    for (const [fn, v] of pairs("reserved", o.reserved, "FUNCTION:N[,FUNCTION:N…] (the function's reserved concurrency), e.g. reserved=resize:10")) {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`reserved= expects FUNCTION:N with N a whole number of concurrent executions, got ${JSON.stringify(`${fn}:${v}`)}`);
+      out.reserved[fn] = n;
+    }
+    const total = Object.values(out.reserved).reduce((a, b) => a + b, 0);
+    const account = Math.max(1, Math.round(LAMBDA_ACCOUNT_CONCURRENCY * scale));
+    const keep = Math.max(1, Math.round(LAMBDA_MIN_UNRESERVED * scale));
+    if (total > account - keep) {
+      throw new Error(`reserved= reserves ${total} concurrent executions, but the account has ${account}${scale === 1 ? "" : ` (1,000 × scale=${scale})`} and AWS keeps ${keep} of them unreserved: reserve at most ${account - keep}, or raise scale=`);
+    }
+  }
+  return out;
+}
+
+/** The DynamoDB and Lambda settings of aws-limits options, in words ("" when none), for rule explanations. */
+export function explainAwsLimitsOptions(o: AwsLimitsOptions): string {
+  const parts: string[] = [];
+  parts.push(`DynamoDB partitions per table ${o.partitions ?? DEFAULT_DYNAMODB_PARTITIONS}`);
+  if (o.keys) parts.push(`partition keys ${Object.entries(o.keys).map(([t, k]) => `${t}.${k}`).join(", ")}`);
+  if (o.provisioned) parts.push(`provisioned ${Object.entries(o.provisioned).map(([t, p]) => `${t} ${p.read} RCU/${p.write} WCU`).join(", ")}`);
+  if (o.reserved) parts.push(`Lambda reserved concurrency ${Object.entries(o.reserved).map(([f, n]) => `${f} ${n}`).join(", ")}`);
+  return parts.join("; ");
 }
 
 /** Every limit profile, in the order `sluice limits` prints them. */
 export function awsLimits(opts: AwsLimitsOptions = {}): AwsLimit[] {
-  return [...EC2, ...s3Limits(opts.depth ?? 1), ...DYNAMODB, ...LAMBDA, ...KINESIS, ...SQS, ...STS, ...KMS];
+  return [...EC2, ...s3Limits(opts.depth ?? 1), ...dynamoLimits(opts), ...lambdaLimits(opts), ...KINESIS, ...SQS, ...STS, ...KMS];
 }
+
 
 /** Services with a limit profile. */
 export const LIMITED_SERVICES: readonly string[] = ["ec2", "s3", "dynamodb", "lambda", "kinesis", "sqs", "sts", "kms"];
@@ -454,19 +547,39 @@ export interface ApplicableLimit {
   cost: number;
 }
 
+/** A charge to settle when the answer comes: where it was taken and how much. */
+interface Charged {
+  limit: AwsLimit;
+  key: string;
+  rate: number;
+  burst: number;
+  charged: number;
+}
+
+/** A concurrency slot a flow holds: in the shared state (fault rules), or in this limiter's own count (shaping's lines). */
+interface Held {
+  key: string;
+  state: Pick<SharedState, "leaveSlot"> | null;
+}
+
 /**
  * Applies the limit profiles to requests, each bucket kept per the key AWS keeps it by, in a
  * SharedState (in-process, or shared by a fleet): the same rule in every process spends one budget.
- * Concurrency limits (Lambda) count requests in flight in this process: `release(flow)` ends one.
+ * Concurrency limits (Lambda) count requests in flight — in the shared state for `admit` (so a
+ * fleet shares them), in this limiter for shaping's lines (`acquire`) — and `release(flow)` ends
+ * one. Costs known only from the answer (DynamoDB reads) are settled with `settle(flow)`.
  */
 export class AwsLimiter {
   private readonly limits: AwsLimit[];
   readonly scale: number;
-  /** In-flight requests per concurrency key, and the keys each admitted flow holds. */
+  /** Shaping: in-flight requests per concurrency key in this process. */
   private readonly inFlight = new Map<string, number>();
-  private readonly holding = new WeakMap<HTTPFlow, string[]>();
+  private readonly holding = new WeakMap<HTTPFlow, Held[]>();
+  private heldInState = 0;
   /** Requests waiting for a concurrency slot (shaping), per key, first come first served. */
   private readonly waiting = new Map<string, (() => void)[]>();
+  /** Admitted flows whose cost is settled by their answer. */
+  private readonly unsettled = new WeakMap<HTTPFlow, Charged[]>();
 
   constructor(opts: AwsLimitsOptions = {}) {
     this.scale = opts.scale ?? 1;
@@ -482,20 +595,23 @@ export class AwsLimiter {
     for (let i = 0; i < this.limits.length; i++) {
       const limit = this.limits[i]!;
       if (limit.service !== info.service || !limit.matches(info.operation, flow, info)) continue;
-      const burst = limit.kind === "concurrency" ? Math.max(1, Math.round(limit.burst * this.scale)) : Math.max(1, limit.burst * this.scale);
+      const scale = limit.fixed ? 1 : this.scale;
+      // A concurrency limit is a whole number of slots (a reservation of 0 refuses every invocation, as AWS does).
+      const burst = limit.kind === "concurrency" ? (limit.fixed ? limit.burst : Math.max(1, Math.round(limit.burst * scale))) : Math.max(1, limit.burst * scale);
       // A request costing more than the whole bucket could never pass: it costs the bucket.
       const cost = Math.min(burst, limit.cost ? limit.cost(flow, info) : 1);
-      out.push({ limit, key: `aws-limit/${i}/${limit.key(flow, info)}`, rate: limit.rate * this.scale, burst, cost });
+      out.push({ limit, key: `aws-limit/${i}/${limit.key(flow, info)}`, rate: limit.rate * scale, burst, cost });
     }
     return out;
   }
 
   /**
-   * Counts `flow` against every limit it falls under (taking from each bucket that can pay) and
-   * returns the first limit that could not, or null when all admit it. `at` is in milliseconds.
-   * A flow admitted under a concurrency limit holds its slot until `release(flow)`.
+   * Counts `flow` against every limit it falls under (taking from each bucket that can pay, a slot
+   * of each concurrency limit) and returns the first limit that could not, or null when all admit
+   * it. `at` is in milliseconds. A flow admitted under a concurrency limit holds its slot until
+   * `release(flow)`; one whose cost its answer tells is charged the rest by `settle(flow)`.
    */
-  admit(flow: HTTPFlow, state: Pick<SharedState, "take">, at: number, ns = ""): MaybeAsync<AwsLimit | null> {
+  admit(flow: HTTPFlow, state: Pick<SharedState, "take" | "enterSlot" | "leaveSlot">, at: number, ns = ""): MaybeAsync<AwsLimit | null> {
     const applicable = this.applicable(flow);
     if (applicable.length === 0) return null;
     const refusedAt: boolean[] = [];
@@ -503,7 +619,14 @@ export class AwsLimiter {
     for (let slot = 0; slot < applicable.length; slot++) {
       const a = applicable[slot]!;
       if (a.limit.kind === "concurrency") {
-        refusedAt[slot] = !this.enter(flow, ns + a.key, a.burst);
+        const key = ns + a.key;
+        const entered = state.enterSlot(key, flow.id, a.burst);
+        const note = (ok: boolean) => {
+          refusedAt[slot] = !ok;
+          if (ok) this.hold(flow, { key, state });
+        };
+        if (isPromise(entered)) pending.push(entered.then(note));
+        else note(entered);
         continue;
       }
       const grant = state.take(ns + a.key, { rate: a.rate, burst: a.burst }, a.cost, at);
@@ -512,33 +635,76 @@ export class AwsLimiter {
     }
     const first = (): AwsLimit | null => {
       const refused = applicable.find((_, i) => refusedAt[i])?.limit ?? null;
-      // A refused request is answered at once: it holds no slot.
+      // A refused request is answered at once: it holds no slot, and its answer settles nothing.
       if (refused) this.release(flow);
+      else for (const a of applicable) if (a.limit.settle) this.charged(flow, a, ns);
       return refused;
     };
     return pending.length ? Promise.all(pending).then(first) : first();
   }
 
+  /**
+   * Notes that `flow` was charged `a.cost` under `a` (at `ns`), to be settled by its answer.
+   * Shaping calls it for the limits it waited for (`burst`: the bucket's shape as its queue uses it).
+   */
+  charged(flow: HTTPFlow, a: ApplicableLimit, ns = "", burst = a.burst): void {
+    if (!a.limit.settle) return;
+    const list = this.unsettled.get(flow) ?? [];
+    list.push({ limit: a.limit, key: ns + a.key, rate: a.rate, burst, charged: a.cost });
+    this.unsettled.set(flow, list);
+  }
+
+  /**
+   * The answer to `flow` is in: charges what it really cost beyond what it was charged (a DynamoDB
+   * read by the size of what it read), into debt if the bucket has not that much, so the requests
+   * after it wait until it refills — as AWS does. Nothing is given back when it cost less.
+   */
+  settle(flow: HTTPFlow, state: Pick<SharedState, "charge">, at: number): MaybeAsync<void> {
+    const list = this.unsettled.get(flow);
+    if (!list) return;
+    this.unsettled.delete(flow);
+    const info = awsInfoOf(flow);
+    if (!info) return;
+    const charges: Promise<void>[] = [];
+    for (const c of list) {
+      const cost = c.limit.settle!(flow, info);
+      if (cost === null) continue;
+      // As at admission: no request costs more than the whole bucket.
+      const extra = Math.min(c.burst, cost) - c.charged;
+      if (extra <= 0) continue;
+      const done = state.charge(c.key, { rate: c.rate, burst: c.burst }, extra, at);
+      if (isPromise(done)) charges.push(done);
+    }
+    if (charges.length) return Promise.all(charges).then(() => {});
+  }
+
   /** Ends `flow`'s hold on its concurrency slots (its answer is complete, or it failed). Idempotent. */
   release(flow: HTTPFlow): void {
-    const keys = this.holding.get(flow);
-    if (!keys) return;
+    const held = this.holding.get(flow);
+    if (!held) return;
     this.holding.delete(flow);
-    for (const key of keys) {
-      const n = (this.inFlight.get(key) ?? 1) - 1;
-      if (n <= 0) this.inFlight.delete(key);
-      else this.inFlight.set(key, n);
+    for (const h of held) {
+      if (h.state) {
+        this.heldInState--;
+        const left = h.state.leaveSlot(h.key, flow.id);
+        // A leave the store never hears of ends with the slot's lease.
+        if (isPromise(left)) left.catch(() => {});
+        continue;
+      }
+      const n = (this.inFlight.get(h.key) ?? 1) - 1;
+      if (n <= 0) this.inFlight.delete(h.key);
+      else this.inFlight.set(h.key, n);
       // The slot goes to the longest waiter (shaping), which takes it at once.
-      const line = this.waiting.get(key);
+      const line = this.waiting.get(h.key);
       const next = line?.shift();
-      if (line && line.length === 0) this.waiting.delete(key);
+      if (line && line.length === 0) this.waiting.delete(h.key);
       next?.();
     }
   }
 
   /**
    * Shaping: takes a slot of concurrency limit `a` for `flow` now (ready: null), or joins the line
-   * for one (ready settles when it is `flow`'s); `cancel` leaves the line.
+   * for one (ready settles when it is `flow`'s); `cancel` leaves the line. Counted in this process.
    */
   acquire(flow: HTTPFlow, a: ApplicableLimit, ns = ""): { ready: Promise<void> | null; cancel: () => void } {
     const key = ns + a.key;
@@ -561,23 +727,29 @@ export class AwsLimiter {
     return { ready, cancel };
   }
 
-  /** Requests in flight under concurrency limits right now (tests check that none leak). */
+  /** Requests in flight under concurrency limits right now, held through this limiter (tests check that none leak). */
   get inFlightCount(): number {
-    let n = 0;
+    let n = this.heldInState;
     for (const v of this.inFlight.values()) n += v;
     return n;
+  }
+
+  private hold(flow: HTTPFlow, h: Held): void {
+    if (h.state) this.heldInState++;
+    const held = this.holding.get(flow);
+    if (held) held.push(h);
+    else this.holding.set(flow, [h]);
   }
 
   private enter(flow: HTTPFlow, key: string, max: number): boolean {
     const n = this.inFlight.get(key) ?? 0;
     if (n >= max) return false;
     this.inFlight.set(key, n + 1);
-    const keys = this.holding.get(flow);
-    if (keys) keys.push(key);
-    else this.holding.set(flow, [key]);
+    this.hold(flow, { key, state: null });
     return true;
   }
 }
+
 
 /** `sluice limits [SERVICE]`: the table, with sources. */
 export function limitsTable(service: string | null, opts: AwsLimitsOptions = {}): string {
@@ -590,9 +762,10 @@ export function limitsTable(service: string | null, opts: AwsLimitsOptions = {})
       current = l.service;
       lines.push(`${lines.length ? "\n" : ""}${l.service}`);
     }
-    const n = (x: number) => Math.round(x * scale * 100) / 100;
+    const factor = l.fixed ? 1 : scale;
+    const n = (x: number) => Math.round(x * factor * 100) / 100;
     const size = l.kind === "concurrency"
-      ? `at most ${Math.max(1, Math.round(l.burst * scale)).toLocaleString("en")} ${l.unit}`
+      ? `at most ${(l.fixed ? l.burst : Math.max(1, Math.round(l.burst * scale))).toLocaleString("en")} ${l.unit}`
       : `bucket ${n(l.burst).toLocaleString("en")} ${l.unit}, refill ${n(l.rate).toLocaleString("en")}/s`;
     lines.push(`  ${l.name}: ${size}, per ${l.per}; ${l.error.status} ${l.error.code}`);
     lines.push(`    applies to: ${l.appliesTo}`);

@@ -26,7 +26,7 @@ import { Master, listeningLines } from "../proxy/master.js";
 import { BROWSING_VIEW, DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
-import { limitsTable, LIMITED_SERVICES } from "../aws/index.js";
+import { AWS_LIMITS_OPTIONS, DEFAULT_DYNAMODB_PARTITIONS, limitsTable, LIMITED_SERVICES, parseAwsLimitsOptions } from "../aws/index.js";
 import { signingNameOf } from "../aws/services.js";
 import type { Addon } from "../core/addons.js";
 import { frontEndAddons } from "./wiring.js";
@@ -54,7 +54,7 @@ Commands:
   options   list every option with its type, default and help
   commands  list the commands (for the console's : prompt, the admin API and scripts)
   filters   list the filter expression operators (mitmproxy's, plus ~svc ~op ~retry ~throttled …)
-  limits    AWS's documented request limits that --fault aws-limits emulates, with sources: sluice limits [SERVICE] [scale=F] [depth=N]
+  limits    AWS's documented request limits that --fault aws-limits emulates, with sources: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [provisioned=…] [reserved=…]
   addons    list the addons in the order their hooks run (user scripts come first)
   help      show this help, or \`sluice help COMMAND\`
 
@@ -579,30 +579,37 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N]
+const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…]
 
 Prints AWS's documented request limits that \`--fault 'FILTER => aws-limits'\` emulates, with their
-sources: every profile, or one SERVICE's. scale= multiplies the rates (0.1 for a tenth); depth=
-sets how many levels of an S3 key make a prefix (default 1).
+sources: every profile, or one SERVICE's. The options are those of the aws-limits rule: scale=
+multiplies AWS's rates (0.1 for a tenth); depth= sets how many levels of an S3 key make a prefix
+(default 1); partitions= the DynamoDB partitions per table (default ${DEFAULT_DYNAMODB_PARTITIONS}); keys= tables' partition
+key attributes; provisioned= provisioned tables' capacity (with 300 s of burst capacity);
+reserved= Lambda functions' reserved concurrency.
 `;
 
-/** `sluice limits [SERVICE] [scale=F] [depth=N]`: the limit profiles, with their sources. */
+/** `sluice limits [SERVICE] [OPTION=VALUE …]`: the limit profiles, with their sources. */
 function runLimits(args: string[]): void {
   let service: string | null = null;
-  const opts: { scale?: number; depth?: number } = {};
+  const given: Record<string, string> = {};
   for (const a of args) {
-    const m = /^(scale|depth)=(.*)$/.exec(a);
+    const m = /^([a-z]+)=(.*)$/.exec(a);
     if (m) {
-      const v = Number(m[2]);
-      if (m[1] === "scale" && !(v > 0)) throw new UsageError(`limits: scale= expects a factor above 0, got ${JSON.stringify(m[2])}`);
-      if (m[1] === "depth" && !(Number.isInteger(v) && v >= 0)) throw new UsageError(`limits: depth= expects a whole number, got ${JSON.stringify(m[2])}`);
-      opts[m[1] as "scale" | "depth"] = v;
+      if (!(AWS_LIMITS_OPTIONS as readonly string[]).includes(m[1]!)) throw new UsageError(`limits: unknown option ${m[1]}=; options are ${AWS_LIMITS_OPTIONS.map((o) => o + "=").join(" ")}`);
+      given[m[1]!] = given[m[1]!] === undefined ? m[2]! : `${given[m[1]!]},${m[2]}`;
       continue;
     }
     if (service !== null) throw new UsageError(`limits takes one service, got ${JSON.stringify(service)} and ${JSON.stringify(a)}: sluice limits [SERVICE] [scale=F] [depth=N]`);
     const signing = signingNameOf(a) ?? a.toLowerCase();
     if (!LIMITED_SERVICES.includes(signing)) throw new UsageError(`limits: no limit profile for ${JSON.stringify(a)}; profiles exist for ${LIMITED_SERVICES.join(", ")}`);
     service = signing;
+  }
+  let opts;
+  try {
+    opts = parseAwsLimitsOptions(given);
+  } catch (err) {
+    throw new UsageError(`limits: ${(err as Error).message}`);
   }
   process.stdout.write(limitsTable(service, opts));
 }

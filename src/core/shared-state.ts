@@ -68,6 +68,20 @@ export interface SharedState {
    * use (requests queued); one round trip may reserve several (see `Grant.turns`).
    */
   take(key: string, limit: RateLimit, n: number, at: number, reserveMs?: number, reserveTurns?: number): MaybeAsync<Grant>;
+  /**
+   * Takes `n` tokens from bucket `key` whatever it holds: the bucket may go into debt, so takes
+   * after it wait until it refills. For a cost known only after admission (a DynamoDB read is
+   * charged by the size of its answer, as AWS does).
+   */
+  charge(key: string, limit: RateLimit, n: number, at: number): MaybeAsync<void>;
+  /**
+   * Concurrency (Lambda's in-flight invocations): `holder` takes one of `max` slots of `key`, or
+   * gets false when all are held. A slot is held until `leaveSlot`; a store shared by processes
+   * also drops it when the process holding it stops renewing it (a killed process leaks nothing).
+   */
+  enterSlot(key: string, holder: string, max: number): MaybeAsync<boolean>;
+  /** Ends `holder`'s slot of `key` (no-op when it holds none). */
+  leaveSlot(key: string, holder: string): MaybeAsync<void>;
   /** Applies `event` to the adaptive rate at `key` (created at `opts.start` on first use) and returns it. */
   adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot>;
   /** Drops the state at keys starting with `prefix` (rules removed or replaced). */
@@ -94,6 +108,8 @@ export class InProcessState implements SharedState {
   readonly description = "in-process";
   private readonly buckets = new Map<string, { bucket: TokenBucket; lastUsed: number }>();
   private readonly rates = new Map<string, { rate: AdaptiveRate; lastUsed: number }>();
+  /** Concurrency slots: the holders of each key. */
+  private readonly slots = new Map<string, Set<string>>();
   private lastSweep = -Infinity;
 
   constructor(
@@ -102,22 +118,42 @@ export class InProcessState implements SharedState {
   ) {}
 
   take(key: string, limit: RateLimit, n: number, at: number): Grant {
-    this.maybeSweep(at);
-    let entry = this.buckets.get(key);
-    if (!entry) {
-      entry = { bucket: new TokenBucket(limit.rate, limit.burst, at), lastUsed: at };
-      this.buckets.set(key, entry);
-    }
-    const b = entry.bucket;
-    entry.lastUsed = at;
-    b.burst = limit.burst;
-    if (b.rate !== limit.rate) b.setRate(limit.rate, at);
+    const b = this.bucketOf(key, limit, at);
     const available = b.available(at);
     if (available >= n) {
       for (let i = 0; i < n; i++) b.tryTake(at);
       return { granted: true, waitMs: 0 };
     }
     return { granted: false, waitMs: ((n - available) / b.rate) * 1000 };
+  }
+
+  charge(key: string, limit: RateLimit, n: number, at: number): void {
+    this.bucketOf(key, limit, at).charge(n, at);
+  }
+
+  enterSlot(key: string, holder: string, max: number): boolean {
+    let holders = this.slots.get(key);
+    if (!holders) {
+      holders = new Set();
+      this.slots.set(key, holders);
+    }
+    if (holders.has(holder)) return true;
+    if (holders.size >= max) return false;
+    holders.add(holder);
+    return true;
+  }
+
+  leaveSlot(key: string, holder: string): void {
+    const holders = this.slots.get(key);
+    if (!holders?.delete(holder)) return;
+    if (holders.size === 0) this.slots.delete(key);
+  }
+
+  /** Slots held now, over every key (tests check that none leak). */
+  get slotsHeld(): number {
+    let n = 0;
+    for (const h of this.slots.values()) n += h.size;
+    return n;
   }
 
   adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): AdaptiveSnapshot {
@@ -145,7 +181,22 @@ export class InProcessState implements SharedState {
     return { rate: r.rate, cut, throttles: r.throttles, cuts: r.cuts };
   }
 
+  private bucketOf(key: string, limit: RateLimit, at: number): TokenBucket {
+    this.maybeSweep(at);
+    let entry = this.buckets.get(key);
+    if (!entry) {
+      entry = { bucket: new TokenBucket(limit.rate, limit.burst, at), lastUsed: at };
+      this.buckets.set(key, entry);
+    }
+    const b = entry.bucket;
+    entry.lastUsed = at;
+    b.burst = limit.burst;
+    if (b.rate !== limit.rate) b.setRate(limit.rate, at);
+    return b;
+  }
+
   forget(prefix: string): void {
+    for (const k of this.slots.keys()) if (k.startsWith(prefix)) this.slots.delete(k);
     for (const k of this.buckets.keys()) if (k.startsWith(prefix)) this.buckets.delete(k);
     for (const k of this.rates.keys()) if (k.startsWith(prefix)) this.rates.delete(k);
   }

@@ -54,6 +54,12 @@ export class TokenBucket {
     return wait;
   }
 
+  /** Takes `n` tokens whatever the balance (it may go negative): a cost known only after admission. */
+  charge(n: number, now: number): void {
+    this.refill(now);
+    this.tokens -= n;
+  }
+
   /** Changes the rate, keeping the tokens earned so far (adaptive shaping). */
   setRate(rate: number, now: number): void {
     if (!(rate > 0)) throw new RangeError(`token bucket rate must be positive, got ${rate}`);

@@ -23,7 +23,7 @@ import type { Logger } from "../core/addons.js";
 import { InProcessState, type AdaptiveEvent, type AdaptiveSnapshot, type Grant, type MaybeAsync, type RateLimit, type SharedState } from "../core/shared-state.js";
 import { CUBIC_BETA, CUBIC_SCALE, MIN_RATE, type AdaptiveRateOptions } from "../core/adaptive-rate.js";
 import type { FleetConnection } from "./connection.js";
-import { ADAPTIVE_SCRIPT, CLAIM_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
+import { ADAPTIVE_SCRIPT, CHARGE_SCRIPT, CLAIM_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
 
 /** A lease covers what this process used over this long (ms)… */
 export const LEASE_DEMAND_MS = 20;
@@ -43,6 +43,12 @@ export const LOCAL_TIMEOUT_MS = 2000;
 const CLAIM_REFRESH_MS = 2000;
 /** A rule name claimed by a process is held this long after its last refresh. */
 const CLAIM_TTL_MS = 30_000;
+
+/**
+ * A concurrency slot (a Lambda invocation in flight) is leased for this long and renewed every
+ * third of it while held: a process killed while holding slots leaks them for at most this long.
+ */
+export const SLOT_LEASE_MS = 10_000;
 
 interface Lease {
   tokens: number;
@@ -83,6 +89,15 @@ export class RedisSharedState implements SharedState {
   private readonly takeScript: Script;
   private readonly adaptiveScript: Script;
   private readonly claimScript: Script;
+  private readonly chargeScript: Script;
+  private readonly slotEnterScript: Script;
+  private readonly slotRenewScript: Script;
+  /** Slots this process holds in Redis (renewed while held), and those it holds in the fallback. */
+  private readonly slotsHeld = new Map<string, Set<string>>();
+  private readonly slotsLocal = new Map<string, Set<string>>();
+  /** Slots being asked for (key and holder), and whether the holder left meanwhile. */
+  private readonly slotsEntering = new Map<string, boolean>();
+  private readonly slotTimer: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly conn: FleetConnection,
@@ -96,6 +111,14 @@ export class RedisSharedState implements SharedState {
     this.takeScript = commands.sluiceTake!.bind(r);
     this.adaptiveScript = commands.sluiceAdaptive!.bind(r);
     this.claimScript = commands.sluiceClaim!.bind(r);
+    r.defineCommand("sluiceCharge", { numberOfKeys: 1, lua: CHARGE_SCRIPT });
+    r.defineCommand("sluiceSlotEnter", { numberOfKeys: 1, lua: SLOT_ENTER_SCRIPT });
+    r.defineCommand("sluiceSlotRenew", { numberOfKeys: 1, lua: SLOT_RENEW_SCRIPT });
+    this.chargeScript = commands.sluiceCharge!.bind(r);
+    this.slotEnterScript = commands.sluiceSlotEnter!.bind(r);
+    this.slotRenewScript = commands.sluiceSlotRenew!.bind(r);
+    this.slotTimer = setInterval(() => void this.renewSlots(), SLOT_LEASE_MS / 3);
+    this.slotTimer.unref();
     conn.on("up", () => {
       // Back from a fallback: what was counted locally meanwhile is not the fleet's.
       this.local = new InProcessState();
@@ -206,7 +229,54 @@ export class RedisSharedState implements SharedState {
     this.claims.set(id, text);
   }
 
+  charge(key: string, limit: RateLimit, n: number, at: number): MaybeAsync<void> {
+    if (!this.conn.up) return this.localCharge(key, limit, n, at);
+    return this.call(() => this.chargeScript("bucket:" + key, limit.rate, limit.burst, n)).then(
+      (answer) => {
+        if (answer === LOCAL) this.localCharge(key, limit, n, at);
+      },
+      (err: Error) => this.failed(err, () => this.localCharge(key, limit, n, at)),
+    );
+  }
+
+  enterSlot(key: string, holder: string, max: number): MaybeAsync<boolean> {
+    if (!this.conn.up) {
+      if (this.conn.config.fallback === "local" || this.conn.state === "closed") return this.localEnterSlot(key, holder, max);
+      return this.conn.whenUp().then(() => this.enterSlot(key, holder, max));
+    }
+    const entering = `${key}\n${holder}`;
+    this.slotsEntering.set(entering, false);
+    return this.call(() => this.slotEnterScript("slots:" + key, holder, max, SLOT_LEASE_MS)).then(
+      (answer): boolean => {
+        if (answer === LOCAL) return this.localEnterSlot(key, holder, max);
+        if (Number(answer) !== 1) return false;
+        addTo(this.slotsHeld, key, holder);
+        return true;
+      },
+      (err: Error) => this.failed(err, () => this.localEnterSlot(key, holder, max)),
+    ).finally(() => {
+      // Left while the script ran: the slot it got goes at once, not with its lease.
+      const leftMeanwhile = this.slotsEntering.get(entering);
+      this.slotsEntering.delete(entering);
+      if (leftMeanwhile) void this.leaveSlot(key, holder);
+    });
+  }
+
+  leaveSlot(key: string, holder: string): MaybeAsync<void> {
+    const entering = `${key}\n${holder}`;
+    if (this.slotsEntering.has(entering)) {
+      this.slotsEntering.set(entering, true);
+      return;
+    }
+    if (removeFrom(this.slotsLocal, key, holder)) this.local.leaveSlot(key, holder);
+    if (!removeFrom(this.slotsHeld, key, holder) || !this.conn.up) return;
+    // A leave Redis never hears of ends with the lease (SLOT_LEASE_MS).
+    this.stats.roundTrips++;
+    return this.conn.redis.zrem("slots:" + key, holder).then(() => {}, () => {});
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.slotTimer);
     clearInterval(this.claimTimer);
   }
 
@@ -221,6 +291,33 @@ export class RedisSharedState implements SharedState {
     } catch {
       // The connection reports loss itself; the next tick tries again.
     }
+  }
+
+  /** Keeps the leases of the slots this process holds (one round trip per key). */
+  private async renewSlots(): Promise<void> {
+    if (!this.conn.up) return;
+    for (const [key, holders] of this.slotsHeld) {
+      if (holders.size === 0) continue;
+      try {
+        this.stats.roundTrips++;
+        await this.slotRenewScript("slots:" + key, SLOT_LEASE_MS, ...holders);
+      } catch {
+        // The connection reports loss itself; the next tick tries again.
+      }
+    }
+  }
+
+  private localCharge(key: string, limit: RateLimit, n: number, at: number): void {
+    const share = this.conn.liveProcesses;
+    this.local.charge(key, { rate: limit.rate / share, burst: Math.max(1, limit.burst / share) }, n, at);
+  }
+
+  /** While Redis is away, this process's share of the slots. */
+  private localEnterSlot(key: string, holder: string, max: number): boolean {
+    this.stats.local++;
+    const granted = this.local.enterSlot(key, holder, Math.max(1, Math.floor(max / this.conn.liveProcesses)));
+    if (granted) addTo(this.slotsLocal, key, holder);
+    return granted;
   }
 
   private localTake(key: string, limit: RateLimit, n: number, at: number): Grant {
@@ -301,6 +398,20 @@ export class RedisSharedState implements SharedState {
     }
     return p;
   }
+}
+
+function addTo(map: Map<string, Set<string>>, key: string, holder: string): void {
+  const set = map.get(key);
+  if (set) set.add(holder);
+  else map.set(key, new Set([holder]));
+}
+
+/** Removes `holder` from `key`'s set; true when it was there. */
+function removeFrom(map: Map<string, Set<string>>, key: string, holder: string): boolean {
+  const set = map.get(key);
+  if (!set?.delete(holder)) return false;
+  if (set.size === 0) map.delete(key);
+  return true;
 }
 
 /** The marker for "answered locally" (a command that did not come back in time). */

@@ -143,3 +143,55 @@ if held and held ~= ARGV[1] then return held end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
 return ARGV[1]
 `;
+
+/**
+ * Takes n tokens whatever the bucket holds (into debt): a cost known only after admission (a
+ * DynamoDB read charged by its answer's size). KEYS[1]: the bucket. ARGV: rate (/s), burst, n.
+ * The same hash as TAKE_SCRIPT's, so the takes after it wait for the debt to be paid.
+ */
+export const CHARGE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(h[1]), tonumber(h[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+tokens = tokens - n
+redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.3f', ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+return 1
+`;
+
+/**
+ * A concurrency slot (Lambda's in-flight invocations), fleet-wide: a sorted set of holder →
+ * lease expiry (Redis ms). KEYS[1]: the set. ARGV: holder, max holders, lease (ms). Expired
+ * holders (a process that died without leaving) are dropped first. Returns 1 when the holder
+ * has a slot, 0 when all `max` are held.
+ */
+export const SLOT_ENTER_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+return 1
+`;
+
+/**
+ * Renews the leases of a process's slots. KEYS[1]: the set. ARGV: lease (ms), then the holders.
+ * Only holders still in the set are renewed (XX): one that expired meanwhile stays gone.
+ */
+export const SLOT_RENEW_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+return 1
+`;

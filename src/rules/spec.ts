@@ -20,6 +20,9 @@ export interface RuleSpec {
 
 export class RuleSpecError extends Error {}
 
+/** Options whose values are comma-separated lists, so they may be repeated (aws-limits' keys=, provisioned=, reserved=). */
+const LIST_OPTIONS = new Set(["keys", "provisioned", "reserved"]);
+
 export function parseRuleSpec(text: string, example = "'~d s3.amazonaws.com => throttle p=0.3'"): RuleSpec {
   const arrow = text.lastIndexOf("=>");
   if (arrow < 0) throw new RuleSpecError(`rule ${JSON.stringify(text)} has no "=>": write FILTER => ACTION, e.g. ${example}`);
@@ -39,7 +42,14 @@ export function parseRuleSpec(text: string, example = "'~d s3.amazonaws.com => t
     if (i === actionIndex) continue;
     if (isOption(w)) {
       const eq = w.indexOf("=");
-      options[w.slice(0, eq)] = w.slice(eq + 1);
+      const name = w.slice(0, eq);
+      if (options[name] !== undefined) {
+        // A list option given again adds to it (reserved=a:2 reserved=b:3); any other would silently lose a value.
+        if (!LIST_OPTIONS.has(name)) throw new RuleSpecError(`rule ${JSON.stringify(text)} gives ${name}= twice: give it once`);
+        options[name] = `${options[name]},${w.slice(eq + 1)}`;
+      } else {
+        options[name] = w.slice(eq + 1);
+      }
     } else {
       args.push(w);
     }

@@ -667,7 +667,7 @@ class DynamoError extends Error {
   }
 }
 
-/** A fake DynamoDB (JSON 1.0): CreateTable, DescribeTable, ListTables, PutItem, GetItem, DeleteItem. */
+/** A fake DynamoDB (JSON 1.0): CreateTable, DescribeTable, ListTables, PutItem, GetItem, Query (hash key equality), DeleteItem. */
 export async function startFakeDynamoDB(opts: FakeDynamoDBOptions = {}): Promise<FakeDynamoDB> {
   const region = opts.region ?? "us-east-1";
   const tables = new Map<string, DynamoTable>();
@@ -763,6 +763,17 @@ export async function startFakeDynamoDB(opts: FakeDynamoDBOptions = {}): Promise
       const t = tableOf(input);
       const item = t.items.get(keyOf(t, input.Key as Item, "key"));
       return item ? { Item: item } : {};
+    },
+    /** Query: the items whose hash key equals the value a `KEY = :v` KeyConditionExpression names. */
+    Query: (input) => {
+      const t = tableOf(input);
+      const hash = t.keySchema.find((k) => k.KeyType === "HASH")!.AttributeName;
+      const m = /^\s*(#?\w+)\s*=\s*(:\w+)\s*$/.exec(String(input.KeyConditionExpression ?? ""));
+      const names = (input.ExpressionAttributeNames ?? {}) as Record<string, string>;
+      if (!m || (m[1]!.startsWith("#") ? names[m[1]!] : m[1]) !== hash) throw new DynamoError("ValidationException", "Query condition missed key schema element", "com.amazon.coral.validate");
+      const value = JSON.stringify(((input.ExpressionAttributeValues ?? {}) as Record<string, unknown>)[m[2]!]);
+      const items = [...t.items.values()].filter((item) => JSON.stringify(item[hash]) === value);
+      return { Items: items, Count: items.length, ScannedCount: items.length };
     },
     DeleteItem: (input) => {
       const t = tableOf(input);

@@ -1,0 +1,237 @@
+/**
+ * DynamoDB capacity as AWS charges it, from the traffic: item sizes (DYNAMODB_ITEM_SIZES), read
+ * units from the answer (4 KB units; eventually consistent half, transactional double; Query and
+ * Scan rounded once over the items read; a ConsumedCapacity in the answer is authoritative), write
+ * units from the request's items (1 KB units; transactional double), and the partition a request
+ * goes to (its partition key value hashed, modulo the table's partition count).
+ *
+ * Units: reads are counted in half-RCUs (one eventually consistent read of up to 4 KB), so every
+ * read cost is a whole number; writes in WCUs. No sockets, no state.
+ */
+import { createHash } from "node:crypto";
+
+export const DYNAMODB_ITEM_SIZES = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html";
+export const DYNAMODB_READ_WRITE_UNITS = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html";
+
+type AttributeValue = Record<string, unknown>;
+type Item = Record<string, unknown>;
+type Json = Record<string, unknown>;
+
+/** The size of a number as DynamoDB counts it: 1 byte per two significant digits, plus 1. */
+function numberBytes(n: string): number {
+  const digits = n.replace(/^[-+]/, "").replace(/[eE].*$/, "").replace(".", "").replace(/^0+/, "").replace(/0+$/, "");
+  return Math.ceil(Math.max(1, digits.length) / 2) + 1;
+}
+
+function base64Bytes(b: string): number {
+  return Buffer.from(b, "base64").length;
+}
+
+/** The size of one attribute value (without its name), per DYNAMODB_ITEM_SIZES. */
+export function attributeValueBytes(v: unknown): number {
+  if (!v || typeof v !== "object") return 0;
+  const [type, value] = Object.entries(v as AttributeValue)[0] ?? [];
+  switch (type) {
+    case "S": return Buffer.byteLength(String(value));
+    case "N": return numberBytes(String(value));
+    case "B": return base64Bytes(String(value));
+    case "BOOL":
+    case "NULL": return 1;
+    case "SS": return Array.isArray(value) ? value.reduce((n: number, s) => n + Buffer.byteLength(String(s)), 0) : 0;
+    case "NS": return Array.isArray(value) ? value.reduce((n: number, s) => n + numberBytes(String(s)), 0) : 0;
+    case "BS": return Array.isArray(value) ? value.reduce((n: number, s) => n + base64Bytes(String(s)), 0) : 0;
+    // Lists and maps: 3 bytes of overhead, 1 byte per element.
+    case "L": return 3 + (Array.isArray(value) ? value.reduce((n: number, e) => n + 1 + attributeValueBytes(e), 0) : 0);
+    case "M": return 3 + (value && typeof value === "object" ? Object.entries(value).reduce((n, [k, e]) => n + 1 + Buffer.byteLength(k) + attributeValueBytes(e), 0) : 0);
+    default: return 0;
+  }
+}
+
+/** The size of an item: its attribute names and values. */
+export function itemBytes(item: unknown): number {
+  if (!item || typeof item !== "object") return 0;
+  let n = 0;
+  for (const [name, v] of Object.entries(item as Item)) n += Buffer.byteLength(name) + attributeValueBytes(v);
+  return n;
+}
+
+const units = (bytes: number, unit: number) => Math.max(1, Math.ceil(bytes / unit));
+const READ_UNIT = 4096;
+const WRITE_UNIT = 1024;
+
+function parse(text: string): Json {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === "object" ? (v as Json) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Half-RCUs per 4 KB unit: eventually consistent 1, strongly consistent 2, transactional 4. */
+const perUnit = (consistent: unknown) => (consistent === true ? 2 : 1);
+
+/**
+ * What a read costs before its answer is known, in half-RCUs: one 4 KB unit per item asked for
+ * (AWS charges at least that even for an item that is not there).
+ */
+export function readCostBefore(operation: string, request: Json): number {
+  switch (operation) {
+    case "TransactGetItems": return 4 * Math.max(1, Array.isArray(request.TransactItems) ? request.TransactItems.length : 1);
+    case "BatchGetItem": {
+      const tables = request.RequestItems && typeof request.RequestItems === "object" ? Object.values(request.RequestItems as Record<string, { Keys?: unknown[]; ConsistentRead?: boolean }>) : [];
+      return Math.max(1, tables.reduce((n, r) => n + (Array.isArray(r.Keys) ? r.Keys.length : 0) * perUnit(r.ConsistentRead), 0));
+    }
+    default: return perUnit(request.ConsistentRead);
+  }
+}
+
+/** The capacity units a ConsumedCapacity (one, or a list per table) gives for `table`, or null when the answer has none. */
+function consumedUnits(response: Json, table: string | null, kind: "read" | "write"): number | null {
+  const cc = response.ConsumedCapacity;
+  if (!cc) return null;
+  const entries = (Array.isArray(cc) ? cc : [cc]) as { TableName?: string; CapacityUnits?: number; ReadCapacityUnits?: number; WriteCapacityUnits?: number }[];
+  let total = 0;
+  let found = false;
+  for (const e of entries) {
+    if (table !== null && e.TableName !== undefined && e.TableName !== table) continue;
+    const v = (kind === "read" ? e.ReadCapacityUnits : e.WriteCapacityUnits) ?? e.CapacityUnits;
+    if (typeof v === "number") {
+      total += v;
+      found = true;
+    }
+  }
+  return found ? total : null;
+}
+
+/**
+ * What a read cost, from its answer, in half-RCUs (null when the answer is not a success):
+ * ConsumedCapacity when the client asked for it, else the items' sizes — GetItem and each item of
+ * BatchGetItem rounded up to 4 KB on its own, Query and Scan the total of the items read rounded
+ * up once, TransactGetItems twice a strongly consistent read.
+ */
+export function readCostAfter(operation: string, request: Json, responseText: string, table: string | null): number | null {
+  const response = parse(responseText);
+  const consumed = consumedUnits(response, operation === "BatchGetItem" || operation === "TransactGetItems" ? null : table, "read");
+  if (consumed !== null) return Math.max(1, Math.round(consumed * 2));
+  switch (operation) {
+    case "GetItem": return units(itemBytes(response.Item), READ_UNIT) * perUnit(request.ConsistentRead);
+    case "Query":
+    case "Scan": {
+      const items = Array.isArray(response.Items) ? response.Items : [];
+      let bytes = items.reduce((n: number, i) => n + itemBytes(i), 0);
+      // A filter drops items after they are read: AWS charges for ScannedCount items, of which only Count came back.
+      const scanned = Number(response.ScannedCount);
+      if (items.length > 0 && scanned > items.length) bytes = (bytes / items.length) * scanned;
+      return units(bytes, READ_UNIT) * perUnit(request.ConsistentRead);
+    }
+    case "BatchGetItem": {
+      const responses = (response.Responses ?? {}) as Record<string, unknown[]>;
+      const asked = (request.RequestItems ?? {}) as Record<string, { ConsistentRead?: boolean }>;
+      let n = 0;
+      for (const [t, items] of Object.entries(responses)) for (const i of Array.isArray(items) ? items : []) n += units(itemBytes(i), READ_UNIT) * perUnit(asked[t]?.ConsistentRead);
+      return Math.max(1, n);
+    }
+    case "TransactGetItems": {
+      const responses = Array.isArray(response.Responses) ? (response.Responses as { Item?: unknown }[]) : [];
+      return Math.max(4, responses.reduce((n, r) => n + 4 * units(itemBytes(r.Item), READ_UNIT), 0));
+    }
+    default: return null;
+  }
+}
+
+/**
+ * What a write costs, in WCUs, from its request: PutItem its item's size in 1 KB units; UpdateItem
+ * the key and the values it sets (the item's size after the update is not in the request: a lower
+ * bound); DeleteItem one; BatchWriteItem each put by its item and each delete one;
+ * TransactWriteItems twice each of its writes.
+ */
+export function writeCostBefore(operation: string, request: Json): number {
+  const updateBytes = (u: Json) => itemBytes(u.Key) + itemBytes(u.ExpressionAttributeValues) + itemBytes(u.AttributeUpdates && Object.fromEntries(Object.entries(u.AttributeUpdates as Json).map(([k, v]) => [k, (v as Json).Value])));
+  switch (operation) {
+    case "PutItem": return units(itemBytes(request.Item), WRITE_UNIT);
+    case "UpdateItem": return units(updateBytes(request), WRITE_UNIT);
+    case "DeleteItem": return 1;
+    case "BatchWriteItem": {
+      let n = 0;
+      for (const writes of Object.values((request.RequestItems ?? {}) as Record<string, unknown[]>)) {
+        for (const w of Array.isArray(writes) ? (writes as { PutRequest?: { Item?: unknown } }[]) : []) n += w.PutRequest ? units(itemBytes(w.PutRequest.Item), WRITE_UNIT) : 1;
+      }
+      return Math.max(1, n);
+    }
+    case "TransactWriteItems": {
+      const items = Array.isArray(request.TransactItems) ? (request.TransactItems as Record<string, Json>[]) : [];
+      let n = 0;
+      for (const t of items) {
+        if (t.Put) n += 2 * units(itemBytes(t.Put.Item), WRITE_UNIT);
+        else if (t.Update) n += 2 * units(updateBytes(t.Update), WRITE_UNIT);
+        else n += 2;
+      }
+      return Math.max(2, n);
+    }
+    default: return 1;
+  }
+}
+
+/** What a write cost, from its answer's ConsumedCapacity (when the client asked for it), or null. */
+export function writeCostAfter(operation: string, responseText: string, table: string | null): number | null {
+  const consumed = consumedUnits(parse(responseText), operation === "BatchWriteItem" || operation === "TransactWriteItems" ? null : table, "write");
+  return consumed === null ? null : Math.max(1, Math.ceil(consumed));
+}
+
+/** The table a request names: TableName, else the first table of a batch or transaction. */
+export function tableOf(request: Json): string | null {
+  if (typeof request.TableName === "string") return request.TableName;
+  if (request.RequestItems && typeof request.RequestItems === "object") return Object.keys(request.RequestItems)[0] ?? null;
+  if (Array.isArray(request.TransactItems)) {
+    const first = request.TransactItems[0] as Record<string, { TableName?: string }> | undefined;
+    const op = first ? Object.values(first)[0] : undefined;
+    return op?.TableName ?? null;
+  }
+  return null;
+}
+
+/**
+ * The partition key value of a single-item or single-key request, as JSON of its AttributeValue:
+ * `Key`/`Item`'s attribute `keyAttribute` when the table's partition key is known (keys=), else
+ * the first attribute in the request's order (SDKs send the key in the order the program wrote
+ * it, which puts the partition key first in the usual code); for Query, the value the
+ * KeyConditionExpression (or KeyConditions) sets the partition key equal to. Null when none is
+ * found.
+ */
+export function partitionKeyValueOf(request: Json, keyAttribute: string | null): string | null {
+  const pick = (o: unknown): string | null => {
+    if (!o || typeof o !== "object") return null;
+    const entries = Object.entries(o as Item);
+    const hit = keyAttribute !== null ? entries.find(([k]) => k === keyAttribute) : entries[0];
+    return hit ? JSON.stringify(hit[1]) : null;
+  };
+  if (request.Key) return pick(request.Key);
+  if (request.Item) return pick(request.Item);
+  if (typeof request.KeyConditionExpression === "string") {
+    const names = (request.ExpressionAttributeNames ?? {}) as Record<string, string>;
+    const values = (request.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
+    for (const m of request.KeyConditionExpression.matchAll(/([#\w.]+)\s*=\s*(:\w+)|(:\w+)\s*=\s*([#\w.]+)/g)) {
+      const nameToken = m[1] ?? m[4]!;
+      const valueToken = m[2] ?? m[3]!;
+      const name = nameToken.startsWith("#") ? names[nameToken] : nameToken;
+      if ((keyAttribute === null || name === keyAttribute) && values[valueToken] !== undefined) return JSON.stringify(values[valueToken]);
+    }
+    return null;
+  }
+  if (request.KeyConditions && typeof request.KeyConditions === "object") {
+    for (const [name, c] of Object.entries(request.KeyConditions as Record<string, { ComparisonOperator?: string; AttributeValueList?: unknown[] }>)) {
+      if ((keyAttribute === null || name === keyAttribute) && c.ComparisonOperator === "EQ" && c.AttributeValueList?.[0] !== undefined) return JSON.stringify(c.AttributeValueList[0]);
+    }
+  }
+  return null;
+}
+
+/**
+ * The partition (0 … partitions−1) a partition key value falls in: an MD5 of the value, as
+ * DynamoDB hashes the partition key (its hash function is internal; any uniform hash spreads values
+ * the same way), modulo the partition count.
+ */
+export function partitionOf(value: string, partitions: number): number {
+  return createHash("md5").update(value).digest().readUInt32BE(0) % partitions;
+}

@@ -1,0 +1,235 @@
+/**
+ * DynamoDB capacity as AWS charges it under `--fault aws-limits` (issue 17), with real clients in
+ * front of the local fake DynamoDB: a Query's answer is charged by its size after it comes (the
+ * bucket goes into debt and the next call is throttled with the right ThrottlingReasons), the
+ * partition is the partition key value's hash (two values in one partition share its budget, one
+ * in another has its own), a provisioned table keeps 300 s of unused capacity (burst capacity);
+ * and the throttling reasons sluice sends fit the format botocore's model documents. Lambda's
+ * reserved concurrency (reserved=) with concurrent slow invocations, in one process and shared by
+ * two sluice processes through a redis-server.
+ */
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { DynamoDBClient, GetItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Response } from "../src/core/flow.js";
+import { Faults } from "../src/addons/faults.js";
+import { parseFaultRule } from "../src/addons/fault-rules.js";
+import { awsLimits, type AwsLimiter } from "../src/aws/limits.js";
+import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capacity.js";
+import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
+import { startRedis, redisMissing } from "./support/redis.js";
+import { spawnSluice, type RunningSluice } from "./support/cli.js";
+import { startSluice } from "./support/sluice.js";
+import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { tunnelAgent } from "./support/tunnel-agent.js";
+import { tflow } from "./support/tflow.js";
+
+/** A filter compiler for rules whose filter does not matter here. */
+const compile = (expression: string) => Object.assign(() => true, { expression });
+
+const mapDynamo = (url: string) => JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${url}`]);
+
+/** Runs a boto3 script whose DynamoDB client `ddb` goes through sluice (no retries); returns its JSON output. */
+async function boto3Dynamo<T>(sluice: { url: string; caCert: string }, body: string): Promise<T> {
+  const script = `
+import boto3, botocore.config, botocore.exceptions, json, time
+ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}))
+def call(fn, **kw):
+    try:
+        fn(**kw)
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return "%s %s" % (e.response["Error"]["Code"], ",".join(r["reason"] for r in e.response.get("ThrottlingReasons", [])))
+${body}
+`;
+  const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as T;
+}
+
+describe("DynamoDB capacity under --fault aws-limits", () => {
+  test("@aws-sdk/client-dynamodb: a Query's 40 KB answer is charged after it comes (10 half-RCUs of a 6-unit bucket), so the next read of that partition is throttled with TableReadKeyRangeThroughputExceeded", async () => {
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
+    // Seeded straight into the fake: 10 items of about 4 KB under one partition key value.
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
+      assert.equal(r.status, 200);
+    }
+    // Reads per partition: 3,000 RCU × 0.001 = a bucket of 6 half-RCUs, refilled 6/s.
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Faults()] });
+    const ca = await readFile(sluice.caCert, "utf8");
+    const client = new DynamoDBClient({ region: "eu-west-1", credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" }, maxAttempts: 1, requestHandler: { httpsAgent: tunnelAgent(sluice.port, ca) } });
+    try {
+      const page = await client.send(new QueryCommand({ TableName: "orders", KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": { S: "hot" } } }));
+      assert.equal(page.Count, 10, "the Query itself was admitted: the partition had capacity");
+      const next = await client.send(new GetItemCommand({ TableName: "orders", Key: { pk: { S: "hot" }, sk: { S: "i0" } } })).then(
+        () => null,
+        (err: Error & { ThrottlingReasons?: { reason?: string; resource?: string }[]; $metadata?: { httpStatusCode?: number } }) => err,
+      );
+      assert.ok(next, "the Query's answer took the bucket into debt: the next read of the partition is throttled");
+      assert.equal(next.name, "ProvisionedThroughputExceededException");
+      assert.equal(next.$metadata?.httpStatusCode, 400);
+      assert.deepEqual(next.ThrottlingReasons, [{ reason: "TableReadKeyRangeThroughputExceeded", resource: "arn:aws:dynamodb:eu-west-1:000000000000:table/orders" }]);
+      const charged = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".Query"));
+      assert.ok(charged);
+      assert.equal(readCostAfter("Query", {}, charged.response!.text, "orders"), 10, "10 items of ~4 KB: 40 KB rounded up once, in 4 KB units");
+    } finally {
+      client.destroy();
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
+  test("boto3: two partition key values that hash to one partition share its write budget; a value in another partition has its own", async () => {
+    const partitions = 2;
+    const of = (pk: string) => partitionOf(JSON.stringify({ S: pk }), partitions);
+    const candidates = Array.from({ length: 50 }, (_, i) => `customer-${i}`);
+    const first = candidates[0]!;
+    const sameAsFirst = candidates.find((c) => c !== first && of(c) === of(first))!;
+    const elsewhere = candidates.find((c) => of(c) !== of(first))!;
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk" }], region: "eu-west-1" });
+    // Writes per partition: 1,000 WCU × 0.001 = a bucket of 1, refilled 1/s.
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), fault_rules: JSON.stringify([`~svc dynamodb => aws-limits scale=0.001 partitions=${partitions} keys=orders:pk`]) }, addons: [new Faults()] });
+    try {
+      const out = await boto3Dynamo<string[]>(sluice, `
+put = lambda pk: call(ddb.put_item, TableName="orders", Item={"pk": {"S": pk}, "n": {"N": "1"}})
+print(json.dumps([put(${JSON.stringify(first)}), put(${JSON.stringify(sameAsFirst)}), put(${JSON.stringify(elsewhere)})]))
+`);
+      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableWriteKeyRangeThroughputExceeded", "ok"], `${first} and ${sameAsFirst} in partition ${of(first)}, ${elsewhere} in ${of(elsewhere)}`);
+    } finally {
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
+  test("boto3: a provisioned table keeps 300 s of unused capacity — drained, it throttles with TableWriteProvisionedThroughputExceeded; after 2.5 s idle a burst of 2 writes passes at 1 WCU/s", async () => {
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk" }], region: "eu-west-1" });
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits provisioned=orders:1/1"]) }, addons: [new Faults()] });
+    try {
+      const out = await boto3Dynamo<{ drain: string; drained: string; burst: string[] }>(sluice, `
+put = lambda pk, size=1: call(ddb.put_item, TableName="orders", Item={"pk": {"S": pk}, "data": {"S": "x" * size}})
+drain = put("big", 310 * 1024)
+drained = put("a")
+time.sleep(2.5)
+burst = [put("b"), put("c")]
+print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
+`);
+      assert.equal(out.drain, "ok", "a 310 KB item costs the whole 300-WCU bucket (300 s × 1 WCU/s) and passes when it is full");
+      assert.equal(out.drained, "ProvisionedThroughputExceededException TableWriteProvisionedThroughputExceeded");
+      assert.deepEqual(out.burst, ["ok", "ok"], "2.5 s of unused capacity is kept: two writes at once, above the 1 WCU/s rate");
+    } finally {
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
+  test("item sizes and read costs follow AWS's rules; a ConsumedCapacity in the answer is taken as is", () => {
+    // Names and values: "pk" + "a" (3), "n" + 123 (2 digits per byte + 1: 2 + 1), "l" + list overhead 3 + 1 per element + "x".
+    assert.equal(itemBytes({ pk: { S: "a" }, n: { N: "123" }, l: { L: [{ S: "x" }] } }), 3 + 4 + (1 + 3 + 1 + 1));
+    const item = { pk: { S: "k" }, data: { S: "x".repeat(5000) } };
+    assert.equal(readCostAfter("GetItem", {}, JSON.stringify({ Item: item }), "t"), 2, "5 KB eventually consistent: two 4 KB units at half an RCU");
+    assert.equal(readCostAfter("GetItem", { ConsistentRead: true }, JSON.stringify({ Item: item }), "t"), 4);
+    assert.equal(readCostAfter("GetItem", {}, "{}", "t"), 1, "a missing item still costs one unit");
+    assert.equal(readCostAfter("BatchGetItem", {}, JSON.stringify({ Responses: { t: [{ a: { S: "x".repeat(1500) } }, { a: { S: "x".repeat(6500) } }] } }), null), 3, "each item of a batch is rounded up on its own (4 KB + 8 KB)");
+    assert.equal(readCostAfter("GetItem", {}, JSON.stringify({ Item: item, ConsumedCapacity: { TableName: "t", CapacityUnits: 7.5 } }), "t"), 15);
+    assert.equal(readCostAfter("Query", {}, JSON.stringify({ Items: [item], Count: 1, ScannedCount: 4 }), "t"), 5, "a filter's dropped items were read too: 4 × 5 KB = 20 KB");
+  });
+
+  test("the ThrottlingReasons sluice sends fit the format botocore's model documents for ThrottlingReason.reason (ResourceType + OperationType + LimitType)", async () => {
+    const flow = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem" }, reqBody: '{"TableName":"t","Item":{"pk":{"S":"a"}}}' });
+    const info = { service: "dynamodb", region: "eu-west-1", operation: "PutItem", bucket: null, key: null, invocationId: null, attempt: null, maxAttempts: null, sdk: null, retryMode: null };
+    const reasons = [...new Set(awsLimits({ provisioned: { t: { read: 1, write: 1 } } }).filter((l) => l.service === "dynamodb" && l.errorFor).map((l) => (l.errorFor!(flow, info).fields!.ThrottlingReasons as { reason: string }[])[0]!.reason))];
+    assert.equal(reasons.length, 6, reasons.join(", "));
+    const script = `
+import botocore.session, json, re, itertools
+doc = botocore.session.get_session().get_service_model("dynamodb").shape_for("ThrottlingReason").members["reason"].documentation
+resources = re.search(r"Resource Type[^:]*:\\s*(\\w+) or (\\w+)", doc).groups()
+operations = re.search(r"Operation Type[^:]*:\\s*(\\w+) or (\\w+)", doc).groups()
+limits = re.findall(r"<code>(\\w+)</code>:", doc)
+print(json.dumps(sorted(r + o + l for r, o, l in itertools.product(resources, operations, limits))))
+`;
+    const r = await run(await pythonWithBoto3(), ["-c", script]);
+    assert.equal(r.code, 0, r.stderr);
+    const documented = JSON.parse(r.stdout) as string[];
+    assert.ok(documented.includes("TableReadKeyRangeThroughputExceeded") && documented.length >= 16, documented.join(", "));
+    for (const reason of reasons) assert.ok(documented.includes(reason), `${reason} is not among the documented reasons: ${documented.join(", ")}`);
+  });
+});
+
+const lambdaAnswer = () => Response.make(200, '{"ok":true}', { "content-type": "application/json", "x-amz-executed-version": "$LATEST" });
+
+describe("Lambda reserved concurrency under --fault aws-limits", () => {
+  test("@aws-sdk/client-lambda: beyond a function's reserved= concurrency, ReservedFunctionConcurrentInvocationLimitExceeded; other functions share the account's pool less the reservation, beyond it ConcurrentInvocationLimitExceeded", async () => {
+    // Each invocation runs 1.5 s, so those sent together are all in flight at once.
+    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 1500 });
+    // 1,000 × 0.005 = 5 concurrent executions in the account, 2 reserved for resize: 3 unreserved.
+    const faults = new Faults();
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://lambda\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.005 reserved=resize:2"]) }, addons: [faults] });
+    const ca = await readFile(sluice.caCert, "utf8");
+    const client = new LambdaClient({ region: "eu-west-1", credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" }, maxAttempts: 1, requestHandler: { httpsAgent: tunnelAgent(sluice.port, ca) } });
+    const invoke = (fn: string) =>
+      client.send(new InvokeCommand({ FunctionName: fn, Payload: Buffer.from("{}") })).then(
+        () => "ok",
+        (err: Error & { Reason?: string; $metadata?: { httpStatusCode?: number } }) => `${err.$metadata?.httpStatusCode} ${err.name} ${err.Reason}`,
+      );
+    try {
+      const [resize, thumb] = await Promise.all([Promise.all([1, 2, 3, 4].map(() => invoke("resize"))), Promise.all([1, 2, 3, 4, 5].map(() => invoke("thumb")))]);
+      assert.deepEqual(resize.sort(), ["429 TooManyRequestsException ReservedFunctionConcurrentInvocationLimitExceeded", "429 TooManyRequestsException ReservedFunctionConcurrentInvocationLimitExceeded", "ok", "ok"], "2 reserved for resize");
+      assert.deepEqual(thumb.sort(), ["429 TooManyRequestsException ConcurrentInvocationLimitExceeded", "429 TooManyRequestsException ConcurrentInvocationLimitExceeded", "ok", "ok", "ok"], "the 3 unreserved for the rest, whatever resize holds");
+      const limiter = (faults as unknown as { configured: { limiter: AwsLimiter | null }[] }).configured[0]!.limiter!;
+      assert.equal(limiter.inFlightCount, 0, "every slot was released when its answer ended");
+      assert.equal((await invoke("resize")), "ok", "and can be taken again");
+    } finally {
+      client.destroy();
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("reserved= and the list options may be repeated; reserving more than the account leaves unreserved is refused in one line", () => {
+    const rule = parseFaultRule("aws-limits scale=0.01 reserved=a:2 reserved=b:3 keys=t:pk", "1", compile);
+    assert.equal(rule.action.name, "aws-limits");
+    assert.deepEqual((rule.action as { reserved?: Record<string, number> }).reserved, { a: 2, b: 3 });
+    assert.throws(() => parseFaultRule("~all => throttle p=0.3 p=0.5", "1", compile), /gives p= twice: give it once/);
+    assert.throws(() => parseFaultRule("aws-limits reserved=a:950", "1", compile), /reserves 950 concurrent executions, but the account has 1000 and AWS keeps 100 of them unreserved: reserve at most 900/);
+    assert.throws(() => parseFaultRule("aws-limits provisioned=orders:100", "1", compile), /provisioned= expects TABLE:RCU\/WCU/);
+  });
+});
+
+describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMissing() ?? false }, () => {
+  test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", async () => {
+    const redis = await startRedis();
+    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 2000 });
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-fleet-"));
+    const procs: RunningSluice[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lam", "--fault", "aws-limits scale=0.005 reserved=resize:2"]));
+      }
+      const script = `
+import boto3, botocore.config, botocore.exceptions, json, sys, threading
+out = []
+def invoke(url):
+    lam = boto3.client("lambda", region_name="eu-west-1", endpoint_url=url, config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}))
+    try:
+        lam.invoke(FunctionName="resize", Payload=b"{}")
+        out.append("ok")
+    except botocore.exceptions.ClientError as e:
+        out.append(e.response.get("Reason") or e.response["Error"]["Code"])
+threads = [threading.Thread(target=invoke, args=(url,)) for url in sys.argv[1:] for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(sorted(out)))
+`;
+      const r = await run(await pythonWithBoto3(), ["-c", script, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), ["ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ok", "ok"], "2 in flight across the fleet, not 2 per process");
+      const sets = redis.cli("--scan", "--pattern", "sluice:{lam}:slots:*").split("\n").filter(Boolean);
+      for (const key of sets) assert.equal(redis.cli("ZCARD", key).trim(), "0", `${key} holds no slot once the invocations ended`);
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()));
+      await Promise.all([origin.close(), redis.stop()]);
+    }
+  });
+});
