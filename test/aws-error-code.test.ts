@@ -16,11 +16,12 @@ import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
 const compile = (expression: string) => Object.assign(() => true, { expression });
 
 describe("error CODE", () => {
-  test("the modelled-error table is what the installed botocore's models say, for every service in it", async () => {
+  test("the modelled-error table is what the installed botocore's models say, for every service in it", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const script = `
 import botocore.session, json, sys
 table = json.loads(sys.argv[1])
@@ -67,7 +68,7 @@ print(json.dumps(problems))
     assert.equal(parseFaultRule("~svc ec2 => error InsufficientInstanceCapacity", "1", compile).action.name, "error");
   });
 
-  test("boto3 raises the named error with the model's status: DynamoDB ProvisionedThroughputExceededException, Lambda ResourceNotFoundException, S3 NoSuchKey, IAM's query code", async () => {
+  test("boto3 raises the named error with the model's status: DynamoDB ProvisionedThroughputExceededException, Lambda ResourceNotFoundException, S3 NoSuchKey, IAM's query code", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const origin = await startScriptedOrigin(() => Response.make(418, "this request should have been answered by sluice", { "content-type": "text/plain" }));
     const rules = [
       "~svc dynamodb => error ProvisionedThroughputExceededException",

@@ -13,6 +13,7 @@ import { Response } from "../src/core/flow.js";
 import { recognizeAwsRequest, throttleResponse, serviceErrorResponse, throttlingCodeOf, isBareS3Head503, errorCodeOf, protocolOf, type AwsRequestInfo } from "../src/aws/index.js";
 import { startScriptedOrigin, sluiceRequestOf, type FakeAwsOrigin, type FakeAwsRequest } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
 interface BotoOutcome {
   code?: string;
@@ -51,7 +52,7 @@ function startAnswering(respond: (info: AwsRequestInfo | null) => Response): Pro
 
 const TWO_LEGACY_ATTEMPTS = { mode: "legacy", total_max_attempts: 2 };
 
-describe("real boto3 classifies throttleResponse as throttling", { concurrency: true }, () => {
+describe("real boto3 classifies throttleResponse as throttling", { skip: needsPython("boto3", "python3-boto3"), concurrency: true }, () => {
   let throttling: FakeAwsOrigin;
   before(async () => {
     throttling = await startAnswering((info) => throttleResponse(info));
@@ -127,7 +128,7 @@ describe("real boto3 classifies throttleResponse as throttling", { concurrency: 
   });
 });
 
-describe("real boto3 parses serviceErrorResponse", { concurrency: true }, () => {
+describe("real boto3 parses serviceErrorResponse", { skip: needsPython("boto3", "python3-boto3"), concurrency: true }, () => {
   const cases: [status: 500 | 503, service: string, call: string, args: object, code: string][] = [
     [500, "s3", "list_buckets", {}, "InternalError"],
     [503, "s3", "list_buckets", {}, "ServiceUnavailable"],

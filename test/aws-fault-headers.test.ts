@@ -11,6 +11,7 @@ import { startSluice } from "./support/sluice.js";
 import { startOrigin, echo } from "./support/origins.js";
 import { startFakeDynamoDB } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
 describe("x-sluice-fault", () => {
   test("on: error, status (response side), delay and a bad action; the header is stripped; rate= counts across requests", async () => {
@@ -73,7 +74,7 @@ describe("x-sluice-fault", () => {
     }
   });
 
-  test("boto3 adding the header with its event system gets DynamoDB's ThrottlingException for that call only", async () => {
+  test("boto3 adding the header with its event system gets DynamoDB's ThrottlingException for that call only", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const dynamo = await startFakeDynamoDB({ tables: [{ name: "t", hashKey: "pk" }], region: "eu-west-1" });
     const sluice = await startSluice({ set: { fault_headers: "true", map_remote: JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${dynamo.url}`]) }, addons: [new Faults()] });
     try {

@@ -7,7 +7,6 @@
  * ProvisionedThroughputExceededException.
  */
 import { test, describe } from "node:test";
-import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
@@ -22,6 +21,7 @@ import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
 import { readFile } from "node:fs/promises";
 import { EC2Client, DescribeInstancesCommand } from "@aws-sdk/client-ec2";
 import { tunnelAgent } from "./support/tunnel-agent.js";
+import { needs, needsPython } from "./support/needs.js";
 
 /** Operations each limit names, to look up in the service model (EC2's and S3's models list no errors). */
 const SAMPLE_OPERATION: Record<string, string> = { kinesis: "PutRecord", sqs: "SendMessage", sts: "AssumeRole", kms: "Encrypt", dynamodb: "PutItem", lambda: "Invoke" };
@@ -36,7 +36,7 @@ function sampleOperation(l: ReturnType<typeof awsLimits>[number]): string {
 }
 
 describe("limit profiles", () => {
-  test("every limit's error is modelled for its operation or classified as throttling by botocore's retry handler", async () => {
+  test("every limit's error is modelled for its operation or classified as throttling by botocore's retry handler", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const wanted = [...new Set(awsLimits().map((l) => `${l.service} ${sampleOperation(l)} ${l.error.code}`))];
     const script = `
 import botocore.session, json, sys
@@ -65,7 +65,7 @@ print(json.dumps(out))
     }
   });
 
-  test("DynamoDB's ThrottlingReasons and Lambda's Reason values are members and enum values of botocore's error shapes", async () => {
+  test("DynamoDB's ThrottlingReasons and Lambda's Reason values are members and enum values of botocore's error shapes", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const fieldsOf = awsLimits().filter((l) => l.errorFor || l.error.fields).map((l) => {
       const flow = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem", authorization: "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/dynamodb/aws4_request" }, reqBody: '{"TableName":"t","Item":{"pk":{"S":"a"}}}' });
       const e = l.errorFor ? l.errorFor(flow, { service: l.service, region: "eu-west-1", operation: "PutItem", bucket: null, key: null, invocationId: null, attempt: null, maxAttempts: null, sdk: null, retryMode: null }) : l.error;
@@ -103,7 +103,7 @@ print(json.dumps(bad))
   });
 });
 
-describe("--fault aws-limits in front of a local fake, with boto3", () => {
+describe("--fault aws-limits in front of a local fake, with boto3", { skip: needsPython("boto3", "python3-boto3") }, () => {
   test("EC2 beyond the non-mutating bucket and as it refills, Kinesis PutRecord: each with its own error", async () => {
     const origin = await startScriptedOrigin((req) => {
       const target = req.headers.get("x-amz-target") ?? "";
@@ -185,7 +185,7 @@ print(json.dumps(out))
   });
 });
 
-describe("--fault aws-limits for DynamoDB and Lambda, with boto3", () => {
+describe("--fault aws-limits for DynamoDB and Lambda, with boto3", { skip: needsPython("boto3", "python3-boto3") }, () => {
   test("a hot DynamoDB partition key gets ProvisionedThroughputExceededException with its ThrottlingReasons; a key in another partition of the table passes", async () => {
     // A value that hashes to another of the table's 4 partitions (the default) than "hot".
     const partition = (pk: string) => partitionOf(JSON.stringify({ S: pk }), 4);
@@ -308,7 +308,7 @@ describe("--fault aws-limits with the JS SDK, the AWS CLI v2 and boto3 in adapti
     }
   });
 
-  test("boto3 in adaptive mode retries the refused calls and every call ends well as the bucket refills", async () => {
+  test("boto3 in adaptive mode retries the refused calls and every call ends well as the bucket refills", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const origin = await startScriptedOrigin(ec2Answer);
     const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://ec2\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.1"]) }, addons: [new Faults()] });
     try {
@@ -333,7 +333,7 @@ print("done")
   });
 });
 
-describe("Kinesis PutRecords under --fault aws-limits", () => {
+describe("Kinesis PutRecords under --fault aws-limits", { skip: needsPython("boto3", "python3-boto3") }, () => {
   test("records count against the shard with PutRecord's; beyond it boto3 gets 200 with FailedRecordCount and per-record ProvisionedThroughputExceededException", async () => {
     const origin = await startScriptedOrigin((req) => {
       const records = (JSON.parse(req.text) as { Records?: unknown[] }).Records ?? [];

@@ -13,8 +13,9 @@ import { AdminApi } from "../src/addons/admin-api.js";
 import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
-describe("LocalStack's chaos API", () => {
+describe("LocalStack's chaos API", { skip: needsPython("boto3", "python3-boto3") }, () => {
   test("faults and effects as LocalStack documents them, seen by boto3", async () => {
     const origin = await startScriptedOrigin((req) => {
       if ((req.headers.get("x-amz-target") ?? "").endsWith(".PutRecord")) return Response.make(200, '{"SequenceNumber":"1","ShardId":"shardId-000000000000"}', { "content-type": "application/x-amz-json-1.1" });

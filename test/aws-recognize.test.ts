@@ -14,6 +14,7 @@ import { recognizeAwsRequest, awsInfoOf, forgetAwsInfo, keyPrefixOf, awsHostOf, 
 import { startFakeS3, startFakeDynamoDB, sluiceRequestOf, type FakeS3, type FakeDynamoDB } from "./support/fake-aws.js";
 import { testOriginCa, originCaFile } from "./support/origins.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const AUTH_S3 = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261124/eu-west-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=0123abcd";
@@ -39,7 +40,7 @@ function pick(info: AwsRequestInfo | null, ...fields: (keyof AwsRequestInfo)[]):
   return Object.fromEntries(fields.map((f) => [f, info[f]]));
 }
 
-describe("requests captured from boto3", () => {
+describe("requests captured from boto3", { skip: needsPython("boto3", "python3-boto3") }, () => {
   let s3: FakeS3;
   let dynamodb: FakeDynamoDB;
   let stdout = "";

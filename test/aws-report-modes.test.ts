@@ -21,6 +21,7 @@ import { SLUICE_BIN } from "./support/cli.js";
 import { pathToFileURL } from "node:url";
 import { chromium, type Page } from "playwright-core";
 import { FlowWriter } from "../src/store/index.js";
+import { needs, needsPython } from "./support/needs.js";
 
 /** Opens an HTML report in headless Chromium (no network, no console errors) and hands the page to `check`. */
 async function inChromium(file: string, check: (page: Page) => Promise<void>): Promise<void> {
@@ -92,7 +93,7 @@ describe("sluice report: retry modes", () => {
     assert.ok(Math.abs(std3.backoffSeconds - 8 * (1 / 6 + 1 / 9)) < 1e-9);
   });
 
-  test("--html shows the forensics in Chromium: each client's mode, back-off against its formula, when the retry quota ran out, and the what-if per operation", async () => {
+  test("--html shows the forensics in Chromium: each client's mode, back-off against its formula, when the retry quota ran out, and the what-if per operation", { skip: needs("/usr/bin/chromium", "chromium") }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-modes-html-"));
     const capture = join(dir, "quota.mitm");
     const html = join(dir, "quota.html");
@@ -131,7 +132,7 @@ describe("sluice report: retry modes", () => {
     });
   });
 
-  test("boto3 legacy, standard and adaptive runs through sluice: the report names each client's mode from the capture", async () => {
+  test("boto3 legacy, standard and adaptive runs through sluice: the report names each client's mode from the capture", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const origin = await startScriptedOrigin(() => Response.make(200, "<ListAllMyBucketsResult/>", { "content-type": "application/xml" }));
     const dir = mkdtempSync(join(tmpdir(), "sluice-modes-"));
     const capture = join(dir, "modes.mitm");

@@ -13,6 +13,7 @@ import { parseShapeRule, ShapeRuleError } from "../src/addons/shaping-rules.js";
 import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { needsPython } from "./support/needs.js";
 
 const SNAPSHOTS = '<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r1</requestId><snapshotSet/></DescribeSnapshotsResponse>';
 
@@ -60,13 +61,13 @@ async function scan(calls: number, rules: { fault: string[]; shape: string[] }):
 }
 
 describe("--shape aws-limits", () => {
-  test("without shaping, a DescribeSnapshots scan from 16 threads runs into EC2's unfiltered bucket (RequestLimitExceeded)", async () => {
+  test("without shaping, a DescribeSnapshots scan from 16 threads runs into EC2's unfiltered bucket (RequestLimitExceeded)", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const out = await scan(150, { fault: ["aws-limits"], shape: [] });
     assert.ok((out.codes.RequestLimitExceeded ?? 0) >= 50, JSON.stringify(out.codes));
     assert.equal(out.refused, out.codes.RequestLimitExceeded, JSON.stringify(out));
   });
 
-  test("a 2,000-call DescribeSnapshots scan from 16 threads, shaped to the same limits it is faulted at, gets 0 throttles", async () => {
+  test("a 2,000-call DescribeSnapshots scan from 16 threads, shaped to the same limits it is faulted at, gets 0 throttles", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     // Scaled 10×: a bucket of 500 refilled 100/s, so the scan takes at least 15 s however fast the client is.
     const out = await scan(2000, { fault: ["aws-limits scale=10"], shape: ["aws-limits scale=10"] });
     assert.deepEqual(out.codes, { ok: 2000 }, `${out.shaped} requests waited in the queue`);

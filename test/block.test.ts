@@ -11,10 +11,11 @@ import { run } from "./support/run.js";
 import type { Addon } from "../src/core/addons.js";
 import { Block } from "../src/addons/block.js";
 import { addressScope, isLoopbackHost, type AddressScope } from "../src/core/address-scope.js";
+import { needs } from "./support/needs.js";
 
 const CURL = ["-sS", "--max-time", "10", "--noproxy", ""];
 
-describe("a client refused when it connects", () => {
+describe("a client refused when it connects", { skip: needs("curl", "curl") }, () => {
   let sluice: TestSluice;
   let origin: Origin;
   before(async () => {
@@ -96,7 +97,7 @@ describe("address scope, as Python's ipaddress", () => {
 const KILLED = [-52, -56];
 const AS = (scope: Omit<AddressScope, "loopback">) => () => ({ loopback: false, ...scope });
 
-describe("block_global and block_private on the wire", () => {
+describe("block_global and block_private on the wire", { skip: needs("curl", "curl") }, () => {
   let origin: Origin;
   before(async () => {
     origin = await startOrigin();

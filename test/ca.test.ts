@@ -21,7 +21,7 @@ import { needs } from "./support/needs.js";
 
 const CURL = ["-s", "-S", "--max-time", "20", "--noproxy", ""];
 
-describe("two processes on one fresh confdir", () => {
+describe("two processes on one fresh confdir", { skip: needs("curl", "curl") }, () => {
   let origin: Origin | null = null;
   after(() => origin?.close());
 
@@ -217,7 +217,7 @@ describe("leaf certificates", () => {
     }
   });
 
-  test("curl gets an ECDSA leaf, or an RSA one when its ClientHello offers no ECDSA", async () => {
+  test("curl gets an ECDSA leaf, or an RSA one when its ClientHello offers no ECDSA", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin({ tls: true });
     const sluice = await startSluice();
     try {

@@ -11,6 +11,7 @@ import { run } from "./support/run.js";
 import { SLUICE_BIN, spawnSluice, freePort, assertOneLineError } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { parseMode } from "../src/proxy/mode.js";
+import { needs } from "./support/needs.js";
 
 describe("--mode without a scheme, as in mitmproxy", () => {
   test("reverse defaults to https and upstream to http; a path or credentials are refused", () => {
@@ -28,7 +29,7 @@ describe("--mode without a scheme, as in mitmproxy", () => {
   });
   after(() => origin.close());
 
-  test("sluice dump --mode reverse:127.0.0.1:PORT speaks https to the server and says so", async () => {
+  test("sluice dump --mode reverse:127.0.0.1:PORT speaks https to the server and says so", { skip: needs("curl", "curl") }, async () => {
     const confdir = mkdtempSync(join(tmpdir(), "sluice-mode-"));
     const proc = await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:127.0.0.1:${origin.port}`, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`]);
     try {
@@ -42,7 +43,7 @@ describe("--mode without a scheme, as in mitmproxy", () => {
   });
 });
 
-describe("upstream mode with an unreachable upstream proxy", () => {
+describe("upstream mode with an unreachable upstream proxy", { skip: needs("curl", "curl") }, () => {
   test("the 502 body and the dump line name the upstream proxy, not the origin", async () => {
     const confdir = mkdtempSync(join(tmpdir(), "sluice-upstream-"));
     const deadProxy = await freePort();

@@ -10,6 +10,7 @@ import { run } from "./support/run.js";
 import { spawn } from "node:child_process";
 import { SLUICE_BIN, spawnSluice, freePort, assertOneLineError } from "./support/cli.js";
 import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
+import { needs } from "./support/needs.js";
 
 const sluice = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args]);
 const CURL = ["-sS", "--max-time", "120", "--noproxy", ""];
@@ -92,7 +93,7 @@ describe("sluice executable", () => {
   });
 });
 
-describe("sluice dump", () => {
+describe("sluice dump", { skip: needs("curl", "curl") }, () => {
   let origin: Origin;
   before(async () => {
     origin = await startOrigin();
@@ -138,7 +139,7 @@ describe("sluice dump", () => {
   });
 });
 
-describe("large bodies stream through with bounded memory", () => {
+describe("large bodies stream through with bounded memory", { skip: needs("curl", "curl") }, () => {
   const GiB = 1024 ** 3;
   test("1 GiB upload and 1 GiB download through sluice keep its RSS under 200 MB", { timeout: 300_000 }, async () => {
     let uploaded = 0;

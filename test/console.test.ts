@@ -20,6 +20,7 @@ import { kindOf, throttleCodeOf } from "../src/ui/console/flow-row.js";
 import { retrySummary } from "../src/ui/console/retries.js";
 import { formatBody, MAX_FORMATTED_BYTES } from "../src/ui/console/body.js";
 import { applyMessageText, messageAsText } from "../src/ui/console/editor.js";
+import { needs } from "./support/needs.js";
 
 const CURL = ["-sS", "--max-time", "60", "--noproxy", ""];
 
@@ -100,7 +101,7 @@ async function startConsole(term: Terminal, opts: { args?: string[]; env?: strin
   return { proxy: `http://127.0.0.1:${port}`, confdir };
 }
 
-describe("sluice console in a terminal", () => {
+describe("sluice console in a terminal", { skip: needs("tmux", "tmux") ?? needs("curl", "curl") }, () => {
   const term = new Terminal();
   let origin: Origin;
   let secure: Origin;
@@ -300,7 +301,7 @@ function foregroundColours(screen: string): string[] {
   return found;
 }
 
-describe("sluice console at 80×24 with NO_COLOR, faults and SDK retries", () => {
+describe("sluice console at 80×24 with NO_COLOR, faults and SDK retries", { skip: needs("curl", "curl") ?? needs("tmux", "tmux") }, () => {
   const term = new Terminal();
   let origin: Origin;
   let proxy: string;
@@ -413,7 +414,7 @@ describe("console throttle marks agree with ~throttled and the retries addon", (
   });
 });
 
-describe("sluice console list keys on real flows", () => {
+describe("sluice console list keys on real flows", { skip: needs("curl", "curl") ?? needs("tmux", "tmux") }, () => {
   const term = new Terminal();
   let origin: Origin;
   let proxy: string;

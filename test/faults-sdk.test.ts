@@ -17,6 +17,7 @@ import { startSluice, type TestSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { Faults } from "../src/addons/faults.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const REGION = "eu-west-1";
 const credentials = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" };
@@ -58,7 +59,7 @@ describe("real AWS SDKs under fault rules", () => {
 
   const flowsOf = (invocationId: string) => sluice.flows.filter((f) => f.request.headers.get("amz-sdk-invocation-id") === invocationId);
 
-  test("boto3 (legacy) list_buckets gets SlowDown after exactly 5 attempts; the AWS CLI's `s3 ls` fails with it too", async () => {
+  test("boto3 (legacy) list_buckets gets SlowDown after exactly 5 attempts; the AWS CLI's `s3 ls` fails with it too", { skip: needsPython("boto3", "python3-boto3") ?? needs("aws", "awscli") }, async () => {
     const python = await pythonWithBoto3();
     const script = `
 import boto3, botocore.exceptions

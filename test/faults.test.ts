@@ -20,6 +20,7 @@ import { Faults } from "../src/addons/faults.js";
 import { AdminApi } from "../src/addons/admin-api.js";
 import { parseFaultRule, readFaultFile, FaultRuleError } from "../src/addons/fault-rules.js";
 import { compileFilter } from "../src/core/filter.js";
+import { needs } from "./support/needs.js";
 
 const EXAMPLES = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples");
 const BIG = Buffer.alloc(64 * 1024, "x");
@@ -120,7 +121,7 @@ describe("fault actions: what a client sees", () => {
     assert.match(metrics, /sluice_faults_injected_total\{rule="1",action="status"\} 1/);
   });
 
-  test("delay: the answer comes late, and a client with a shorter timeout gives up (curl exit 28)", async () => {
+  test("delay: the answer comes late, and a client with a shorter timeout gives up (curl exit 28)", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /slow => delay 400ms", "~u /stuck => delay 5s", "~u /late => delay 300ms on=response"]);
     const t0 = performance.now();
@@ -139,7 +140,7 @@ describe("fault actions: what a client sees", () => {
     assert.ok(!o.requests.some((q) => q.url === "/stuck"), "a request whose client left is not sent");
   });
 
-  test("reset: curl sees 'connection reset' (exit 56), fetch an ECONNRESET", async () => {
+  test("reset: curl sees 'connection reset' (exit 56), fetch an ECONNRESET", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /reset => reset"]);
     const c = await curl(h, `${o.url}/reset`);
@@ -153,7 +154,7 @@ describe("fault actions: what a client sees", () => {
     assert.ok(flows.every((f) => (f.metadata.fault as { action: string }).action === "reset" && /connection reset by fault rule 1/.test(f.error?.msg ?? "")));
   });
 
-  test("close: curl sees an empty reply (exit 52), fetch 'other side closed'", async () => {
+  test("close: curl sees an empty reply (exit 52), fetch 'other side closed'", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /close => close"]);
     const c = await curl(h, `${o.url}/close`);
@@ -164,7 +165,7 @@ describe("fault actions: what a client sees", () => {
     assert.match(`${e.cause.code} ${e.cause.message}`, /UND_ERR_SOCKET|other side closed/, JSON.stringify(e.cause));
   });
 
-  test("hang: clients time out, the held request is let go when they leave, and when sluice stops", async () => {
+  test("hang: clients time out, the held request is let go when they leave, and when sluice stops", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /hang => hang"]);
     const c = await curl(h, `${o.url}/hang`, ["--max-time", "1"]);
@@ -208,7 +209,7 @@ describe("fault actions: what a client sees", () => {
     assert.ok(!o.requests.some((q) => q.url === "/hang"));
   });
 
-  test("truncate: curl reports a partial transfer (exit 18), fetch's body read fails", async () => {
+  test("truncate: curl reports a partial transfer (exit 18), fetch's body read fails", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /big => truncate 1000"]);
     const c = await run("curl", ["-sS", "-x", h.sluice.url, "-o", "/dev/null", "-w", "%{size_download}", `${o.url}/big`], { timeoutMs: 20_000 });
@@ -226,7 +227,7 @@ describe("fault actions: what a client sees", () => {
     assert.equal(s.stdout, "1000");
   });
 
-  test("bandwidth KBPS paces the body", async () => {
+  test("bandwidth KBPS paces the body", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const h = await faultySluice(["~u /big => bandwidth 128"]);
     const c = await curl(h, `${o.url}/big`);
@@ -237,7 +238,7 @@ describe("fault actions: what a client sees", () => {
     assert.ok(Number(seconds) >= 0.4 && Number(seconds) < 5, `took ${seconds}s`);
   });
 
-  test("bandwidth KBPS on=request paces the upload, kept or streamed", async () => {
+  test("bandwidth KBPS on=request paces the upload, kept or streamed", { skip: needs("curl", "curl") }, async () => {
     const o = await origin();
     const file = join(mkdtempSync(join(tmpdir(), "sluice-upload-")), "upload.bin");
     writeFileSync(file, BIG);
@@ -425,7 +426,7 @@ describe("runtime control", () => {
   });
 });
 
-describe("the sluice executable", () => {
+describe("the sluice executable", { skip: needs("curl", "curl") }, () => {
   test("--fault and --faults FILE load; the dump line shows the fault", async () => {
     const o = await origin();
     const proc = await spawnSluice(["dump", "-p", "0", "--confdir", testConfdir(), "--faults", join(EXAMPLES, "faults.yaml"), "--fault", "~u /cli => status 418"]);

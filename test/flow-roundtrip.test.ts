@@ -6,7 +6,6 @@
  * sent (no Content-Length beside Transfer-Encoding: chunked).
  */
 import { test, describe, before, after } from "node:test";
-import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +18,7 @@ import { MITMDUMP, mitmdumpMissing } from "./support/mitmdump.js";
 import { Save } from "../src/addons/save.js";
 import { readFlowFile } from "../src/store/index.js";
 import type { HTTPFlow } from "../src/core/flow.js";
+import { needs } from "./support/needs.js";
 
 const sluice = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args], { timeoutMs: 60_000 });
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
@@ -58,7 +58,7 @@ async function startPythonOrigin(): Promise<{ port: number; close(): void; child
   return { port, child, close: () => void child.kill() };
 }
 
-describe("flow files a mitmproxy user round-trips", () => {
+describe("flow files a mitmproxy user round-trips", { skip: needs("curl", "curl") ?? needs("python3", "python3") }, () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-roundtrip-"));
   const capture = join(dir, "capture.mitm");
   let origin: Awaited<ReturnType<typeof startPythonOrigin>>;

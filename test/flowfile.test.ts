@@ -37,6 +37,8 @@ import {
   type TnetDict,
   type TnetValue,
 } from "../src/store/index.js";
+import { needs } from "./support/needs.js";
+import { mitmdumpMissing } from "./support/mitmdump.js";
 
 const MITMDUMP = "/usr/bin/mitmdump";
 const PYTHON = "/usr/bin/python3";
@@ -184,7 +186,7 @@ function essence(f: HTTPFlow) {
 
 // ---------------------------------------------------------------------------------------------
 
-describe("(a) mitmdump 8.1.1 writes, sluice reads", () => {
+describe("(a) mitmdump 8.1.1 writes, sluice reads", { skip: needs("curl", "curl") ?? mitmdumpMissing() }, () => {
   let origin: Origin;
   before(async () => {
     origin = await startOrigin({
@@ -275,7 +277,7 @@ describe("(b) sluice writes, mitmproxy 8.1.1 reads", () => {
     assert.deepEqual(back.map(essence), flows.map(essence));
   });
 
-  test("mitmdump -nr prints every flow as mitmproxy sees it", async () => {
+  test("mitmdump -nr prints every flow as mitmproxy sees it", { skip: mitmdumpMissing() }, async () => {
     requireMitmproxy();
     const r = await run(MITMDUMP, ["-n", "-r", file, "--set", `confdir=${mkdtempSync(join(dir, "mitm-conf-"))}`]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -300,7 +302,7 @@ describe("(b) sluice writes, mitmproxy 8.1.1 reads", () => {
     ]);
   });
 
-  test("mitmproxy's FlowReader sees exactly the fields sluice wrote", () => {
+  test("mitmproxy's FlowReader sees exactly the fields sluice wrote", { skip: mitmdumpMissing() }, () => {
     requireMitmproxy();
     const seen = JSON.parse(python(PYTHON_FLOW_FIELDS, [file])) as PythonFlow[];
     assert.equal(seen.length, flows.length);
@@ -323,7 +325,7 @@ describe("(b) sluice writes, mitmproxy 8.1.1 reads", () => {
     }
   });
 
-  test("sluice-only data rides in metadata._sluice and survives a round trip through mitmproxy", async () => {
+  test("sluice-only data rides in metadata._sluice and survives a round trip through mitmproxy", { skip: mitmdumpMissing() }, async () => {
     requireMitmproxy();
     const rewritten = join(dir, "through-mitmproxy.mitm");
     python("import sys\nfrom mitmproxy.io import FlowReader, FlowWriter\nw = FlowWriter(open(sys.argv[2], 'wb'))\nfor f in FlowReader(open(sys.argv[1], 'rb')).stream(): w.add(f)", [file, rewritten]);
@@ -729,7 +731,7 @@ function maskIds(v: unknown): unknown {
   return d;
 }
 
-describe("older versions migrate exactly as mitmproxy's compat.py migrates them", () => {
+describe("older versions migrate exactly as mitmproxy's compat.py migrates them", { skip: mitmdumpMissing() }, () => {
   test("0.11 (Python 2, bytes keys) through every step to 17, then read as a flow", async () => {
     requireMitmproxy();
     const file = join(dir, "v0.11.mitm");

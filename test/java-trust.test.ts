@@ -10,8 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SLUICE_BIN } from "./support/cli.js";
 import { run } from "./support/run.js";
+import { needs } from "./support/needs.js";
 
-test("sluice env: JAVA_TOOL_OPTIONS with proxy properties and a PKCS#12 trust store Java accepts", async () => {
+test("sluice env: JAVA_TOOL_OPTIONS with proxy properties and a PKCS#12 trust store Java accepts", { skip: needs("openssl", "openssl") }, async () => {
   const confdir = mkdtempSync(join(tmpdir(), "sluice-java-"));
   const env = await run(process.execPath, [SLUICE_BIN, "env", "--confdir", confdir, "--attach", "127.0.0.1:9999"]);
   assert.equal(env.code, 0, env.stderr);

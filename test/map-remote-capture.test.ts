@@ -16,12 +16,13 @@ import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN, spawnSluice } from "./support/cli.js";
 import { testConfdir } from "./support/sluice.js";
 import { startScriptedOrigin, type FakeAwsOrigin } from "./support/fake-aws.js";
+import { needsPython } from "./support/needs.js";
 
 const sluice = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args], { timeoutMs: 60_000 });
 
 const LIST = '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>logs</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>';
 
-describe("virtual-hosted S3 through map_remote, read back from the capture", () => {
+describe("virtual-hosted S3 through map_remote, read back from the capture", { skip: needsPython("boto3", "python3-boto3") }, () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-mapped-"));
   const sqlite = join(dir, "cap.sqlite");
   let origin: FakeAwsOrigin;

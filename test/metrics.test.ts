@@ -15,6 +15,7 @@ import { startSluice, testConfdir, type TestSluice } from "./support/sluice.js";
 import { SLUICE_BIN, spawnSluice, freePort } from "./support/cli.js";
 import { run } from "./support/run.js";
 import { mapS3To, s3ClientThrough, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
+import { needs } from "./support/needs.js";
 
 /** A UDP socket on 127.0.0.1 that keeps every datagram it receives. */
 async function statsdServer(): Promise<{ port: number; datagrams: string[]; close(): void }> {
@@ -156,7 +157,7 @@ describe("metrics from a throttled JavaScript SDK client", () => {
 describe("metrics options from the command line", () => {
   const sluiceCli = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args]);
 
-  test("sluice dump --set metrics_port serves the counters of the traffic it proxies", async () => {
+  test("sluice dump --set metrics_port serves the counters of the traffic it proxies", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin({ handler: (_req, res) => void (res as http.ServerResponse).writeHead(429, { "retry-after": "1" }).end("slow down\n") });
     const port = origin.port;
     // metrics_port=0 picks a free port and logs where.

@@ -14,6 +14,7 @@ import { spawnSluice, type RunningSluice } from "./support/cli.js";
 import { echo, startOrigin, type Origin, type SeenRequest } from "./support/origins.js";
 import { curlVia, header, mitmdumpMissing, startMitmdump, type CurlAnswer, type RunningMitmdump } from "./support/mitmdump.js";
 import { parseSpec, pythonReplacement, unescapePython } from "../src/core/spec.js";
+import { needs } from "./support/needs.js";
 
 const skip = mitmdumpMissing();
 
@@ -47,7 +48,7 @@ interface Proxy {
   stop(): Promise<unknown>;
 }
 
-describe("mitmproxy's options against mitmdump 8.1.1", { skip }, () => {
+describe("mitmproxy's options against mitmdump 8.1.1", { skip: needs("curl", "curl") ?? skip }, () => {
   let origin: Origin;
   let dir: string;
   const proxies: Proxy[] = [];
@@ -172,7 +173,7 @@ describe("mitmproxy's options against mitmdump 8.1.1", { skip }, () => {
   });
 });
 
-describe("--proxyauth and --mode socks5 against mitmdump 8.1.1", { skip }, () => {
+describe("--proxyauth and --mode socks5 against mitmdump 8.1.1", { skip: needs("curl", "curl") ?? skip }, () => {
   let plain: Origin;
   let secure: Origin;
   interface Pair {

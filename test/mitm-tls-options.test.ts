@@ -15,6 +15,7 @@ import { spawnSluice, freePort, SLUICE_BIN } from "./support/cli.js";
 import { run } from "./support/run.js";
 import { echo, startOrigin, originCaFile, testOriginCa, type Origin } from "./support/origins.js";
 import { curlVia, mitmdumpMissing, startMitmdump } from "./support/mitmdump.js";
+import { needs } from "./support/needs.js";
 
 const skip = mitmdumpMissing();
 
@@ -51,7 +52,7 @@ function openssl(args: string[]): Promise<void> {
   return run("openssl", args).then((r) => assert.equal(r.code, 0, r.stderr));
 }
 
-describe("connection and TLS options against mitmdump 8.1.1", { skip }, () => {
+describe("connection and TLS options against mitmdump 8.1.1", { skip: needs("curl", "curl") ?? skip }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "sluice-tlsopt-files-"));
@@ -116,7 +117,7 @@ describe("connection and TLS options against mitmdump 8.1.1", { skip }, () => {
     }
   });
 
-  test("client_certs: a file or a HOST.pem directory gets through to an origin that requires a client certificate", async () => {
+  test("client_certs: a file or a HOST.pem directory gets through to an origin that requires a client certificate", { skip: needs("openssl", "openssl") }, async () => {
     const key = join(dir, "client.key");
     const cert = join(dir, "client.crt");
     await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=sluice-test-client", "-days", "2", "-keyout", key, "-out", cert]);
@@ -159,7 +160,7 @@ describe("connection and TLS options against mitmdump 8.1.1", { skip }, () => {
     }
   });
 
-  test("--certs serves the given certificate for its domain; tls_version_client_min refuses older clients; --no-http2", async () => {
+  test("--certs serves the given certificate for its domain; tls_version_client_min refuses older clients; --no-http2", { skip: needs("openssl", "openssl") }, async () => {
     const key = join(dir, "custom.key");
     const cert = join(dir, "custom.crt");
     await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=custom.test", "-addext", "subjectAltName=DNS:custom.test", "-days", "2", "-keyout", key, "-out", cert]);

@@ -20,6 +20,7 @@ import { startSluice, testConfdir } from "./support/sluice.js";
 import { startOrigin } from "./support/origins.js";
 import { mapS3To, runBoto3, startThrottlingS3 } from "./support/throttling-s3.js";
 import type { TrackerSnapshot } from "../src/aws/invocations.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const sluiceCli = (args: string[], cwd?: string) => run(process.execPath, [SLUICE_BIN, ...args], { timeoutMs: 60_000, cwd });
@@ -122,7 +123,7 @@ describe("scripts from anywhere on disk", () => {
     }
   }
 
-  test("import { Response } from \"sluice\" is the running sluice's, from .ts and .js outside the repo", async () => {
+  test("import { Response } from \"sluice\" is the running sluice's, from .ts and .js outside the repo", { skip: needs("curl", "curl") }, async () => {
     for (const ext of ["ts", "js"]) {
       const file = join(dir, `answer.${ext}`);
       writeFileSync(file, `import { Response, HTTPFlow } from "sluice";\nexport default { request(flow${ext === "ts" ? ": HTTPFlow" : ""}) { flow.response = Response.make(200, "same class: " + (flow instanceof HTTPFlow)); } };\n`);
@@ -131,7 +132,7 @@ describe("scripts from anywhere on disk", () => {
     }
   });
 
-  test("a script that throws shows its own file, line and column, not a data: URL", async () => {
+  test("a script that throws shows its own file, line and column, not a data: URL", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin();
     try {
       const file = join(dir, "throws.ts");
@@ -151,7 +152,7 @@ describe("scripts from anywhere on disk", () => {
     assertOneLineError(r, /sluice runs JavaScript and TypeScript scripts \(\.js, \.ts\), not Python; mitmproxy's names work in them \(see "Scripts for mitmproxy users" in the README\)/, "-s file.py", 2);
   });
 
-  test("a misspelt hook is reported instead of never running", async () => {
+  test("a misspelt hook is reported instead of never running", { skip: needs("curl", "curl") }, async () => {
     const file = join(dir, "typo.js");
     writeFileSync(file, `export default { responce(flow) {}, request(flow) {} };\n`);
     const { stderr } = await through(file, "http://127.0.0.1:9/");
@@ -181,7 +182,7 @@ function get(url: string): Promise<string> {
   });
 }
 
-describe("the talk's addon (examples/s3-throttle.js) with boto3: the script's 429s are what is recorded", () => {
+describe("the talk's addon (examples/s3-throttle.js) with boto3: the script's 429s are what is recorded", { skip: needsPython("boto3", "python3-boto3") }, () => {
   test("boto3's retries, the capture, sluice report and the metrics agree with the SDK's count", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-talk-"));
     const capture = join(dir, "throttled.mitm");

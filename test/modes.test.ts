@@ -15,6 +15,7 @@ import { ProxyAuth } from "../src/addons/proxy-auth.js";
 import { tabLines } from "../src/ui/console/flow-details.js";
 import { tflow } from "./support/tflow.js";
 import { ModeError, listenAddresses, parseMode, parseModes } from "../src/proxy/mode.js";
+import { needs, needsPython } from "./support/needs.js";
 
 /** curl with no proxy variables from the environment; exit code, body and stderr. */
 async function curl(args: string[]): Promise<{ code: number | null; body: string; stderr: string }> {
@@ -89,7 +90,7 @@ describe("socks5 mode", () => {
     await secure.close();
   });
 
-  test("curl --socks5-hostname: plain HTTP and intercepted HTTPS, flows tagged socks5", async () => {
+  test("curl --socks5-hostname: plain HTTP and intercepted HTTPS, flows tagged socks5", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const http = await curl(["--socks5-hostname", `127.0.0.1:${sluice.port}`, `http://localhost:${plain.port}/plain?x=1`]);
     assert.equal(http.code, 0, http.stderr);
@@ -108,7 +109,7 @@ describe("socks5 mode", () => {
     assert.equal(flows.find((f) => f.request.path === "/plain?x=1")!.request.scheme, "http");
   });
 
-  test("curl --socks5 (client resolves; IPv4 address type) to HTTP and HTTPS", async () => {
+  test("curl --socks5 (client resolves; IPv4 address type) to HTTP and HTTPS", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const http = await curl(["--socks5", `127.0.0.1:${sluice.port}`, `${plain.url}/by-ip`]);
     assert.equal(http.code, 0, http.stderr);
@@ -138,7 +139,7 @@ describe("socks5 mode", () => {
     }
   });
 
-  test("Python requests with socks5h:// (PySocks): plain and intercepted HTTPS", async () => {
+  test("Python requests with socks5h:// (PySocks): plain and intercepted HTTPS", { skip: needsPython("requests", "python3-requests", "/usr/bin/python3") ?? needsPython("socks", "python3-socks", "/usr/bin/python3") }, async () => {
     // Debian's python3 with python3-requests and python3-socks (botocore itself has no SOCKS support).
     const script = `
 import sys, requests
@@ -151,7 +152,7 @@ print(requests.get(sys.argv[3], proxies=proxies, verify=sys.argv[4], timeout=20)
     assert.deepEqual(r.stdout.trim().split("\n"), ["/py-plain", "/py-tls"]);
   });
 
-  test("IPv6 address type: a CONNECT to ::1 is parsed and answered", async () => {
+  test("IPv6 address type: a CONNECT to ::1 is parsed and answered", { skip: needs("curl", "curl") }, async () => {
     // Nothing listens on [::1]:PORT (origins are IPv4), so the request reaches sluice, which
     // tries [::1] and answers 502 naming it: the address was decoded correctly.
     const before = sluice.flows.length;
@@ -175,13 +176,13 @@ print(requests.get(sys.argv[3], proxies=proxies, verify=sys.argv[4], timeout=20)
     assert.ok(sluice.logs.some((l) => /SOCKS5 command BIND is not supported/.test(l)));
   });
 
-  test("an HTTP request on the SOCKS5 port gets a 400 saying what the port is", async () => {
+  test("an HTTP request on the SOCKS5 port gets a 400 saying what the port is", { skip: needs("curl", "curl") }, async () => {
     const r = await curl(["-x", `http://127.0.0.1:${sluice.port}`, `${plain.url}/`]);
     assert.match(r.body, /this port is a SOCKS5 proxy \(mode socks5\)/);
   });
 });
 
-describe("socks5 with proxyauth (RFC 1929 username/password)", () => {
+describe("socks5 with proxyauth (RFC 1929 username/password)", { skip: needs("curl", "curl") }, () => {
   let origin: Origin;
   let secure: Origin;
   let sluice: TestSluice;
@@ -225,7 +226,7 @@ describe("socks5 with proxyauth (RFC 1929 username/password)", () => {
   });
 });
 
-describe("several --mode listeners in one process", () => {
+describe("several --mode listeners in one process", { skip: needs("curl", "curl") }, () => {
   test("regular and reverse at once with curl; flows tagged; own listeners refused; a clash is one line", async () => {
     const origin = await startOrigin();
     const backend = await startOrigin();

@@ -17,6 +17,7 @@ import { Intercept } from "../src/addons/intercept.js";
 import { Master } from "../src/proxy/master.js";
 import { LineLogger } from "../src/core/log.js";
 import type { HTTPFlow } from "../src/core/flow.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
@@ -42,7 +43,7 @@ describe("scripts", () => {
   });
   after(() => origin.close());
 
-  test("examples/s3-throttle.ts turns S3 responses into 429 and boto3 sees them", async () => {
+  test("examples/s3-throttle.ts turns S3 responses into 429 and boto3 sees them", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const fake = await startFakeS3();
     // sluice → another sluice (which maps S3 to the fake): the first one still sees the real S3 host.
     const mapper = await startSluice({ set: { map_remote: JSON.stringify([`|https://s3\\.eu-west-1\\.amazonaws\\.com|${fake.url}`]) } });
@@ -72,7 +73,7 @@ except botocore.exceptions.ClientError as e:
     }
   });
 
-  test("a JavaScript script works too (examples/add-header.js)", async () => {
+  test("a JavaScript script works too (examples/add-header.js)", { skip: needs("curl", "curl") }, async () => {
     const sluice = await startSluice({ set: { scripts: JSON.stringify([join(REPO, "examples", "add-header.js")]) }, addons: [new Scripts()] });
     try {
       const r = await run("curl", [...CURL, "-x", sluice.url, `${origin.url}/js`]);
@@ -82,7 +83,7 @@ except botocore.exceptions.ClientError as e:
     }
   });
 
-  test("a script is reloaded when its file changes", async () => {
+  test("a script is reloaded when its file changes", { skip: needs("curl", "curl") }, async () => {
     const file = scriptFile(`export default { request(flow) { flow.request.headers.set("x-version", "1"); } };`);
     const sluice = await startSluice({ set: { scripts: JSON.stringify([file]) }, addons: [new Scripts()] });
     try {
@@ -97,7 +98,7 @@ except botocore.exceptions.ClientError as e:
     }
   });
 
-  test("a script that throws is reported with its stack and the flow goes on unharmed", async () => {
+  test("a script that throws is reported with its stack and the flow goes on unharmed", { skip: needs("curl", "curl") }, async () => {
     const file = scriptFile(`export default { request(flow) { throw new Error("boom in script"); }, response(flow) { flow.response.headers.set("x-after", "yes"); } };`);
     const sluice = await startSluice({ set: { scripts: JSON.stringify([file]) }, addons: [new Scripts()] });
     try {
@@ -119,7 +120,7 @@ except botocore.exceptions.ClientError as e:
     await assert.rejects(startSluice({ set: { scripts: JSON.stringify(["/no/such/script.ts"]) }, addons: [new Scripts()] }), /does not exist/);
   });
 
-  test("a slow hook delays only its own flow", async () => {
+  test("a slow hook delays only its own flow", { skip: needs("curl", "curl") }, async () => {
     const file = scriptFile(`export default { async request(flow) { if (flow.request.path === "/slow") await new Promise((r) => setTimeout(r, 1500)); } };`);
     const sluice = await startSluice({ set: { scripts: JSON.stringify([file]) }, addons: [new Scripts()] });
     try {
@@ -134,7 +135,7 @@ except botocore.exceptions.ClientError as e:
     }
   });
 
-  test("a script can register an option set with --set", async () => {
+  test("a script can register an option set with --set", { skip: needs("curl", "curl") }, async () => {
     const file = scriptFile(`
 let ctx;
 export default {
@@ -168,7 +169,7 @@ describe("interception and commands", () => {
     return flow!;
   };
 
-  test("intercept → edit the path → resume: curl receives the edited request's answer", async () => {
+  test("intercept → edit the path → resume: curl receives the edited request's answer", { skip: needs("curl", "curl") }, async () => {
     const pending = run("curl", [...CURL, "-x", sluice.url, `${origin.url}/catch/original`]);
     const flow = await waitPaused("/catch");
     assert.equal(flow.metadata.intercepted_at, "request");
@@ -179,7 +180,7 @@ describe("interception and commands", () => {
     assert.equal(JSON.parse(r.stdout).url, "/edited/path");
   });
 
-  test("flow.set @focus status_code 429 on a live flow changes what the waiting client gets", async () => {
+  test("flow.set @focus status_code 429 on a live flow changes what the waiting client gets", { skip: needs("curl", "curl") }, async () => {
     await sluice.master.commands.execute(`set intercept=~u /catch-response & ~s`);
     try {
       const pending = run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `${origin.url}/catch-response`]);
@@ -197,7 +198,7 @@ describe("interception and commands", () => {
     }
   });
 
-  test("flow.kill drops a paused flow's connection", async () => {
+  test("flow.kill drops a paused flow's connection", { skip: needs("curl", "curl") }, async () => {
     const pending = run("curl", [...CURL, "-x", sluice.url, `${origin.url}/catch/kill-me`]);
     const flow = await waitPaused("/catch/kill-me");
     await sluice.master.commands.execute(`flow.kill ${flow.id}`);
@@ -205,7 +206,7 @@ describe("interception and commands", () => {
     assert.equal(r.code, 52, `curl: empty reply from server (${r.stderr})`);
   });
 
-  test("a paused flow whose client gave up ends at once, with an error that says so", async () => {
+  test("a paused flow whose client gave up ends at once, with an error that says so", { skip: needs("curl", "curl") }, async () => {
     const r = await run("curl", [...CURL, "-x", sluice.url, "--max-time", "1", `${origin.url}/catch/abandoned`]);
     assert.equal(r.code, 28, r.stderr);
     const flow = sluice.master.view.all.find((f) => f.request.path === "/catch/abandoned")!;
@@ -215,7 +216,7 @@ describe("interception and commands", () => {
     assert.ok(!origin.requests.some((q) => q.url === "/catch/abandoned"), "never reached the origin");
   });
 
-  test("a paused flow times out with a clear 504 instead of hanging", async () => {
+  test("a paused flow times out with a clear 504 instead of hanging", { skip: needs("curl", "curl") }, async () => {
     await sluice.master.commands.execute("set intercept_timeout=1");
     try {
       const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `${origin.url}/catch/forgotten`]);
@@ -226,7 +227,7 @@ describe("interception and commands", () => {
     }
   });
 
-  test("intercept_timeout=3 answers 504 after 3 s, not 6: sluice's own 504 is not intercepted again", async () => {
+  test("intercept_timeout=3 answers 504 after 3 s, not 6: sluice's own 504 is not intercepted again", { skip: needs("curl", "curl") }, async () => {
     await sluice.master.commands.execute("set intercept_timeout=3");
     try {
       const started = Date.now();
@@ -263,7 +264,7 @@ describe("interception and commands", () => {
     }
   });
 
-  test("selectors: @all, @marked, @unmarked and filter expressions", async () => {
+  test("selectors: @all, @marked, @unmarked and filter expressions", { skip: needs("curl", "curl") }, async () => {
     await run("curl", [...CURL, "-x", sluice.url, `${origin.url}/sel/a`]);
     await run("curl", [...CURL, "-x", sluice.url, `${origin.url}/sel/b`]);
     await sluice.master.commands.execute("flow.mark '~u /sel/a'");

@@ -11,6 +11,7 @@ import { startOrigin, originCaFile, type Origin } from "./support/origins.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
 import { run } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
+import { needs } from "./support/needs.js";
 
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
 
@@ -26,7 +27,7 @@ describe("regular mode", () => {
     await Promise.all([sluice.close(), plain.close(), secure.close(), h2.close()]);
   });
 
-  test("curl to a plain HTTP origin: absolute-form request, flow recorded with timings", async () => {
+  test("curl to a plain HTTP origin: absolute-form request, flow recorded with timings", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const r = await run("curl", [...CURL, "-x", sluice.url, `${plain.url}/hello?x=1`, "-H", "X-Test: yes"]);
     assert.equal(r.code, 0, r.stderr);
@@ -49,7 +50,7 @@ describe("regular mode", () => {
     assert.deepEqual(t.serverConn.address, ["127.0.0.1", plain.port]);
   });
 
-  test("curl to an HTTPS origin through CONNECT with sluice's CA; upstream verified", async () => {
+  test("curl to an HTTPS origin through CONNECT with sluice's CA; upstream verified", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const r = await run("curl", [...CURL, "--cacert", sluice.caCert, "-x", sluice.url, `${secure.url}/secure`, "-d", "payload=1"]);
     assert.equal(r.code, 0, r.stderr);
@@ -66,7 +67,7 @@ describe("regular mode", () => {
     assert.ok(flow!.serverConn.certificateList.length >= 1);
   });
 
-  test("HTTP/2 on both sides with curl --http2", async () => {
+  test("HTTP/2 on both sides with curl --http2", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const r = await run("curl", [...CURL, "--http2", "--cacert", sluice.caCert, "-x", sluice.url, "-w", "\n%{http_version}", `${h2.url}/two`]);
     assert.equal(r.code, 0, r.stderr);
@@ -79,7 +80,7 @@ describe("regular mode", () => {
     assert.equal(flow!.clientConn.alpn, "h2");
   });
 
-  test("HTTP/1.1 client to an HTTP/2-capable origin stays HTTP/1.1", async () => {
+  test("HTTP/1.1 client to an HTTP/2-capable origin stays HTTP/1.1", { skip: needs("curl", "curl") }, async () => {
     const r = await run("curl", [...CURL, "--http1.1", "--cacert", sluice.caCert, "-x", sluice.url, "-w", "\n%{http_version}", `${h2.url}/one`]);
     assert.equal(r.code, 0, r.stderr);
     const [json, version] = r.stdout.split("\n");
@@ -87,7 +88,7 @@ describe("regular mode", () => {
     assert.equal(JSON.parse(json!).httpVersion, "1.1");
   });
 
-  test("keep-alive: several requests over one client connection", async () => {
+  test("keep-alive: several requests over one client connection", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.flows.length;
     const r = await run("curl", [...CURL, "-x", sluice.url, `${plain.url}/a`, `${plain.url}/b`, `${plain.url}/c`, "-w", "%{num_connects}\n", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null"]);
     assert.equal(r.code, 0, r.stderr);
@@ -97,7 +98,7 @@ describe("regular mode", () => {
     assert.equal(new Set(flows.map((f) => f.serverConn.id)).size, 1, "upstream connection reused");
   });
 
-  test("Expect: 100-continue upload (as boto3 sends on PUT)", async () => {
+  test("Expect: 100-continue upload (as boto3 sends on PUT)", { skip: needs("curl", "curl") }, async () => {
     const body = "x".repeat(50_000);
     const r = await run("curl", [...CURL, "-x", sluice.url, "-X", "PUT", "-H", "Expect: 100-continue", "--data-binary", "@-", `${plain.url}/put`], { input: body });
     assert.equal(r.code, 0, r.stderr);
@@ -106,13 +107,13 @@ describe("regular mode", () => {
     assert.equal(echoed.headers.expect, undefined);
   });
 
-  test("chunked request body from the client", async () => {
+  test("chunked request body from the client", { skip: needs("curl", "curl") }, async () => {
     const r = await run("curl", [...CURL, "-x", sluice.url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", `${plain.url}/chunked`], { input: "chunk-data-".repeat(1000) });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).bodyLength, 11_000);
   });
 
-  test("a server that answers before the upload ends: curl finishes sending and keeps its connection", async () => {
+  test("a server that answers before the upload ends: curl finishes sending and keeps its connection", { skip: needs("curl", "curl") }, async () => {
     const early = await startEarlyAnswerOrigin();
     try {
       // 30 MB streams (past stream_large_bodies). Before the fix sluice stopped reading the body
@@ -129,7 +130,7 @@ describe("regular mode", () => {
     }
   });
 
-  test("upstream down: 502 with a body saying what failed, flow has the error", async () => {
+  test("upstream down: 502 with a body saying what failed, flow has the error", { skip: needs("curl", "curl") }, async () => {
     const dead = await freePort();
     const before = sluice.flows.length;
     const r = await run("curl", [...CURL, "-x", sluice.url, "-w", "\n%{http_code}", `http://127.0.0.1:${dead}/x`]);
@@ -140,7 +141,7 @@ describe("regular mode", () => {
     assert.match(flow!.error!.msg, /connection refused/);
   });
 
-  test("an upstream that does not speak HTTP: 502 saying so, not a connection failure", async () => {
+  test("an upstream that does not speak HTTP: 502 saying so, not a connection failure", { skip: needs("curl", "curl") }, async () => {
     const notHttp = net.createServer((s) => s.once("data", () => s.end("SSH-2.0-OpenSSH_9.2\r\n")));
     await new Promise<void>((resolve) => notHttp.listen(0, "127.0.0.1", resolve));
     const port = (notHttp.address() as net.AddressInfo).port;
@@ -153,7 +154,7 @@ describe("regular mode", () => {
     }
   });
 
-  test("upstream TLS certificate not trusted: 502 naming --ssl-insecure", async () => {
+  test("upstream TLS certificate not trusted: 502 naming --ssl-insecure", { skip: needs("curl", "curl") }, async () => {
     const other = await startSluice({ set: { ssl_verify_upstream_trusted_ca: "" } });
     try {
       const r = await run("curl", [...CURL, "--cacert", other.caCert, "-x", other.url, "-w", "\n%{http_code}", `${secure.url}/x`]);
@@ -165,7 +166,7 @@ describe("regular mode", () => {
     }
   });
 
-  test("--ssl-insecure accepts an untrusted upstream certificate", async () => {
+  test("--ssl-insecure accepts an untrusted upstream certificate", { skip: needs("curl", "curl") }, async () => {
     const other = await startSluice({ set: { ssl_verify_upstream_trusted_ca: "", ssl_insecure: "true" } });
     try {
       const r = await run("curl", [...CURL, "--cacert", other.caCert, "-x", other.url, `${secure.url}/x`]);
@@ -195,7 +196,7 @@ describe("regular mode", () => {
     assert.deepEqual(sluice.logs.slice(logsBefore).filter((l) => /malformed/.test(l)), []);
   });
 
-  test("garbage on the listening port gets 400 and the proxy keeps serving", async () => {
+  test("garbage on the listening port gets 400 and the proxy keeps serving", { skip: needs("curl", "curl") }, async () => {
     const reply = await rawExchange(sluice.port, "THIS IS NOT HTTP\r\n\r\n");
     assert.match(reply, /^HTTP\/1\.1 400 Bad Request/);
     assert.match(reply, /malformed HTTP request/);
@@ -204,13 +205,13 @@ describe("regular mode", () => {
     assert.equal(JSON.parse(r.stdout).url, "/still-alive");
   });
 
-  test("origin-form request to the proxy gets 400 explaining proxy configuration", async () => {
+  test("origin-form request to the proxy gets 400 explaining proxy configuration", { skip: needs("curl", "curl") }, async () => {
     const r = await run("curl", [...CURL, "-w", "\n%{http_code}", `${sluice.url}/direct`]);
     assert.match(r.stdout, /configure your client to use sluice as its proxy/);
     assert.match(r.stdout, /\n400$/);
   });
 
-  test("lazy upstream: CONNECT to an unreachable host is answered and intercepted; map-remote sends it to a local origin", async () => {
+  test("lazy upstream: CONNECT to an unreachable host is answered and intercepted; map-remote sends it to a local origin", { skip: needs("curl", "curl") }, async () => {
     const mapped = await startSluice({ set: { map_remote: JSON.stringify([`|https://s3\\.eu-west-1\\.amazonaws\\.com|${secure.url}`]) } });
     try {
       const r = await run("curl", [...CURL, "--cacert", mapped.caCert, "-x", mapped.url, "https://s3.eu-west-1.amazonaws.com/bucket/key"]);
@@ -225,7 +226,7 @@ describe("regular mode", () => {
     }
   });
 
-  test("a client that rejects sluice's certificate produces one clear log line", async () => {
+  test("a client that rejects sluice's certificate produces one clear log line", { skip: needs("curl", "curl") }, async () => {
     const before = sluice.logs.length;
     const r = await run("curl", [...CURL, "-x", sluice.url, `https://127.0.0.1:${secure.port}/`]);
     assert.notEqual(r.code, 0);
@@ -235,7 +236,7 @@ describe("regular mode", () => {
     assert.match(line, /sluice-ca-cert\.pem/);
   });
 
-  test("--ignore-hosts passes TLS through untouched (the origin's own certificate reaches the client)", async () => {
+  test("--ignore-hosts passes TLS through untouched (the origin's own certificate reaches the client)", { skip: needs("curl", "curl") }, async () => {
     const passing = await startSluice({ set: { ignore_hosts: JSON.stringify(["^127\\.0\\.0\\.1$"]) } });
     try {
       const r = await run("curl", [...CURL, "--cacert", originCaFile(), "-x", passing.url, `${secure.url}/through`]);
@@ -249,7 +250,7 @@ describe("regular mode", () => {
     }
   });
 
-  test("--allow-hosts intercepts only matching hosts", async () => {
+  test("--allow-hosts intercepts only matching hosts", { skip: needs("curl", "curl") }, async () => {
     const allowing = await startSluice({ set: { allow_hosts: JSON.stringify(["^example\\.invalid$"]) } });
     try {
       const r = await run("curl", [...CURL, "--cacert", originCaFile(), "-x", allowing.url, `${secure.url}/through`]);
@@ -269,7 +270,7 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
     { client: "https", origin: "https" },
   ] as const;
   for (const c of cases) {
-    test(`client ${c.client} → sluice → origin ${c.origin}`, async () => {
+    test(`client ${c.client} → sluice → origin ${c.origin}`, { skip: needs("curl", "curl") }, async () => {
       const origin = await startOrigin({ tls: c.origin === "https" });
       const sluice = await startSluice({ set: { mode: `reverse:${origin.url}` } });
       try {
@@ -291,7 +292,7 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
     });
   }
 
-  test("HTTP/2 client in reverse mode with TLS", async () => {
+  test("HTTP/2 client in reverse mode with TLS", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin({ h2: true });
     const sluice = await startSluice({ set: { mode: `reverse:${origin.url}` } });
     try {
@@ -342,7 +343,7 @@ describe("reverse mode: client plain or TLS × origin plain or TLS", () => {
     }
   });
 
-  test("plain HTTP/2 with prior knowledge (h2c) in reverse mode", async () => {
+  test("plain HTTP/2 with prior knowledge (h2c) in reverse mode", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin();
     const sluice = await startSluice({ set: { mode: `reverse:${origin.url}` } });
     try {
@@ -440,7 +441,7 @@ describe("WebSocket in regular mode", () => {
   });
 });
 
-describe("upstream mode", () => {
+describe("upstream mode", { skip: needs("curl", "curl") }, () => {
   test("chains through another proxy for HTTP and HTTPS", async () => {
     const [origin, secure] = await Promise.all([startOrigin(), startOrigin({ tls: true })]);
     const next = await startSluice();

@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "./support/needs.js";
 
 /** Writes `request` on a fresh connection and reads until the proxy closes it. */
 function rawExchange(port: number, request: string): Promise<string> {
@@ -59,7 +60,7 @@ describe("a CONNECT answered by an addon", () => {
   });
   after(() => sluice.close());
 
-  test("gets the whole response: status, headers and body", async () => {
+  test("gets the whole response: status, headers and body", { skip: needs("curl", "curl") }, async () => {
     const r = await curlVia(sluice.port, "https://example.test/", ["-v"]);
     assert.match(r.stderr, /CONNECT tunnel failed, response 403|Received HTTP code 403 from proxy after CONNECT/);
     // curl -v prints the proxy's response head on stderr.
@@ -102,7 +103,7 @@ describe("--proxyauth user:pass in regular mode", () => {
   });
   after(() => Promise.all([sluice.close(), origin.close(), tlsOrigin.close()]));
 
-  test("no credentials: 407 with Proxy-Authenticate, nothing forwarded", async () => {
+  test("no credentials: 407 with Proxy-Authenticate, nothing forwarded", { skip: needs("curl", "curl") }, async () => {
     const before = origin.requests.length;
     const r = await curlVia(sluice.port, `${origin.url}/a`);
     assert.equal(r.status, 407);
@@ -111,7 +112,7 @@ describe("--proxyauth user:pass in regular mode", () => {
     assert.equal(origin.requests.length, before);
   });
 
-  test("wrong password, wrong user, a password's prefix: 407, nothing forwarded", async () => {
+  test("wrong password, wrong user, a password's prefix: 407, nothing forwarded", { skip: needs("curl", "curl") }, async () => {
     const before = origin.requests.length;
     for (const creds of [`${USER}:wrong`, `bob:${PASSWORD}`, `${USER}:wonder`, `${USER}:`]) {
       const r = await curlVia(sluice.port, `${origin.url}/a`, ["-U", creds]);
@@ -120,7 +121,7 @@ describe("--proxyauth user:pass in regular mode", () => {
     assert.equal(origin.requests.length, before);
   });
 
-  test("right credentials (curl -U): the origin answers and never sees Proxy-Authorization", async () => {
+  test("right credentials (curl -U): the origin answers and never sees Proxy-Authorization", { skip: needs("curl", "curl") }, async () => {
     const before = origin.requests.length;
     const r = await curlVia(sluice.port, `${origin.url}/b`, ["--proxy-user", GOOD]);
     assert.equal(r.status, 200);
@@ -130,7 +131,7 @@ describe("--proxyauth user:pass in regular mode", () => {
     assert.equal(flow.request.headers.get("proxy-authorization"), undefined, "the credentials are not kept on the flow");
   });
 
-  test("HTTPS through CONNECT: refused without or with wrong credentials, tunnel served with right ones", async () => {
+  test("HTTPS through CONNECT: refused without or with wrong credentials, tunnel served with right ones", { skip: needs("curl", "curl") }, async () => {
     const ca = ["--cacert", sluice.caCert];
     const before = tlsOrigin.requests.length;
     const none = await curlVia(sluice.port, `${tlsOrigin.url}/t`, [...ca, "-v"]);
@@ -147,7 +148,7 @@ describe("--proxyauth user:pass in regular mode", () => {
     assertNoCredentialsReached(tlsOrigin, before);
   });
 
-  test("HTTP/2 inside an authenticated tunnel is served", async () => {
+  test("HTTP/2 inside an authenticated tunnel is served", { skip: needs("curl", "curl") }, async () => {
     const before = tlsOrigin.requests.length;
     const r = await curlVia(sluice.port, `${tlsOrigin.url}/h2`, ["--cacert", sluice.caCert, "-U", GOOD, "--http2"]);
     assert.equal(r.status, 200, r.stderr);
@@ -180,7 +181,7 @@ describe("--proxyauth user:pass in regular mode", () => {
     }
   });
 
-  test("credentials that are not Basic are refused", async () => {
+  test("credentials that are not Basic are refused", { skip: needs("curl", "curl") }, async () => {
     const before = origin.requests.length;
     for (const value of ["Bearer abc", "Basic", `Digest ${Buffer.from(GOOD).toString("base64")}`, `Basic ${Buffer.from(USER).toString("base64")}`]) {
       const r = await curlVia(sluice.port, `${origin.url}/n`, ["--proxy-header", `Proxy-Authorization: ${value}`]);
@@ -190,7 +191,7 @@ describe("--proxyauth user:pass in regular mode", () => {
   });
 });
 
-describe("--proxyauth and sluice's own client replay", () => {
+describe("--proxyauth and sluice's own client replay", { skip: needs("curl", "curl") }, () => {
   test("replays of authenticated flows go through (plain and through CONNECT); a client forging the replay marker does not", async () => {
     const origin = await startOrigin();
     const tlsOrigin = await startOrigin({ tls: true });
@@ -215,7 +216,7 @@ describe("--proxyauth and sluice's own client replay", () => {
   });
 });
 
-describe("--proxyauth in reverse mode", () => {
+describe("--proxyauth in reverse mode", { skip: needs("curl", "curl") }, () => {
   let sluice: TestSluice;
   let origin: Origin;
   before(async () => {
@@ -238,7 +239,7 @@ describe("--proxyauth in reverse mode", () => {
   });
 });
 
-describe("--proxyauth in socks5 mode", () => {
+describe("--proxyauth in socks5 mode", { skip: needs("curl", "curl") }, () => {
   let sluice: TestSluice;
   let origin: Origin;
   before(async () => {
@@ -259,7 +260,7 @@ describe("--proxyauth in socks5 mode", () => {
   });
 });
 
-describe("--proxyauth in upstream mode, chained to a proxy that wants its own credentials", () => {
+describe("--proxyauth in upstream mode, chained to a proxy that wants its own credentials", { skip: needs("curl", "curl") }, () => {
   let front: TestSluice;
   let upstream: TestSluice;
   let origin: Origin;
@@ -281,7 +282,7 @@ describe("--proxyauth in upstream mode, chained to a proxy that wants its own cr
   });
 });
 
-describe("--proxyauth @htpasswd", () => {
+describe("--proxyauth @htpasswd", { skip: needs("openssl", "openssl") ?? needs("htpasswd", "apache2-utils") }, () => {
   let dir: string;
   let file: string;
   let sluice: TestSluice;
@@ -307,7 +308,7 @@ describe("--proxyauth @htpasswd", () => {
   });
   after(() => Promise.all([sluice.close(), origin.close()]));
 
-  test("each user with their password is served; a wrong password, another's password or an unknown user is not", async () => {
+  test("each user with their password is served; a wrong password, another's password or an unknown user is not", { skip: needs("curl", "curl") }, async () => {
     for (const [user, password] of Object.entries(users)) {
       const before = origin.requests.length;
       const ok = await curlVia(sluice.port, `${origin.url}/h`, ["-U", `${user}:${password}`]);
@@ -409,7 +410,7 @@ async function must(cmd: string, args: string[]): Promise<string> {
 }
 
 describe("sluice dump --proxyauth", () => {
-  test("curl -U is served through the command line's proxy; no credentials get 407", async () => {
+  test("curl -U is served through the command line's proxy; no credentials get 407", { skip: needs("curl", "curl") }, async () => {
     const origin = await startOrigin();
     const confdir = mkdtempSync(join(tmpdir(), "sluice-proxyauth-cli-"));
     const s = await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--proxyauth", GOOD]);

@@ -19,6 +19,7 @@ import { HTTPFlow, Request, Response, newClientConnection, newServerConnection }
 import { FlowWriter, readFlowFile } from "../src/store/index.js";
 import { startOrigin, echo } from "./support/origins.js";
 import { SLUICE_BIN } from "./support/cli.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const S3_HOST = "s3.eu-west-1.amazonaws.com";
 const S3_PATTERN = `https://${S3_HOST.replace(/\./g, "\\.")}`;
@@ -52,7 +53,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe("server replay (-S) with boto3", () => {
+describe("server replay (-S) with boto3", { skip: needsPython("boto3", "python3-boto3") }, () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-replay-"));
   const capture = join(dir, "s3.mitm");
   let python: string;
@@ -159,7 +160,7 @@ describe("client replay (-C)", () => {
   });
 });
 
-describe("replay and save commands on flows in the view", () => {
+describe("replay and save commands on flows in the view", { skip: needs("curl", "curl") }, () => {
   test("flow.replay @all re-sends a live capture through the proxy; save.file writes chosen flows", async () => {
     const origin = await startOrigin();
     const sluice = await startSluice({ addons: [new ClientReplay(), new Save()] });

@@ -20,6 +20,7 @@ import { FlowWriter } from "../src/store/index.js";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
 import { Headers } from "../src/core/headers.js";
 import type { TrackerSnapshot } from "../src/aws/invocations.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const sluice = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args], { timeoutMs: 120_000 });
 
@@ -32,7 +33,7 @@ async function reportJson(args: string[]): Promise<TrackerSnapshot> {
   return JSON.parse(r.stdout) as TrackerSnapshot;
 }
 
-describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w", () => {
+describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w", { skip: needsPython("boto3", "python3-boto3") }, () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-report-"));
   const capture = join(dir, "throttled.mitm");
   let origin: ThrottlingS3;
@@ -121,7 +122,7 @@ describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w",
     assert.match(none.stdout, /no flows match ~op PutObject/);
   });
 
-  test("--html: a self-contained page that renders in headless Chromium, plots with data, no console errors", async () => {
+  test("--html: a self-contained page that renders in headless Chromium, plots with data, no console errors", { skip: needs("/usr/bin/chromium", "chromium") }, async () => {
     const html = join(dir, "report.html");
     const r = await sluice(["report", capture, "--html", html]);
     assert.equal(r.code, 0, r.stderr);
@@ -155,7 +156,7 @@ describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w",
   });
 });
 
-describe("inferred retries: curl --retry, no SDK headers", () => {
+describe("inferred retries: curl --retry, no SDK headers", { skip: needs("curl", "curl") }, () => {
   test("3 attempts of one request, about a second apart, marked inferred", async () => {
     const origin = await startOrigin({ handler: (_req, res) => void (res as http.ServerResponse).writeHead(503, { "content-type": "text/plain" }).end("busy\n") });
     const port = origin.port;

@@ -4,7 +4,6 @@
  * first on hand-made flows, then with the AWS CLI v2 and boto3 against local fakes.
  */
 import { test, describe } from "node:test";
-import { needs } from "./support/needs.js";
 import assert from "node:assert/strict";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection } from "../src/core/flow.js";
 import { Headers } from "../src/core/headers.js";
@@ -15,6 +14,7 @@ import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { startThrottlingS3, mapS3To, runBoto3 } from "./support/throttling-s3.js";
 import { run, awsEnv } from "./support/run.js";
+import { needs, needsPython } from "./support/needs.js";
 
 const THROTTLED_JSON = '{"__type":"ThrottlingException","message":"Rate exceeded"}';
 const SLOWDOWN = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>A1</RequestId><HostId>h</HostId></Error>';
@@ -118,9 +118,7 @@ describe("a throttled HEAD is a bare 503, counted as the SDK saw it", () => {
 });
 
 describe("real clients", () => {
-  test("AWS CLI v2 (no amz-sdk headers): kms list-keys then list-aliases, both throttled, are two calls of three attempts", async (t) => {
-    const missing = needs("/usr/bin/aws", "awscli");
-    if (missing) return t.skip(missing);
+  test("AWS CLI v2 (no amz-sdk headers): kms list-keys then list-aliases, both throttled, are two calls of three attempts", { skip: needs("/usr/bin/aws", "awscli") }, async () => {
     const origin = await startScriptedOrigin(() => Response.make(400, THROTTLED_JSON, { "content-type": "application/x-amz-json-1.1", "x-amzn-RequestId": "00000000-0000-4000-8000-000000000000" }));
     const sluice = await startSluice({ addons: [new Retries()] });
     try {
@@ -143,7 +141,7 @@ describe("real clients", () => {
     }
   });
 
-  test("boto3 standard mode, one client, every request throttled: calls out of quota are give-ups at once, none 'failed'", async () => {
+  test("boto3 standard mode, one client, every request throttled: calls out of quota are give-ups at once, none 'failed'", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const origin = await startThrottlingS3(() => true);
     const sluice = await startSluice({ set: { map_remote: mapS3To(origin.url) }, addons: [new Retries()] });
     try {

@@ -13,6 +13,7 @@ import { InvocationTracker, type RetryMetadata, type InvocationRecord } from "..
 import { Retries } from "../src/addons/retries.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
 import { mapS3To, s3ClientThrough, runBoto3, seededRandom, startThrottlingS3, type ThrottlingS3 } from "./support/throttling-s3.js";
+import { needsPython } from "./support/needs.js";
 
 const SLOWDOWN = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>A1</RequestId><HostId>h</HostId></Error>`;
 
@@ -204,7 +205,7 @@ describe("real SDKs under 30% throttling: sluice counts the retries the SDK deci
     await Promise.all([sluice?.close(), origin?.close()]);
   });
 
-  test("1,000 boto3 calls from 8 threads: retries per operation equal boto3's needs-retry count", async () => {
+  test("1,000 boto3 calls from 8 threads: retries per operation equal boto3's needs-retry count", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     sluice = await startSluice({ set: { map_remote: mapS3To(origin.url) }, addons: [new Retries()] });
     const boto = await runBoto3({ proxyUrl: sluice.url, caCert: sluice.caCert, operations: ["list_buckets", "list_objects_v2", "put_object"], threads: 8, callsPerThread: 125, mode: "legacy" });
     assert.deepEqual(boto.errors, []);

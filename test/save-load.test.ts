@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { run } from "./support/run.js";
 import { SLUICE_BIN, spawnSluice } from "./support/cli.js";
 import { startOrigin, type Origin } from "./support/origins.js";
+import { needs } from "./support/needs.js";
+import { mitmdumpMissing } from "./support/mitmdump.js";
 
 const CURL = ["-sS", "--max-time", "20", "--noproxy", ""];
 const sluice = (args: string[]) => run(process.execPath, [SLUICE_BIN, ...args]);
@@ -34,7 +36,7 @@ describe("saving and loading flows", () => {
     }
   }
 
-  test("-w writes every flow; -n -r reads them back and prints them; FILTER narrows", async () => {
+  test("-w writes every flow; -n -r reads them back and prints them; FILTER narrows", { skip: needs("curl", "curl") }, async () => {
     const file = join(dir, "capture.mitm");
     await capture(["-w", file], ["/one", "/two", "/three"]);
     const all = await sluice(["dump", "-n", "-r", file, "--confdir", confdir]);
@@ -50,7 +52,7 @@ describe("saving and loading flows", () => {
     assert.match(detail.stdout, /body-of-\/three/, "request bodies were saved");
   });
 
-  test("the file sluice writes opens in mitmproxy (mitmdump -nr)", async () => {
+  test("the file sluice writes opens in mitmproxy (mitmdump -nr)", { skip: needs("curl", "curl") ?? mitmdumpMissing() }, async () => {
     const file = join(dir, "for-mitmproxy.mitm");
     await capture(["-w", file], ["/for-mitm"]);
     const r = await run("mitmdump", ["-nr", file, "--set", `confdir=${confdir}`]);
@@ -59,7 +61,7 @@ describe("saving and loading flows", () => {
     assert.match(r.stdout, /<< 200 OK/);
   });
 
-  test("-w +FILE appends; save_stream_filter limits what is saved", async () => {
+  test("-w +FILE appends; save_stream_filter limits what is saved", { skip: needs("curl", "curl") }, async () => {
     const file = join(dir, "appended.mitm");
     await capture(["-w", file], ["/first"]);
     await capture(["-w", `+${file}`, "--set", "save_stream_filter=~u /keep"], ["/keep", "/drop"]);
@@ -67,7 +69,7 @@ describe("saving and loading flows", () => {
     assert.deepEqual(r.stdout.trim().split("\n").map((l) => /\/(first|keep|drop)/.exec(l)?.[1]), ["first", "keep"]);
   });
 
-  test("sluice convert: flow file → HAR → flow file keeps the flows", async () => {
+  test("sluice convert: flow file → HAR → flow file keeps the flows", { skip: needs("curl", "curl") }, async () => {
     const file = join(dir, "conv.mitm");
     await capture(["-w", file], ["/har-a", "/har-b"]);
     const har = join(dir, "conv.har");

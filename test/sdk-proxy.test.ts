@@ -10,6 +10,7 @@ import { startFakeS3 } from "./support/fake-aws.js";
 import { startSluice, type TestSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
+import { needsPython } from "./support/needs.js";
 
 const S3_HOST = "s3.eu-west-1.amazonaws.com";
 
@@ -24,7 +25,7 @@ describe("AWS SDKs through regular mode", () => {
     await Promise.all([sluice.close(), fake.close()]);
   });
 
-  test("boto3 list_buckets, put_object and get_object with AWS_CA_BUNDLE", async () => {
+  test("boto3 list_buckets, put_object and get_object with AWS_CA_BUNDLE", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const before = sluice.flows.length;
     const script = `
 import boto3, botocore.config

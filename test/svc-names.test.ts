@@ -16,6 +16,7 @@ import { signingNameOf } from "../src/aws/services.js";
 import { FlowWriter } from "../src/store/index.js";
 import { run, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
+import { needsPython } from "./support/needs.js";
 
 function signedFor(service: string, host: string): HTTPFlow {
   const req = new Request({
@@ -45,7 +46,7 @@ describe("~svc by the names users know", () => {
     assert.throws(() => compileFilter("~svc dynamodbx"), /did you mean dynamodb\b/);
   });
 
-  test("every service in the installed botocore resolves from its boto3 client name to the signing name its model declares", async () => {
+  test("every service in the installed botocore resolves from its boto3 client name to the signing name its model declares", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     // The metadata sits at the start of each model: read just that much of every installed model.
     const script = `
 import botocore, gzip, json, os, re

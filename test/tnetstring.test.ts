@@ -2,8 +2,8 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { decode, decodeAt, encode, encodeChunks, EncodeArena, TnetBytes, TnetFloat, TnetstringError, type TnetValue } from "../src/store/tnetstring.js";
+import { needsPython } from "./support/needs.js";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -236,8 +236,7 @@ describe("round trips", () => {
     }
   });
 
-  test("mitmproxy's Python implementation reads what we write and writes what we read", () => {
-    assert.ok(existsSync(PYTHON), "mitmproxy's Python is missing: apt-get install -y mitmproxy");
+  test("mitmproxy's Python implementation reads what we write and writes what we read", { skip: needsPython("mitmproxy", "mitmproxy", PYTHON) }, () => {
     const value: TnetValue = { version: 17, s: "héllo", b: Buffer.from([0, 255, 10]), f: new TnetFloat(2), g: 0.1, n: null, l: [true, false, [], {}], big: 2n ** 70n, neg: -3, lat: new TnetBytes("caf\u00e9") };
     const ours = encode(value);
     // Python decodes ours, checks it, re-encodes it, and we decode that.

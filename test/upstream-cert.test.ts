@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { startSluice } from "./support/sluice.js";
 import { startOrigin, testOriginCa } from "./support/origins.js";
 import { run } from "./support/run.js";
+import { needs } from "./support/needs.js";
 
 /** The subjectAltName of the certificate sluice presents for `servername` on a CONNECT to `authority`. */
 function leafNamesVia(proxyPort: number, authority: string, servername: string): Promise<string> {
@@ -33,7 +34,7 @@ function leafNamesVia(proxyPort: number, authority: string, servername: string):
   });
 }
 
-describe("upstream_cert", () => {
+describe("upstream_cert", { skip: needs("openssl", "openssl") }, () => {
   let origin: https.Server;
   let port: number;
   before(async () => {
@@ -74,7 +75,7 @@ describe("upstream_cert", () => {
   });
 });
 
-describe("tls_version_server_min/max", () => {
+describe("tls_version_server_min/max", { skip: needs("curl", "curl") }, () => {
   test("a server that speaks only TLS 1.2 against tls_version_server_min=TLS1_3: one clear 502", async () => {
     const ca = testOriginCa();
     const old = https.createServer({ key: ca.leafKeyPem, cert: ca.leafCertFor("127.0.0.1"), maxVersion: "TLSv1.2" }, (_req, res) => res.end("tls1.2 only"));

@@ -16,6 +16,7 @@ import { startSluice } from "./support/sluice.js";
 import { startOrigin, testOriginCa, type Origin } from "./support/origins.js";
 import { run } from "./support/run.js";
 import { CertificateAuthority } from "../src/proxy/tls/ca.js";
+import { needs } from "./support/needs.js";
 
 interface Seen {
   method: string;
@@ -86,7 +87,7 @@ function curl(proxyPort: number, args: string[]) {
 
 const basic = (userPass: string) => `Basic ${Buffer.from(userPass).toString("base64")}`;
 
-describe("upstream:https:// — TLS to the upstream proxy", () => {
+describe("upstream:https:// — TLS to the upstream proxy", { skip: needs("curl", "curl") }, () => {
   let proxy: TestProxy;
   let plain: Origin;
   let secure: Origin;
@@ -182,7 +183,7 @@ describe("WebSocket in upstream mode", () => {
   });
 });
 
-describe("upstream_auth on passed-through TLS (ignore_hosts) in upstream mode", () => {
+describe("upstream_auth on passed-through TLS (ignore_hosts) in upstream mode", { skip: needs("curl", "curl") }, () => {
   test("the CONNECT to the upstream proxy carries Proxy-Authorization", async () => {
     const proxy = await startForwardProxy(null);
     const secure = await startOrigin({ tls: true });

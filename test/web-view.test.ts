@@ -19,6 +19,7 @@ import { Session } from "../src/ui/web/session.js";
 import { Export } from "../src/addons/export.js";
 import { context, type TContext } from "./support/taddons.js";
 import { tflow } from "./support/tflow.js";
+import { needs } from "./support/needs.js";
 
 function viewOf(n: number, status = (i: number) => (i % 10 === 9 ? 503 : 200)): FlowView {
   const view = new FlowView();
@@ -166,7 +167,7 @@ describe("a tab's list follows view_order, and exports through the export addon"
     session.close();
   });
 
-  test("export answers with the export addon's command: curl without a trailing newline, a binary body through @file", async () => {
+  test("export answers with the export addon's command: curl without a trailing newline, a binary body through @file", { skip: needs("curl", "curl") }, async () => {
     const tctx = await context(new Export());
     const text = tflow({ method: "POST", url: "http://127.0.0.1:9/p", reqBody: `{"a": 1}` });
     const binary = tflow({ method: "PUT", url: "http://127.0.0.1:9/bin", reqBody: Buffer.from([0xff, 0x00, 0xfe]) });

@@ -13,6 +13,7 @@ import { run } from "./support/run.js";
 import { AdminApi } from "../src/addons/admin-api.js";
 import { Metrics } from "../src/addons/metrics.js";
 import { OwnListeners } from "../src/core/own-listeners.js";
+import { needs } from "./support/needs.js";
 
 const CURL = ["-sS", "--max-time", "10", "--noproxy", ""];
 
@@ -25,7 +26,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe("sluice's own listeners through the proxy", () => {
+describe("sluice's own listeners through the proxy", { skip: needs("curl", "curl") }, () => {
   let sluice: TestSluice;
   let admin: AdminApi;
   let metrics: Metrics;
@@ -106,7 +107,7 @@ describe("sluice's own listeners through the proxy", () => {
   });
 });
 
-describe("forwarding loops", () => {
+describe("forwarding loops", { skip: needs("curl", "curl") }, () => {
   test("upstream mode pointing at sluice itself: 508 in under a second", async () => {
     const port = await freePort();
     const sluice = await startSluice({ set: { listen_port: String(port), mode: `upstream:http://127.0.0.1:${port}` } });
@@ -195,7 +196,7 @@ describe("client timeouts and the connection cap", () => {
     await Promise.all([sluice.close(), origin.close()]);
   });
 
-  test("slowloris and silent connections are closed by the timeouts while a normal client is served", async () => {
+  test("slowloris and silent connections are closed by the timeouts while a normal client is served", { skip: needs("curl", "curl") }, async () => {
     const target = `http://127.0.0.1:${origin.port}/`;
     const head = `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n`;
     const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -237,7 +238,7 @@ describe("client timeouts and the connection cap", () => {
     assert.ok(r.closedAfterMs < 900, `answered after ${r.closedAfterMs} ms`);
   });
 
-  test("beyond max_client_connections new connections are closed with one log line; the others go on", async () => {
+  test("beyond max_client_connections new connections are closed with one log line; the others go on", { skip: needs("curl", "curl") }, async () => {
     await sluice.master.commands.execute("set max_client_connections=3");
     try {
       const held = [0, 1, 2].map(() => net.connect(sluice.port, "127.0.0.1"));
@@ -281,7 +282,7 @@ describe("headers, Host and odd request lines", () => {
     await new Promise((r) => origin.close(r));
   });
 
-  test("2,000 request headers reach the origin intact, the Authorization after them included", async () => {
+  test("2,000 request headers reach the origin intact, the Authorization after them included", { skip: needs("curl", "curl") }, async () => {
     const args = [...CURL, "-x", sluice.url, `http://127.0.0.1:${originPort}/many`];
     for (let i = 0; i < 2000; i++) args.push("-H", `x-h${i}: v${i}`);
     args.push("-H", "Authorization: Bearer after-2000");
@@ -301,7 +302,7 @@ describe("headers, Host and odd request lines", () => {
     assert.equal(seen.length, before);
   });
 
-  test("2,000 response headers reach the client; more than 10,000 is a 502 saying so", async () => {
+  test("2,000 response headers reach the client; more than 10,000 is a 502 saying so", { skip: needs("curl", "curl") }, async () => {
     responseFields = 2000;
     const ok = await run("curl", [...CURL, "-D", "-", "-o", "/dev/null", "-x", sluice.url, `http://127.0.0.1:${originPort}/resp`]);
     assert.equal(ok.stdout.split("\r\n").filter((l) => /^x-r\d+: v$/.test(l)).length, 2000);
@@ -313,7 +314,7 @@ describe("headers, Host and odd request lines", () => {
     responseFields = 0;
   });
 
-  test("an absolute-form request forwards the URL's host as Host, not the client's mismatching one", async () => {
+  test("an absolute-form request forwards the URL's host as Host, not the client's mismatching one", { skip: needs("curl", "curl") }, async () => {
     const r = await run("curl", [...CURL, "-x", sluice.url, "-H", "Host: evil.example", `http://127.0.0.1:${originPort}/host`]);
     assert.match(r.stdout, /^\{/, r.stdout + r.stderr);
     assert.equal(JSON.parse(r.stdout).host, `127.0.0.1:${originPort}`);

@@ -1,5 +1,6 @@
 /** Runs real programs (curl, python3, aws, mitmdump) for tests, with a timeout and captured output. */
 import { spawn } from "node:child_process";
+import { pythonWith } from "./needs.js";
 
 export interface RunResult {
   code: number | null;
@@ -46,13 +47,12 @@ export function awsEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   };
 }
 
-let python: string | null = null;
-/** The machine's python3 if it has boto3 (pyenv's does), else Debian's /usr/bin/python3 with python3-boto3. */
+/**
+ * The machine's python3 if it has boto3 (pyenv's does), else Debian's /usr/bin/python3 with python3-boto3.
+ * A test that calls this skips with needsPython("boto3", "python3-boto3") when neither has it.
+ */
 export async function pythonWithBoto3(): Promise<string> {
-  if (python) return python;
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    const r = await run(candidate, ["-c", "import boto3"]).catch(() => null);
-    if (r?.code === 0) return (python = candidate);
-  }
-  throw new Error("no python3 with boto3: install it with `apt-get install -y python3-boto3`");
+  const python = pythonWith("boto3");
+  if (!python) throw new Error("no python3 with boto3: install it with `apt-get install -y python3-boto3`");
+  return python;
 }
