@@ -105,6 +105,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // The confdir, ports and addresses
     { args: ["dump", ...p0, "--confdir", join(aFile, "conf")], says: /cannot keep the CA in .*a-file\/conf: ENOTDIR.*; choose a folder you can write with --confdir DIR/ },
     { args: ["ca", "--confdir", join(aFile, "conf")], says: /cannot keep the CA in .*a-file\/conf: ENOTDIR/ },
+    // Node's recursive mkdir never returns under /proc: this hung before.
+    { args: ["dump", ...p0, "--confdir", "/proc/sluice-no-such/conf"], says: /cannot keep the CA in \/proc\/sluice-no-such\/conf: ENOENT.*; choose a folder you can write with --confdir DIR/ },
     { args: ["dump", "--listen-port", "70000"], says: /option listen_port expects a whole number from 0 to 65535, got "70000"/ },
     { args: ["dump", "-p", "-1"], says: /option listen_port expects a whole number from 0 to 65535, got "-1"/ },
     { args: ["dump", "-p", "abc"], says: /option listen_port expects a whole number, got "abc"/ },

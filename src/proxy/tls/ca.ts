@@ -25,7 +25,7 @@ import {
 } from "node:crypto";
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createSecureContext, type SecureContext } from "node:tls";
 import { promisify } from "node:util";
 import { sign as signCallback } from "node:crypto";
@@ -220,7 +220,7 @@ export class CertificateAuthority {
     const files = caFilesIn(confdir);
     let created = false;
     if (!existsSync(files.keyAndCert)) {
-      mkdirSync(confdir, { recursive: true, mode: 0o700 });
+      makeFolders(confdir, 0o700);
       created = createCaFile(files.keyAndCert);
       if (created) log?.(`created a new certificate authority in ${confdir}: trust ${files.certPem} (see \`sluice ca\`)`);
     }
@@ -723,5 +723,26 @@ function createCaFile(path: string): boolean {
     throw new Error(`cannot create the CA file ${path}: ${(err as Error).message}`);
   } finally {
     unlinkSync(tmp);
+  }
+}
+
+/**
+ * `mkdir -p` one level at a time. Node's recursive mkdirSync never returns for a folder the kernel
+ * refuses with ENOENT although its parent exists (any path under /proc): it retries the parent
+ * forever. Here that is an ENOENT error naming the folder, as for any folder sluice cannot create.
+ */
+function makeFolders(dir: string, mode: number): void {
+  const missing: string[] = [];
+  for (let at = resolve(dir); !existsSync(at); at = dirname(at)) {
+    missing.push(at);
+    if (dirname(at) === at) break;
+  }
+  for (const folder of missing.reverse()) {
+    try {
+      mkdirSync(folder, { mode });
+    } catch (err) {
+      // Another process starting on the same fresh confdir made it first: that is fine.
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
   }
 }
