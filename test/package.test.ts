@@ -1,14 +1,14 @@
 /** What `npm install sluice` gets: the program and its licence, no tests, benches or build info. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { spawn } from "node:child_process";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fetch, ProxyAgent } from "undici";
 import { run } from "./support/run.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -29,28 +29,104 @@ test("the npm tarball holds what a user runs and the LICENSE package.json names,
 });
 
 /**
- * A global install, as `npm install -g sluice-0.1.0.tgz` lays it out: the packed files under
- * PREFIX/lib/node_modules/sluice and PREFIX/bin/sluice a symlink to its bin entry. A real
- * `npm install -g --prefer-offline` of the tarball took 3 min 9 s here (load average 20; it
- * reifies ~300 packages), far over a test's budget, so the dependencies are linked from this
- * checkout and checked separately: every package the shipped code imports is a runtime dependency.
+ * A real `npm install -g` of the packed tarball into a temporary prefix, then the installed
+ * `sluice` run from a third folder with a script that imports a value from "sluice" and answers a
+ * request through the proxy. So `files`, `bin`, `exports` and `dependencies` are what a user gets.
+ * Dependencies come from npm's cache where it has them (warm after `npm ci`), else the registry.
+ * better-sqlite3's install step would compile SQLite from source (about 3 minutes on 2 busy cores)
+ * because its prebuilt binaries are downloaded from GitHub; instead prebuild-install is given
+ * the binary this checkout already has, through its documented local-prebuilds setting, and loads
+ * it to check it before using it (about 15 s in all).
  */
-test("the packed tarball runs as a global install: sluice --version, and sluice dump serves a curl request", { timeout: 120_000 }, async () => {
+test("npm install -g of the packed tarball: sluice --version, and a script importing Response from \"sluice\" answers through the proxy", { timeout: 300_000 }, async () => {
   const tmp = mkdtempSync(join(tmpdir(), "sluice-global-"));
-  const packed = await run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", tmp], { cwd: REPO, timeoutMs: 120_000 });
-  assert.equal(packed.code, 0, packed.stderr);
-  const tarball = join(tmp, (JSON.parse(packed.stdout) as { filename: string }[])[0]!.filename);
-  const pkgDir = join(tmp, "prefix", "lib", "node_modules", "sluice");
-  mkdirSync(pkgDir, { recursive: true });
-  const untar = await run("tar", ["-xzf", tarball, "-C", pkgDir, "--strip-components=1"]);
-  assert.equal(untar.code, 0, untar.stderr);
-  symlinkSync(join(REPO, "node_modules"), join(pkgDir, "node_modules"));
-  mkdirSync(join(tmp, "prefix", "bin"));
-  const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { version: string; bin: Record<string, string>; dependencies: Record<string, string> };
-  const bin = join(tmp, "prefix", "bin", "sluice");
-  symlinkSync(join("..", "lib", "node_modules", "sluice", pkg.bin.sluice!), bin);
+  try {
+    const packed = await run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", tmp], { cwd: REPO, timeoutMs: 120_000 });
+    assert.equal(packed.code, 0, packed.stderr);
+    const tarball = join(tmp, (JSON.parse(packed.stdout) as { filename: string }[])[0]!.filename);
 
-  // What the shipped code imports must be installed for a user: a runtime dependency, not a dev one.
+    // better-sqlite3's binary as a prebuild: the name prebuild-install looks for, the layout it unpacks.
+    const sqlite = join(REPO, "node_modules", "better-sqlite3");
+    const sqliteVersion = (JSON.parse(readFileSync(join(sqlite, "package.json"), "utf8")) as { version: string }).version;
+    const prebuilds = join(tmp, "prebuilds");
+    mkdirSync(prebuilds);
+    const prebuild = join(prebuilds, `better-sqlite3-v${sqliteVersion}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`);
+    const packedBinary = await run("tar", ["-czf", prebuild, "-C", sqlite, "build/Release/better_sqlite3.node"]);
+    assert.equal(packedBinary.code, 0, packedBinary.stderr);
+
+    const prefix = join(tmp, "prefix");
+    const install = await run("npm", ["install", "-g", "--prefix", prefix, tarball, "--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts"], {
+      cwd: tmp,
+      env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: prebuilds },
+      timeoutMs: 280_000,
+    });
+    assert.equal(install.code, 0, `npm install -g failed:\n${install.stdout}\n${install.stderr}`);
+    assert.match(install.stdout + install.stderr, /prebuild-install/, "better-sqlite3's install step ran");
+    assert.doesNotMatch(install.stdout + install.stderr, /gyp info|CC\(target\)/, "it used the prebuild instead of compiling SQLite");
+    const bin = join(prefix, "bin", "sluice");
+    const pkg = JSON.parse(readFileSync(join(prefix, "lib", "node_modules", "sluice", "package.json"), "utf8")) as { version: string };
+
+    // From a folder that has nothing of sluice: no node_modules above it, not the checkout.
+    const elsewhere = join(tmp, "elsewhere");
+    mkdirSync(elsewhere);
+    const version = await run(bin, ["--version"], { cwd: elsewhere });
+    assert.equal(version.code, 0, version.stderr);
+    assert.equal(version.stdout, `sluice ${pkg.version}\n`);
+
+    // A program beside the global node_modules imports the package by name (package.json's
+    // `exports`), and the type declarations `exports` names are installed.
+    const pkgDir = join(prefix, "lib", "node_modules", "sluice");
+    const types = (JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { exports: { ".": { types: string } } }).exports["."].types;
+    assert.ok(existsSync(join(pkgDir, types)), `the declarations ${types} are installed`);
+    const program = join(prefix, "lib", "uses-sluice.mjs");
+    writeFileSync(program, `import { Response, HTTPFlow, Master } from "sluice";\nconst r = Response.make(201, "made");\nconsole.log(r.statusCode, typeof HTTPFlow, typeof Master);\n`);
+    const imported = await run(process.execPath, [program], { cwd: elsewhere });
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.equal(imported.stdout, "201 function function\n");
+
+    const script = join(elsewhere, "answer.ts");
+    writeFileSync(script, `import { Response, type HTTPFlow } from "sluice";\nexport default {\n  request(flow: HTTPFlow): void {\n    if (flow.request.path === "/from-global") flow.response = Response.make(200, "answered by the script", { "content-type": "text/plain" });\n  },\n};\n`);
+    const child = spawn(bin, ["dump", "-p", "0", "--confdir", join(tmp, "conf"), "-s", script], { cwd: elsewhere, stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    let out = "";
+    child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    try {
+      let port = 0;
+      for (let i = 0; i < 600 && !port && child.exitCode === null; i++) {
+        port = Number(/listening at [^\s]+:(\d+)/.exec(err)?.[1] ?? 0);
+        if (!port) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(port, `the installed sluice did not start: ${err}`);
+      // Nothing listens on the port: only the script can have answered.
+      const closed = net.createServer();
+      await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+      const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}/from-global`;
+      await new Promise<void>((r) => closed.close(() => r()));
+      // Absolute-form, as curl -x sends plain HTTP (undici would tunnel it through CONNECT).
+      const agent = new ProxyAgent({ uri: `http://127.0.0.1:${port}`, proxyTunnel: false });
+      try {
+        const r = await fetch(url, { dispatcher: agent });
+        assert.equal(r.status, 200);
+        assert.equal(await r.text(), "answered by the script", err);
+      } finally {
+        await agent.close();
+      }
+      for (let i = 0; i < 100 && !out.includes("/from-global"); i++) await new Promise((res) => setTimeout(res, 50));
+      assert.match(out, /GET http:\/\/127\.0\.0\.1:\d+\/from-global → 200/);
+    } finally {
+      child.kill("SIGINT");
+      await exited;
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+/** What the shipped code imports must be installed for a user: a runtime dependency, not a dev one. */
+test("every package dist/src imports is a runtime dependency", () => {
+  const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { dependencies: Record<string, string> };
   const imported = new Set<string>();
   const walk = (dir: string): void => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -65,37 +141,9 @@ test("the packed tarball runs as a global install: sluice --version, and sluice 
       }
     }
   };
-  walk(join(pkgDir, "dist", "src"));
+  walk(join(REPO, "dist", "src"));
   const undeclared = [...imported].filter((name) => name !== "sluice" && !(name in pkg.dependencies));
   assert.deepEqual(undeclared, [], "imported by dist/src but not in dependencies");
-
-  const version = await run(bin, ["--version"]);
-  assert.equal(version.code, 0, version.stderr);
-  assert.equal(version.stdout, `sluice ${pkg.version}\n`);
-
-  const origin = http.createServer((_req, res) => res.end("hello from the origin"));
-  await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
-  const child = spawn(bin, ["dump", "-p", "0", "--confdir", join(tmp, "conf")], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  let out = "";
-  child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
-  child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
-  try {
-    let port = 0;
-    for (let i = 0; i < 600 && !port; i++) {
-      port = Number(/listening at [^\s]+:(\d+)/.exec(err)?.[1] ?? 0);
-      if (!port) await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.ok(port, `sluice dump did not start: ${err}`);
-    const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/from-global`;
-    const r = await run("curl", ["-sS", "--max-time", "30", "--noproxy", "", "-x", `http://127.0.0.1:${port}`, url]);
-    assert.equal(r.stdout, "hello from the origin", r.stderr);
-    for (let i = 0; i < 100 && !out.includes("/from-global"); i++) await new Promise((res) => setTimeout(res, 50));
-    assert.match(out, /GET http:\/\/127\.0\.0\.1:\d+\/from-global → 200/);
-  } finally {
-    child.kill("SIGINT");
-    origin.close();
-  }
 });
 
 test("the README lists exactly the Debian packages .ci/run installs, and its links stay inside the repository", () => {
