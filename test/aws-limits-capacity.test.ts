@@ -24,6 +24,8 @@ import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capac
 import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
 import { startRedis, redisMissing } from "./support/redis.js";
 import { spawnSluice, type RunningSluice } from "./support/cli.js";
+import { redisClass } from "../src/fleet/connection.js";
+import { SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT } from "../src/fleet/scripts.js";
 import { startSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
@@ -230,6 +232,26 @@ print(json.dumps(sorted(out)))
     } finally {
       await Promise.all(procs.map((p) => p.stop()));
       await Promise.all([origin.close(), redis.stop()]);
+    }
+  });
+
+  test("a slot whose holder stops renewing its lease (a killed process) is free again when the lease lapses; a renewal moves the lease on", async () => {
+    const redis = await startRedis();
+    const r = new (redisClass())(redis.url);
+    try {
+      const enter = (holder: string, max: number, leaseMs: number) => r.eval(SLOT_ENTER_SCRIPT, 1, "slots:k", holder, max, leaseMs) as Promise<number>;
+      assert.equal(await enter("dead", 1, 300), 1);
+      assert.equal(await enter("alive", 1, 300), 0, "the one slot is held");
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(await enter("alive", 1, 300), 1, "the dead holder's lease lapsed");
+      const before = Number(await r.zscore("slots:k", "alive"));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await r.eval(SLOT_RENEW_SCRIPT, 1, "slots:k", 300, "alive", "gone");
+      assert.ok(Number(await r.zscore("slots:k", "alive")) >= before + 100, "a renewal moves the lease's end to 300 ms from now");
+      assert.equal(await r.zscore("slots:k", "gone"), null, "a holder that is not there is not brought back");
+    } finally {
+      r.disconnect();
+      await redis.stop();
     }
   });
 });

@@ -479,12 +479,14 @@ describe("rule errors", () => {
       ["4", "delay", true],
       ["5", "truncate", true],
       ["6", "error", true],
+      ["aws", "aws-limits", false],
     ]);
     assert.deepEqual(rules[0]!.triggers.rate, { perSecond: 3500, burst: 350, per: "prefix" });
     assert.equal(rules[2]!.triggers.every, 3);
     assert.deepEqual(rules[3]!.action, { name: "delay", ms: 800, jitterMs: 200, dist: "uniform", on: "request" });
     assert.equal(rules[3]!.triggers.untilMs, 60_000);
     assert.deepEqual(rules[5]!.action, { name: "error", status: 503, code: null, retryAfterSeconds: null });
+    assert.deepEqual(rules[6]!.action, { name: "aws-limits", scale: 1, depth: 1, keys: { orders: "customerId" }, provisioned: { orders: { read: 100, write: 50 } }, reserved: { resize: 10 } });
   });
 
   test("the CLI refuses a bad rule with one clear line (exit 2), no stack trace", async () => {

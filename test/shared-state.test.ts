@@ -42,6 +42,25 @@ class AsyncState implements SharedState {
 }
 
 describe("InProcessState", () => {
+  test("charge takes into debt (a cost known after admission); slots admit at most max holders until they leave", () => {
+    const s = new InProcessState();
+    const limit = { rate: 10, burst: 5 };
+    s.charge("k", limit, 8, 0);
+    const refused = s.take("k", limit, 1, 0);
+    assert.equal(refused.granted, false, "5 − 8: 3 in debt");
+    assert.ok(Math.abs(refused.waitMs - 400) < 1e-9, `4 tokens at 10/s: ${refused.waitMs}`);
+    assert.equal(s.take("k", limit, 1, 400).granted, true);
+    assert.equal(s.enterSlot("f", "a", 2), true);
+    assert.equal(s.enterSlot("f", "b", 2), true);
+    assert.equal(s.enterSlot("f", "c", 2), false);
+    s.leaveSlot("f", "a");
+    s.leaveSlot("f", "a");
+    assert.equal(s.enterSlot("f", "c", 2), true, "a's slot went to c; leaving twice frees one slot");
+    s.leaveSlot("f", "b");
+    s.leaveSlot("f", "c");
+    assert.equal(s.slotsHeld, 0);
+  });
+
   test("take: a full bucket of `burst`, refilled at `rate`; a refusal says how long to wait", () => {
     const s = new InProcessState();
     const limit = { rate: 10, burst: 2 };
