@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
+import { Shaping } from "../src/addons/shaping.js";
 import { parseFaultRule } from "../src/addons/fault-rules.js";
 import { awsLimits, type AwsLimiter } from "../src/aws/limits.js";
 import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capacity.js";
@@ -36,11 +37,11 @@ const compile = (expression: string) => Object.assign(() => true, { expression }
 
 const mapDynamo = (url: string) => JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${url}`]);
 
-/** Runs a boto3 script whose DynamoDB client `ddb` goes through sluice (no retries); returns its JSON output. */
+/** Runs a boto3 script whose DynamoDB client `ddb` goes through sluice (one attempt per call, no retries); returns its JSON output. */
 async function boto3Dynamo<T>(sluice: { url: string; caCert: string }, body: string): Promise<T> {
   const script = `
 import boto3, botocore.config, botocore.exceptions, json, time
-ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}))
+ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
 def call(fn, **kw):
     try:
         fn(**kw)
@@ -82,6 +83,28 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
       assert.equal(readCostAfter("Query", {}, charged.response!.text, "orders"), 10, "10 items of ~4 KB: 40 KB rounded up once, in 4 KB units");
     } finally {
       client.destroy();
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
+  test("--shape aws-limits in front of the same --fault: the read after a large Query waits for the debt its answer left, and is not throttled", async () => {
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
+      assert.equal(r.status, 200);
+    }
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), shape_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Shaping(), new Faults()] });
+    try {
+      const out = await boto3Dynamo<string[]>(sluice, `
+q = call(ddb.query, TableName="orders", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "hot"}})
+g = call(ddb.get_item, TableName="orders", Key={"pk": {"S": "hot"}, "sk": {"S": "i0"}})
+print(json.dumps([q, g]))
+`);
+      assert.deepEqual(out, ["ok", "ok"]);
+      const get = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".GetItem"))!;
+      // 10 half-RCUs charged against a bucket of 6 refilled 6/s: 4 in debt, the GetItem waits for about 0.8 s of refill.
+      assert.ok(Number((get.metadata.shaping as { waitMs: number }).waitMs) >= 400, JSON.stringify(get.metadata.shaping));
+    } finally {
       await Promise.all([sluice.close(), dynamo.close()]);
     }
   });
@@ -213,7 +236,7 @@ describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMiss
 import boto3, botocore.config, botocore.exceptions, json, sys, threading
 out = []
 def invoke(url):
-    lam = boto3.client("lambda", region_name="eu-west-1", endpoint_url=url, config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}))
+    lam = boto3.client("lambda", region_name="eu-west-1", endpoint_url=url, config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
     try:
         lam.invoke(FunctionName="resize", Payload=b"{}")
         out.append("ok")

@@ -669,8 +669,9 @@ export class AwsLimiter {
     for (const c of list) {
       const cost = c.limit.settle!(flow, info);
       if (cost === null) continue;
-      // As at admission: no request costs more than the whole bucket.
-      const extra = Math.min(c.burst, cost) - c.charged;
+      // Unlike at admission, not capped at the bucket's size: an answer larger than the bucket
+      // leaves it that much in debt, and the requests after it wait until it is paid.
+      const extra = cost - c.charged;
       if (extra <= 0) continue;
       const done = state.charge(c.key, { rate: c.rate, burst: c.burst }, extra, at);
       if (isPromise(done)) charges.push(done);
