@@ -31,6 +31,7 @@ import { startSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { tflow } from "./support/tflow.js";
+import { needsPython } from "./support/needs.js";
 
 /** A filter compiler for rules whose filter does not matter here. */
 const compile = (expression: string) => Object.assign(() => true, { expression });
@@ -87,7 +88,7 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
     }
   });
 
-  test("--shape aws-limits in front of the same --fault: the read after a large Query waits for the debt its answer left, and is not throttled", async () => {
+  test("--shape aws-limits in front of the same --fault: the read after a large Query waits for the debt its answer left, and is not throttled", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
     for (let i = 0; i < 10; i++) {
       const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
@@ -109,7 +110,7 @@ print(json.dumps([q, g]))
     }
   });
 
-  test("boto3: two partition key values that hash to one partition share its write budget; a value in another partition has its own", async () => {
+  test("boto3: two partition key values that hash to one partition share its write budget; a value in another partition has its own", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const partitions = 2;
     const of = (pk: string) => partitionOf(JSON.stringify({ S: pk }), partitions);
     const candidates = Array.from({ length: 50 }, (_, i) => `customer-${i}`);
@@ -130,7 +131,7 @@ print(json.dumps([put(${JSON.stringify(first)}), put(${JSON.stringify(sameAsFirs
     }
   });
 
-  test("boto3: a provisioned table keeps 300 s of unused capacity — drained, it throttles with TableWriteProvisionedThroughputExceeded; after 2.5 s idle a burst of 2 writes passes at 1 WCU/s", async () => {
+  test("boto3: a provisioned table keeps 300 s of unused capacity — drained, it throttles with TableWriteProvisionedThroughputExceeded; after 2.5 s idle a burst of 2 writes passes at 1 WCU/s", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk" }], region: "eu-west-1" });
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits provisioned=orders:1/1"]) }, addons: [new Faults()] });
     try {
@@ -162,7 +163,7 @@ print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
     assert.equal(readCostAfter("Query", {}, JSON.stringify({ Items: [item], Count: 1, ScannedCount: 4 }), "t"), 5, "a filter's dropped items were read too: 4 × 5 KB = 20 KB");
   });
 
-  test("the ThrottlingReasons sluice sends fit the format botocore's model documents for ThrottlingReason.reason (ResourceType + OperationType + LimitType)", async () => {
+  test("the ThrottlingReasons sluice sends fit the format botocore's model documents for ThrottlingReason.reason (ResourceType + OperationType + LimitType)", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const flow = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem" }, reqBody: '{"TableName":"t","Item":{"pk":{"S":"a"}}}' });
     const info = { service: "dynamodb", region: "eu-west-1", operation: "PutItem", bucket: null, key: null, invocationId: null, attempt: null, maxAttempts: null, sdk: null, retryMode: null };
     const reasons = [...new Set(awsLimits({ provisioned: { t: { read: 1, write: 1 } } }).filter((l) => l.service === "dynamodb" && l.errorFor).map((l) => (l.errorFor!(flow, info).fields!.ThrottlingReasons as { reason: string }[])[0]!.reason))];
@@ -223,7 +224,7 @@ describe("Lambda reserved concurrency under --fault aws-limits", () => {
 });
 
 describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMissing() ?? false }, () => {
-  test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", async () => {
+  test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const redis = await startRedis();
     const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 2000 });
     const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-fleet-"));
