@@ -195,6 +195,37 @@ describe("leaf certificates", () => {
     }
   });
 
+  test("a session ticket from a leaf's first handshake (shared context) resumes in the leaf's own context", async () => {
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    const a = await ca.certificateFor("a.example.test");
+    const served: tls.SecureContext[] = [];
+    const server = net.createServer((s) => {
+      const secureContext = ca.handshakeContext(a);
+      served.push(secureContext);
+      new tls.TLSSocket(s, { isServer: true, secureContext }).on("error", () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const connect = (session?: Buffer) =>
+      new Promise<{ reused: boolean; ticket: Promise<Buffer> }>((resolve, reject) => {
+        const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", servername: "a.example.test", ca: ca.certPem, session });
+        const ticket = new Promise<Buffer>((got) => client.once("session", got));
+        client.once("secureConnect", () => resolve({ reused: client.isSessionReused(), ticket }));
+        client.once("error", reject);
+        void ticket.then(() => client.destroy());
+      });
+    try {
+      const first = await connect();
+      assert.equal(first.reused, false);
+      const ticket = await first.ticket;
+      await ca.certificateFor("b.example.test").then((b) => ca.handshakeContext(b)); // b takes the shared context
+      const second = await connect(ticket);
+      assert.notEqual(served[1], served[0], "the second handshake is in a's own context");
+      assert.equal(second.reused, true, "the ticket from the shared context is accepted by a's own context");
+    } finally {
+      server.close();
+    }
+  });
+
   test("through the proxy each new name's handshake presents its leaf and the CA, and no more (openssl s_client), one after another and in a burst", { skip: needs("openssl", "openssl") }, async () => {
     const origin = await startOrigin({ tls: true });
     const sluice = await startSluice();
