@@ -147,6 +147,12 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--set", `hardump=${join(dir, "no-such-dir", "x.har")}`], says: /hardump: cannot write .*x\.har: the directory .*no-such-dir does not exist/ },
     { args: ["dump", ...p0, "-w", join(aFile, "x.mitm")], says: /cannot write flows to .*a-file\/x\.mitm/ },
     { args: ["dump", ...p0, "-w", folder], says: /cannot write flows to .*folder.*EISDIR/ },
+    { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.mitm")], says: /cannot write flows to .*no-such-dir\/x\.mitm: the folder .*no-such-dir does not exist \(ENOENT\); create it or choose another path/ },
+    { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.har")], says: /cannot write flows to .*no-such-dir\/x\.har: the folder .*no-such-dir does not exist \(ENOENT\); create it/ },
+    { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.sqlite")], says: /cannot write flows to .*no-such-dir\/x\.sqlite: the folder .*no-such-dir does not exist \(ENOENT\); create it/ },
+    { args: ["dump", ...p0, "-w", "/proc/sluice-capture.mitm"], says: /cannot write flows to \/proc\/sluice-capture\.mitm: nothing can be created in \/proc \(ENOENT\); choose another path/ },
+    { args: ["dump", ...p0, "--allow-hosts", "a\\.example", "--ignore-hosts", "b\\.example"], says: /ignore_hosts and allow_hosts cannot both be set: use --allow-hosts .* or --ignore-hosts/ },
+    { args: ["dump", ...p0, "--set", "ssl_verify_upstream_trusted_ca=" + missing], says: /ssl_verify_upstream_trusted_ca: cannot read .*missing\.mitm: ENOENT.*; give a PEM file of the CA certificates to trust/ },
     // Modes
     { args: ["dump", ...p0, "--mode", "reverse:https://example.com/api"], says: /mode reverse: "https:\/\/example\.com\/api" has a path/ },
     { args: ["dump", ...p0, "--mode", "upstream:ftp://127.0.0.1:21"], says: /scheme ftp is not supported/ },
@@ -188,6 +194,12 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["convert", corrupt, join(dir, "out.har")], says: /not a flow file/ },
     { args: ["convert", corrupt], says: /convert needs IN and OUT/ },
     { args: ["convert", corrupt, join(dir, "out.har"), "~zz"], says: /unknown operator ~zz/ },
+    // convert writes by OUT's extension: another one would be a mitmproxy file under a misleading name.
+    { args: ["convert", corrupt, join(dir, "out.xyz")], says: /cannot tell which format to write .*out\.xyz in: name it .*\.har.*\.mitm/ },
+    { args: ["convert", corrupt, join(dir, "out")], says: /cannot tell which format to write .*out in/ },
+    // The error names OUT, not the temporary OUT.partial sluice writes first.
+    { args: ["convert", corrupt, join(dir, "no-such-dir", "x.har")], says: /^sluice: .*no-such-dir\/x\.har: the folder .*no-such-dir does not exist \(ENOENT\); create it or choose another path/ },
+    { args: ["convert", corrupt, join(dir, "no-such-dir", "x.sqlite")], says: /^sluice: .*no-such-dir\/x\.sqlite: the folder .*no-such-dir does not exist \(ENOENT\)/ },
     { args: ["run"], says: /sluice run needs a command after --/ },
     { args: ["run", ...p0, "--", join(dir, "no-such-program")], says: /cannot run .*no-such-program: no such file/, code: 127 },
     { args: ["run", ...p0, "--", "no-such-program-sluice-test"], says: /cannot run no-such-program-sluice-test: command not found/, code: 127 },
@@ -235,6 +247,17 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
       }
     });
     assert.deepEqual(failures, [], `\n${failures.join("\n")}`);
+  });
+
+  test("-S with a file that holds no responses says so, instead of quietly replaying nothing", async () => {
+    const empty = join(dir, "empty.mitm");
+    writeFileSync(empty, "");
+    const proc = await spawnSluice(["dump", "-p", "0", "-S", empty], { env: { ...process.env, HOME: home } });
+    try {
+      assert.match(proc.stderr(), /warn: server replay: no recorded responses in .*empty\.mitm; every request is handled as server_replay_extra=forward says/);
+    } finally {
+      await proc.stop();
+    }
   });
 
   test("-C with a bad file exits like -S with a bad file, before listening", async () => {

@@ -430,6 +430,6 @@ describe("sluice dump --proxyauth", () => {
     const ldap = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--proxyauth", "ldaps:ldap.example.com:cn=x:pw:ou=u"]);
     assertOneLineError(ldap, /^sluice: proxyauth: LDAP authentication is not supported by sluice/, "ldap", 2);
     const missing = await run(process.execPath, [SLUICE_BIN, "dump", "-p", "0", "--proxyauth", "@/nonexistent/htpasswd"]);
-    assertOneLineError(missing, /^sluice: proxyauth: cannot read htpasswd file \/nonexistent\/htpasswd: no such file\n$/, "missing file", 2);
+    assertOneLineError(missing, /^sluice: proxyauth: cannot read htpasswd file \/nonexistent\/htpasswd: no such file; make one with `htpasswd -cB FILE USER` or give --proxyauth USER:PASS\n$/, "missing file", 2);
   });
 });

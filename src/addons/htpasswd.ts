@@ -42,7 +42,7 @@ export class Htpasswd {
     try {
       content = readFileSync(path, "utf8");
     } catch (err) {
-      throw new HtpasswdError(`cannot read htpasswd file ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+      throw new HtpasswdError(`cannot read htpasswd file ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}; make one with \`htpasswd -cB FILE USER\` or give --proxyauth USER:PASS`);
     }
     return new Htpasswd(content, path);
   }

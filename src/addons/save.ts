@@ -98,7 +98,9 @@ export class Save implements Addon {
         ? await FlowWriter.open(path, { append, syncIntervalMs, onWarning: (m) => this.ctx.log.warn(m) })
         : await format.openWriter(path, { syncIntervalMs });
     } catch (err) {
-      throw new Error(`cannot write flows to ${path}: ${(err as Error).message}`);
+      // The writer's message starts with the path already.
+      const why = (err as Error).message.startsWith(`${path}: `) ? (err as Error).message.slice(path.length + 2) : (err as Error).message;
+      throw new Error(`cannot write flows to ${path}: ${why}`);
     }
     this.path = path;
     this.closing = false;

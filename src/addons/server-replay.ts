@@ -61,6 +61,8 @@ export class ServerReplay implements Addon {
       }
     }
     if (count) this.ctx.log.info(`server replay: ${count} recorded response${count === 1 ? "" : "s"} loaded`);
+    // Replaying nothing would look like replay working while every request goes elsewhere.
+    else if (this.active) this.ctx.log.warn(`server replay: no recorded responses in ${this.opts.server_replay.join(", ")}; every request is handled as server_replay_extra=${this.opts.server_replay_extra} says`);
   }
 
   /** What a request must agree on to be answered by a recorded response. */

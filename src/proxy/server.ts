@@ -133,6 +133,10 @@ export class ProxyServer {
           throw new Error(`${name}: ${JSON.stringify(p)} is not a valid regular expression: ${(err as Error).message}`);
         }
       });
+    // Which would win is a guess either way; mitmproxy refuses the pair too.
+    if (this.ctx.core.ignore_hosts.length && this.ctx.core.allow_hosts.length) {
+      throw new Error("ignore_hosts and allow_hosts cannot both be set: use --allow-hosts to intercept only the hosts it names, or --ignore-hosts to pass the hosts it names through");
+    }
     this.ignoreHosts = compile("ignore_hosts");
     this.allowHosts = compile("allow_hosts");
   }

@@ -68,7 +68,7 @@ export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
     try {
       pem = readFileSync(extra, "utf8");
     } catch (err) {
-      throw new Error(`ssl_verify_upstream_trusted_ca: cannot read ${extra}: ${(err as Error).message}`);
+      throw new Error(`ssl_verify_upstream_trusted_ca: cannot read ${extra}: ${(err as Error).message}; give a PEM file of the CA certificates to trust`);
     }
     ca = [...tls.rootCertificates, pem];
   }

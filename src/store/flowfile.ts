@@ -9,6 +9,7 @@
 import { open, stat, truncate, type FileHandle } from "node:fs/promises";
 import { openSync } from "node:fs";
 import { AppendFile } from "./append-file.js";
+import { whyNotWritable } from "./write-errors.js";
 import { constants } from "node:buffer";
 import type { HTTPFlow } from "../core/flow.js";
 import { decode, encodeChunks, EncodeArena, readLengthPrefix, TnetstringError, MAX_LENGTH_DIGITS, type TnetDict } from "./tnetstring.js";
@@ -472,7 +473,7 @@ export class FlowWriter {
       // is a third of the time of writing a one-flow file.
       fd = openSync(path, options.append ? "a" : "w", 0o644);
     } catch (err) {
-      throw new FlowFileError(path, 0, `cannot open for writing: ${(err as Error).message}`);
+      throw new FlowFileError(path, 0, whyNotWritable(path, err));
     }
     return new FlowWriter(fd, path, options.syncIntervalMs ?? 0);
   }

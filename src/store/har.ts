@@ -8,6 +8,7 @@
  */
 import { openSync } from "node:fs";
 import { AppendFile } from "./append-file.js";
+import { whyNotWritable } from "./write-errors.js";
 import { Headers } from "../core/headers.js";
 import { decodeBody, encodeBody } from "../core/encoding.js";
 import { HTTPFlow, Request, Response, newClientConnection, newServerConnection, type ServerConnection } from "../core/flow.js";
@@ -371,7 +372,7 @@ export class HarWriter {
     try {
       fd = openSync(path, "w", 0o644);
     } catch (err) {
-      throw new Error(`${path}: cannot open for writing: ${(err as Error).message}`);
+      throw new Error(`${path}: ${whyNotWritable(path, err)}`);
     }
     const writer = new HarWriter(fd, path, options.syncIntervalMs ?? 0);
     const header = JSON.stringify({ log: { version: "1.2", creator: options.creator ?? DEFAULT_CREATOR, pages: [], entries: [] } });

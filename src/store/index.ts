@@ -161,8 +161,19 @@ export interface ConvertOptions {
  */
 export async function convertFile(inPath: string, outPath: string, options: ConvertOptions = {}): Promise<{ flows: number }> {
   if (resolve(inPath) === resolve(outPath)) throw new Error(`cannot convert ${inPath} onto itself; choose a different output file`);
+  const format = formatForWriting(outPath);
+  if (!format.extensions.includes(extname(outPath).toLowerCase())) {
+    const known = formats.map((f) => f.extensions.join(" or ")).join(", ");
+    throw new Error(`cannot tell which format to write ${outPath} in: name it ${known}`);
+  }
   const partial = `${outPath}.partial`;
-  const sink = await formatForWriting(outPath).openWriter(partial);
+  let sink: FlowSink;
+  try {
+    sink = await format.openWriter(partial);
+  } catch (err) {
+    // The writer names the temporary file; the user named OUT.
+    throw new Error((err as Error).message.split(partial).join(outPath));
+  }
   const progress: ConvertProgress = { flows: 0, bytesRead: 0, bytesTotal: 0, done: false };
   let lastReport = 0;
   try {

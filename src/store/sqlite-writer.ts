@@ -5,12 +5,14 @@
  * stays bounded when flows arrive faster than the disk takes them.
  */
 import { createHash } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { HTTPFlow } from "../core/flow.js";
 import { awsInfoOf } from "../aws/index.js";
 import { encode, type TnetDict } from "./tnetstring.js";
 import { flowToState } from "./mitm-format.js";
 import { SqliteStoreError } from "./sqlite-schema.js";
+import { whyNotWritable } from "./write-errors.js";
 import type { WorkerReply, WriterBatch } from "./sqlite-writer-worker.js";
 
 const BATCH_ROWS = 10_000;
@@ -48,6 +50,12 @@ export class SqliteWriter {
   }
 
   static async open(path: string, options: { syncIntervalMs?: number } = {}): Promise<SqliteWriter> {
+    // Opened here first so a missing folder or no permission reads as such, not as a bad capture.
+    try {
+      closeSync(openSync(path, "a", 0o644));
+    } catch (err) {
+      throw new SqliteStoreError(`${path}: ${whyNotWritable(path, err)}`);
+    }
     const inFlight = new SharedArrayBuffer(4);
     const worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), { workerData: { path, inFlight } });
     const first = await new Promise<WorkerReply>((resolve, reject) => {
