@@ -24,7 +24,7 @@ import { awsLimits, type AwsLimiter } from "../src/aws/limits.js";
 import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capacity.js";
 import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
 import { startRedis, redisMissing } from "./support/redis.js";
-import { spawnSluice, type RunningSluice } from "./support/cli.js";
+import { spawnSluice, SLUICE_BIN, assertOneLineError, type RunningSluice } from "./support/cli.js";
 import { redisClass } from "../src/fleet/connection.js";
 import { SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT } from "../src/fleet/scripts.js";
 import { startSluice } from "./support/sluice.js";
@@ -211,6 +211,20 @@ describe("Lambda reserved concurrency under --fault aws-limits", () => {
       client.destroy();
       await Promise.all([sluice.close(), origin.close()]);
     }
+  });
+
+  test("sluice limits shows reserved= and provisioned= as they apply, with their sources; a bad option is one line", async () => {
+    const lambda = await run(process.execPath, [SLUICE_BIN, "limits", "lambda", "reserved=resize:10"]);
+    assert.equal(lambda.code, 0, lambda.stderr);
+    assert.match(lambda.stdout, /unreserved concurrent executions: at most 990 invocations in flight, per account and region; 429 TooManyRequestsException/);
+    assert.match(lambda.stdout, /reserved concurrency of resize: at most 10 invocations in flight, per function; 429 TooManyRequestsException\n.*\n.*\n\s+source: https:\/\/docs\.aws\.amazon\.com\/lambda\/latest\/dg\/configuration-concurrency\.html/);
+    const dynamo = await run(process.execPath, [SLUICE_BIN, "limits", "dynamodb", "provisioned=orders:100/50", "partitions=8"]);
+    assert.equal(dynamo.code, 0, dynamo.stderr);
+    assert.match(dynamo.stdout, /provisioned reads of orders: bucket 60,000 half-RCUs \(100 RCU provisioned\), refill 200\/s, per table; 400 ProvisionedThroughputExceededException/);
+    assert.match(dynamo.stdout, /provisioned writes of orders: bucket 15,000 WCU \(50 provisioned\), refill 50\/s/);
+    assert.match(dynamo.stdout, /reads per partition: .* per table and partition \(of 8\)/);
+    assertOneLineError(await run(process.execPath, [SLUICE_BIN, "limits", "lambda", "reserved=resize"]), /limits: reserved= expects FUNCTION:N/, "bad reserved=");
+    assertOneLineError(await run(process.execPath, [SLUICE_BIN, "limits", "lambda", "reserve=resize:1"]), /limits: unknown option reserve=; options are scale= depth= partitions= keys= provisioned= reserved=/, "unknown option");
   });
 
   test("reserved= and the list options may be repeated; reserving more than the account leaves unreserved is refused in one line", () => {
