@@ -110,6 +110,27 @@ print(json.dumps([q, g]))
     }
   });
 
+  test("boto3: an answer larger than stream_large_bodies streams through unkept and is charged by its size on the wire", { skip: needsPython("boto3", "python3-boto3") }, async () => {
+    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
+      assert.equal(r.status, 200);
+    }
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), stream_large_bodies: "8k", fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Faults()] });
+    try {
+      const out = await boto3Dynamo<string[]>(sluice, `
+q = call(ddb.query, TableName="orders", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "hot"}})
+g = call(ddb.get_item, TableName="orders", Key={"pk": {"S": "hot"}, "sk": {"S": "i0"}})
+print(json.dumps([q, g]))
+`);
+      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableReadKeyRangeThroughputExceeded"]);
+      const query = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".Query"))!;
+      assert.equal(query.response!.streamed, true, "the 40 KB answer was not kept");
+    } finally {
+      await Promise.all([sluice.close(), dynamo.close()]);
+    }
+  });
+
   test("boto3: two partition key values that hash to one partition share its write budget; a value in another partition has its own", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const partitions = 2;
     const of = (pk: string) => partitionOf(JSON.stringify({ S: pk }), partitions);

@@ -141,6 +141,16 @@ export function readCostAfter(operation: string, request: Json, responseText: st
 }
 
 /**
+ * What a read cost when its answer streamed through without being kept (larger than
+ * stream_large_bodies): its size on the wire in 4 KB units. The JSON's type tags and quotes make
+ * it an overestimate of the items' size, by some percent for items of long values.
+ */
+export function readCostOfBytes(operation: string, request: Json, bytes: number): number {
+  const n = units(bytes, READ_UNIT);
+  return operation === "TransactGetItems" ? 4 * n : n * perUnit(request.ConsistentRead);
+}
+
+/**
  * What a write costs, in WCUs, from its request: PutItem its item's size in 1 KB units; UpdateItem
  * the key and the values it sets (the item's size after the update is not in the request: a lower
  * bound); DeleteItem one; BatchWriteItem each put by its item and each delete one;

@@ -13,7 +13,7 @@ import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-sta
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
-import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostAfter, readCostBefore, tableOf, writeCostAfter, writeCostBefore } from "./dynamodb-capacity.js";
+import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostAfter, readCostBefore, readCostOfBytes, tableOf, writeCostAfter, writeCostBefore } from "./dynamodb-capacity.js";
 
 const EC2_THROTTLING = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html";
 const S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html";
@@ -285,13 +285,19 @@ const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegio
 
 const readCost: Cost = (flow, info) => readCostBefore(info.operation ?? "", jsonBody(flow));
 const writeCost: Cost = (flow, info) => writeCostBefore(info.operation ?? "", jsonBody(flow));
-const readSettle: Settle = (flow, info) => (flow.response && flow.response.statusCode === 200 ? readCostAfter(info.operation ?? "", jsonBody(flow), flow.response.text, dynamoTable(flow)) : null);
+const readSettle: Settle = (flow, info) => {
+  const r = flow.response;
+  if (!r || r.statusCode !== 200) return null;
+  // A streamed answer was not kept: its size on the wire is all there is to go by.
+  if (r.streamed) return readCostOfBytes(info.operation ?? "", jsonBody(flow), r.contentLength);
+  return readCostAfter(info.operation ?? "", jsonBody(flow), r.text, dynamoTable(flow));
+};
 const writeSettle: Settle = (flow, info) => (flow.response && flow.response.statusCode === 200 ? writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow)) : null);
 
 const THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
 const PARTITION_MESSAGE = "Throughput exceeds the current capacity for one or more partitions of your table.";
 const ACCOUNT_MESSAGE = "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at https://aws.amazon.com/support request a limit increase";
-const READ_CHARGE_NOTE = "a read is admitted when its partition has capacity left and charged by the size of its answer once it comes (a ConsumedCapacity in the answer, when the client asked for one, is taken as is), so a large read can take the bucket into debt and the requests after it are throttled until it refills, as with AWS";
+const READ_CHARGE_NOTE = "a read is admitted when its partition has capacity left and charged by the size of its answer once it comes (a ConsumedCapacity in the answer, when the client asked for one, is taken as is; an answer larger than stream_large_bodies, not kept, by its size on the wire, a little more than its items'), so a large read can take the bucket into debt and the requests after it are throttled until it refills, as with AWS";
 
 function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const partitions = opts.partitions ?? DEFAULT_DYNAMODB_PARTITIONS;
