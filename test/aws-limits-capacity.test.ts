@@ -26,7 +26,7 @@ import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
 import { startRedis, redisMissing } from "./support/redis.js";
 import { spawnSluice, SLUICE_BIN, assertOneLineError, type RunningSluice } from "./support/cli.js";
 import { redisClass } from "../src/fleet/connection.js";
-import { SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT } from "../src/fleet/scripts.js";
+import { CHARGE_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "../src/fleet/scripts.js";
 import { startSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
@@ -294,7 +294,7 @@ print(json.dumps(sorted(out)))
     }
   });
 
-  test("a slot whose holder stops renewing its lease (a killed process) is free again when the lease lapses; a renewal moves the lease on", async () => {
+  test("a slot whose holder stops renewing its lease (a killed process) is free again when the lease lapses; a renewal moves the lease on; a charge takes the fleet's bucket into debt", async () => {
     const redis = await startRedis();
     const r = new (redisClass())(redis.url);
     try {
@@ -308,6 +308,11 @@ print(json.dumps(sorted(out)))
       await r.eval(SLOT_RENEW_SCRIPT, 1, "slots:k", 300, "alive", "gone");
       assert.ok(Number(await r.zscore("slots:k", "alive")) >= before + 100, "a renewal moves the lease's end to 300 ms from now");
       assert.equal(await r.zscore("slots:k", "gone"), null, "a holder that is not there is not brought back");
+      // A read's charge in the fleet: 8 from a full bucket of 5 (10/s) leaves it 3 in debt, so a take of 1 waits 400 ms.
+      await r.eval(CHARGE_SCRIPT, 1, "bucket:b", 10, 5, 8);
+      const [granted, wait] = (await r.eval(TAKE_SCRIPT, 1, "bucket:b", 10, 5, 1, 0, 1, 1)) as [number, string];
+      assert.equal(granted, 0);
+      assert.ok(Number(wait) > 200 && Number(wait) <= 400, `3 in debt and 1 to take at 10/s: up to 400 ms, less what refilled meanwhile; wait ${wait} ms`);
     } finally {
       r.disconnect();
       await redis.stop();
