@@ -116,7 +116,7 @@ describe("--fault aws-limits in front of a local fake, with boto3", { skip: need
     try {
       const script = `
 import boto3, botocore.config, botocore.exceptions, json, time
-cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+cfg = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
 def code(call):
     try:
         call()
@@ -158,7 +158,7 @@ print(json.dumps({"burst": burst, "refilled": refilled, "records": records}))
     try {
       const script = `
 import boto3, botocore.config, botocore.exceptions, json
-s3 = boto3.client("s3", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"}))
+s3 = boto3.client("s3", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"}))
 def code(key):
     try:
         s3.put_object(Bucket="logs", Key=key, Body=b"x")
@@ -196,7 +196,7 @@ describe("--fault aws-limits for DynamoDB and Lambda, with boto3", { skip: needs
     try {
       const script = `
 import boto3, botocore.config, botocore.exceptions, json
-ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
+ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
 def put(pk):
     try:
         ddb.put_item(TableName="orders", Item={"pk": {"S": pk}, "n": {"N": "1"}})
@@ -236,7 +236,7 @@ print(json.dumps({"hot": hot, "cold": cold}))
     try {
       const script = `
 import boto3, botocore.config, botocore.exceptions, json, threading
-lam = boto3.client("lambda", region_name="eu-west-1", config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
+lam = boto3.client("lambda", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
 out = []
 def invoke():
     try:
