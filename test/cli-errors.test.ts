@@ -115,6 +115,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["web", ...p0, "--set", "web_port=70000"], says: /web_port expects a port from 0 to 65535/ },
     { args: ["dump", ...p0, "--set", "backlog=0"], says: /backlog expects a whole number of at least 1/ },
     { args: ["dump", ...p0, "--set", "statsd=127.0.0.1:99999"], says: /statsd expects HOST:PORT/ },
+    { args: ["web", ...p0, "--set", "web_host=192.0.2.1"], says: /web UI not started: 192\.0\.2\.1 is not an address of this machine \(EADDRNOTAVAIL\); use --set web_host=127\.0\.0\.1/, code: 1 },
     { args: ["dump", ...p0, "--listen-host", "192.0.2.1"], says: /cannot listen on 192\.0\.2\.1:0: 192\.0\.2\.1 is not an address of this machine .*--listen-host 127\.0\.0\.1/ },
     // Files given to flags that read one
     { args: ["dump", "-n", "-r", folder], says: /folder: is a directory; give a mitmproxy flow file/, code: 1 },
@@ -188,6 +189,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["report", folder], says: /folder/ },
     { args: ["report", corrupt], says: /not a flow file/ },
     { args: ["report", corrupt, "--bogus"], says: /unknown option --bogus/ },
+    { args: ["report", corrupt, "--html"], says: /^sluice: option --html <value> needs a value: see `sluice report --help`/ },
     { args: ["report", corrupt, "~zz"], says: /unknown operator ~zz/ },
     { args: ["convert", missing, join(dir, "out.har")], says: /missing\.mitm: cannot open for reading: ENOENT, no such file/ },
     { args: ["convert", folder, join(dir, "out.har")], says: /folder: is a directory/ },

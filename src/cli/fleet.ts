@@ -23,6 +23,8 @@ export async function runFleet(argv: string[]): Promise<void> {
     parsed = parseArgs({ args: argv, options: { set: { type: "string", multiple: true }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (err) {
     const m = /Unknown option '([^']+)'/.exec((err as Error).message);
+    const missing = /Option '([^']+)' argument missing/.exec((err as Error).message);
+    if (missing) throw new UsageError(`option ${missing[1]} needs a value: see \`sluice fleet --help\``);
     throw new UsageError(m ? `unknown option ${m[1]} for \`sluice fleet\`: see \`sluice fleet --help\`` : (err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
   }
   if (parsed.values.help) return void process.stdout.write(FLEET_HELP);

@@ -60,6 +60,8 @@ export async function runReport(argv: string[]): Promise<void> {
     parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
   } catch (err) {
     const m = /Unknown option '([^']+)'/.exec((err as Error).message);
+    const missing = /Option '([^']+)' argument missing/.exec((err as Error).message);
+    if (missing) throw new UsageError(`option ${missing[1]} needs a value: see \`sluice report --help\``);
     throw new UsageError(m ? `unknown option ${m[1]} for \`sluice report\`: see \`sluice report --help\`` : (err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
   }
   const v = parsed.values;

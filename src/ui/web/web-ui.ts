@@ -150,12 +150,15 @@ export class WebUi implements Addon {
       });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      // The advice names the setting that is wrong: the port, or the address.
+      const badHost = code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_AGAIN";
       const why =
         code === "EADDRINUSE" ? `port ${port} on ${host} is in use` :
         code === "EACCES" ? `no permission to listen on port ${port}` :
-        code === "EADDRNOTAVAIL" ? `${host} is not an address of this machine` :
+        badHost ? `${host} is not an address of this machine (${code})` :
         (err as Error).message;
-      throw new WebStartError(`web UI not started: ${why}; pick another with --set web_port=PORT (0 picks a free one)`);
+      const advice = badHost ? "use --set web_host=127.0.0.1 (or ::1)" : "pick another with --set web_port=PORT (0 picks a free one)";
+      throw new WebStartError(`web UI not started: ${why}; ${advice}`);
     }
     this.server = server;
     this.wss = wss;
