@@ -4,7 +4,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./support/run.js";
@@ -189,6 +189,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["report", folder], says: /folder/ },
     { args: ["report", corrupt], says: /not a flow file/ },
     { args: ["report", corrupt, "--bogus"], says: /unknown option --bogus/ },
+    { args: ["report", corrupt, "--html", folder], says: /cannot write the HTML report to .*folder: it is a directory; give a file name, e\.g\. .*folder\/report\.html/ },
+    { args: ["dump", "-n", "-r", corrupt, "-r", missing], says: /-r reads one file, got 2 \(.*corrupt\.mitm, .*missing\.mitm\); give one/ },
     { args: ["report", corrupt, "--html"], says: /^sluice: option --html <value> needs a value: see `sluice report --help`/ },
     { args: ["report", corrupt, "~zz"], says: /unknown operator ~zz/ },
     { args: ["convert", missing, join(dir, "out.har")], says: /missing\.mitm: cannot open for reading: ENOENT, no such file/ },
@@ -249,6 +251,16 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
       }
     });
     assert.deepEqual(failures, [], `\n${failures.join("\n")}`);
+  });
+
+  test("-r FILE -w FILE refuses instead of emptying FILE before reading it; -w +FILE appends", async () => {
+    const file = join(dir, "read-and-write.mitm");
+    writeFileSync(file, "kept as it was\n");
+    for (const w of [file, join(dir, ".", "read-and-write.mitm")]) {
+      const r = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", file, "-w", w], { env: { ...process.env, HOME: home }, timeoutMs: 30_000 });
+      assertOneLineError(r, /-r and -w name the same file .*read-and-write\.mitm: writing would empty it before it is read; write to another file, or append with -w \+/, "-r X -w X", 2);
+      assert.equal(readFileSync(file, "utf8"), "kept as it was\n");
+    }
   });
 
   test("-S with a file that holds no responses says so, instead of quietly replaying nothing", async () => {

@@ -1,5 +1,6 @@
 /** Command-line parsing for the proxy front ends, with mitmproxy's flag names. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { resolve } from "node:path";
 
 export class UsageError extends Error {}
 
@@ -25,7 +26,7 @@ export const PROXY_FLAGS = {
   "cut-format": { type: "string" },
   scripts: { type: "string", short: "s", multiple: true },
   "save-stream-file": { type: "string", short: "w" },
-  rfile: { type: "string", short: "r" },
+  rfile: { type: "string", short: "r", multiple: true },
   "no-server": { type: "boolean", short: "n" },
   intercept: { type: "string" },
   fault: { type: "string", multiple: true },
@@ -134,8 +135,17 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v.intercept !== undefined) set.intercept = v.intercept;
   if (v["save-stream-file"] !== undefined) set.save_stream_file = v["save-stream-file"];
   for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
-  if (v["no-server"] && !v.rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
-  return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile: v.rfile ?? null, noServer: !!v["no-server"] };
+  // parseArgs keeps only the last of a repeated string option: a first -r would be dropped unseen.
+  const rfiles = v.rfile ?? [];
+  if (rfiles.length > 1) throw new UsageError(`-r reads one file, got ${rfiles.length} (${rfiles.join(", ")}); give one (\`sluice report A B\` reads several captures at once)`);
+  const rfile = rfiles[0] ?? null;
+  // -w FILE empties FILE when it opens, before -r has read it.
+  const wfile = set.save_stream_file;
+  if (rfile && wfile && !wfile.startsWith("+") && resolve(wfile) === resolve(rfile)) {
+    throw new UsageError(`-r and -w name the same file ${rfile}: writing would empty it before it is read; write to another file, or append with -w +${rfile}`);
+  }
+  if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
+  return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
 }
 
 const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "map_local", "modify_headers", "modify_body", "certs", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);

@@ -5,7 +5,7 @@
  */
 import { access, stat, writeFile } from "node:fs/promises";
 import { constants } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileFilter, setFilterNotice, type FlowPredicate } from "../core/filter.js";
 import { readMergedCaptures } from "../store/merged-captures.js";
@@ -130,13 +130,21 @@ export function captureLabel(files: readonly string[]): string {
 
 async function checkWritableDirectory(path: string): Promise<void> {
   const dir = dirname(resolve(path));
+  let why: string | undefined;
   try {
-    await access(dir, constants.W_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `no permission to write in ${dir}` : (err as Error).message;
-    throw new UsageError(`cannot write the HTML report to ${path}: ${why}`);
+    if ((await stat(path)).isDirectory()) why = `it is a directory; give a file name, e.g. ${join(path, "report.html")}`;
+  } catch {
+    // Not there yet: the report creates it.
   }
+  if (!why) {
+    try {
+      await access(dir, constants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      why = code === "ENOENT" ? `the directory ${dir} does not exist; create it or choose another path` : code === "EACCES" ? `no permission to write in ${dir}; choose a path you can write` : (err as Error).message;
+    }
+  }
+  if (why) throw new UsageError(`cannot write the HTML report to ${path}: ${why}`);
 }
 
 function wholeNumber(flag: string, raw: string): number {
