@@ -25,8 +25,10 @@ import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capac
 import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
 import { startRedis, redisMissing } from "./support/redis.js";
 import { spawnSluice, SLUICE_BIN, assertOneLineError, type RunningSluice } from "./support/cli.js";
-import { redisClass } from "../src/fleet/connection.js";
+import { FleetConnection, redisClass } from "../src/fleet/connection.js";
+import { RedisSharedState, SLOT_RECHECK_MS } from "../src/fleet/redis-state.js";
 import { CHARGE_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "../src/fleet/scripts.js";
+import { LineLogger } from "../src/core/log.js";
 import { startSluice } from "./support/sluice.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
@@ -258,17 +260,8 @@ describe("Lambda reserved concurrency under --fault aws-limits", () => {
   });
 });
 
-describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMissing() ?? false }, () => {
-  test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", { skip: needsPython("boto3", "python3-boto3") }, async () => {
-    const redis = await startRedis();
-    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 2000 });
-    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-fleet-"));
-    const procs: RunningSluice[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lam", "--fault", "aws-limits scale=0.005 reserved=resize:2"]));
-      }
-      const script = `
+/** boto3 invokes `resize` three times at once through each sluice URL given (one attempt per call); prints each outcome, sorted. */
+const BOTO3_INVOKE_THREE_EACH = `
 import boto3, botocore.config, botocore.exceptions, json, sys, threading
 out = []
 def invoke(url):
@@ -283,7 +276,18 @@ threads = [threading.Thread(target=invoke, args=(url,)) for url in sys.argv[1:] 
 [t.join() for t in threads]
 print(json.dumps(sorted(out)))
 `;
-      const r = await run(await pythonWithBoto3(), ["-c", script, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
+
+describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMissing() ?? false }, () => {
+  test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", { skip: needsPython("boto3", "python3-boto3") }, async () => {
+    const redis = await startRedis();
+    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 2000 });
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-fleet-"));
+    const procs: RunningSluice[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lam", "--fault", "aws-limits scale=0.005 reserved=resize:2"]));
+      }
+      const r = await run(await pythonWithBoto3(), ["-c", BOTO3_INVOKE_THREE_EACH, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(JSON.parse(r.stdout), ["ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ok", "ok"], "2 in flight across the fleet, not 2 per process");
       const sets = redis.cli("--scan", "--pattern", "sluice:{lam}:slots:*").split("\n").filter(Boolean);
@@ -291,6 +295,74 @@ print(json.dumps(sorted(out)))
     } finally {
       await Promise.all(procs.map((p) => p.stop()));
       await Promise.all([origin.close(), redis.stop()]);
+    }
+  });
+
+  test("--shape aws-limits in two sluice processes sharing a redis-server: 6 concurrent invocations wait for the fleet's 2 slots — all succeed, none throttled, the function never runs more than 2 at once", { skip: needsPython("boto3", "python3-boto3") }, async () => {
+    const redis = await startRedis();
+    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 1000 });
+    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-shape-fleet-"));
+    const procs: RunningSluice[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lamshape", "--shape", "aws-limits scale=0.005 reserved=resize:2"]));
+      }
+      const r = await run(await pythonWithBoto3(), ["-c", BOTO3_INVOKE_THREE_EACH, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), ["ok", "ok", "ok", "ok", "ok", "ok"], "every invocation waited for a slot and none was refused");
+      assert.equal(origin.requests.length, 6);
+      assert.ok(origin.inFlight.most <= 2, `the function ran ${origin.inFlight.most} at once: the fleet's 2 slots, not 2 per process`);
+      const sets = redis.cli("--scan", "--pattern", "sluice:{lamshape}:slots:*").split("\n").filter(Boolean);
+      for (const key of sets) assert.equal(redis.cli("ZCARD", key).trim(), "0", `${key} holds no slot once the invocations ended`);
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()));
+      await Promise.all([origin.close(), redis.stop()]);
+    }
+  });
+
+  test("waitForSlot: a process's waiters get fleet slots in arrival order, woken by another process's leave (no polling); a cancelled waiter holds nothing; a lapsed lease is found by the re-check", async () => {
+    const redis = await startRedis();
+    const log = new LineLogger("error");
+    const conns = [0, 1].map((i) => new FleetConnection({ url: redis.url, fleet: "w", instance: `p${i}`, fallback: "local" }, log));
+    const [a, b] = conns.map((c) => new RedisSharedState(c, log)) as [RedisSharedState, RedisSharedState];
+    const raw = new (redisClass())(redis.url, { keyPrefix: "sluice:{w}:" });
+    try {
+      for (const c of conns) assert.equal(await c.whenUp(5000), true);
+      assert.equal(await b.enterSlot("k", "b1", 2), true);
+      assert.equal(await b.enterSlot("k", "b2", 2), true);
+      const order: string[] = [];
+      const waits = ["w1", "w2", "w3"].map((h) => {
+        const w = a.waitForSlot("k", h, 2);
+        void w.granted.then((held) => held && order.push(h));
+        return w;
+      });
+      await new Promise((r) => setTimeout(r, 150));
+      assert.deepEqual(order, [], "both slots are held by the other process");
+      const asksWhileWaiting = a.stats.roundTrips;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(a.stats.roundTrips - asksWhileWaiting <= 1, `waiting asks Redis at most once per ${SLOT_RECHECK_MS} ms: ${a.stats.roundTrips - asksWhileWaiting} round trips in 300 ms`);
+      waits[1]!.cancel();
+      assert.equal(await waits[1]!.granted, false);
+      await b.leaveSlot("k", "b1");
+      await waits[0]!.granted;
+      assert.deepEqual(order, ["w1"], "the first to come gets the freed slot, woken by the leave's notice");
+      await b.leaveSlot("k", "b2");
+      await waits[2]!.granted;
+      assert.deepEqual(order, ["w1", "w3"], "the cancelled waiter is skipped");
+      assert.deepEqual((await raw.zrange("slots:k", 0, -1)).sort(), ["w1", "w3"]);
+      // A slot whose holder died (its lease lapses, announced to no one) is found by the re-check.
+      await a.leaveSlot("k", "w1");
+      await a.leaveSlot("k", "w3");
+      await raw.eval(SLOT_ENTER_SCRIPT, 1, "slots:k", "dead", 1, 300);
+      const late = a.waitForSlot("k", "w4", 1);
+      assert.equal(await late.granted, true);
+      assert.deepEqual(await raw.zrange("slots:k", 0, -1), ["w4"]);
+      await a.leaveSlot("k", "w4");
+    } finally {
+      raw.disconnect();
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all(conns.map((c) => c.close()));
+      await redis.stop();
     }
   });
 

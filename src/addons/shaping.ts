@@ -280,7 +280,7 @@ export class Shaping implements Addon {
     const { rule } = active;
     const refused = (reason: "queue-full" | "max-wait" | "cancelled", expectedWaitMs = 0): AwsAdmission => ({ admitted: false, limit: a.limit, key: a.key, reason, expectedWaitMs });
     if (a.limit.kind === "concurrency") {
-      const slot = active.limiter!.acquire(flow, a, active.ns);
+      const slot = active.limiter!.acquire(flow, a, active.ns, this.ctx.state);
       const ready = slot.ready;
       if (!ready) return { admitted: true };
       return new Promise<AwsAdmission>((resolve) => {

@@ -387,7 +387,7 @@ function lambdaThrottle(reason: string, message: string): AwsError {
   return { status: 429, code: "TooManyRequestsException", message, fields: { Reason: reason, Type: "User" } };
 }
 
-const CONCURRENCY_NOTE = "an invocation is in flight from its request to the end of its answer (or its connection's end); the count is kept per sluice process, or across the fleet with shared_state (each in-flight invocation holds a lease, renewed while it runs, so a killed process frees its slots within 10 s)";
+const CONCURRENCY_NOTE = "an invocation is in flight from its request to the end of its answer (or its connection's end); the count is kept per sluice process, or across the fleet with shared_state (each in-flight invocation holds a lease, renewed while it runs, so a killed process frees its slots within 10 s; --shape waits for a slot freed anywhere in the fleet)";
 
 function lambdaLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const reserved = opts.reserved ?? {};
@@ -711,10 +711,19 @@ export class AwsLimiter {
 
   /**
    * Shaping: takes a slot of concurrency limit `a` for `flow` now (ready: null), or joins the line
-   * for one (ready settles when it is `flow`'s); `cancel` leaves the line. Counted in this process.
+   * for one (ready settles when it is `flow`'s, or after `cancel`, holding nothing). Counted in
+   * this process, or — when `state` is shared by a fleet (it has `waitForSlot`) — in the fleet's
+   * count, woken when any process frees a slot.
    */
-  acquire(flow: HTTPFlow, a: ApplicableLimit, ns = ""): { ready: Promise<void> | null; cancel: () => void } {
+  acquire(flow: HTTPFlow, a: ApplicableLimit, ns = "", state?: Pick<SharedState, "waitForSlot" | "leaveSlot">): { ready: Promise<void> | null; cancel: () => void } {
     const key = ns + a.key;
+    if (state?.waitForSlot) {
+      const wait = state.waitForSlot(key, flow.id, a.burst);
+      const ready = wait.granted.then((held) => {
+        if (held) this.hold(flow, { key, state });
+      });
+      return { ready, cancel: wait.cancel };
+    }
     if (!this.waiting.has(key) && this.enter(flow, key, a.burst)) return { ready: null, cancel: () => {} };
     let wake!: () => void;
     const ready = new Promise<void>((resolve) => {

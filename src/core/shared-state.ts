@@ -31,6 +31,12 @@ export interface Grant {
   turns?: number;
 }
 
+/** A wait for a concurrency slot (`SharedState.waitForSlot`). */
+export interface SlotWait {
+  granted: Promise<boolean>;
+  cancel(): void;
+}
+
 /** What happened to a request under an adaptive rate. */
 export type AdaptiveEvent =
   /** A request was sent (the measured sending rate caps growth). */
@@ -82,6 +88,14 @@ export interface SharedState {
   enterSlot(key: string, holder: string, max: number): MaybeAsync<boolean>;
   /** Ends `holder`'s slot of `key` (no-op when it holds none). */
   leaveSlot(key: string, holder: string): MaybeAsync<void>;
+  /**
+   * A caller that can wait (a shaping queue) gets `holder` a slot of `key` as soon as one is free
+   * among everything sharing this state: `granted` resolves true once the slot is held (ended
+   * with `leaveSlot`), or false after `cancel` (then no slot is left held). Waiters of one
+   * process are served in arrival order. Absent when nothing else shares the state (in-process:
+   * the caller keeps its own line).
+   */
+  waitForSlot?(key: string, holder: string, max: number): SlotWait;
   /** Applies `event` to the adaptive rate at `key` (created at `opts.start` on first use) and returns it. */
   adaptive(key: string, opts: AdaptiveRateOptions, event: AdaptiveEvent, at: number): MaybeAsync<AdaptiveSnapshot>;
   /** Drops the state at keys starting with `prefix` (rules removed or replaced). */

@@ -20,10 +20,11 @@
  */
 import { performance } from "node:perf_hooks";
 import type { Logger } from "../core/addons.js";
-import { InProcessState, type AdaptiveEvent, type AdaptiveSnapshot, type Grant, type MaybeAsync, type RateLimit, type SharedState } from "../core/shared-state.js";
+import type { Redis } from "ioredis";
+import { InProcessState, isPromise, type AdaptiveEvent, type AdaptiveSnapshot, type Grant, type MaybeAsync, type RateLimit, type SharedState, type SlotWait } from "../core/shared-state.js";
 import { CUBIC_BETA, CUBIC_SCALE, MIN_RATE, type AdaptiveRateOptions } from "../core/adaptive-rate.js";
 import type { FleetConnection } from "./connection.js";
-import { ADAPTIVE_SCRIPT, CHARGE_SCRIPT, CLAIM_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
+import { ADAPTIVE_SCRIPT, CHARGE_SCRIPT, CLAIM_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_LEAVE_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "./scripts.js";
 
 /** A lease covers what this process used over this long (ms)… */
 export const LEASE_DEMAND_MS = 20;
@@ -49,6 +50,32 @@ const CLAIM_TTL_MS = 30_000;
  * third of it while held: a process killed while holding slots leaks them for at most this long.
  */
 export const SLOT_LEASE_MS = 10_000;
+/**
+ * A request waiting for a slot is woken by the fleet's notice that one was freed; this is the
+ * safety net — a notice lost (the subscriber reconnecting) or a slot freed by a lapsed lease,
+ * which no one announces — so the head of a line asks again at most this often.
+ */
+export const SLOT_RECHECK_MS = 1000;
+/** A key's subscription is kept this long after its line empties, so a busy key does not resubscribe per request. */
+const SLOT_UNSUBSCRIBE_MS = 5000;
+
+interface SlotWaiter {
+  holder: string;
+  max: number;
+  resolve: (held: boolean) => void;
+  done: boolean;
+}
+
+/** This process's requests waiting for a slot of one key, first come first served. */
+interface SlotLine {
+  waiters: SlotWaiter[];
+  /** The waiter whose ask is in flight (only the head asks). */
+  asking: SlotWaiter | null;
+  /** A notice came while the head's ask was in flight: it may have missed the freed slot. */
+  noticed: boolean;
+  timer: ReturnType<typeof setTimeout> | null;
+  subscribed: boolean;
+}
 
 interface Lease {
   tokens: number;
@@ -92,6 +119,10 @@ export class RedisSharedState implements SharedState {
   private readonly chargeScript: Script;
   private readonly slotEnterScript: Script;
   private readonly slotRenewScript: Script;
+  private readonly slotLeaveScript: Script;
+  /** Requests of this process waiting for a slot, per key, and the connection their notices come on. */
+  private readonly slotLines = new Map<string, SlotLine>();
+  private slotSubscriber: Redis | null = null;
   /** Slots this process holds in Redis (renewed while held), and those it holds in the fallback. */
   private readonly slotsHeld = new Map<string, Set<string>>();
   private readonly slotsLocal = new Map<string, Set<string>>();
@@ -114,6 +145,8 @@ export class RedisSharedState implements SharedState {
     r.defineCommand("sluiceCharge", { numberOfKeys: 1, lua: CHARGE_SCRIPT });
     r.defineCommand("sluiceSlotEnter", { numberOfKeys: 1, lua: SLOT_ENTER_SCRIPT });
     r.defineCommand("sluiceSlotRenew", { numberOfKeys: 1, lua: SLOT_RENEW_SCRIPT });
+    r.defineCommand("sluiceSlotLeave", { numberOfKeys: 1, lua: SLOT_LEAVE_SCRIPT });
+    this.slotLeaveScript = commands.sluiceSlotLeave!.bind(r);
     this.chargeScript = commands.sluiceCharge!.bind(r);
     this.slotEnterScript = commands.sluiceSlotEnter!.bind(r);
     this.slotRenewScript = commands.sluiceSlotRenew!.bind(r);
@@ -124,6 +157,8 @@ export class RedisSharedState implements SharedState {
       this.local = new InProcessState();
       this.leases.clear();
       void this.refreshClaims();
+      // Slots freed while the link was down were announced to no one.
+      for (const key of this.slotLines.keys()) this.slotFreed(key);
     });
     this.claimTimer = setInterval(() => void this.refreshClaims(), CLAIM_REFRESH_MS);
     this.claimTimer.unref();
@@ -268,16 +303,140 @@ export class RedisSharedState implements SharedState {
       this.slotsEntering.set(entering, true);
       return;
     }
-    if (removeFrom(this.slotsLocal, key, holder)) this.local.leaveSlot(key, holder);
+    if (removeFrom(this.slotsLocal, key, holder)) {
+      this.local.leaveSlot(key, holder);
+      this.slotFreed(key);
+    }
     if (!removeFrom(this.slotsHeld, key, holder) || !this.conn.up) return;
     // A leave Redis never hears of ends with the lease (SLOT_LEASE_MS).
     this.stats.roundTrips++;
-    return this.conn.redis.zrem("slots:" + key, holder).then(() => {}, () => {});
+    const left = this.slotLeaveScript("slots:" + key, holder, this.slotChannel(key)).then(() => {}, () => {});
+    // This process's own waiters need no notice: their ask goes on the same connection after the
+    // leave, so Redis runs it with the slot free.
+    this.slotFreed(key);
+    return left;
+  }
+
+  waitForSlot(key: string, holder: string, max: number): SlotWait {
+    const line = this.slotLineOf(key);
+    const waiter: SlotWaiter = { holder, max, resolve: () => {}, done: false };
+    const granted = new Promise<boolean>((resolve) => (waiter.resolve = resolve));
+    line.waiters.push(waiter);
+    // A line already waiting is woken by notices; a newcomer behind it asks nothing.
+    if (line.waiters.length === 1) this.askForSlot(key, line);
+    const cancel = () => {
+      if (waiter.done) return;
+      waiter.done = true;
+      waiter.resolve(false);
+      // The head's ask in flight: a slot it gets goes back when the answer comes (askForSlot).
+      if (line.asking === waiter) return;
+      const at = line.waiters.indexOf(waiter);
+      if (at >= 0) line.waiters.splice(at, 1);
+      if (at === 0) this.askForSlot(key, line);
+    };
+    return { granted, cancel };
   }
 
   async close(): Promise<void> {
+    for (const line of this.slotLines.values()) if (line.timer) clearTimeout(line.timer);
     clearInterval(this.slotTimer);
     clearInterval(this.claimTimer);
+  }
+
+  /** Notices of freed slots come on this channel (named in full: ioredis does not prefix channels). */
+  private slotChannel(key: string): string {
+    return this.conn.key("slotfree:" + key);
+  }
+
+  private slotLineOf(key: string): SlotLine {
+    let line = this.slotLines.get(key);
+    if (line) {
+      if (line.timer && line.waiters.length === 0) {
+        clearTimeout(line.timer);
+        line.timer = null;
+      }
+      return line;
+    }
+    line = { waiters: [], asking: null, noticed: false, timer: null, subscribed: false };
+    this.slotLines.set(key, line);
+    if (!this.slotSubscriber) {
+      const sub = this.conn.subscriber();
+      this.slotSubscriber = sub;
+      const prefix = this.slotChannel("");
+      sub.on("message", (channel: string) => {
+        if (channel.startsWith(prefix)) this.slotFreed(channel.slice(prefix.length));
+      });
+    }
+    const subscribing = line;
+    this.slotSubscriber.subscribe(this.slotChannel(key)).then(
+      () => {
+        subscribing.subscribed = true;
+        if (this.slotLines.get(key) !== subscribing) {
+          void this.slotSubscriber?.unsubscribe(this.slotChannel(key)).catch(() => {});
+          return;
+        }
+        // A slot freed between the first ask and the subscription was announced to no one listening.
+        this.slotFreed(key);
+      },
+      () => {}, // the re-check timer stands in for notices
+    );
+    return line;
+  }
+
+  /** A slot of `key` was freed (a notice, or this process's own leave): the head of its line asks again. */
+  private slotFreed(key: string): void {
+    const line = this.slotLines.get(key);
+    if (!line || line.waiters.length === 0) return;
+    if (line.asking) line.noticed = true;
+    else this.askForSlot(key, line);
+  }
+
+  /**
+   * The head of `key`'s line asks for a slot; given one, it leaves the line and the next asks at
+   * once (several may be free); refused, the line waits for a notice or the re-check timer.
+   */
+  private askForSlot(key: string, line: SlotLine): void {
+    if (line.asking) return;
+    if (line.timer) clearTimeout(line.timer);
+    line.timer = null;
+    while (line.waiters[0]?.done) line.waiters.shift();
+    const head = line.waiters[0];
+    if (!head) return this.lineEmptied(key, line);
+    line.asking = head;
+    line.noticed = false;
+    const answered = (held: boolean) => {
+      line.asking = null;
+      if (held) {
+        line.waiters.shift();
+        if (head.done) void this.leaveSlot(key, head.holder); // gave up while asking: the slot goes back
+        else {
+          head.done = true;
+          head.resolve(true);
+        }
+        return this.askForSlot(key, line);
+      }
+      if (head.done || line.noticed) return this.askForSlot(key, line);
+      line.timer = setTimeout(() => this.askForSlot(key, line), SLOT_RECHECK_MS);
+      line.timer.unref();
+    };
+    let entered: MaybeAsync<boolean>;
+    try {
+      entered = this.enterSlot(key, head.holder, head.max);
+    } catch {
+      entered = false;
+    }
+    if (isPromise(entered)) entered.then(answered, () => answered(false));
+    else answered(entered);
+  }
+
+  /** No one of this process waits for `key`: its subscription goes after a while. */
+  private lineEmptied(key: string, line: SlotLine): void {
+    line.timer = setTimeout(() => {
+      if (line.waiters.length || this.slotLines.get(key) !== line) return;
+      this.slotLines.delete(key);
+      if (line.subscribed) void this.slotSubscriber?.unsubscribe(this.slotChannel(key)).catch(() => {});
+    }, SLOT_UNSUBSCRIBE_MS);
+    line.timer.unref();
   }
 
   /** Keeps this process's rule names held. */

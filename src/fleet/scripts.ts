@@ -195,3 +195,14 @@ for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], lease * 2)
 return 1
 `;
+
+/**
+ * Ends a holder's slot and tells the fleet a slot is free: processes whose requests wait for a
+ * slot (`--shape aws-limits`) listen on the channel and try again at once, without polling.
+ * KEYS[1]: the set. ARGV: holder, the channel. Returns 1 when the holder had a slot.
+ */
+export const SLOT_LEAVE_SCRIPT = `
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[2], '1') end
+return removed
+`;

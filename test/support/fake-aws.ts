@@ -95,12 +95,23 @@ async function startFakeOrigin(handler: FakeHandler, opts: FakeOriginOptions): P
  * An origin answering every request with `respond(request)`: for tests that need AWS-shaped
  * answers a real service would give (throttling, failures) at will.
  */
-export async function startScriptedOrigin(respond: (request: Request) => Response, opts: FakeOriginOptions & { answerAfterMs?: (request: Request) => number } = {}): Promise<FakeAwsOrigin> {
+export async function startScriptedOrigin(respond: (request: Request) => Response, opts: FakeOriginOptions & { answerAfterMs?: (request: Request) => number } = {}): Promise<FakeAwsOrigin & { inFlight: { now: number; most: number } }> {
   const scheme = opts.tls ? "https" : "http";
   let port = 0;
+  // Requests being answered right now, and the most at once (a Lambda's concurrent executions).
+  const inFlight = { now: 0, most: 0 };
   const origin = await startFakeOrigin((req, body, res) => {
     const request = sluiceRequestOf({ method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers, rawHeaders: req.rawHeaders, body }, { url: `${scheme}://127.0.0.1`, port });
     const response = respond(request);
+    inFlight.most = Math.max(inFlight.most, ++inFlight.now);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      inFlight.now--;
+    };
+    res.once("finish", end);
+    res.once("close", end);
     const answer = () => {
       res.writeHead(response.statusCode, response.reason, response.headers.raw);
       res.end(response.content ?? undefined);
@@ -111,7 +122,7 @@ export async function startScriptedOrigin(respond: (request: Request) => Respons
     else answer();
   }, opts);
   port = origin.port;
-  return origin;
+  return { ...origin, inFlight };
 }
 
 // ---------------------------------------------------------------------------------------------
