@@ -52,6 +52,8 @@ const relay = net.createServer((client) => {
   server.on("error", close);
 });
 
-await new Promise<void>((r) => minimal.listen(0, "127.0.0.1", r));
-await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+// The same listen backlog as sluice's default, so at c=1000 the floor is not the one whose
+// handshakes overflow the accept queue.
+await new Promise<void>((r) => minimal.listen(0, "127.0.0.1", 4096, r));
+await new Promise<void>((r) => relay.listen(0, "127.0.0.1", 4096, r));
 process.stdout.write(JSON.stringify({ minimal: (minimal.address() as net.AddressInfo).port, relay: (relay.address() as net.AddressInfo).port }) + "\n");

@@ -21,6 +21,16 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 60);
 /** Clients at once for the accept-queue row. */
 const WIDE = 1000;
+/** Seconds of each c=1000 run (the first second of connecting included). */
+const WIDE_SECONDS = Number(process.env.BENCH_WIDE_SECONDS ?? 10);
+/**
+ * Offered rates (requests/s over c=10) at which the added latency is measured below saturation:
+ * with wrk's closed loop at saturation, latency is connections / throughput (Little's law), so the
+ * saturated figure says more about requests/s than about what a sidecar adds to each request.
+ */
+const PACED_RATES = (process.env.BENCH_RATES ?? "1000,3000").split(",").map(Number);
+/** The offered rate of the steady c=1000 row: each client sends one request every 1000/rate s. */
+const WIDE_RATE = Number(process.env.BENCH_WIDE_RATE ?? 2000);
 /** The sustained-load memory row: seconds of load, and how often RSS is read. */
 const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 
@@ -29,6 +39,7 @@ interface Row {
   rps: number;
   p50: number;
   p99: number;
+  p90?: number;
   note?: string;
   requests?: number;
   /** CPU time the process under test spent per request (µs), from /proc/PID/stat. */
@@ -71,6 +82,18 @@ function listenOverflows(): number {
   } catch {
     return NaN;
   }
+}
+
+/** Requests per client connection the bench origin counted since the last call (ascending); it starts afresh. */
+async function perConnectionCounts(originPort: number): Promise<number[]> {
+  const res = await fetch(`http://127.0.0.1:${originPort}/__connections`);
+  return (await res.json()) as number[];
+}
+
+function countsSummary(counts: number[]): string {
+  if (!counts.length) return "none";
+  const at = (q: number) => counts[Math.min(counts.length - 1, Math.floor(q * counts.length))]!;
+  return `${counts.length} connections, fewest ${counts[0]}, 1st percentile ${at(0.01)}, median ${at(0.5)}, most ${counts.at(-1)}`;
 }
 
 function which(cmd: string): boolean {
@@ -137,26 +160,59 @@ function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
 }
 
 /**
+ * wrk's Lua for a fixed offered rate: every request (on any of the thread's connections) takes the
+ * next slot of a schedule `1/rps` apart, read from the monotonic clock through LuaJIT's FFI, so the
+ * rate holds whatever each request's latency (up to the connections in flight). Behind schedule
+ * (a stall), the missed slots are sent at once, as an open-loop load generator would.
+ */
+function pacedLua(rps: number): string {
+  return `local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } sluice_timespec;
+int clock_gettime(int clk, sluice_timespec *ts);
+]]
+local ts = ffi.new("sluice_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = ${1000 / rps}
+local next_at = nil
+function delay()
+  local t = now_ms()
+  if next_at == nil then next_at = t end
+  next_at = next_at + interval
+  local d = next_at - t
+  if d < 0 then return 0 end
+  return math.floor(d + 0.5)
+end
+`;
+}
+
+/**
  * wrk against `url`; with `proxyPort`, requests go to the proxy in absolute form. A one-second
  * warm-up first, unmeasured, so every row is measured after its JIT and connection pools settle.
+ * With `pid`, also the CPU that process spent per request during the measured part; with `paceRps`,
+ * requests are paced at that offered rate instead of as fast as answers come.
  */
-/** wrk's run; with `pid`, also the CPU that process spent per request during the measured part. */
-export async function wrk(url: string, proxyPort?: number, warmUp = true, connections = CONNECTIONS, seconds = SECONDS, pid?: number): Promise<Omit<Row, "name">> {
-  if (warmUp) await wrk(url, proxyPort, false, connections, 1).catch(() => undefined);
+export async function wrk(url: string, proxyPort?: number, warmUp = true, connections = CONNECTIONS, seconds = SECONDS, pid?: number, paceRps?: number): Promise<Omit<Row, "name">> {
+  if (warmUp) await wrk(url, proxyPort, false, connections, 1, undefined, paceRps).catch(() => undefined);
   const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", ...(connections > 100 ? ["--timeout", "10s"] : [])];
   let target = url;
-  if (proxyPort) {
-    const script = join(mkdtempSync(join(tmpdir(), "sluice-wrk-")), "proxy.lua");
-    writeFileSync(script, `wrk.path = ${JSON.stringify(url)}\n`);
+  const lua = [proxyPort ? `wrk.path = ${JSON.stringify(url)}\n` : "", paceRps ? pacedLua(paceRps) : ""].join("");
+  if (lua) {
+    const script = join(mkdtempSync(join(tmpdir(), "sluice-wrk-")), "load.lua");
+    writeFileSync(script, lua);
     args.push("-s", script);
-    target = `http://127.0.0.1:${proxyPort}`;
   }
+  if (proxyPort) target = `http://127.0.0.1:${proxyPort}`;
   const cpuBefore = cpuUsOf(pid);
   const out = await runToEnd("wrk", [...args, target]);
   const cpu = cpuUsOf(pid) - cpuBefore;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const unit = (v: string, u: string) => Number(v) * (u === "us" ? 0.001 : u === "s" ? 1000 : 1);
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
+  const p90 = /\s90%\s+([\d.]+)(us|ms|s)/.exec(out);
   const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(out);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
   const socketErrors = /Socket errors: (.*)/.exec(out)?.[1];
@@ -167,6 +223,7 @@ export async function wrk(url: string, proxyPort?: number, warmUp = true, connec
     requests,
     cpuUs: pid && requests > 0 ? cpu / requests : undefined,
     p50: p50 ? unit(p50[1]!, p50[2]!) : NaN,
+    p90: p90 ? unit(p90[1]!, p90[2]!) : NaN,
     p99: p99 ? unit(p99[1]!, p99[2]!) : NaN,
     note: notes.join("; ") || undefined,
   };
@@ -281,23 +338,52 @@ export async function benchProxy(): Promise<string> {
       if (mitm) out.push(`sluice regular / mitmdump regular: ${(rows[2]!.rps / mitm.rps).toFixed(1)}× requests/s`);
       out.push(`floor (node:http + undici Pool, no flows or hooks) / mitmdump: ${mitm ? `${(floor.rps / mitm.rps).toFixed(1)}×` : "n/a"}; sluice regular reaches ${((rows[2]!.rps / floor.rps) * 100).toFixed(0)}% of the floor's requests/s`);
 
-      // Tail latency over a longer run, and a thousand clients at once (accept-queue overflows).
-      progress(`latency over ${LATENCY_SECONDS} s at c=${CONNECTIONS}: direct, then sluice regular`);
-      const longDirect = await wrk(target, undefined, true, CONNECTIONS, LATENCY_SECONDS);
-      const longSluice = await wrk(target, regularPort, true, CONNECTIONS, LATENCY_SECONDS);
-      out.push(
-        `\nlatency over ${LATENCY_SECONDS} s at c=${CONNECTIONS} (wrk): direct p50 ${longDirect.p50.toFixed(2)} / p99 ${longDirect.p99.toFixed(2)} ms; ` +
-          `sluice regular p50 ${longSluice.p50.toFixed(2)} / p99 ${longSluice.p99.toFixed(2)} ms; added p50 ${(longSluice.p50 - longDirect.p50).toFixed(2)} ms (target < 0.8), ` +
-          `p99 ${(longSluice.p99 - longDirect.p99).toFixed(2)} ms (target < 5)${longSluice.note ? ` (${longSluice.note})` : ""}`,
-      );
-      progress(`c=${WIDE} for ${SECONDS} s against sluice regular`);
-      const overflowsBefore = listenOverflows();
-      const wide = await wrk(target, regularPort, true, WIDE, SECONDS);
-      const overflows = listenOverflows() - overflowsBefore;
-      out.push(
-        `c=${WIDE} through sluice regular (wrk, ${SECONDS} s after a warm-up): ${wide.rps.toFixed(0)} req/s, p50 ${wide.p50.toFixed(2)} ms, p99 ${wide.p99.toFixed(2)} ms (target < 200), ` +
-          `listen-queue overflows during the run: ${Number.isNaN(overflows) ? "unknown (/proc/net/netstat unreadable)" : overflows}${wide.note ? ` (${wide.note})` : ""}`,
-      );
+      // Tail latency over a longer run: saturated (closed loop, as fast as answers come) and at
+      // fixed offered rates below saturation, direct, through the floor and through sluice.
+      const paths: [name: string, run: (seconds: number, paceRps?: number, connections?: number) => Promise<Omit<Row, "name">>][] = [
+        // No warm-up of their own for the c=1000 runs (everything is warm by then): its thousand
+        // connections would still be in the origin's counts.
+        ["direct", (t, r, c = CONNECTIONS) => wrk(target, undefined, c === CONNECTIONS, c, t, undefined, r)],
+        ["floor", (t, r, c = CONNECTIONS) => wrk(target, ceilingPorts.minimal, c === CONNECTIONS, c, t, undefined, r)],
+        ["sluice regular", (t, r, c = CONNECTIONS) => wrk(target, regularPort, c === CONNECTIONS, c, t, undefined, r)],
+      ];
+      const latencyLines = [`\nlatency over ${LATENCY_SECONDS} s at c=${CONNECTIONS} (wrk; added = the path's minus direct's, target added p50 < 0.8 ms and p99 < 5 ms):`];
+      for (const rate of [undefined, ...PACED_RATES]) {
+        const label = rate ? `offered ${rate.toLocaleString("en")} req/s` : "saturated";
+        const got: Omit<Row, "name">[] = [];
+        for (const [name, run] of paths) {
+          progress(`latency over ${LATENCY_SECONDS} s at c=${CONNECTIONS}, ${label}: ${name}`);
+          got.push(await run(LATENCY_SECONDS, rate));
+        }
+        const direct = got[0]!;
+        for (const [i, r] of got.entries()) {
+          const added = i === 0 ? "" : `   added p50 ${(r.p50 - direct.p50).toFixed(2)} / p99 ${(r.p99 - direct.p99).toFixed(2)} ms`;
+          latencyLines.push(`  ${label.padEnd(24)} ${paths[i]![0].padEnd(16)} ${r.rps.toFixed(0).padStart(6)} req/s   p50 ${r.p50.toFixed(2).padStart(6)} / p99 ${r.p99.toFixed(2).padStart(7)} ms${added}${r.note ? `  (${r.note})` : ""}`);
+        }
+      }
+      out.push(latencyLines.join("\n"));
+
+      // A thousand clients at once: saturated, then at a steady offered rate. Each run opens its
+      // thousand connections afresh (its first second included). The origin counts requests per
+      // client connection (through sluice each client has its own upstream connection), so a
+      // client that starves shows as a connection with few requests.
+      const wideLines = [`\nc=${WIDE} (wrk, one thread; ${WIDE_SECONDS} s per run; target p99 < 200 ms in steady state; requests per client connection as the origin counted them, through the floor its pool's connections instead):`];
+      for (const rate of [undefined, WIDE_RATE]) {
+        const label = rate ? `offered ${rate.toLocaleString("en")} req/s` : "saturated";
+        for (const [name, run] of paths) {
+          progress(`c=${WIDE} for ${WIDE_SECONDS} s, ${label}: ${name}`);
+          await perConnectionCounts(ports.http);
+          const overflowsBefore = listenOverflows();
+          const r = await run(WIDE_SECONDS, rate, WIDE);
+          const overflows = listenOverflows() - overflowsBefore;
+          const counts = await perConnectionCounts(ports.http);
+          wideLines.push(
+            `  ${label.padEnd(24)} ${name.padEnd(16)} ${r.rps.toFixed(0).padStart(6)} req/s   p50 ${r.p50.toFixed(1)} / p90 ${r.p90?.toFixed(1)} / p99 ${r.p99.toFixed(1)} ms   ` +
+              `listen-queue overflows ${Number.isNaN(overflows) ? "unknown" : overflows}   per connection: ${countsSummary(counts)}${r.note ? `  (${r.note})` : ""}`,
+          );
+        }
+      }
+      out.push(wideLines.join("\n"));
     } else {
       out.push("wrk is not installed (apt-get install -y wrk): plain-HTTP rows skipped");
     }
