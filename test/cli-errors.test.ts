@@ -263,6 +263,16 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     }
   });
 
+  test("--intercept in sluice dump warns that nothing there can resume a paused flow, unless the admin API can", async () => {
+    const env = { ...process.env, HOME: home };
+    const bare = await spawnSluice(["dump", "-p", "0", "--intercept", "~q"], { env });
+    await bare.stop();
+    assert.match(bare.stderr(), /warn: --intercept in sluice dump pauses matching flows with nothing here to resume them: each gets a 504 after intercept_timeout \(300 s\); use sluice console or sluice web .* --set admin_port=0/);
+    const withAdmin = await spawnSluice(["dump", "-p", "0", "--intercept", "~q", "--set", "admin_port=0"], { env });
+    await withAdmin.stop();
+    assert.doesNotMatch(withAdmin.stderr(), /--intercept in sluice dump/);
+  });
+
   test("-S with a file that holds no responses says so, instead of quietly replaying nothing", async () => {
     const empty = join(dir, "empty.mitm");
     writeFileSync(empty, "");

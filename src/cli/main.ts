@@ -164,6 +164,11 @@ async function runDump(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
+  // Without a front end or the admin API nothing can resume an intercepted flow: its client
+  // would wait intercept_timeout for a 504 with no hint why.
+  if (master.options.get<string>("intercept") && master.options.get<number>("admin_port") < 0) {
+    log.warn(`--intercept in sluice dump pauses matching flows with nothing here to resume them: each gets a 504 after intercept_timeout (${master.options.get<number>("intercept_timeout")} s); use sluice console or sluice web to resume them, or --set admin_port=0 to resume them through the admin API (flow.resume)`);
+  }
   if (args.rfile) {
     const save = addons.find((a): a is Save => a instanceof Save) ?? null;
     try {
