@@ -373,6 +373,9 @@ FILTER (a filter expression, as for sluice dump) keeps only the flows it matches
 
 async function runConvert(argv: string[]): Promise<void> {
   if (argv.includes("-h") || argv.includes("--help")) return void process.stdout.write(CONVERT_HELP);
+  // A flag here would otherwise be read as a FILTER word and quietly match nothing.
+  const flag = argv.find((a) => a.startsWith("-") && a !== "-");
+  if (flag) fail(`unknown option ${flag} for \`sluice convert\`: it takes IN OUT [FILTER] (see \`sluice convert --help\`)`);
   if (argv.length < 2) fail("convert needs IN and OUT: sluice convert capture.mitm capture.har [FILTER]");
   const [input, output] = argv as [string, string];
   const expression = argv.length > 2 ? argv.slice(2).join(" ") : undefined;

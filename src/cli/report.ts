@@ -62,6 +62,8 @@ export async function runReport(argv: string[]): Promise<void> {
     const m = /Unknown option '([^']+)'/.exec((err as Error).message);
     const missing = /Option '([^']+)' argument missing/.exec((err as Error).message);
     if (missing) throw new UsageError(`option ${missing[1]} needs a value: see \`sluice report --help\``);
+    const ambiguous = /Option '([^']+)' argument is ambiguous/.exec((err as Error).message);
+    if (ambiguous) throw new UsageError(`option ${ambiguous[1]} is followed by something that looks like another option; to give it a value starting with a dash, write ${ambiguous[1]}=VALUE`);
     throw new UsageError(m ? `unknown option ${m[1]} for \`sluice report\`: see \`sluice report --help\`` : (err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
   }
   const v = parsed.values;
