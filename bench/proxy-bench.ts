@@ -11,9 +11,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
 import { progress } from "./progress.js";
+import { SLUICE_COMMAND } from "./sluice-child.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SLUICE = join(here, "..", "..", "bin", "sluice.js");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = 10;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -280,8 +280,8 @@ export async function benchProxy(): Promise<string> {
     const ports = JSON.parse(origin.match[1]!) as { http: number; https: number; ca: string };
     const confdir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
     const common = ["--confdir", confdir, "--flow-detail", "0", "--set", `ssl_verify_upstream_trusted_ca=${ports.ca}`, "-p", "0"];
-    const reverse = await start(process.execPath, [SLUICE, "dump", ...common, "--mode", `reverse:http://127.0.0.1:${ports.http}`], /listening at [^\s]+:(\d+)/);
-    const regular = await start(process.execPath, [SLUICE, "dump", ...common], /listening at [^\s]+:(\d+)/);
+    const reverse = await start(process.execPath, [...SLUICE_COMMAND, "dump", ...common, "--mode", `reverse:http://127.0.0.1:${ports.http}`], /listening at [^\s]+:(\d+)/);
+    const regular = await start(process.execPath, [...SLUICE_COMMAND, "dump", ...common], /listening at [^\s]+:(\d+)/);
     children.push(reverse.child, regular.child);
     const reversePort = Number(reverse.match[1]);
     const regularPort = Number(regular.match[1]);
@@ -414,7 +414,7 @@ export async function benchProxy(): Promise<string> {
       // console and web UI keep, each in a fresh process.
       const lines = [`\nsluice dump RSS (MB): idle after start ${idleRss.toFixed(0)} (target ≤ 70); under ${MEMORY_SECONDS} s of wrk c=${CONNECTIONS} load, sampled every ${MEMORY_SECONDS / 6} s (target ≤ 120):`];
       for (const [label, extra] of [["dump (view 1000 flows, 16m)", []], ["console/web-sized view (50000 flows, 256m)", ["--set", "view_max_flows=50000", "--set", "view_max_bytes=256m"]]] as const) {
-        const proc = await start(process.execPath, [SLUICE, "dump", ...common, ...extra], /listening at [^\s]+:(\d+)/);
+        const proc = await start(process.execPath, [...SLUICE_COMMAND, "dump", ...common, ...extra], /listening at [^\s]+:(\d+)/);
         children.push(proc.child);
         progress(`memory over ${MEMORY_SECONDS} s: ${label}`);
         const samples: string[] = [];

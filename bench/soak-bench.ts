@@ -12,10 +12,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFlowFile } from "../src/store/index.js";
 import { progress } from "./progress.js";
+import { SLUICE_COMMAND } from "./sluice-child.js";
 import { start } from "./proxy-bench.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const SLUICE = join(here, "..", "..", "bin", "sluice.js");
 const LOAD = join(here, "hardening-load.js");
 const SAMPLE_SECONDS = 10;
 const WARM_UP_SECONDS = 60;
@@ -45,7 +45,7 @@ export function load(args: (string | number)[], onLine?: (json: Record<string, u
 }
 
 export async function startSluice(dir: string, extra: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const { child, match } = await start(process.execPath, [SLUICE, "dump", "-p", "0", "--confdir", join(dir, "conf"), "--set", "flow_detail=0", "-k", ...extra], /listening at [^\s]+:(\d+)/);
+  const { child, match } = await start(process.execPath, [...SLUICE_COMMAND, "dump", "-p", "0", "--confdir", join(dir, "conf"), "--set", "flow_detail=0", "-k", ...extra], /listening at [^\s]+:(\d+)/);
   return { child, port: Number(match[1]) };
 }
 

@@ -12,7 +12,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
-import { mkdtempSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { CertificateAuthority } from "../src/proxy/tls/ca.js";
 import { SLUICE_BIN } from "./support/cli.js";
@@ -53,4 +54,30 @@ test("sluice dump listens without loading ioredis, ws, node-forge, better-sqlite
   assert.ok(loaded.some((p) => p.includes("/node_modules/prom-client/lib/registry.js")), "the check sees the prom-client files dump uses");
   const whole = NOT_WHOLE.filter((name) => loaded.some((p) => p.endsWith(`/node_modules/${name}/index.js`)));
   assert.deepEqual(whole, [], `whole package loaded at start: ${whole.join(", ")}`);
+});
+
+test("the sluice executable starts Node with V8's young generation capped, and npm start passes the same flags", { skip: process.platform !== "linux" && "reads /proc" }, async () => {
+  const shebang = readFileSync(SLUICE_BIN, "utf8").split("\n")[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node((?: --[\w-]+=\S+)+)$/.exec(shebang)?.[1]?.trim().split(" ");
+  assert.ok(flags?.some((f) => /^--max-semi-space-size=\d+$/.test(f)), `the executable's first line sets --max-semi-space-size: ${shebang}`);
+  const pkg = JSON.parse(readFileSync(join(SLUICE_BIN, "..", "..", "package.json"), "utf8")) as { scripts: { start: string } };
+  assert.equal(pkg.scripts.start, `node ${flags!.join(" ")} bin/sluice.js dump`);
+
+  // Run as a user's shell runs it (the kernel reads the first line; env -S splits the flags).
+  const confdir = mkdtempSync(join(tmpdir(), "sluice-shebang-"));
+  const child = spawn(SLUICE_BIN, ["dump", "--confdir", confdir, "-p", "0", "--listen-host", "127.0.0.1"], { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    let err = "";
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on("data", (c: Buffer) => {
+        err += c.toString();
+        if (err.includes("listening at")) resolve();
+      });
+      child.once("exit", (code) => reject(new Error(`sluice exited with ${code}: ${err}`)));
+    });
+    const argv = readFileSync(`/proc/${child.pid}/cmdline`, "utf8").split("\0");
+    for (const f of flags!) assert.ok(argv.includes(f), `node runs with ${f}: ${argv.join(" ")}`);
+  } finally {
+    child.kill();
+  }
 });
