@@ -11,7 +11,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { DynamoDBClient, GetItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
 import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,7 +20,8 @@ import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
 import { Shaping } from "../src/addons/shaping.js";
 import { parseFaultRule } from "../src/addons/fault-rules.js";
-import { awsLimits, type AwsLimiter } from "../src/aws/limits.js";
+import { awsLimits, AwsLimiter } from "../src/aws/limits.js";
+import { InProcessState } from "../src/core/shared-state.js";
 import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capacity.js";
 import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
 import { startRedis, redisMissing } from "./support/redis.js";
@@ -184,6 +185,53 @@ print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
     assert.equal(readCostAfter("BatchGetItem", {}, JSON.stringify({ Responses: { t: [{ a: { S: "x".repeat(1500) } }, { a: { S: "x".repeat(6500) } }] } }), null), 3, "each item of a batch is rounded up on its own (4 KB + 8 KB)");
     assert.equal(readCostAfter("GetItem", {}, JSON.stringify({ Item: item, ConsumedCapacity: { TableName: "t", CapacityUnits: 7.5 } }), "t"), 15);
     assert.equal(readCostAfter("Query", {}, JSON.stringify({ Items: [item], Count: 1, ScannedCount: 4 }), "t"), 5, "a filter's dropped items were read too: 4 × 5 KB = 20 KB");
+  });
+
+  test("a ConsumedCapacity below what a write was charged gives the difference back to the bucket (never above its size); a cost sluice computed gives nothing back", () => {
+    // orders: 1 WCU/s provisioned, a bucket of 300 WCU (burst capacity). At one instant (no refill).
+    const limiter = new AwsLimiter({ provisioned: { orders: { read: 1, write: 1 } } });
+    const state = new InProcessState();
+    const put = (kb: number) => tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem", authorization: "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261203/eu-west-1/dynamodb/aws4_request" }, reqBody: JSON.stringify({ TableName: "orders", Item: { pk: { S: "a" }, d: { S: "x".repeat(kb * 1024 - 4) } } }) });
+    const answer = (flow: ReturnType<typeof tflow>, body: unknown) => (flow.response = Response.make(200, JSON.stringify(body), { "content-type": "application/x-amz-json-1.0" }));
+    /** The limit that refused `flow` at `at`, or null when admitted (in-process: answered at once). */
+    const refusedBy = (flow: ReturnType<typeof tflow>, at: number) => {
+      const refused = limiter.admit(flow, state, at);
+      assert.ok(!(refused instanceof Promise));
+      return refused?.name ?? null;
+    };
+    const big = put(290);
+    assert.equal(refusedBy(big, 0), null, "290 WCU of 300 by the item's size");
+    answer(big, { ConsumedCapacity: { TableName: "orders", CapacityUnits: 1 } });
+    limiter.settle(big, state, 0);
+    const next = put(250);
+    assert.equal(refusedBy(next, 0), null, "AWS reported 1 WCU: 289 came back, so 250 more fit");
+    answer(next, {});
+    limiter.settle(next, state, 0);
+    assert.equal(refusedBy(put(50), 0), "provisioned writes of orders", "no ConsumedCapacity: the 250 stay charged (49 left)");
+    // Given back after the bucket refilled to full: still at most its 300.
+    const small = put(10);
+    assert.equal(refusedBy(small, 1_000_000), null);
+    answer(small, { ConsumedCapacity: { TableName: "orders", CapacityUnits: 1 } });
+    limiter.settle(small, state, 2_000_000);
+    assert.equal(refusedBy(put(300), 2_000_000), null, "a full bucket pays 300");
+    assert.equal(refusedBy(put(9), 2_000_000), "provisioned writes of orders", "the 9 given back to a full bucket were not kept above its size");
+  });
+
+  test("@aws-sdk/client-dynamodb: two 200 KB PutItems against a 300 WCU bucket both pass when the answers report 1 WCU each (ConsumedCapacity gives the rest back)", async () => {
+    const origin = await startScriptedOrigin(() => Response.make(200, JSON.stringify({ ConsumedCapacity: { TableName: "orders", CapacityUnits: 1 } }), { "content-type": "application/x-amz-json-1.0" }));
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(origin.url), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits provisioned=orders:1/1"]) }, addons: [new Faults()] });
+    const ca = await readFile(sluice.caCert, "utf8");
+    const client = new DynamoDBClient({ region: "eu-west-1", credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" }, maxAttempts: 1, requestHandler: { httpsAgent: tunnelAgent(sluice.port, ca) } });
+    try {
+      for (const sk of ["a", "b"]) {
+        const out = await client.send(new PutItemCommand({ TableName: "orders", Item: { pk: { S: "k" }, sk: { S: sk }, data: { S: "x".repeat(200 * 1024) } }, ReturnConsumedCapacity: "TOTAL" }));
+        assert.equal(out.ConsumedCapacity?.CapacityUnits, 1);
+      }
+      assert.equal(origin.requests.length, 2, "the second write was not throttled: the first's 200 WCU charge came back down to the 1 AWS reported");
+    } finally {
+      client.destroy();
+      await Promise.all([sluice.close(), origin.close()]);
+    }
   });
 
   test("the ThrottlingReasons sluice sends fit the format botocore's model documents for ThrottlingReason.reason (ResourceType + OperationType + LimitType)", { skip: needsPython("boto3", "python3-boto3") }, async () => {
@@ -385,6 +433,9 @@ describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMiss
       const [granted, wait] = (await r.eval(TAKE_SCRIPT, 1, "bucket:b", 10, 5, 1, 0, 1, 1)) as [number, string];
       assert.equal(granted, 0);
       assert.ok(Number(wait) > 200 && Number(wait) <= 400, `3 in debt and 1 to take at 10/s: up to 400 ms, less what refilled meanwhile; wait ${wait} ms`);
+      // A cost AWS reported lower gives tokens back (a negative charge), never above the bucket's size.
+      await r.eval(CHARGE_SCRIPT, 1, "bucket:b", 10, 5, -100);
+      assert.equal(Number(await r.hget("bucket:b", "t")), 5, "given back up to the bucket's 5, not beyond");
     } finally {
       r.disconnect();
       await redis.stop();

@@ -111,9 +111,25 @@ function consumedUnits(response: Json, table: string | null, kind: "read" | "wri
  * up once, TransactGetItems twice a strongly consistent read.
  */
 export function readCostAfter(operation: string, request: Json, responseText: string, table: string | null): number | null {
+  return readCostReported(operation, request, responseText, table)?.cost ?? null;
+}
+
+/** A cost from the answer, and whether AWS reported it (ConsumedCapacity) rather than sluice computing it. */
+export interface CostFromAnswer {
+  cost: number;
+  reported: boolean;
+}
+
+/** `readCostAfter`, saying whether the cost is AWS's own (a ConsumedCapacity) or computed from the items. */
+export function readCostReported(operation: string, request: Json, responseText: string, table: string | null): CostFromAnswer | null {
   const response = parse(responseText);
   const consumed = consumedUnits(response, operation === "BatchGetItem" || operation === "TransactGetItems" ? null : table, "read");
-  if (consumed !== null) return Math.max(1, Math.round(consumed * 2));
+  if (consumed !== null) return { cost: Math.max(1, Math.round(consumed * 2)), reported: true };
+  const cost = readCostComputed(operation, request, response);
+  return cost === null ? null : { cost, reported: false };
+}
+
+function readCostComputed(operation: string, request: Json, response: Json): number | null {
   switch (operation) {
     case "GetItem": return units(itemBytes(response.Item), READ_UNIT) * perUnit(request.ConsistentRead);
     case "Query":

@@ -13,7 +13,7 @@ import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-sta
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
-import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostAfter, readCostBefore, readCostOfBytes, tableOf, writeCostAfter, writeCostBefore } from "./dynamodb-capacity.js";
+import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer } from "./dynamodb-capacity.js";
 
 const EC2_THROTTLING = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html";
 const S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html";
@@ -30,8 +30,11 @@ const LAMBDA_RESERVED = "https://docs.aws.amazon.com/lambda/latest/dg/configurat
 
 /** What a request is counted as: one request, or units of its own (instances, records, bytes). */
 type Cost = (flow: HTTPFlow, info: AwsRequestInfo) => number;
-/** What a request really cost, known from its answer (DynamoDB reads), or null to keep what it was charged. */
-type Settle = (flow: HTTPFlow, info: AwsRequestInfo) => number | null;
+/**
+ * What a request really cost, known from its answer (DynamoDB), or null to keep what it was
+ * charged; `reported`: AWS said so (ConsumedCapacity), so a cost below the charge is given back.
+ */
+type Settle = (flow: HTTPFlow, info: AwsRequestInfo) => CostFromAnswer | null;
 
 export interface AwsLimit {
   service: string;
@@ -289,10 +292,14 @@ const readSettle: Settle = (flow, info) => {
   const r = flow.response;
   if (!r || r.statusCode !== 200) return null;
   // A streamed answer was not kept: its size on the wire is all there is to go by.
-  if (r.streamed) return readCostOfBytes(info.operation ?? "", jsonBody(flow), r.contentLength);
-  return readCostAfter(info.operation ?? "", jsonBody(flow), r.text, dynamoTable(flow));
+  if (r.streamed) return { cost: readCostOfBytes(info.operation ?? "", jsonBody(flow), r.contentLength), reported: false };
+  return readCostReported(info.operation ?? "", jsonBody(flow), r.text, dynamoTable(flow));
 };
-const writeSettle: Settle = (flow, info) => (flow.response && flow.response.statusCode === 200 ? writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow)) : null);
+const writeSettle: Settle = (flow, info) => {
+  if (!flow.response || flow.response.statusCode !== 200) return null;
+  const cost = writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow));
+  return cost === null ? null : { cost, reported: true };
+};
 
 const THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
 const PARTITION_MESSAGE = "Throughput exceeds the current capacity for one or more partitions of your table.";
@@ -345,7 +352,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle,
       ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}`,
-      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer tops the charge up`,
+      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket)`,
     },
     ...provisionedLimits,
     {
@@ -663,7 +670,9 @@ export class AwsLimiter {
   /**
    * The answer to `flow` is in: charges what it really cost beyond what it was charged (a DynamoDB
    * read by the size of what it read), into debt if the bucket has not that much, so the requests
-   * after it wait until it refills — as AWS does. Nothing is given back when it cost less.
+   * after it wait until it refills — as AWS does. When AWS reports (ConsumedCapacity) less than
+   * was charged — a write charged by its item's size before the answer — the difference goes
+   * back to the bucket (never above its size); a cost sluice computed itself gives nothing back.
    */
   settle(flow: HTTPFlow, state: Pick<SharedState, "charge">, at: number): MaybeAsync<void> {
     const list = this.unsettled.get(flow);
@@ -673,12 +682,12 @@ export class AwsLimiter {
     if (!info) return;
     const charges: Promise<void>[] = [];
     for (const c of list) {
-      const cost = c.limit.settle!(flow, info);
-      if (cost === null) continue;
+      const settled = c.limit.settle!(flow, info);
+      if (settled === null) continue;
       // Unlike at admission, not capped at the bucket's size: an answer larger than the bucket
       // leaves it that much in debt, and the requests after it wait until it is paid.
-      const extra = cost - c.charged;
-      if (extra <= 0) continue;
+      const extra = settled.cost - c.charged;
+      if (extra === 0 || (extra < 0 && !settled.reported)) continue;
       const done = state.charge(c.key, { rate: c.rate, burst: c.burst }, extra, at);
       if (isPromise(done)) charges.push(done);
     }

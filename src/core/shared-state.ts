@@ -77,7 +77,8 @@ export interface SharedState {
   /**
    * Takes `n` tokens from bucket `key` whatever it holds: the bucket may go into debt, so takes
    * after it wait until it refills. For a cost known only after admission (a DynamoDB read is
-   * charged by the size of its answer, as AWS does).
+   * charged by the size of its answer, as AWS does). A negative `n` gives tokens back (AWS
+   * reported a lower cost than was charged), never above `limit.burst`.
    */
   charge(key: string, limit: RateLimit, n: number, at: number): MaybeAsync<void>;
   /**

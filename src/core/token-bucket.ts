@@ -54,10 +54,13 @@ export class TokenBucket {
     return wait;
   }
 
-  /** Takes `n` tokens whatever the balance (it may go negative): a cost known only after admission. */
+  /**
+   * Takes `n` tokens whatever the balance (it may go negative): a cost known only after admission.
+   * A negative `n` gives tokens back (a cost that proved lower), never above the bucket's size.
+   */
   charge(n: number, now: number): void {
     this.refill(now);
-    this.tokens -= n;
+    this.tokens = Math.min(this.burst, this.tokens - n);
   }
 
   /** Changes the rate, keeping the tokens earned so far (adaptive shaping). */

@@ -147,7 +147,8 @@ return ARGV[1]
 /**
  * Takes n tokens whatever the bucket holds (into debt): a cost known only after admission (a
  * DynamoDB read charged by its answer's size). KEYS[1]: the bucket. ARGV: rate (/s), burst, n.
- * The same hash as TAKE_SCRIPT's, so the takes after it wait for the debt to be paid.
+ * The same hash as TAKE_SCRIPT's, so the takes after it wait for the debt to be paid. A negative
+ * n gives tokens back (a cost AWS reported lower than charged), never above burst.
  */
 export const CHARGE_SCRIPT = `
 local t = redis.call('TIME')
@@ -160,7 +161,7 @@ if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
   ts = now
 end
-tokens = tokens - n
+tokens = math.min(burst, tokens - n)
 redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.3f', ts))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
 return 1
