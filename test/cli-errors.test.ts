@@ -176,7 +176,10 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", "-w"], says: /option -w, --save-stream-file <value> needs a value/ },
     { args: ["dump", ...p0, "-w", "-x.mitm"], says: /option -w is followed by something that looks like another option; .* write --save-stream-file=VALUE/ },
     { args: ["dump", ...p0, "--set", "nonexistent=1"], says: /unknown option nonexistent/ },
-    { args: ["dump", ...p0, "--set", "listen_port"], says: /--set expects name=value/ },
+    // As in mitmproxy, --set NAME alone sets a true/false option to true; other options need their value.
+    { args: ["dump", ...p0, "--set", "connect_timeout"], says: /option connect_timeout needs a value: --set connect_timeout=VALUE \(only true\/false options/ },
+    { args: ["dump", ...p0, "--set", "confdir"], says: /option confdir needs a value: --set confdir=DIR/ },
+    { args: ["dump", ...p0, "--set", "=1"], says: /--set expects name=value, got "=1"/ },
     { args: ["dump", ...p0, "~s & ~zz"], says: /unknown operator ~zz at position 5/ },
     { args: ["dump", ...p0, "--intercept", "~c ("], says: /~c expects an integer/ },
     { args: ["dump", ...p0, "--set", "view_filter=~u ("], says: /filter/ },

@@ -1,7 +1,8 @@
 /** Options that roll back when an addon refuses them, typed reads, and the taddons harness. */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { Options, declareOptions } from "../src/core/options.js";
+import { OMITTED_VALUE, Options, declareOptions } from "../src/core/options.js";
+import { parseProxyArgs } from "../src/cli/args.js";
 import { CommandManager } from "../src/core/commands.js";
 import { Faults } from "../src/addons/faults.js";
 import { Shaping } from "../src/addons/shaping.js";
@@ -126,5 +127,23 @@ describe("declared once", () => {
     assert.equal(await commands.execute("t.add 2"), 2);
     // @ts-expect-error: an int parameter arrives as a number, not a string
     commands.add({ name: "t.bad", help: "", params: [{ name: "a", type: "int" }], run: (a: string) => a.length });
+  });
+});
+
+describe("--set NAME without a value, as in mitmproxy", () => {
+  test("a true/false option becomes true, an optional string unset, a list empty; another option is refused", () => {
+    const args = parseProxyArgs(["--set", "ssl_insecure", "--set", "intercept", "--set", "ignore_hosts", "--set", "listen_port"]);
+    assert.equal(args.set.ssl_insecure, OMITTED_VALUE);
+    const options = new Options();
+    options.add({ name: "ssl_insecure", type: "bool", default: false, help: "" });
+    options.add({ name: "intercept", type: "optional-string", default: "~q", help: "" });
+    options.add({ name: "ignore_hosts", type: "strings", default: ["a"], help: "" });
+    options.add({ name: "listen_port", type: "int", default: 8080, help: "" });
+    for (const name of ["ssl_insecure", "intercept", "ignore_hosts"]) options.set(name, args.set[name]!);
+    assert.equal(options.get("ssl_insecure"), true);
+    assert.equal(options.get("intercept"), null);
+    assert.deepEqual(options.get("ignore_hosts"), []);
+    assert.throws(() => options.set("listen_port", args.set.listen_port!), /option listen_port needs a value: --set listen_port=VALUE/);
+    assert.equal(options.get("listen_port"), 8080);
   });
 });

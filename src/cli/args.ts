@@ -1,6 +1,7 @@
 /** Command-line parsing for the proxy front ends, with mitmproxy's flag names. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { resolve } from "node:path";
+import { OMITTED_VALUE } from "../core/options.js";
 
 export class UsageError extends Error {}
 
@@ -89,12 +90,16 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   const set: Record<string, string> = {};
   for (const item of v.set ?? []) {
     const eq = item.indexOf("=");
-    if (eq <= 0) throw new UsageError(`--set expects name=value, got ${JSON.stringify(item)}`);
-    const name = item.slice(0, eq).trim();
-    const value = item.slice(eq + 1);
+    if (eq === 0 || !item.trim()) throw new UsageError(`--set expects name=value, got ${JSON.stringify(item)}`);
+    // `--set ssl_insecure` (no value) is read by the option's type, as in mitmproxy.
+    const name = (eq < 0 ? item : item.slice(0, eq)).trim();
+    const value = eq < 0 ? OMITTED_VALUE : item.slice(eq + 1);
     // Repeated list options accumulate, as they do in mitmproxy.
-    set[name] = set[name] !== undefined && LIST_OPTIONS.has(name) ? `${set[name]},${value}` : value;
+    const before = set[name];
+    set[name] = before !== undefined && before !== OMITTED_VALUE && value !== OMITTED_VALUE && LIST_OPTIONS.has(name) ? `${before},${value}` : value;
   }
+  // The confdir is read before options are parsed (it holds config.yaml), so it is checked here.
+  if (set.confdir === OMITTED_VALUE) throw new UsageError("option confdir needs a value: --set confdir=DIR");
   if (v["listen-port"] !== undefined) set.listen_port = v["listen-port"];
   if (v["listen-host"] !== undefined) set.listen_host = v["listen-host"];
   if (v["ssl-insecure"]) set.ssl_insecure = "true";

@@ -98,7 +98,7 @@ Proxy:
   -s, --scripts FILE         load a script (.ts or .js exporting an addon); reloaded on change (repeatable)
       --intercept FILTER     pause matching flows until resumed (flow.resume) or intercept_timeout
       --confdir DIR          where the CA lives (default ~/.sluice)
-      --set NAME=VALUE       set any option (see \`sluice options\`), repeatable
+      --set NAME=VALUE       set any option (see \`sluice options\`), repeatable; --set NAME sets a true/false one to true
 
 Faults and shaping:
       --fault 'FILTER => ACTION [k=v …]'  inject a fault (throttle, status, error, delay, reset, …) (repeatable)

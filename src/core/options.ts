@@ -20,6 +20,12 @@ export interface OptionSpec<T = unknown> {
 
 export class OptionError extends Error {}
 
+/**
+ * What `--set NAME` without `=VALUE` passes on. As in mitmproxy, a true/false option becomes true,
+ * an optional string unset and a list empty; any other option needs its value.
+ */
+export const OMITTED_VALUE = "\u0000omitted";
+
 /** The TypeScript type of an option's value, by its declared type. */
 export type OptionValue<T extends OptionType> = T extends "string" ? string
   : T extends "int" | "size" ? number
@@ -210,6 +216,12 @@ export class Options {
 }
 
 function parseValue(spec: OptionSpec, raw: string): unknown {
+  if (raw === OMITTED_VALUE) {
+    if (spec.type === "bool") return true;
+    if (spec.type === "optional-string") return null;
+    if (spec.type === "strings") return [];
+    throw new OptionError(`option ${spec.name} needs a value: --set ${spec.name}=VALUE (only true/false options, lists and optional values may leave it out, as in mitmproxy)`);
+  }
   const bad = (what: string) => new OptionError(`option ${spec.name} expects ${what}, got ${JSON.stringify(raw)}`);
   switch (spec.type) {
     case "string":
