@@ -96,6 +96,15 @@ function clientCertContext(settings: UpstreamTlsSettings, pemFile: string): tls.
   return context;
 }
 
+/**
+ * What closing a client's upstream connections hands undici: the error it would make itself, made
+ * once. Made per close, its stack trace was captured, then formatted when Node's stream
+ * destroy read it: ~4% of the CPU when every client connection carries one request.
+ */
+const { ClientDestroyedError } = createRequire(import.meta.url)("undici/lib/core/errors.js") as typeof import("undici").errors;
+const CLIENT_GONE = new ClientDestroyedError();
+void CLIENT_GONE.stack;
+
 /** The upstream connections of one client connection. */
 export class ClientUpstreams {
   private entries = new Map<string, Entry>();
@@ -306,7 +315,7 @@ export class ClientUpstreams {
     this.closed = true;
     for (const socket of this.preopened.values()) socket.destroy();
     this.preopened.clear();
-    for (const entry of this.entries.values()) entry.client.destroy().catch(() => {});
+    for (const entry of this.entries.values()) entry.client.destroy(CLIENT_GONE).catch(() => {});
     this.entries.clear();
   }
 }
