@@ -199,19 +199,21 @@ describe("leaf certificates", () => {
     const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
     const a = await ca.certificateFor("a.example.test");
     const served: tls.SecureContext[] = [];
+    const sockets: net.Socket[] = [];
     const server = net.createServer((s) => {
       const secureContext = ca.handshakeContext(a);
       served.push(secureContext);
+      sockets.push(s);
       new tls.TLSSocket(s, { isServer: true, secureContext }).on("error", () => {});
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const connect = (session?: Buffer) =>
       new Promise<{ reused: boolean; ticket: Promise<Buffer> }>((resolve, reject) => {
         const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", servername: "a.example.test", ca: ca.certPem, session });
+        sockets.push(client);
         const ticket = new Promise<Buffer>((got) => client.once("session", got));
         client.once("secureConnect", () => resolve({ reused: client.isSessionReused(), ticket }));
         client.once("error", reject);
-        void ticket.then(() => client.destroy());
       });
     try {
       const first = await connect();
@@ -222,6 +224,7 @@ describe("leaf certificates", () => {
       assert.notEqual(served[1], served[0], "the second handshake is in a's own context");
       assert.equal(second.reused, true, "the ticket from the shared context is accepted by a's own context");
     } finally {
+      for (const s of sockets) s.destroy();
       server.close();
     }
   });
