@@ -20,7 +20,7 @@ import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
 import { Shaping } from "../src/addons/shaping.js";
 import { parseFaultRule } from "../src/addons/fault-rules.js";
-import { awsLimits, AwsLimiter } from "../src/aws/limits.js";
+import { awsLimits, AwsLimiter, parseAwsLimitsOptions, refusalOf } from "../src/aws/limits.js";
 import { InProcessState } from "../src/core/shared-state.js";
 import { itemBytes, partitionOf, readCostAfter } from "../src/aws/dynamodb-capacity.js";
 import { startFakeDynamoDB, startScriptedOrigin } from "./support/fake-aws.js";
@@ -234,11 +234,42 @@ print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
     }
   });
 
+  test("a Query or Scan of a global secondary index is charged to the index's own budget (Index… reasons naming the index); a local one (lsi=) shares its table's", () => {
+    // orders: 1 RCU/s provisioned, a bucket of 600 half-RCUs; at one instant (no refill).
+    const limiter = new AwsLimiter({ provisioned: { orders: { read: 1, write: 1 } }, lsi: { orders: ["byDate"] } });
+    const state = new InProcessState();
+    const query = (index: string | null, op = "Query") => tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": `DynamoDB_20120810.${op}`, authorization: "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261203/eu-west-1/dynamodb/aws4_request" }, reqBody: JSON.stringify({ TableName: "orders", ...(index ? { IndexName: index } : {}), ...(op === "Query" ? { KeyConditionExpression: "c = :c", ExpressionAttributeValues: { ":c": { S: "x" } } } : {}) }) });
+    const refusedBy = (flow: ReturnType<typeof tflow>) => {
+      const refused = limiter.admit(flow, state, 0);
+      assert.ok(!(refused instanceof Promise));
+      return refused ? (refusalOf(refused, flow).fields!.ThrottlingReasons as unknown[])[0] : null;
+    };
+    /** A read whose answer says it consumed `rcu` RCUs: charged that, draining whichever bucket it was counted in. */
+    const drain = (flow: ReturnType<typeof tflow>, rcu: number) => {
+      assert.equal(refusedBy(flow), null);
+      flow.response = Response.make(200, JSON.stringify({ Items: [], ConsumedCapacity: { TableName: "orders", CapacityUnits: rcu } }), { "content-type": "application/x-amz-json-1.0" });
+      limiter.settle(flow, state, 0);
+    };
+    drain(query("byCustomer"), 300);
+    assert.deepEqual(refusedBy(query("byCustomer")), { reason: "IndexReadProvisionedThroughputExceeded", resource: "arn:aws:dynamodb:eu-west-1:000000000000:table/orders/index/byCustomer" });
+    assert.deepEqual(refusedBy(query("byCustomer", "Scan")), { reason: "IndexReadProvisionedThroughputExceeded", resource: "arn:aws:dynamodb:eu-west-1:000000000000:table/orders/index/byCustomer" }, "a Scan of the index counts against it too");
+    assert.equal(refusedBy(query(null)), null, "the table's budget is its own: the index's reads did not spend it");
+    assert.equal(refusedBy(query("byRegion")), null, "another global index has its own");
+    drain(query("byDate"), 300);
+    assert.deepEqual(refusedBy(query(null)), { reason: "TableReadProvisionedThroughputExceeded", resource: "arn:aws:dynamodb:eu-west-1:000000000000:table/orders" }, "a local index's reads are the table's");
+    assert.throws(() => parseAwsLimitsOptions({ lsi: "orders" }), /lsi= expects TABLE:INDEX/);
+    assert.deepEqual(parseAwsLimitsOptions({ lsi: "orders:a,orders:b,users:c" }).lsi, { orders: ["a", "b"], users: ["c"] });
+  });
+
   test("the ThrottlingReasons sluice sends fit the format botocore's model documents for ThrottlingReason.reason (ResourceType + OperationType + LimitType)", { skip: needsPython("boto3", "python3-boto3") }, async () => {
     const flow = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.PutItem" }, reqBody: '{"TableName":"t","Item":{"pk":{"S":"a"}}}' });
     const info = { service: "dynamodb", region: "eu-west-1", operation: "PutItem", bucket: null, key: null, invocationId: null, attempt: null, maxAttempts: null, sdk: null, retryMode: null };
-    const reasons = [...new Set(awsLimits({ provisioned: { t: { read: 1, write: 1 } } }).filter((l) => l.service === "dynamodb" && l.errorFor).map((l) => (l.errorFor!(flow, info).fields!.ThrottlingReasons as { reason: string }[])[0]!.reason))];
-    assert.equal(reasons.length, 6, reasons.join(", "));
+    // And a Query of a global secondary index: the same reasons with Index for Table.
+    const onIndex = tflow({ method: "POST", host: "dynamodb.eu-west-1.amazonaws.com", path: "/", reqHeaders: { host: "dynamodb.eu-west-1.amazonaws.com", "x-amz-target": "DynamoDB_20120810.Query" }, reqBody: '{"TableName":"t","IndexName":"g"}' });
+    const dynamoLimits = awsLimits({ provisioned: { t: { read: 1, write: 1 } } }).filter((l) => l.service === "dynamodb" && l.errorFor);
+    const reasonsOf = (f: typeof flow, operation: string) => dynamoLimits.map((l) => (l.errorFor!(f, { ...info, operation }).fields!.ThrottlingReasons as { reason: string }[])[0]!.reason);
+    const reasons = [...new Set([...reasonsOf(flow, "PutItem"), ...reasonsOf(onIndex, "Query")])];
+    assert.equal(reasons.length, 12, reasons.join(", "));
     const script = `
 import botocore.session, json, re, itertools
 doc = botocore.session.get_session().get_service_model("dynamodb").shape_for("ThrottlingReason").members["reason"].documentation

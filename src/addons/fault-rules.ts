@@ -91,7 +91,7 @@ const ACTION_USAGE: Record<FaultActionName, string> = {
   close: "close: close the connection without answering",
   hang: "hang: never answer (until the client gives up)",
   truncate: "truncate BYTES: send only the first BYTES of the body, then close, e.g. truncate 100",
-  "aws-limits": `${AWS_LIMITS_USAGE}: answer requests beyond AWS's documented limits with the operation's own throttling error (\`sluice limits\` lists them; scale=0.1 is ten times tighter, depth= the S3 prefix depth, partitions=/keys=/provisioned= DynamoDB's partitions, partition keys and provisioned tables, reserved= Lambda functions' reserved concurrency)`,
+  "aws-limits": `${AWS_LIMITS_USAGE}: answer requests beyond AWS's documented limits with the operation's own throttling error (\`sluice limits\` lists them; scale=0.1 is ten times tighter, depth= the S3 prefix depth, partitions=/keys=/provisioned= DynamoDB's partitions, partition keys and provisioned tables, reserved= Lambda functions' reserved concurrency, lsi= DynamoDB local secondary indexes)`,
 };
 
 /** Parses one rule; `defaultId` is used unless the rule says id=…. */

@@ -279,9 +279,20 @@ function dynamoTableArn(flow: HTTPFlow, info: AwsRequestInfo): string {
   return `arn:aws:dynamodb:${info.region ?? "us-east-1"}:000000000000:table/${dynamoTable(flow)}`;
 }
 
-function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string): Pick<AwsLimit, "error" | "errorFor"> {
+/**
+ * A DynamoDB throttling error; on a global secondary index (`gsiOf`) its reason and resource name
+ * the index (`IndexReadKeyRangeThroughputExceeded`, `…:table/T/index/I`), as AWS's do.
+ */
+function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string, gsiOf: (flow: HTTPFlow, info: AwsRequestInfo) => string | null = () => null): Pick<AwsLimit, "error" | "errorFor"> {
   const error: AwsError = { status: 400, code, message };
-  return { error, errorFor: (flow, info) => ({ ...error, fields: { ThrottlingReasons: [{ reason, resource: dynamoTableArn(flow, info) }] } }) };
+  return {
+    error,
+    errorFor: (flow, info) => {
+      const index = gsiOf(flow, info);
+      const [r, resource] = index === null ? [reason, dynamoTableArn(flow, info)] : [reason.replace(/^Table/, "Index"), `${dynamoTableArn(flow, info)}/index/${index}`];
+      return { ...error, fields: { ThrottlingReasons: [{ reason: r, resource }] } };
+    },
+  };
 }
 
 const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegion(flow, info)}/${dynamoTable(flow)}`;
@@ -311,28 +322,45 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const keys = opts.keys ?? {};
   const provisioned = opts.provisioned ?? {};
   const provisionedTables = new Set(Object.keys(provisioned));
+  const local = new Set(Object.entries(opts.lsi ?? {}).flatMap(([table, indexes]) => indexes.map((i) => `${table}/${i}`)));
+  /** The global secondary index a Query or Scan reads (IndexName, unless lsi= says it is local), or null. */
+  const gsiOf = (flow: HTTPFlow, info: AwsRequestInfo): string | null => {
+    if (info.operation !== "Query" && info.operation !== "Scan") return null;
+    const body = jsonBody(flow);
+    const index = body.IndexName;
+    if (typeof index !== "string" || !index) return null;
+    return local.has(`${tableOf(body) ?? "-"}/${index}`) ? null : index;
+  };
+  // A GSI has throughput of its own (its own partitions and budget); an LSI shares its table's.
+  const tableKey = (flow: HTTPFlow, info: AwsRequestInfo) => {
+    const index = gsiOf(flow, info);
+    return index === null ? dynamoTableKey(flow, info) : `${dynamoTableKey(flow, info)}/index/${index}`;
+  };
   const partitionKey = (flow: HTTPFlow, info: AwsRequestInfo) => {
     const body = jsonBody(flow);
     const table = tableOf(body) ?? "-";
-    const value = partitionKeyValueOf(body, keys[table] ?? null);
-    return `${dynamoTableKey(flow, info)}/p${value === null ? 0 : partitionOf(value, partitions)}`;
+    // An index's partition key is not the table's: the key condition's equality says it.
+    const value = partitionKeyValueOf(body, gsiOf(flow, info) === null ? keys[table] ?? null : null);
+    return `${tableKey(flow, info)}/p${value === null ? 0 : partitionOf(value, partitions)}`;
   };
+  const throttle = (code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string) => dynamoThrottle(code, reason, message, gsiOf);
   const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; batch and transaction calls count against their table's limits only`;
+  const indexNote = "a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); writes are not charged to their table's global indexes";
   const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
   const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
     {
       service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")} on ${table}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && onTable(table)(o, f), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
-      per: "table", key: dynamoTableKey, cost: readCost, settle: readSettle,
-      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
+      per: "table", key: tableKey, cost: readCost, settle: readSettle,
+      ...throttle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
-      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}`,
+      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}; ${indexNote} (a global index of ${table} gets a bucket of these same numbers: AWS provisions each one separately, and sluice takes no numbers of an index's own)`,
     },
     {
       service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")} on ${table}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && onTable(table)(o, f), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
-      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
+      ...throttle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well`,
     },
@@ -342,15 +370,15 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value)",
       matches: (o) => DYNAMODB_READS.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle,
-      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
+      ...throttle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}`,
-      note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}`,
+      note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}; ${indexNote} (an index's partition key is the attribute its key condition sets equal to a value)`,
     },
     {
       service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value)",
       matches: (o) => DYNAMODB_WRITES.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 1000, rate: 1000, unit: "WCU",
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle,
-      ...dynamoThrottle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
+      ...throttle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}`,
       note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket)`,
     },
@@ -358,15 +386,15 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     {
       service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
-      per: "table", key: dynamoTableKey, cost: readCost, settle: readSettle,
-      ...dynamoThrottle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
-      source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table; a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead",
+      per: "table", key: tableKey, cost: readCost, settle: readSettle,
+      ...throttle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
+      source: DYNAMODB_QUOTAS, note: `the default per-table quota of an on-demand table (kept for each global secondary index of its own); a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead; ${indexNote}`,
     },
     {
       service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 40000, rate: 40000, unit: "WCU (write request units)",
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
-      ...dynamoThrottle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
+      ...throttle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
     },
     {
@@ -455,11 +483,13 @@ export interface AwsLimitsOptions {
   provisioned?: Record<string, { read: number; write: number }>;
   /** Lambda: functions' reserved concurrency (reserved=FUNCTION:N,…). */
   reserved?: Record<string, number>;
+  /** DynamoDB: tables' local secondary indexes (lsi=TABLE:INDEX,…), which share their table's capacity; any other IndexName is a global one. */
+  lsi?: Record<string, string[]>;
 }
 
 /** The options an aws-limits rule (and `sluice limits`) takes. */
-export const AWS_LIMITS_OPTIONS = ["scale", "depth", "partitions", "keys", "provisioned", "reserved"] as const;
-export const AWS_LIMITS_USAGE = "aws-limits [scale=FACTOR] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…]";
+export const AWS_LIMITS_OPTIONS = ["scale", "depth", "partitions", "keys", "provisioned", "reserved", "lsi"] as const;
+export const AWS_LIMITS_USAGE = "aws-limits [scale=FACTOR] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…]";
 
 /**
  * Reads an aws-limits rule's options (values as written; a repeated option's values joined by
@@ -491,6 +521,10 @@ export function parseAwsLimitsOptions(o: Record<string, string | undefined>): Aw
       out.provisioned[table] = { read: Number(m[1]), write: Number(m[2]) };
     }
   }
+  if (o.lsi !== undefined) {
+    out.lsi = {};
+    for (const [table, index] of pairs("lsi", o.lsi, "TABLE:INDEX[,TABLE:INDEX…] (a table's local secondary index, which shares the table's capacity), e.g. lsi=orders:byDate")) (out.lsi[table] ??= []).push(index);
+  }
   if (o.reserved !== undefined) {
     out.reserved = {};
     for (const [fn, v] of pairs("reserved", o.reserved, "FUNCTION:N[,FUNCTION:N…] (the function's reserved concurrency), e.g. reserved=resize:10")) {
@@ -514,6 +548,7 @@ export function explainAwsLimitsOptions(o: AwsLimitsOptions): string {
   parts.push(`DynamoDB partitions per table ${o.partitions ?? DEFAULT_DYNAMODB_PARTITIONS}`);
   if (o.keys) parts.push(`partition keys ${Object.entries(o.keys).map(([t, k]) => `${t}.${k}`).join(", ")}`);
   if (o.provisioned) parts.push(`provisioned ${Object.entries(o.provisioned).map(([t, p]) => `${t} ${p.read} RCU/${p.write} WCU`).join(", ")}`);
+  if (o.lsi) parts.push(`local secondary indexes ${Object.entries(o.lsi).flatMap(([t, is]) => is.map((i) => `${t}.${i}`)).join(", ")}`);
   if (o.reserved) parts.push(`Lambda reserved concurrency ${Object.entries(o.reserved).map(([f, n]) => `${f} ${n}`).join(", ")}`);
   return parts.join("; ");
 }

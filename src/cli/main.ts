@@ -587,14 +587,15 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…]
+const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…]
 
 Prints AWS's documented request limits that \`--fault 'FILTER => aws-limits'\` emulates, with their
 sources: every profile, or one SERVICE's. The options are those of the aws-limits rule: scale=
 multiplies AWS's rates (0.1 for a tenth); depth= sets how many levels of an S3 key make a prefix
 (default 1); partitions= the DynamoDB partitions per table (default ${DEFAULT_DYNAMODB_PARTITIONS}); keys= tables' partition
 key attributes; provisioned= provisioned tables' capacity (with 300 s of burst capacity);
-reserved= Lambda functions' reserved concurrency.
+reserved= Lambda functions' reserved concurrency; lsi= local secondary indexes (they share their
+table's capacity; a Query or Scan of any other index is charged to that global index's own).
 `;
 
 /** `sluice limits [SERVICE] [OPTION=VALUE …]`: the limit profiles, with their sources. */
