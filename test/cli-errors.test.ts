@@ -84,11 +84,13 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
   const folder = join(dir, "folder");
   const badYamlConf = join(dir, "bad-yaml-conf");
   const unknownOptionConf = join(dir, "unknown-option-conf");
+  let closedPort = 0;
   before(async () => {
     // A second run, as most are: the CA exists, so no "created a new CA" line comes before the error.
     const ca = await run(process.execPath, [SLUICE_BIN, "ca"], { env: { ...process.env, HOME: home } });
     assert.equal(ca.code, 0, ca.stderr);
     writeFileSync(aFile, "just a file\n");
+    closedPort = await freePort();
     writeFileSync(corrupt, "garbage, not a flow file\n");
     mkdirSync(folder);
     writeFileSync(join(dir, "addon.py"), "def response(flow): pass\n");
@@ -215,6 +217,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["run", "--bogus", "--", "true"], says: /unknown option --bogus/ },
     { args: ["run", "-r", corrupt, "--", "true"], says: /-n and -r do not apply to sluice run/ },
     { args: ["env", "--bogus"], says: /unknown argument --bogus for `sluice env`/ },
+    { args: ["env", "--attach", "127.0.0.1:99999"], says: /--attach expects a port from 1 to 65535, got 99999/ },
+    // The command would see only refused connections naming no one.
+    { args: ["run", "--attach", `127.0.0.1:${closedPort}`, "--", "true"], says: new RegExp(`--attach 127\\.0\\.0\\.1:${closedPort}: nothing answers there \\(ECONNREFUSED\\); start sluice there first`) },
     { args: ["env", "--shell", "tcsh"], says: /--shell expects bash, fish or powershell/ },
     { args: ["limits", "nosuchservice"], says: /no limit profile for "nosuchservice"/ },
     { args: ["limits", "scale=abc"], says: /scale= expects a factor above 0/ },

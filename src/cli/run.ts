@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { accessSync, constants, existsSync, statSync } from "node:fs";
+import net from "node:net";
 import { delimiter, join } from "node:path";
 import { Dump } from "../addons/dump.js";
 import { LineLogger } from "../core/log.js";
@@ -51,7 +52,25 @@ function parseAttach(text: string): string {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
   if (!m) throw new UsageError(`--attach expects HOST:PORT (e.g. 127.0.0.1:8080), got ${JSON.stringify(text)}`);
   const host = m[1] ?? m[2]!;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${m[3]}`;
+  const port = Number(m[3]);
+  if (!(port >= 1 && port <= 65535)) throw new UsageError(`--attach expects a port from 1 to 65535, got ${m[3]} in ${JSON.stringify(text)}`);
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * `run --attach` hands the command a proxy it does not start: when nothing listens there, every
+ * request of the command would fail with a refused connection that names no one.
+ */
+async function assertListening(proxyUrl: string, attach: string): Promise<void> {
+  const url = new URL(proxyUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const problem = await new Promise<string | null>((resolve) => {
+    const socket = net.connect({ host, port: Number(url.port) });
+    socket.setTimeout(5000, () => (socket.destroy(), resolve("no answer within 5 s")));
+    socket.once("connect", () => (socket.destroy(), resolve(null)));
+    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+  if (problem) throw new UsageError(`--attach ${attach}: nothing answers there (${problem}); start sluice there first (e.g. sluice dump -p ${url.port}) or leave out --attach to start one for the command`);
 }
 
 /** The environment for a child: the caller's, with the client variables on top. */
@@ -102,6 +121,7 @@ export async function runRun(argv: string[]): Promise<number> {
   let ca: CertificateAuthority;
   if (attach) {
     proxyUrl = parseAttach(attach);
+    await assertListening(proxyUrl, attach);
     confdir = args.set.confdir ?? DEFAULT_CONFDIR;
     ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));
   } else {
