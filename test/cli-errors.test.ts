@@ -95,6 +95,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     mkdirSync(folder);
     writeFileSync(join(dir, "addon.py"), "def response(flow): pass\n");
     writeFileSync(join(dir, "broken.ts"), "export default { request(flow) { let x: number = ; } };\n");
+    writeFileSync(join(dir, "misspelt.js"), "export default { respons(flow) { flow.response.status_code = 429; } };\n");
     writeFileSync(join(dir, "throws.js"), "const x = 1;\nthrow new Error('boom at load');\nexport default {};\n");
     mkdirSync(badYamlConf);
     writeFileSync(join(badYamlConf, "config.yaml"), "listen_port: [8080\n");
@@ -133,6 +134,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "-s", join(dir, "addon.py")], says: /not Python/ },
     { args: ["dump", ...p0, "-s", join(dir, "broken.ts")], says: /failed to load: .*broken\.ts:1:\d+: ERROR: Unexpected/ },
     { args: ["dump", ...p0, "-s", join(dir, "throws.js")], says: /failed to load: Error: boom at load \(.*throws\.js:2:7\)/ },
+    // Only a misspelt hook: "exports no addon" would hide why.
+    { args: ["dump", ...p0, "-s", join(dir, "misspelt.js")], says: /it exports no hook sluice calls: respons\(\) is not a hook \(did you mean response\(\)\?\)/ },
     { args: ["dump", ...p0, "--faults", join(dir, "missing.yaml")], says: /--faults .*missing\.yaml: cannot read it \(ENOENT, no such file\)/ },
     { args: ["dump", ...p0, "--faults", folder], says: /--faults .*folder: cannot read it \(EISDIR, it is a directory\)/ },
     { args: ["dump", ...p0, "--shapes", join(dir, "missing.yaml")], says: /--shapes .*missing\.yaml: cannot read it \(ENOENT, no such file\)/ },

@@ -83,6 +83,8 @@ export class Scripts implements Addon {
     }
     const addons = addonsFrom(exported).map((a) => this.scriptAddon(script.path, a));
     if (addons.length === 0) {
+      const misspelt = misspeltHooks(exported);
+      if (misspelt.length) return failed(`it exports no hook sluice calls: ${misspelt.map(([k, h]) => `${k}() is not a hook (did you mean ${h}()?)`).join(", ")}`);
       return failed("it exports no addon: use `export default { request(flow) { … } }` or `export default [addonA, addonB]`");
     }
     for (const old of script.addons) {
@@ -263,6 +265,28 @@ function addonsFrom(mod: unknown): Addon[] {
   if (!m) return [];
   const list = Array.isArray(m) ? m : Array.isArray(m.addons) ? (m.addons as unknown[]) : [m];
   return list.map(instantiate).filter(looksLikeAddon) as Addon[];
+}
+
+/** Functions of an export that would be hooks but for their spelling: [name, the hook meant]. */
+function misspeltHooks(mod: unknown): [string, string][] {
+  const found: [string, string][] = [];
+  const seen = new Set<unknown>();
+  const visit = (x: unknown, depth: number): void => {
+    if (!x || typeof x !== "object" || seen.has(x) || depth > 3) return;
+    seen.add(x);
+    for (const item of Array.isArray(x) ? x : [x]) {
+      if (!item || typeof item !== "object") continue;
+      for (const key of allKeys(item as object)) {
+        const value = (item as Record<string, unknown>)[key];
+        if (typeof value === "function") {
+          const meant = nearHook(key);
+          if (meant && meant !== key) found.push([key, meant]);
+        } else if (key === "default" || key === "addons") visit(value, depth + 1);
+      }
+    }
+  };
+  visit(mod, 0);
+  return found;
 }
 
 function looksLikeAddon(x: unknown): boolean {
