@@ -6,7 +6,7 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
@@ -98,6 +98,41 @@ describe("CA files", () => {
     assert.notEqual(damaged, text);
     writeFileSync(files.keyAndCert, damaged, { mode: 0o600 });
     assert.throws(() => CertificateAuthority.loadOrCreate(confdir), /^Error: the certificate in .*sluice-ca\.pem cannot be read \(.+\); move the file away to have sluice create a new CA$/);
+  });
+});
+
+describe("a user's own ECDSA CA", { skip: needs("openssl", "openssl") ?? needs("curl", "curl") }, () => {
+  test("made with openssl: sluice starts with it, writes the certificate-only .p12, says why there is no key .p12, and curl trusts its leaves", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-ec-ca-"));
+    const key = join(dir, "k.pem");
+    const cert = join(dir, "c.pem");
+    const made = await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "300", "-subj", "/CN=team EC CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    assert.equal(made.code, 0, made.stderr);
+    const confdir = join(dir, "conf");
+    const files = caFilesIn(confdir);
+    mkdirSync(confdir);
+    writeFileSync(files.keyAndCert, readFileSync(key, "utf8") + readFileSync(cert, "utf8"), { mode: 0o600 });
+    const logs: string[] = [];
+    const ca = CertificateAuthority.loadOrCreate(confdir, (m) => logs.push(m));
+    assert.equal(new X509Certificate(readFileSync(files.certCer)).subject, "CN=team EC CA");
+    // The certificate-only bundle, read by openssl with the empty password as mitmproxy's is.
+    const p12 = await run("openssl", ["pkcs12", "-in", files.p12, "-nokeys", "-passin", "pass:"]);
+    assert.equal(p12.code, 0, p12.stderr);
+    assert.equal(new X509Certificate(p12.stdout.slice(p12.stdout.indexOf("-----BEGIN CERTIFICATE-----"))).fingerprint256, new X509Certificate(ca.certPem).fingerprint256);
+    assert.ok(!existsSync(files.keyP12));
+    assert.match(logs.join("\n"), /no .*sluice-ca\.p12 .*written for RSA CA keys only, and this CA's key is ec/);
+    const leaf = new X509Certificate((await ca.certificateFor("example.com")).certPem);
+    assert.ok(leaf.verify(new X509Certificate(ca.certPem).publicKey), "the leaf is signed by the EC CA");
+
+    const origin = await startOrigin({ tls: true });
+    const proxy = await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--set", `ssl_verify_upstream_trusted_ca=${originCaFile()}`]);
+    try {
+      const r = await run("curl", [...CURL, "--cacert", cert, "-x", `http://127.0.0.1:${proxy.port}`, `${origin.url}/ec`]);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      await proxy.stop();
+      await origin.close();
+    }
   });
 });
 

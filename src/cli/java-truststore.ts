@@ -5,42 +5,15 @@
  *
  * Java only treats a certificate-only PKCS#12 entry as trusted when its bag carries Oracle's
  * "trusted key usage" attribute (what keytool writes; OpenSSL 3.2 added `-jdktrust` for it), so
- * the file is assembled here: node-forge's writer has no way to add that attribute, and it parses
- * every certificate, which fails on ECDSA roots. The certificates go in as the DER they are.
+ * the file is assembled by proxy/tls/pkcs12.ts: node-forge's writer has no way to add that
+ * attribute, and it parses every certificate, which fails on ECDSA roots.
  */
 import { chmodSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type forgeNs from "node-forge";
-import { lazyModule } from "../core/lazy-module.js";
+import { certificateOnlyPkcs12 } from "../proxy/tls/pkcs12.js";
 
 /** The password Java's tools default to; the store holds only public certificates. */
 export const JAVA_TRUSTSTORE_PASSWORD = "changeit";
-
-const OID = {
-  data: "1.2.840.113549.1.7.1",
-  certBag: "1.2.840.113549.1.12.10.1.3",
-  x509Certificate: "1.2.840.113549.1.9.22.1",
-  friendlyName: "1.2.840.113549.1.9.20",
-  oracleTrustedKeyUsage: "2.16.840.1.113894.746875.1.1",
-  anyExtendedKeyUsage: "2.5.29.37.0",
-  sha1: "1.3.14.3.2.26",
-};
-
-/** node-forge, loaded when a trust store is written (see core/lazy-module). */
-const forge = lazyModule<typeof forgeNs>("node-forge");
-const asn1 = () => forge().asn1;
-const seq = (items: forgeNs.asn1.Asn1[]) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.SEQUENCE, true, items);
-const set = (items: forgeNs.asn1.Asn1[]) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.SET, true, items);
-const oid = (o: string) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.OID, false, asn1().oidToDer(o).getBytes());
-const octets = (bytes: string) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.OCTETSTRING, false, bytes);
-const explicit0 = (inner: forgeNs.asn1.Asn1) => asn1().create(asn1().Class.CONTEXT_SPECIFIC, 0, true, [inner]);
-const int = (n: number) => asn1().create(asn1().Class.UNIVERSAL, asn1().Type.INTEGER, false, asn1().integerToDer(n).getBytes());
-const der = (node: forgeNs.asn1.Asn1) => asn1().toDer(node).getBytes();
-
-/** A BMPString, the type PKCS#12 friendly names have (forge writes the UTF-16BE itself). */
-function bmp(text: string): forgeNs.asn1.Asn1 {
-  return asn1().create(asn1().Class.UNIVERSAL, asn1().Type.BMPSTRING, false, text);
-}
 
 /** The DER of each certificate in a PEM text, in order. */
 export function pemCertificates(pem: string): Buffer[] {
@@ -51,31 +24,7 @@ export function pemCertificates(pem: string): Buffer[] {
 
 /** The PKCS#12 bytes of a trust store holding `certs` (DER), each under `aliases[i]`. */
 export function javaTrustStore(certs: Buffer[], aliases: string[], password = JAVA_TRUSTSTORE_PASSWORD): Buffer {
-  const bags = certs.map((cert, i) =>
-    seq([
-      oid(OID.certBag),
-      explicit0(seq([oid(OID.x509Certificate), explicit0(octets(cert.toString("binary")))])),
-      set([
-        seq([oid(OID.friendlyName), set([bmp(aliases[i]!)])]),
-        seq([oid(OID.oracleTrustedKeyUsage), set([oid(OID.anyExtendedKeyUsage)])]),
-      ]),
-    ]),
-  );
-  const safeContents = seq(bags);
-  const authSafe = seq([seq([oid(OID.data), explicit0(octets(der(safeContents)))])]);
-  const authSafeDer = der(authSafe);
-
-  // MacData: HMAC-SHA1 keyed by the PKCS#12 KDF (RFC 7292 appendix B), as every JDK reads it.
-  const salt = forge().random.getBytesSync(8);
-  const iterations = 10_000;
-  const macKey = forge().pkcs12.generateKey(password, forge().util.createBuffer(salt), 3, iterations, 20);
-  const hmac = forge().hmac.create();
-  hmac.start("sha1", macKey);
-  hmac.update(authSafeDer);
-  const macData = seq([seq([seq([oid(OID.sha1), asn1().create(asn1().Class.UNIVERSAL, asn1().Type.NULL, false, "")]), octets(hmac.digest().getBytes())]), octets(salt), int(iterations)]);
-
-  const pfx = seq([int(3), seq([oid(OID.data), explicit0(octets(authSafeDer))]), macData]);
-  return Buffer.from(der(pfx), "binary");
+  return certificateOnlyPkcs12(certs, aliases, { password, javaTrust: true, iterations: 10_000 });
 }
 
 /**

@@ -33,6 +33,7 @@ import type * as Asn1Schema from "@peculiar/asn1-schema";
 import type * as Asn1X509 from "@peculiar/asn1-x509";
 import type { AlgorithmIdentifier, Extension, Name, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import type forgeTypes from "node-forge";
+import { certificateOnlyPkcs12 } from "./pkcs12.js";
 import { lazyModule } from "../../core/lazy-module.js";
 
 export const CA_BASENAME = "sluice-ca";
@@ -255,21 +256,23 @@ export class CertificateAuthority {
     };
     write(this.files.certPem, this.certPem.trim() + "\n", 0o644);
     write(this.files.certCer, der, 0o644);
-    let parsed: forgeTypes.pki.Certificate | null = null;
-    const forgeCert = () => (parsed ??= forge().pki.certificateFromAsn1(forge().asn1.fromDer(der.toString("binary"))));
     if (existsSync(this.files.p12) && p12HasKey(this.files.p12)) {
       // Before this name was certificate-only, sluice put the key in it: move the key to the
       // .p12 whose name says so, and make this one safe to hand out again.
       unlinkSync(this.files.p12);
       log?.(`${this.files.p12} held the CA's private key; it now holds only the certificate, and the key bundle is ${this.files.keyP12}`);
     }
-    if (!existsSync(this.files.p12)) write(this.files.p12, pkcs12(null, forgeCert()), 0o644);
+    // Assembled from the DER (any key type): node-forge's writer parses only RSA certificates.
+    if (!existsSync(this.files.p12)) write(this.files.p12, certificateOnlyPkcs12([der], [PKCS12_NAME], { password: null }), 0o644);
     if (this.caKey.asymmetricKeyType === "rsa") {
       if (!existsSync(this.files.keyP12)) {
         const forgeKey = forge().pki.privateKeyFromPem(this.caKey.export({ type: "pkcs1", format: "pem" }).toString()) as forgeTypes.pki.rsa.PrivateKey;
-        write(this.files.keyP12, pkcs12(forgeKey, forgeCert()), 0o600);
+        const forgeCert = forge().pki.certificateFromAsn1(forge().asn1.fromDer(der.toString("binary")));
+        write(this.files.keyP12, pkcs12(forgeKey, forgeCert), 0o600);
       }
       tighten(this.files.keyP12, log);
+    } else if (!existsSync(this.files.keyP12)) {
+      log?.(`no ${this.files.keyP12} (CA and key for import elsewhere): it is written for RSA CA keys only, and this CA's key is ${this.caKey.asymmetricKeyType}; its key and certificate are in ${this.files.keyAndCert}`);
     }
     if (missing.length) log?.(`wrote the missing ${missing.join(", ")} from ${this.files.keyAndCert}`);
   }
@@ -646,9 +649,13 @@ function writeAtomically(path: string, data: string | Buffer, mode: number): voi
   renameSync(tmp, path);
 }
 
-function pkcs12(key: forgeTypes.pki.rsa.PrivateKey | null, cert: forgeTypes.pki.Certificate): Buffer {
+/** The friendly name of the CA in both .p12 bundles. */
+const PKCS12_NAME = "sluice CA";
+
+/** The key-bearing bundle (RSA keys: node-forge writes no other). */
+function pkcs12(key: forgeTypes.pki.rsa.PrivateKey, cert: forgeTypes.pki.Certificate): Buffer {
   const f = forge();
-  const asn1 = f.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: "sluice CA" });
+  const asn1 = f.pkcs12.toPkcs12Asn1(key, [cert], null, { algorithm: "3des", friendlyName: PKCS12_NAME });
   return Buffer.from(f.asn1.toDer(asn1).getBytes(), "binary");
 }
 
