@@ -571,6 +571,7 @@ function extension(id: string, critical: boolean, value: object): Extension {
   return new Extension({ extnID: id, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
 }
 
+/** CN=cn, O=sluice: the CA's subject (and issuer). */
 function distinguishedName(cn: string): Name {
   const { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } = asn1X509();
   return new Name([
@@ -690,17 +691,14 @@ function p12HasKey(path: string): boolean {
 function createCaFile(path: string): boolean {
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const { AsnConvert } = asn1Schema();
-  const { AttributeTypeAndValue, AttributeValue, BasicConstraints, ExtendedKeyUsage, Extensions, KeyUsage, KeyUsageFlags, Name, RelativeDistinguishedName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate, Validity, Version } = asn1X509();
+  const { BasicConstraints, ExtendedKeyUsage, Extensions, KeyUsage, KeyUsageFlags, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate, Validity, Version } = asn1X509();
   const { id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_clientAuth, id_kp_serverAuth } = asn1X509();
   const spki = AsnConvert.parse(createPublicKey(privateKey).export({ type: "spki", format: "der" }), SubjectPublicKeyInfo);
   const notBefore = new Date(Date.now() - 2 * DAY_MS);
   const notAfter = new Date(notBefore);
   notAfter.setFullYear(notAfter.getFullYear() + CA_VALIDITY_YEARS);
   const algorithm = signatureAlgorithmFor(privateKey);
-  const name = new Name([
-    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_CN, value: new AttributeValue({ utf8String: "sluice CA" }) })]),
-    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_O, value: new AttributeValue({ utf8String: "sluice" }) })]),
-  ]);
+  const name = distinguishedName("sluice CA");
   const tbs = new TBSCertificate({
     version: Version.v3,
     serialNumber: serialNumber(),
