@@ -5,6 +5,22 @@
  */
 
 /**
+ * The bucket as it stands now, shared by the scripts that take from it and charge it: Redis's
+ * clock, ARGV rate (/s), burst and n, and KEYS[1]'s tokens refilled up to now (a new bucket is full).
+ */
+const BUCKET_NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(h[1]), tonumber(h[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+`;
+
+/**
  * A token bucket that may go into debt for reservations (a queue held in the bucket itself, as
  * GCRA does). KEYS[1]: the bucket. ARGV: rate (/s), burst, n, reserve horizon (ms; 0: no
  * reservation), lease (most tokens to hand out at once when they are there), turns (most
@@ -13,17 +29,7 @@
  * reserved with the wait until the first turn, or 0 with the wait until n would be there.
  */
 export const TAKE_SCRIPT = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local horizon, lease, turns = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens, ts = tonumber(h[1]), tonumber(h[2])
-if tokens == nil or ts == nil then tokens = burst; ts = now end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
-  ts = now
-end
+${BUCKET_NOW}local horizon, lease, turns = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local granted, wait = 0, 0
 if tokens >= n then
   -- A lease may spend the next few tokens ahead of time (into debt): later takers wait for them,
@@ -151,17 +157,7 @@ return ARGV[1]
  * n gives tokens back (a cost AWS reported lower than charged), never above burst.
  */
 export const CHARGE_SCRIPT = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local h = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens, ts = tonumber(h[1]), tonumber(h[2])
-if tokens == nil or ts == nil then tokens = burst; ts = now end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
-  ts = now
-end
-tokens = math.min(burst, tokens - n)
+${BUCKET_NOW}tokens = math.min(burst, tokens - n)
 redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.3f', ts))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
 return 1
