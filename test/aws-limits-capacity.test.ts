@@ -356,47 +356,44 @@ threads = [threading.Thread(target=invoke, args=(url,)) for url in sys.argv[1:] 
 print(json.dumps(sorted(out)))
 `;
 
+/**
+ * Two `sluice dump` processes in one fleet (a fresh redis-server) in front of a fake Lambda whose
+ * answers take `answerAfterMs`; boto3 invokes three times through each at once. Hands the sorted
+ * outcomes and the origin to `check`, then checks that no fleet slot is left held.
+ */
+async function invokeThroughTwoFleetProcesses(o: { fleet: string; rule: string[]; answerAfterMs: number }, check: (outcomes: string[], origin: Awaited<ReturnType<typeof startScriptedOrigin>>) => void): Promise<void> {
+  const redis = await startRedis();
+  const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => o.answerAfterMs });
+  const confdir = mkdtempSync(join(tmpdir(), `sluice-${o.fleet}-`));
+  const procs: RunningSluice[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", `fleet=${o.fleet}`, ...o.rule]));
+    }
+    const r = await run(await pythonWithBoto3(), ["-c", BOTO3_INVOKE_THREE_EACH, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
+    assert.equal(r.code, 0, r.stderr);
+    check(JSON.parse(r.stdout) as string[], origin);
+    const sets = redis.cli("--scan", "--pattern", `sluice:{${o.fleet}}:slots:*`).split("\n").filter(Boolean);
+    for (const key of sets) assert.equal(redis.cli("ZCARD", key).trim(), "0", `${key} holds no slot once the invocations ended`);
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    await Promise.all([origin.close(), redis.stop()]);
+  }
+}
+
 describe("Lambda concurrency shared by a fleet through Redis", { skip: redisMissing() ?? false }, () => {
   test("two sluice processes sharing a redis-server share a function's reserved concurrency: 6 invocations through both, 2 in flight in all; no slot is left behind", { skip: needsPython("boto3", "python3-boto3") }, async () => {
-    const redis = await startRedis();
-    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 2000 });
-    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-fleet-"));
-    const procs: RunningSluice[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lam", "--fault", "aws-limits scale=0.005 reserved=resize:2"]));
-      }
-      const r = await run(await pythonWithBoto3(), ["-c", BOTO3_INVOKE_THREE_EACH, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout), ["ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ok", "ok"], "2 in flight across the fleet, not 2 per process");
-      const sets = redis.cli("--scan", "--pattern", "sluice:{lam}:slots:*").split("\n").filter(Boolean);
-      for (const key of sets) assert.equal(redis.cli("ZCARD", key).trim(), "0", `${key} holds no slot once the invocations ended`);
-    } finally {
-      await Promise.all(procs.map((p) => p.stop()));
-      await Promise.all([origin.close(), redis.stop()]);
-    }
+    await invokeThroughTwoFleetProcesses({ fleet: "lam", rule: ["--fault", "aws-limits scale=0.005 reserved=resize:2"], answerAfterMs: 2000 }, (out) => {
+      assert.deepEqual(out, ["ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ReservedFunctionConcurrentInvocationLimitExceeded", "ok", "ok"], "2 in flight across the fleet, not 2 per process");
+    });
   });
 
   test("--shape aws-limits in two sluice processes sharing a redis-server: 6 concurrent invocations wait for the fleet's 2 slots — all succeed, none throttled, the function never runs more than 2 at once", { skip: needsPython("boto3", "python3-boto3") }, async () => {
-    const redis = await startRedis();
-    const origin = await startScriptedOrigin(lambdaAnswer, { answerAfterMs: () => 1000 });
-    const confdir = mkdtempSync(join(tmpdir(), "sluice-lambda-shape-fleet-"));
-    const procs: RunningSluice[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        procs.push(await spawnSluice(["dump", "-p", "0", "--confdir", confdir, "--mode", `reverse:${origin.url}`, "--set", `shared_state=${redis.url}`, "--set", "fleet=lamshape", "--shape", "aws-limits scale=0.005 reserved=resize:2"]));
-      }
-      const r = await run(await pythonWithBoto3(), ["-c", BOTO3_INVOKE_THREE_EACH, ...procs.map((p) => `http://127.0.0.1:${p.port}`)], { env: awsEnv() });
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout), ["ok", "ok", "ok", "ok", "ok", "ok"], "every invocation waited for a slot and none was refused");
+    await invokeThroughTwoFleetProcesses({ fleet: "lamshape", rule: ["--shape", "aws-limits scale=0.005 reserved=resize:2"], answerAfterMs: 1000 }, (out, origin) => {
+      assert.deepEqual(out, ["ok", "ok", "ok", "ok", "ok", "ok"], "every invocation waited for a slot and none was refused");
       assert.equal(origin.requests.length, 6);
       assert.ok(origin.inFlight.most <= 2, `the function ran ${origin.inFlight.most} at once: the fleet's 2 slots, not 2 per process`);
-      const sets = redis.cli("--scan", "--pattern", "sluice:{lamshape}:slots:*").split("\n").filter(Boolean);
-      for (const key of sets) assert.equal(redis.cli("ZCARD", key).trim(), "0", `${key} holds no slot once the invocations ended`);
-    } finally {
-      await Promise.all(procs.map((p) => p.stop()));
-      await Promise.all([origin.close(), redis.stop()]);
-    }
+    });
   });
 
   test("waitForSlot: a process's waiters get fleet slots in arrival order, woken by another process's leave (no polling); a cancelled waiter holds nothing; a lapsed lease is found by the re-check", async () => {
