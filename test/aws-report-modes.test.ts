@@ -18,31 +18,10 @@ import { startScriptedOrigin } from "./support/fake-aws.js";
 import { tflow } from "./support/tflow.js";
 import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { SLUICE_BIN } from "./support/cli.js";
-import { pathToFileURL } from "node:url";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { inChromium } from "./support/report-page.js";
 import { FlowWriter } from "../src/store/index.js";
 import { needs, needsPython } from "./support/needs.js";
-
-/** Opens an HTML report in headless Chromium (no network, no console errors) and hands the page to `check`. */
-async function inChromium(file: string, check: (page: Page) => Promise<void>): Promise<void> {
-  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium" });
-  try {
-    const page = await browser.newPage();
-    const problems: string[] = [];
-    const requests: string[] = [];
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") problems.push(m.text());
-    });
-    page.on("pageerror", (e) => problems.push(e.message));
-    page.on("request", (req) => requests.push(req.url()));
-    await page.goto(pathToFileURL(file).href);
-    assert.deepEqual(problems, []);
-    assert.deepEqual(requests, [pathToFileURL(file).href], "no external resources");
-    await check(page);
-  } finally {
-    await browser.close();
-  }
-}
 
 /** The text of each row of a table, cells joined by " | ". */
 async function rowsOf(page: Page, selector: string): Promise<string[]> {

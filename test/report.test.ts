@@ -10,8 +10,7 @@ import http from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { chromium } from "playwright-core";
+import { inChromium } from "./support/report-page.js";
 import { run } from "./support/run.js";
 import { SLUICE_BIN, spawnSluice, assertOneLineError } from "./support/cli.js";
 import { testConfdir } from "./support/sluice.js";
@@ -126,19 +125,7 @@ describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w",
     const html = join(dir, "report.html");
     const r = await sluice(["report", capture, "--html", html]);
     assert.equal(r.code, 0, r.stderr);
-    const browser = await chromium.launch({ executablePath: "/usr/bin/chromium" });
-    try {
-      const page = await browser.newPage();
-      const problems: string[] = [];
-      const requests: string[] = [];
-      page.on("console", (m) => {
-        if (m.type() === "error" || m.type() === "warning") problems.push(m.text());
-      });
-      page.on("pageerror", (e) => problems.push(e.message));
-      page.on("request", (req) => requests.push(req.url()));
-      await page.goto(pathToFileURL(html).href);
-      assert.deepEqual(problems, []);
-      assert.deepEqual(requests, [pathToFileURL(html).href], "no external resources");
+    await inChromium(html, async (page) => {
       const traffic = await page.locator("#chart-traffic path.series").evaluateAll((paths) => paths.map((p) => [(p as unknown as Attributes).getAttribute("data-series"), ((p as unknown as Attributes).getAttribute("d") ?? "").split(/[MHV]/).length]));
       assert.deepEqual(traffic.map((t) => t[0]), ["requests", "throttles", "retries"]);
       assert.ok(traffic.every((t) => (t[1] as number) > 4), JSON.stringify(traffic));
@@ -150,9 +137,7 @@ describe("boto3 list_buckets under 100% throttling, captured by sluice dump -w",
       assert.ok(bars[4]! > 0 && bars.slice(0, 4).every((h) => h === 0), `only 5-attempt calls: ${bars}`);
       assert.match(await page.locator("#worst").innerText(), /gave up after 5 attempts/);
       assert.match(await page.locator("#operations").innerText(), /ListBuckets/);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
