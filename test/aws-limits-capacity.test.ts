@@ -59,6 +59,16 @@ ${body}
   return JSON.parse(r.stdout) as T;
 }
 
+/** A fake DynamoDB whose table `orders` holds ten ~4 KB items under the partition key "hot" (a Query of them reads 40 KB). */
+async function startDynamoWithTenItems(): Promise<Awaited<ReturnType<typeof startFakeDynamoDB>>> {
+  const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
+  for (let i = 0; i < 10; i++) {
+    const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
+    assert.equal(r.status, 200);
+  }
+  return dynamo;
+}
+
 describe("DynamoDB capacity under --fault aws-limits", () => {
   test("@aws-sdk/client-dynamodb: a Query's 40 KB answer is charged after it comes (10 half-RCUs of a 6-unit bucket), so the next read of that partition is throttled with TableReadKeyRangeThroughputExceeded", async () => {
     const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
@@ -92,11 +102,7 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
   });
 
   test("--shape aws-limits in front of the same --fault: the read after a large Query waits for the debt its answer left, and is not throttled", { skip: needsPython("boto3", "python3-boto3") }, async () => {
-    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
-    for (let i = 0; i < 10; i++) {
-      const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
-      assert.equal(r.status, 200);
-    }
+    const dynamo = await startDynamoWithTenItems();
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), shape_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Shaping(), new Faults()] });
     try {
       const out = await boto3Dynamo<string[]>(sluice, `
@@ -114,11 +120,7 @@ print(json.dumps([q, g]))
   });
 
   test("boto3: an answer larger than stream_large_bodies streams through unkept and is charged by its size on the wire", { skip: needsPython("boto3", "python3-boto3") }, async () => {
-    const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
-    for (let i = 0; i < 10; i++) {
-      const r = await fetch(dynamo.url, { method: "POST", headers: { "x-amz-target": "DynamoDB_20120810.PutItem", "content-type": "application/x-amz-json-1.0" }, body: JSON.stringify({ TableName: "orders", Item: { pk: { S: "hot" }, sk: { S: `i${i}` }, data: { S: "x".repeat(4000) } } }) });
-      assert.equal(r.status, 200);
-    }
+    const dynamo = await startDynamoWithTenItems();
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), stream_large_bodies: "8k", fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Faults()] });
     try {
       const out = await boto3Dynamo<string[]>(sluice, `
