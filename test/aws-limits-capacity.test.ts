@@ -59,6 +59,13 @@ ${body}
   return JSON.parse(r.stdout) as T;
 }
 
+/** boto3: the Query of the ten items, then a GetItem of one; prints each call's outcome. */
+const QUERY_THEN_GET = `
+q = call(ddb.query, TableName="orders", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "hot"}})
+g = call(ddb.get_item, TableName="orders", Key={"pk": {"S": "hot"}, "sk": {"S": "i0"}})
+print(json.dumps([q, g]))
+`;
+
 /** A fake DynamoDB whose table `orders` holds ten ~4 KB items under the partition key "hot" (a Query of them reads 40 KB). */
 async function startDynamoWithTenItems(): Promise<Awaited<ReturnType<typeof startFakeDynamoDB>>> {
   const dynamo = await startFakeDynamoDB({ tables: [{ name: "orders", hashKey: "pk", rangeKey: "sk" }], region: "eu-west-1" });
@@ -105,11 +112,7 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
     const dynamo = await startDynamoWithTenItems();
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), shape_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Shaping(), new Faults()] });
     try {
-      const out = await boto3Dynamo<string[]>(sluice, `
-q = call(ddb.query, TableName="orders", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "hot"}})
-g = call(ddb.get_item, TableName="orders", Key={"pk": {"S": "hot"}, "sk": {"S": "i0"}})
-print(json.dumps([q, g]))
-`);
+      const out = await boto3Dynamo<string[]>(sluice, QUERY_THEN_GET);
       assert.deepEqual(out, ["ok", "ok"]);
       const get = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".GetItem"))!;
       // 10 half-RCUs charged against a bucket of 6 refilled 6/s: 4 in debt, the GetItem waits for about 0.8 s of refill.
@@ -123,11 +126,7 @@ print(json.dumps([q, g]))
     const dynamo = await startDynamoWithTenItems();
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), stream_large_bodies: "8k", fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Faults()] });
     try {
-      const out = await boto3Dynamo<string[]>(sluice, `
-q = call(ddb.query, TableName="orders", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "hot"}})
-g = call(ddb.get_item, TableName="orders", Key={"pk": {"S": "hot"}, "sk": {"S": "i0"}})
-print(json.dumps([q, g]))
-`);
+      const out = await boto3Dynamo<string[]>(sluice, QUERY_THEN_GET);
       assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableReadKeyRangeThroughputExceeded"]);
       const query = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".Query"))!;
       assert.equal(query.response!.streamed, true, "the 40 KB answer was not kept");
