@@ -156,9 +156,11 @@ describe("a fleet of three sluice processes sharing fault rules through Redis", 
   });
 
   test("sluice fleet status lists the live processes with address, mode, req/s, queue and rules; a stopped one drops out", async () => {
-    const live = await until("four heartbeats", async () => {
+    // A record is rewritten every 1.5 s: wait until each carries the rules the earlier tests left
+    // (one written just before the last rule reached its process still lists the ones before).
+    const live = await until("four heartbeats listing both rules", async () => {
       const l = await status();
-      return l.length === 4 && l;
+      return l.length === 4 && l.every((i) => i.faults.map((f) => f.id).sort().join() === "1,late") && l;
     });
     assert.deepEqual(live.map((i) => i.instance), ["s1", "s2", "s3", "s4"]);
     for (const i of live) {
