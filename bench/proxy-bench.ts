@@ -415,7 +415,7 @@ export async function benchProxy(): Promise<string> {
       // Memory under sustained load: sluice dump as it ships (its small view) and with the view the
       // console and web UI keep, each in a fresh process.
       const lines = [`\nsluice dump RSS (MB): idle after start ${idleRss.toFixed(0)} (target ≤ 70); under ${MEMORY_SECONDS} s of wrk c=${CONNECTIONS} load, sampled every ${MEMORY_SECONDS / 6} s (target ≤ 120):`];
-      for (const [label, extra] of [["dump (view 1000 flows, 16m)", []], ["console/web-sized view (50000 flows, 256m)", ["--set", "view_max_flows=50000", "--set", "view_max_bytes=256m"]]] as const) {
+      for (const [label, extra] of [["dump (its own view: 100 flows, 16m)", []], ["console/web-sized view (50000 flows, 256m)", ["--set", "view_max_flows=50000", "--set", "view_max_bytes=256m"]]] as const) {
         const proc = await start(process.execPath, [...SLUICE_COMMAND, "dump", ...common, ...extra], /listening at [^\s]+:(\d+)/);
         children.push(proc.child);
         progress(`memory over ${MEMORY_SECONDS} s: ${label}`);

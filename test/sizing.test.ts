@@ -45,7 +45,7 @@ test("sluice dump's view is small by default; the console and web UI keep more; 
   const browsing = new Master();
   const tuned = new Master({ view: DUMP_VIEW, set: { view_max_flows: "5000" } });
   await Promise.all([dump.configure(), browsing.configure(), tuned.configure()]);
-  assert.equal(dump.options.get("view_max_flows"), 1000);
+  assert.equal(dump.options.get("view_max_flows"), 100);
   assert.equal(dump.options.get("view_max_bytes"), 16 * 1024 * 1024);
   assert.equal(browsing.options.get("view_max_flows"), 50_000);
   assert.equal(tuned.options.get("view_max_flows"), 5000);
