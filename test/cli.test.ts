@@ -25,6 +25,10 @@ describe("sluice executable", () => {
     for (const flag of ["--mode", "--listen-port", "--listen-host", "--ssl-insecure", "--ignore-hosts", "--allow-hosts", "--map-remote", "--set", "--flow-detail", "--quiet"]) {
       assert.ok(dump.stdout.includes(flag), flag);
     }
+    // As in git, `--help COMMAND` is that command's help, not the main help with COMMAND ignored.
+    const helpDump = await sluice(["--help", "dump"]);
+    assert.equal(helpDump.code, 0, helpDump.stderr);
+    assert.equal(helpDump.stdout, dump.stdout);
   });
 
   test("a reader that closes the pipe early (sluice help | head) ends sluice quietly, exit 0, no EPIPE stack", async () => {

@@ -567,10 +567,13 @@ export async function main(argv: string[]): Promise<void> {
         return showHelp(rest[0]);
       case "-h":
       case "--help":
-        process.stdout.write(MAIN_HELP);
-        return;
+        // `sluice --help dump` reads as `sluice help dump`, as in git.
+        if (rest.length > 1) throw new UsageError(`${command} takes at most one command, got ${JSON.stringify(rest.join(" "))}: sluice help COMMAND`);
+        return showHelp(rest[0]);
       case "--version":
       case "-V":
+        // An argument after it is a mistake (a flag meant for a command?), not something to ignore.
+        if (rest.length) throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest.join(" "))}; to run a command, give it without ${command}`);
         process.stdout.write(`sluice ${VERSION}\n`);
         return;
       case undefined:
