@@ -9,6 +9,7 @@ import type { HTTPFlow } from "../core/flow.js";
 import { flowsToHar, HarWriter } from "../store/har.js";
 import { SAVE_OPTIONS } from "./save.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
+import { expandHome } from "../core/spec.js";
 
 /** The options this addon owns, declared once (names, types, defaults, help). */
 export const HAR_DUMP_OPTIONS = declareOptions({
@@ -37,8 +38,10 @@ export class HarDump implements Addon {
     if (!updated.has("hardump")) return;
     const path = this.opts.hardump;
     // The file is written at exit: a path that cannot be written is refused now, not after the session.
-    if (path && path !== "-") refuseUnwritable(path);
-    this.path = path;
+    // `~/x.har` from config.yaml or a quoted argument means the home folder, as -w's path does.
+    const expanded = path && path !== "-" ? expandHome(path) : path;
+    if (expanded && expanded !== "-") refuseUnwritable(expanded);
+    this.path = expanded;
   }
 
   private keep(flow: HTTPFlow): void {

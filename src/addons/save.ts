@@ -18,6 +18,8 @@ import { Counter } from "../core/prometheus.js";
 import { parseDuration } from "../core/values.js";
 import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
+import { expandHome } from "../core/spec.js";
+import { sameFile } from "../core/same-file.js";
 
 /** Above this many bytes waiting for the disk, finishing flows wait for it (back-pressure). */
 const DEFAULT_BACKLOG = 64 * 1024 * 1024;
@@ -39,6 +41,8 @@ export class Save implements Addon {
   private opts!: TypedOptions<typeof SAVE_OPTIONS>;
   private sink: FlowSink | null = null;
   private path = "";
+  /** The save_stream_file value the open sink was opened for. */
+  private openSpec: string | null = null;
   private filter: FlowPredicate | null = null;
   private written = new WeakSet<HTTPFlow>();
   /** Flows finished this event-loop turn: encoded and written together after their responses went out. */
@@ -74,7 +78,10 @@ export class Save implements Addon {
       name: "save.file",
       help: "Save flows to a file: .har for HAR, .sqlite for SQLite, else a mitmproxy flow file",
       params: [{ name: "flows", type: "flows" }, { name: "path", type: "rest" }],
-      run: (flows: HTTPFlow[], path: string) => saveFlows(flows, path),
+      run: (flows: HTTPFlow[], path: string) => {
+        this.refuseLiveFile(path);
+        return saveFlows(flows, path);
+      },
     });
   }
 
@@ -84,12 +91,16 @@ export class Save implements Addon {
       this.filter = expr ? this.ctx.filter(expr) : null;
     }
     if (updated.has("save_flush_interval")) this.syncIntervalMs();
+    if (updated.has("save_stream_file") || updated.has("hardump")) this.refuseSharedFile();
     if (!updated.has("save_stream_file")) return;
-    await this.closeSink();
     const spec = this.opts.save_stream_file;
+    // The same value again (a rollback after another option was refused): reopening would empty the capture.
+    if (spec && spec === this.openSpec && this.sink) return;
+    await this.closeSink();
     if (!spec) return;
     const append = spec.startsWith("+");
-    const path = append ? spec.slice(1) : spec;
+    // `~/captures/x.mitm` from config.yaml or a quoted argument means the home folder, as in mitmproxy.
+    const path = expandHome(append ? spec.slice(1) : spec);
     const format = formatForWriting(path);
     if (append && format.name !== "mitmproxy") throw new Error(`save_stream_file: only mitmproxy flow files can be appended to (+FILE), not ${format.name}`);
     const syncIntervalMs = this.syncIntervalMs();
@@ -103,8 +114,29 @@ export class Save implements Addon {
       throw new Error(`cannot write flows to ${path}: ${why}`);
     }
     this.path = path;
+    this.openSpec = spec;
     this.closing = false;
     this.ctx.log.info(`saving flows to ${path}${append ? " (appending)" : ""}`);
+  }
+
+  /** The -w file and hardump's HAR file written on exit would overwrite each other: one file, one writer. */
+  private refuseSharedFile(): void {
+    const spec = this.opts.save_stream_file;
+    const hardump = this.ctx.options.has("hardump") ? this.ctx.options.get<string | null>("hardump") : null;
+    if (!spec || !hardump || hardump === "-") return;
+    const path = spec.startsWith("+") ? spec.slice(1) : spec;
+    if (sameFile(path, hardump)) {
+      throw new Error(`save_stream_file (-w) and hardump name the same file (${spec} and ${hardump}): the HAR written on exit would overwrite the capture; give them different files, or use only -w FILE.har to stream HAR`);
+    }
+  }
+
+  /** `save.file` onto the file -w is streaming to (or hardump's) would leave neither intact. */
+  private refuseLiveFile(path: string): void {
+    const target = path.trim();
+    if (!target) return;
+    if (this.sink && sameFile(target, this.path)) throw new CommandError(`save.file: ${target} is the file -w (save_stream_file) is writing flows to; save to another file`);
+    const hardump = this.ctx.options.has("hardump") ? this.ctx.options.get<string | null>("hardump") : null;
+    if (hardump && hardump !== "-" && sameFile(target, hardump)) throw new CommandError(`save.file: ${target} is the file hardump writes on exit, which would overwrite it; save to another file`);
   }
 
   private syncIntervalMs(): number {
@@ -211,6 +243,7 @@ export class Save implements Addon {
     if (!sink) return;
     this.writePending();
     this.sink = null;
+    this.openSpec = null;
     this.closing = true;
     try {
       await sink.close();
@@ -240,7 +273,7 @@ export class Save implements Addon {
 /** `save.file`: writes `flows` to `path` in the format its extension names. */
 async function saveFlows(flows: HTTPFlow[], path: string): Promise<string> {
   if (!path.trim()) throw new CommandError("save.file: give a file name, e.g. save.file @shown flows.mitm");
-  const target = path.trim().replace(/^~(?=\/)/, process.env.HOME ?? "~");
+  const target = expandHome(path.trim());
   try {
     const sink = await formatForWriting(target).openWriter(target);
     for (const f of flows) sink.write(f);

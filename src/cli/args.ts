@@ -1,6 +1,6 @@
 /** Command-line parsing for the proxy front ends, with mitmproxy's flag names. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { resolve } from "node:path";
+import { sameFile } from "../core/same-file.js";
 import { OMITTED_VALUE } from "../core/options.js";
 
 export class UsageError extends Error {}
@@ -146,8 +146,13 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   const rfile = rfiles[0] ?? null;
   // -w FILE empties FILE when it opens, before -r has read it.
   const wfile = set.save_stream_file;
-  if (rfile && wfile && !wfile.startsWith("+") && resolve(wfile) === resolve(rfile)) {
+  if (rfile && wfile && !wfile.startsWith("+") && sameFile(wfile, rfile)) {
     throw new UsageError(`-r and -w name the same file ${rfile}: writing would empty it before it is read; write to another file, or append with -w +${rfile}`);
+  }
+  // hardump replaces FILE with a HAR file on exit: the capture that was read would be gone.
+  const hardump = set.hardump;
+  if (rfile && hardump && hardump !== "-" && hardump !== OMITTED_VALUE && sameFile(hardump, rfile)) {
+    throw new UsageError(`-r and hardump name the same file ${rfile}: the HAR written on exit would replace the capture read; give hardump another file`);
   }
   if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
