@@ -181,6 +181,24 @@ describe("leaf certificates", () => {
     assert.equal(new X509Certificate(lone.certPem).subjectAltName, "DNS:lone.example.org");
   });
 
+  test("names arriving one at a time during a burst share a leaf per pacing interval (10 ms), not a leaf each", async () => {
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    await ca.certificateFor("first.example.net"); // a leaf was just started: the burst is on
+    const started = performance.now();
+    const pending = [];
+    for (let i = 0; i < 30; i++) {
+      pending.push(ca.certificateFor(`t${i}.example.net`));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const span = performance.now() - started;
+    const leaves = await Promise.all(pending);
+    const certs = new Set(leaves.map((l) => l.certPem));
+    // At most one leaf starts per 10 ms, so the names of each interval share one. Without the
+    // pacing a leaf was started whenever the previous one was done (~1 ms): one per name or two.
+    assert.ok(certs.size <= Math.ceil(span / 10) + 1, `${certs.size} certificates for 30 names arriving over ${span.toFixed(0)} ms`);
+    for (const [i, leaf] of leaves.entries()) assert.equal(new X509Certificate(leaf.certPem).checkHost(`t${i}.example.net`), `t${i}.example.net`);
+  });
+
   test("new leaves' first handshakes share one context, each connection presenting the leaf it was made with; a leaf needed again gets its own", async () => {
     const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
     const a = await ca.certificateFor("a.example.test");

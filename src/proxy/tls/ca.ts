@@ -89,6 +89,11 @@ const CA_VALIDITY_YEARS = 10;
 const LEAF_CACHE_SIZE = 10_000;
 /** Names one leaf certificate carries at most (each adds ~20 bytes to every handshake that serves it). */
 const MAX_NAMES_PER_LEAF = 64;
+/**
+ * New leaves of one key type start at most this often (a full batch goes at once). A new name
+ * during a burst of them waits at most this long for its leaf; a lone one does not wait.
+ */
+const LEAF_PACE_MS = 10;
 const DAY_MS = 86_400_000;
 /** TLS session ticket keys (48 bytes, Node's format), one set per process for every leaf context. */
 const TICKET_KEYS_BYTES = 48;
@@ -153,7 +158,7 @@ export class CertificateAuthority {
   /** Finished and in-progress leaves per "keyType host", least recently used first. */
   private readonly leaves = new Map<string, Promise<LeafCertificate>>();
   /** Per key type: names waiting for the next shared leaf, and whether one is being made now. */
-  private readonly batches = new Map<LeafKeyType, { next: LeafBatch | null; busy: boolean }>();
+  private readonly batches = new Map<LeafKeyType, BatchState>();
   /** Synchronously signed PEMs (leafCertFor), for tools and tests that cannot wait. */
   private readonly syncPems = new Map<string, string>();
   /** Leaves' own TLS contexts, made when a leaf is needed again after its first handshakes. */
@@ -282,12 +287,12 @@ export class CertificateAuthority {
    * then cached (10,000 hosts, least recently used out). Concurrent calls for one host share one
    * signing. This is what TLS interception and custom-certificate tools call.
    *
-   * New DNS names are batched: while one leaf is being made (signature on the thread pool, then
-   * Node's createSecureContext on the event loop, ~1–2 ms), the names that arrive meanwhile wait
-   * and then share one certificate listing all of them (up to MAX_NAMES_PER_LEAF), and one TLS
-   * context. A burst of new hosts then costs one signing and one context per batch instead of per
-   * name, and a lone new name is signed at once, alone, as before. Every name is exact, so each
-   * client gets a certificate valid for precisely the name it asked for.
+   * New DNS names are batched: while one leaf is being made (signature on the thread pool), and
+   * until LEAF_PACE_MS after it was started, the names that arrive meanwhile wait and then share
+   * one certificate listing all of them (up to MAX_NAMES_PER_LEAF). A burst of new hosts then
+   * costs one signing and one certificate load per batch instead of per name, and a lone new name
+   * is signed at once, alone, as before. Every name is exact, so each client gets a certificate
+   * valid for precisely the name it asked for.
    */
   certificateFor(host: string, keyType: LeafKeyType = "ecdsa"): Promise<LeafCertificate> {
     const name = host.toLowerCase();
@@ -396,7 +401,7 @@ export class CertificateAuthority {
   /** `name`'s share of the next leaf of `keyType`; starts making one when none is under way. */
   private batched(name: string, keyType: LeafKeyType): Promise<LeafCertificate> {
     let state = this.batches.get(keyType);
-    if (!state) this.batches.set(keyType, (state = { next: null, busy: false }));
+    if (!state) this.batches.set(keyType, (state = { next: null, busy: false, lastStart: -Infinity }));
     let batch = state.next;
     if (!batch || batch.names.length >= MAX_NAMES_PER_LEAF) {
       if (batch) this.startBatch(keyType, batch); // full: it goes now, alongside any other
@@ -411,7 +416,13 @@ export class CertificateAuthority {
     return batch.promise;
   }
 
-  /** Makes the waiting batch of `keyType`, then the one that filled meanwhile, until none waits. */
+  /**
+   * Makes the waiting batch of `keyType`, then the one that filled meanwhile, until none waits.
+   * Leaves are started at most one per LEAF_PACE_MS (a full batch goes at once): a lone new name
+   * is signed at once, but during a burst of new names each leaf covers the names of a whole
+   * pace interval, so the cost of making and loading a leaf (~1.2 ms of CPU, half of it the CA's
+   * RSA signature) is shared by ~10 names at 1,000 names/s instead of ~3.
+   */
   private runBatches(keyType: LeafKeyType): void {
     const state = this.batches.get(keyType)!;
     const batch = state.next;
@@ -419,7 +430,13 @@ export class CertificateAuthority {
       state.busy = false;
       return;
     }
+    const wait = state.lastStart + LEAF_PACE_MS - performance.now();
+    if (wait > 0) {
+      setTimeout(() => this.runBatches(keyType), wait);
+      return;
+    }
     state.next = null;
+    state.lastStart = performance.now();
     this.startBatch(keyType, batch).finally(() => this.runBatches(keyType));
   }
 
@@ -527,6 +544,13 @@ interface StagingContext {
 }
 
 /** Names waiting to share one leaf certificate, and the promise they all get. */
+/** Per key type: the names waiting for the next leaf, whether one is being made, and when the last one started. */
+interface BatchState {
+  next: LeafBatch | null;
+  busy: boolean;
+  lastStart: number;
+}
+
 interface LeafBatch {
   names: string[];
   promise: Promise<LeafCertificate>;
