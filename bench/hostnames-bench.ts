@@ -1,11 +1,15 @@
 /**
  * `npm run bench -- hostnames`: new TLS hostnames per second through `sluice dump` (CONNECT, then
- * a handshake with a name never seen before, 32 at a time), sluice's and the loader's CPU per new
- * name (from /proc, and the loader's own count), plain requests' p50 during a burst, and, measured
- * in this process, what a new name costs apart: Node's createSecureContext for a
- * leaf (key and chain, and each alone), and signing a leaf with the CA's key.
+ * a handshake with a name never seen before, 32 at a time), against the floor (Node's HTTP server
+ * and a TLS handshake with one ready-made context: what any Node TLS server pays, see
+ * tls-floor.ts), in interleaved rounds, with two loaders: Python's ssl (OpenSSL in C, as boto3 and
+ * the AWS CLI use it; the cheapest client found here) and Node's tls. Reported: names/s end to end,
+ * the server's and the loader's CPU per new name (from /proc and the loader's own count), plain
+ * requests' p50 during a burst, and, measured in this process, what a new name costs apart:
+ * Node's createSecureContext for a leaf, signing a leaf with the CA's key, loading a leaf.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSecureContext } from "node:tls";
@@ -16,7 +20,72 @@ import { start } from "./proxy-bench.js";
 import { load, startSluice, stop } from "./soak-bench.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const PYTHON = "/usr/bin/python3";
+
+/**
+ * The Python loader: 32 connections at a time on one thread (non-blocking sockets), each a
+ * CONNECT through the proxy and a handshake verifying the leaf against the CA and the name, as
+ * urllib3 does for boto3. Prints the same JSON as hardening-load.ts's `names`.
+ */
+const PY_NAMES = `
+import json, os, resource, selectors, socket, ssl, sys, time
+port, ca_file, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca_file)
+sel = selectors.DefaultSelector()
+end = time.time() + seconds
+counts = {"done": 0, "failed": 0, "seq": 0}
+class Conn: pass
+def start():
+    c = Conn(); c.sock = socket.socket(); c.sock.setblocking(False); c.tls = None; c.head = b""
+    c.name = "p%d-%d.bench.test" % (counts["seq"], os.getpid()); counts["seq"] += 1
+    try: c.sock.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    c.state = "connect"; sel.register(c.sock, selectors.EVENT_WRITE, c)
+def finish(c, ok):
+    s = c.tls or c.sock
+    sel.unregister(s); s.close()
+    counts["done" if ok else "failed"] += 1
+    if time.time() < end: start()
+def step(c):
+    try:
+        if c.state == "connect":
+            c.sock.send(b"CONNECT 127.0.0.1:9 HTTP/1.1\\r\\nHost: 127.0.0.1:9\\r\\n\\r\\n")
+            c.state = "head"; sel.modify(c.sock, selectors.EVENT_READ, c); return
+        if c.state == "head":
+            d = c.sock.recv(4096)
+            if not d: return finish(c, False)
+            c.head += d
+            if b"\\r\\n\\r\\n" not in c.head: return
+            if not c.head.startswith(b"HTTP/1.1 200"): return finish(c, False)
+            sel.unregister(c.sock)
+            c.tls = ctx.wrap_socket(c.sock, server_hostname=c.name, do_handshake_on_connect=False)
+            c.state = "tls"; sel.register(c.tls, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
+        try: c.tls.do_handshake()
+        except ssl.SSLWantReadError: return sel.modify(c.tls, selectors.EVENT_READ, c)
+        except ssl.SSLWantWriteError: return sel.modify(c.tls, selectors.EVENT_WRITE, c)
+        finish(c, True)
+    except Exception as e:
+        if counts["failed"] < 3: print("names loader:", repr(e), file=sys.stderr)
+        finish(c, False)
+started = time.time(); r0 = resource.getrusage(resource.RUSAGE_SELF)
+for _ in range(32): start()
+while sel.get_map():
+    for key, _ in sel.select(1): step(key.data)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000
+print(json.dumps({"names": counts["done"], "failed": counts["failed"], "perSecond": counts["done"] / (time.time() - started), "loaderCpuMs": cpu}))
+`;
+
+function pythonNames(proxyPort: number, caFile: string, seconds: number): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, ["-c", PY_NAMES, String(proxyPort), caFile, String(seconds)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out) as Record<string, number>) : reject(new Error(`the Python names loader exited with ${code}`))));
+  });
+}
 
 function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -32,29 +101,72 @@ function cpuMsPer(n: number, fn: (i: number) => void): number {
   return (used.user + used.system) / 1000 / n;
 }
 
+interface Round {
+  perSecond: number;
+  serverMs: number;
+  loaderMs: number;
+  failed: number;
+}
+
+/** One loader run against one server: names/s, and CPU per name of the server and of the loader. */
+async function measure(pid: number, run: () => Promise<Record<string, number>>): Promise<Round> {
+  const before = cpuMsOf(pid);
+  const r = await run();
+  const names = Math.max(1, r.names!);
+  return { perSecond: r.perSecond!, serverMs: (cpuMsOf(pid) - before) / names, loaderMs: r.loaderCpuMs! / names, failed: r.failed! };
+}
+
+const list = (rounds: Round[], pick: (r: Round) => number, digits: number) => rounds.map((r) => pick(r).toFixed(digits)).join(", ");
+
+function describeRounds(server: string, rounds: Round[]): string {
+  const failed = rounds.reduce((s, r) => s + r.failed, 0);
+  const bestMs = Math.min(...rounds.map((r) => r.serverMs));
+  return `${server} ${list(rounds, (r) => r.perSecond, 0)}/s (${list(rounds, (r) => r.serverMs, 2)} ms of its CPU per name: one core's worth ${(1000 / bestMs).toFixed(0)}/s${failed ? `; ${failed} failed` : ""})`;
+}
+
 export async function benchHostnames(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-hostnames-"));
   const origin = await start(process.execPath, [join(here, "origin-server.js"), join(dir, "origin-conf")], /(\{.*\})\n/, "stdout");
   const lines: string[] = [];
+  const children: ChildProcess[] = [origin.child];
   try {
     const ports = JSON.parse(origin.match[1]!) as { http: number; https: number };
     const sluice = await startSluice(dir, []);
+    children.push(sluice.child);
     const caFile = join(dir, "conf", "sluice-ca-cert.pem");
-    progress(`new TLS hostnames for ${SECONDS} s`);
-    const cpuBefore = cpuMsOf(sluice.child.pid!);
-    const names = await load(["names", sluice.port, ports.https, caFile, SECONDS]);
-    const cpuPerName = (cpuMsOf(sluice.child.pid!) - cpuBefore) / Math.max(1, names.names!);
-    const loaderPerName = names.loaderCpuMs! / Math.max(1, names.names!);
+    const floor = await start(process.execPath, [join(here, "tls-floor.js"), join(dir, "conf")], /(\{.*\})\n/, "stdout");
+    children.push(floor.child);
+    const floorPort = (JSON.parse(floor.match[1]!) as { port: number }).port;
+    const loaders: { name: string; run: (port: number, seconds?: number) => Promise<Record<string, number>> }[] = [];
+    if (existsSync(PYTHON)) loaders.push({ name: "Python's ssl (OpenSSL, as boto3)", run: (port, seconds = SECONDS) => pythonNames(port, caFile, seconds) });
+    else lines.push(`(${PYTHON} not found: the Python loader's rows are left out)`);
+    loaders.push({ name: "Node's tls", run: (port, seconds = SECONDS) => load(["names", port, ports.https, caFile, seconds]) });
+    lines.push(
+      `New TLS hostnames per second end to end (CONNECT + handshake, 32 at a time, every name new; the loader and the server share this machine's cores), ${ROUNDS} interleaved rounds of ${SECONDS} s:`,
+    );
+    progress("warming both servers up (JIT, sluice's first leaf)");
+    for (const port of [floorPort, sluice.port]) await loaders[0]!.run(port, 2);
+    for (const loader of loaders) {
+      const ours: Round[] = [];
+      const floors: Round[] = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        progress(`new TLS hostnames, ${loader.name} loader, round ${round} of ${ROUNDS}: the floor, then sluice`);
+        floors.push(await measure(floor.child.pid!, () => loader.run(floorPort)));
+        ours.push(await measure(sluice.child.pid!, () => loader.run(sluice.port)));
+      }
+      const loaderMs = [...ours, ...floors].map((r) => r.loaderMs);
+      lines.push(
+        `  ${loader.name} loader: ${describeRounds("sluice", ours)}; the floor ${describeRounds("", floors).trim()}; the loader itself ${Math.min(...loaderMs).toFixed(2)}–${Math.max(...loaderMs).toFixed(2)} ms per name`,
+      );
+    }
     progress("plain p50 without a burst of new names");
     const quiet = await load(["plain", sluice.port, ports.http, 5]);
     progress(`new TLS hostnames for ${SECONDS} s, plain requests meanwhile`);
-    const [burst, during] = await Promise.all([load(["names", sluice.port, ports.https, caFile, SECONDS]), load(["plain", sluice.port, ports.http, SECONDS])]);
+    const burstLoader = loaders[0]!;
+    const [burst, during] = await Promise.all([burstLoader.run(sluice.port), load(["plain", sluice.port, ports.http, SECONDS])]);
     await stop(sluice.child);
     lines.push(
-      `New TLS hostnames through sluice dump: ${names.perSecond!.toFixed(0)}/s (${names.names} names in ${SECONDS} s, ${names.failed} failed; CONNECT + handshake, 32 at a time, the loader on the same cores)`,
-      `  sluice's CPU per new name: ${cpuPerName.toFixed(2)} ms (handshake, certificate and context, CONNECT) — one core's worth is ${(1000 / cpuPerName).toFixed(0)} names/s`,
-      `  the loader's CPU per new name: ${loaderPerName.toFixed(2)} ms (Node's TLS client, verifying each leaf against sluice's CA) — sluice and loader together ${(cpuPerName + loaderPerName).toFixed(2)} ms, so two cores give at most ${(2000 / (cpuPerName + loaderPerName)).toFixed(0)} names/s end to end`,
-      `  plain requests during a second burst (${burst.perSecond!.toFixed(0)} names/s): p50 ${during.p50!.toFixed(2)} ms, p99 ${during.p99!.toFixed(2)} ms (without the burst: p50 ${quiet.p50!.toFixed(2)} ms, p99 ${quiet.p99!.toFixed(2)} ms)`,
+      `  plain requests during a burst (${burst.perSecond!.toFixed(0)} new names/s, ${burstLoader.name} loader): p50 ${during.p50!.toFixed(2)} ms, p99 ${during.p99!.toFixed(2)} ms (without the burst: p50 ${quiet.p50!.toFixed(2)} ms, p99 ${quiet.p99!.toFixed(2)} ms)`,
     );
 
     progress("what a new name costs, in isolation");
@@ -80,7 +192,7 @@ export async function benchHostnames(): Promise<string> {
       `  load average: ${loadavg().map((l) => l.toFixed(1)).join(" ")}`,
     );
   } finally {
-    origin.child.kill();
+    for (const child of children) child.kill();
     rmSync(dir, { recursive: true, force: true });
   }
   return lines.join("\n");
