@@ -198,7 +198,7 @@ print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
     const refusedBy = (flow: ReturnType<typeof tflow>, at: number) => {
       const refused = limiter.admit(flow, state, at);
       assert.ok(!(refused instanceof Promise));
-      return refused?.name ?? null;
+      return refused?.limit.name ?? null;
     };
     const big = put(290);
     assert.equal(refusedBy(big, 0), null, "290 WCU of 300 by the item's size");
@@ -243,7 +243,7 @@ print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
     const refusedBy = (flow: ReturnType<typeof tflow>) => {
       const refused = limiter.admit(flow, state, 0);
       assert.ok(!(refused instanceof Promise));
-      return refused ? (refusalOf(refused, flow).fields!.ThrottlingReasons as unknown[])[0] : null;
+      return refused ? (refusalOf(refused.limit, flow, refused.parts).fields!.ThrottlingReasons as unknown[])[0] : null;
     };
     /** A read whose answer says it consumed `rcu` RCUs: charged that, draining whichever bucket it was counted in. */
     const drain = (flow: ReturnType<typeof tflow>, rcu: number) => {

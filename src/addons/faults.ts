@@ -11,7 +11,7 @@ import { Response, type HTTPFlow } from "../core/flow.js";
 import { CommandError } from "../core/commands.js";
 import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-state.js";
 import { keyOf } from "../rules/keys.js";
-import { AwsLimiter, refusalOf, type AwsLimit } from "../aws/index.js";
+import { AwsLimiter, refusalOf, type AwsLimitRefused } from "../aws/index.js";
 import { explainRule, FaultRuleError, parseFaultRule, phaseOf, readFaultFile, type FaultRule, type FaultRuleSource } from "./fault-rules.js";
 import { applyFaultAction, FlowWaits } from "./fault-actions.js";
 import type { FaultRuleInfo } from "./fault-info.js";
@@ -81,9 +81,9 @@ class ActiveRule {
 
   /** aws-limits: fires for what AWS's buckets refuse, recording which limit on the flow. */
   private limited(flow: HTTPFlow, t: number): MaybeAsync<boolean> {
-    const record = (refused: AwsLimit | null): boolean => {
+    const record = (refused: AwsLimitRefused | null): boolean => {
       if (!refused || !this.chance()) return false;
-      flow.metadata.aws_limit = refusalOf(refused, flow);
+      flow.metadata.aws_limit = refusalOf(refused.limit, flow, refused.parts);
       return true;
     };
     const refused = this.limiter!.admit(flow, this.state, t, this.ns);

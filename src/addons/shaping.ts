@@ -259,7 +259,7 @@ export class Shaping implements Addon {
   private async shapeToLimits(active: ActiveRule, flow: HTTPFlow, applicable: ApplicableLimit[]): Promise<void> {
     const { rule } = active;
     const started = performance.now();
-    const record: Record<string, unknown> = { rule: rule.id, key: applicable.map((a) => a.limit.name).join(" + "), waitMs: 0 };
+    const record: Record<string, unknown> = { rule: rule.id, key: [...new Set(applicable.map((a) => a.limit.name))].join(" + "), waitMs: 0 };
     flow.metadata.shaping = record;
     for (const a of applicable) {
       const admission = await this.waitForLimit(active, flow, a);

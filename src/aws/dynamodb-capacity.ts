@@ -261,3 +261,141 @@ export function partitionKeyValueOf(request: Json, keyAttribute: string | null):
 export function partitionOf(value: string, partitions: number): number {
   return createHash("md5").update(value).digest().readUInt32BE(0) % partitions;
 }
+
+/** Batch and transaction operations: each item is charged to its own table and partition. */
+export const DYNAMODB_MULTI_ITEM = new Set(["BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems"]);
+
+/**
+ * One item of a BatchGetItem, BatchWriteItem, TransactGetItems or TransactWriteItems, as capacity
+ * sees it: AWS charges each item against its own table and partition ("Each item in a batch or
+ * transaction … consumes capacity of its table", DYNAMODB_READ_WRITE_UNITS), not the request's
+ * first table.
+ */
+export interface DynamoRequestItem {
+  /** Its place in the request: TransactItems' order (CancellationReasons follow it), else the order of RequestItems. */
+  position: number;
+  table: string;
+  /** The partition key value (JSON of its AttributeValue), or null when the request has none. */
+  partitionValue: string | null;
+  /** What it costs before the answer: half-RCUs for reads, WCUs for writes. */
+  cost: number;
+  /** The item's key (reads: to find the item in the answer; writes: its Key or the Item's attributes). */
+  key: Item | null;
+  /** A put's whole item, or an update's key and the values it sets (what an index entry of it holds). */
+  written: Item | null;
+  /** BatchGetItem: whether the read is strongly consistent. */
+  consistent: boolean;
+}
+
+const pickPartition = (o: unknown, keyAttribute: string | null): string | null => partitionKeyValueOf({ Key: o }, keyAttribute);
+
+/** An UpdateItem's key and the values it sets, as attributes (SET a = :v → a: value; AttributeUpdates' values). */
+export function updatedAttributes(u: Json): Item {
+  const out: Item = { ...((u.Key ?? {}) as Item) };
+  const names = (u.ExpressionAttributeNames ?? {}) as Record<string, string>;
+  const values = (u.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
+  if (typeof u.UpdateExpression === "string") {
+    const set = /\bSET\b([\s\S]*?)(?=\b(?:REMOVE|ADD|DELETE)\b|$)/i.exec(u.UpdateExpression)?.[1] ?? "";
+    for (const m of set.matchAll(/([#\w.[\]]+)\s*=\s*(:\w+)/g)) {
+      const name = m[1]!.startsWith("#") ? names[m[1]!] ?? m[1]! : m[1]!;
+      if (values[m[2]!] !== undefined) out[name] = values[m[2]!];
+    }
+  }
+  if (u.AttributeUpdates && typeof u.AttributeUpdates === "object") {
+    for (const [k, v] of Object.entries(u.AttributeUpdates as Record<string, { Value?: unknown; Action?: string }>)) if (v.Value !== undefined && v.Action !== "DELETE") out[k] = v.Value;
+  }
+  return out;
+}
+
+/**
+ * The items of a batch or transaction, each with its table, partition key value and cost (same
+ * rules as the single-item calls: reads one 4 KB unit per key asked for, eventually consistent
+ * half, transactional double; writes their item's size in 1 KB units, a delete one, transactional
+ * double). `keys` maps a table to its partition key attribute (keys=); without one, the first
+ * attribute of the item's Key or Item in the request's order. Empty for other operations.
+ */
+export function requestItemsOf(operation: string, request: Json, keys: Record<string, string> = {}): DynamoRequestItem[] {
+  const out: DynamoRequestItem[] = [];
+  const add = (table: string, key: unknown, cost: number, written: unknown, consistent = false) =>
+    out.push({ position: out.length, table, partitionValue: pickPartition(key, keys[table] ?? null), cost, key: key && typeof key === "object" ? (key as Item) : null, written: written && typeof written === "object" ? (written as Item) : null, consistent });
+  const requestItems = (request.RequestItems ?? {}) as Record<string, unknown>;
+  switch (operation) {
+    case "BatchGetItem":
+      for (const [table, r] of Object.entries(requestItems)) {
+        const { Keys, ConsistentRead } = (r ?? {}) as { Keys?: unknown[]; ConsistentRead?: boolean };
+        for (const k of Array.isArray(Keys) ? Keys : []) add(table, k, perUnit(ConsistentRead), null, ConsistentRead === true);
+      }
+      return out;
+    case "BatchWriteItem":
+      for (const [table, writes] of Object.entries(requestItems)) {
+        for (const w of Array.isArray(writes) ? (writes as { PutRequest?: { Item?: unknown }; DeleteRequest?: { Key?: unknown } }[]) : []) {
+          if (w.PutRequest) add(table, w.PutRequest.Item, units(itemBytes(w.PutRequest.Item), WRITE_UNIT), w.PutRequest.Item);
+          else add(table, w.DeleteRequest?.Key, 1, null);
+        }
+      }
+      return out;
+    case "TransactGetItems":
+      for (const t of Array.isArray(request.TransactItems) ? (request.TransactItems as { Get?: Json }[]) : []) add(String(t.Get?.TableName ?? "-"), t.Get?.Key, 4, null, true);
+      return out;
+    case "TransactWriteItems":
+      for (const t of Array.isArray(request.TransactItems) ? (request.TransactItems as Record<string, Json>[]) : []) {
+        if (t.Put) add(String(t.Put.TableName ?? "-"), t.Put.Item, 2 * units(itemBytes(t.Put.Item), WRITE_UNIT), t.Put.Item);
+        else if (t.Update) add(String(t.Update.TableName ?? "-"), t.Update.Key, 2 * units(itemBytes(updatedAttributes(t.Update)), WRITE_UNIT), updatedAttributes(t.Update));
+        else {
+          // Delete and ConditionCheck: two WCUs (a transactional write of up to 1 KB).
+          const op = (t.Delete ?? t.ConditionCheck ?? {}) as Json;
+          add(String(op.TableName ?? "-"), op.Key, 2, null);
+        }
+      }
+      return out;
+    default:
+      return out;
+  }
+}
+
+/** Whether `item` (from an answer) holds every attribute of `key` with the same value. */
+function holdsKey(item: unknown, key: Item): boolean {
+  if (!item || typeof item !== "object") return false;
+  return Object.entries(key).every(([k, v]) => JSON.stringify((item as Item)[k]) === JSON.stringify(v));
+}
+
+/**
+ * What some items of a batch or transaction read cost, from the answer, in half-RCUs: each item
+ * found rounded up to 4 KB on its own (TransactGetItems by its place in Responses), a key not
+ * found the minimum unit (AWS charges a read of a missing item), a key the answer lists in
+ * UnprocessedKeys nothing. Null when the answer is not a success.
+ */
+export function itemsReadCost(operation: string, items: DynamoRequestItem[], responseText: string): number | null {
+  const response = parse(responseText);
+  let n = 0;
+  if (operation === "TransactGetItems") {
+    const responses = Array.isArray(response.Responses) ? (response.Responses as { Item?: unknown }[]) : [];
+    for (const i of items) n += 4 * units(itemBytes(responses[i.position]?.Item), READ_UNIT);
+    return n;
+  }
+  const found = (response.Responses ?? {}) as Record<string, unknown[]>;
+  const unprocessed = (response.UnprocessedKeys ?? {}) as Record<string, { Keys?: Item[] }>;
+  for (const i of items) {
+    if (!i.key) continue;
+    if ((unprocessed[i.table]?.Keys ?? []).some((k) => holdsKey(k, i.key!))) continue;
+    const item = (Array.isArray(found[i.table]) ? found[i.table]! : []).find((x) => holdsKey(x, i.key!));
+    n += units(itemBytes(item), READ_UNIT) * (i.consistent ? 2 : 1);
+  }
+  return n;
+}
+
+/**
+ * The capacity a batch or transaction's answer reports for one table (ConsumedCapacity is a list
+ * with one entry per table), in half-RCUs for reads or WCUs for writes: the table's own share
+ * (`Table`, with ReturnConsumedCapacity INDEXES), else the entry's total; null when the answer has none.
+ */
+export function tableConsumed(responseText: string, table: string, kind: "read" | "write"): number | null {
+  const cc = parse(responseText).ConsumedCapacity;
+  if (!Array.isArray(cc)) return null;
+  const e = (cc as Json[]).find((x) => x.TableName === table);
+  if (!e) return null;
+  const own = e.Table as Json | undefined;
+  const v = (own && typeof own === "object" ? ((kind === "read" ? own.ReadCapacityUnits : own.WriteCapacityUnits) ?? own.CapacityUnits) : undefined) ?? (kind === "read" ? e.ReadCapacityUnits : e.WriteCapacityUnits) ?? e.CapacityUnits;
+  if (typeof v !== "number") return null;
+  return kind === "read" ? Math.max(1, Math.round(v * 2)) : Math.max(1, Math.ceil(v));
+}

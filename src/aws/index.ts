@@ -49,7 +49,7 @@ import { registerAwsFilterOperators } from "./filter-operators.js";
 // Whoever loads AWS knowledge gets the AWS filter operators with it: `~svc s3` means the same
 // wherever a filter is compiled.
 registerAwsFilterOperators();
-export { AwsLimiter, awsLimits, limitsTable, refusalOf, parseAwsLimitsOptions, explainAwsLimitsOptions, AWS_LIMITS_OPTIONS, AWS_LIMITS_USAGE, DEFAULT_DYNAMODB_PARTITIONS, LIMITED_SERVICES, type ApplicableLimit, type AwsLimit, type AwsLimitRefusal, type AwsLimitsOptions } from "./limits.js";
+export { AwsLimiter, awsLimits, limitsTable, refusalOf, parseAwsLimitsOptions, explainAwsLimitsOptions, AWS_LIMITS_OPTIONS, AWS_LIMITS_USAGE, DEFAULT_DYNAMODB_PARTITIONS, LIMITED_SERVICES, type ApplicableLimit, type AwsLimit, type AwsLimitRefusal, type AwsLimitRefused, type LimitPart, type AwsLimitsOptions } from "./limits.js";
 export { catalogedErrorOf, cataloguedServices, closeErrorNames, servicesWithError, type CatalogedError } from "./error-catalog.js";
 export { signingNameOf } from "./services.js";
 export { RetryForensics, retryForensicsText, backoffFormula, backoffVerdict, whatIfSentence, MAX_FORENSIC_CALLS, WHAT_IF_MODEL, type RetryForensicsReport, type ClientRetryMode, type WhatIf } from "./retry-forensics.js";

@@ -13,7 +13,7 @@ import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-sta
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
-import { DYNAMODB_ITEM_SIZES, DYNAMODB_READ_WRITE_UNITS, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer } from "./dynamodb-capacity.js";
+import { DYNAMODB_ITEM_SIZES, DYNAMODB_MULTI_ITEM, DYNAMODB_READ_WRITE_UNITS, itemsReadCost, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, requestItemsOf, tableConsumed, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer, type DynamoRequestItem } from "./dynamodb-capacity.js";
 
 const EC2_THROTTLING = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html";
 const S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html";
@@ -36,6 +36,22 @@ type Cost = (flow: HTTPFlow, info: AwsRequestInfo) => number;
  */
 type Settle = (flow: HTTPFlow, info: AwsRequestInfo) => CostFromAnswer | null;
 
+/**
+ * One of the buckets a request is charged to when its items go to several (a DynamoDB batch or
+ * transaction: each item to its own table's and partition's bucket).
+ */
+export interface LimitPart {
+  /** The bucket's key, as `key` gives it for a request of one item. */
+  key: string;
+  cost: number;
+  /** The cost from the answer, or null to keep the charge. */
+  settle?: Settle;
+  /** The request's items this part charges, by their place in the request. */
+  items: number[];
+  /** Why those items are throttled when the bucket is empty (DynamoDB's ThrottlingReason). */
+  reason?: { reason: string; resource: string };
+}
+
 export interface AwsLimit {
   service: string;
   /** What the bucket is, in the words of the source. */
@@ -51,6 +67,11 @@ export interface AwsLimit {
   per: string;
   key: (flow: HTTPFlow, info: AwsRequestInfo) => string;
   cost?: Cost;
+  /**
+   * The buckets the request's items are charged to when they go to several (DynamoDB batches and
+   * transactions); null: one bucket (`key`, `cost`, `settle`); empty: the limit does not apply.
+   */
+  parts?: (flow: HTTPFlow, info: AwsRequestInfo) => LimitPart[] | null;
   /** The cost from the answer: the difference is charged when the answer comes (into debt if need be). */
   settle?: Settle;
   /** The numbers are the user's (provisioned=, reserved=) or already scaled: scale= does not apply again. */
@@ -63,8 +84,11 @@ export interface AwsLimit {
   error: AwsError;
   /** Kinesis: a refused PutRecords is answered 200 with every record failed with `error`'s code (PutRecord gets the error). */
   failsRecords?: boolean;
-  /** The error for this request when it names the resource (DynamoDB's ThrottlingReasons name the table). */
-  errorFor?: (flow: HTTPFlow, info: AwsRequestInfo) => AwsError;
+  /**
+   * The error for this request when it names the resource (DynamoDB's ThrottlingReasons name the
+   * table); `refused`: the parts whose buckets were empty, of every limit that refused it.
+   */
+  errorFor?: (flow: HTTPFlow, info: AwsRequestInfo, refused?: LimitPart[]) => AwsError;
   source: string;
   /** Where the number is not AWS's published one, or the emulation is partial: says how. */
   note?: string;
@@ -276,7 +300,11 @@ function dynamoTable(flow: HTTPFlow): string {
 
 /** The table's ARN as ThrottlingReasons name it (the account id is not in the traffic: zeros). */
 function dynamoTableArn(flow: HTTPFlow, info: AwsRequestInfo): string {
-  return `arn:aws:dynamodb:${info.region ?? "us-east-1"}:000000000000:table/${dynamoTable(flow)}`;
+  return tableArn(info, dynamoTable(flow));
+}
+
+function tableArn(info: AwsRequestInfo, table: string): string {
+  return `arn:aws:dynamodb:${info.region ?? "us-east-1"}:000000000000:table/${table}`;
 }
 
 /**
@@ -287,12 +315,65 @@ function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "Reques
   const error: AwsError = { status: 400, code, message };
   return {
     error,
-    errorFor: (flow, info) => {
+    errorFor: (flow, info, refused) => {
+      if (refused?.length && DYNAMODB_MULTI_ITEM.has(info.operation ?? "")) return multiItemThrottle(info.operation!, jsonBody(flow), refused);
       const index = gsiOf(flow, info);
       const [r, resource] = index === null ? [reason, dynamoTableArn(flow, info)] : [reason.replace(/^Table/, "Index"), `${dynamoTableArn(flow, info)}/index/${index}`];
       return { ...error, fields: { ThrottlingReasons: [{ reason: r, resource }] } };
     },
   };
+}
+
+const DYNAMODB_BATCH_WRITE = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html";
+const DYNAMODB_BATCH_GET = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html";
+const DYNAMODB_TRANSACT_WRITE = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html";
+/** The on-demand throttling message, as TransactionCanceledException's documentation quotes it for ThrottlingError. */
+const SCALING_MESSAGE = "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your table or index so please try again shortly. If exceptions persist, check if you have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html.";
+const INDEX_SCALING_MESSAGE = "Throughput exceeds the current capacity for one or more global secondary indexes. DynamoDB is automatically scaling your index so please try again shortly.";
+const INDEX_THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for one or more global secondary indexes of the table was exceeded. Consider increasing your provisioning level for the under-provisioned global secondary indexes with the UpdateTable API.";
+
+/**
+ * A batch or transaction some of whose items' buckets are empty. sluice cannot forward part of a
+ * signed request, so the whole call is refused, as AWS refuses it when none of its items can be
+ * processed:
+ * - BatchWriteItem / BatchGetItem (DYNAMODB_BATCH_WRITE, DYNAMODB_BATCH_GET): "if none of the items
+ *   can be processed due to insufficient provisioned throughput on all of the tables in the
+ *   request", ProvisionedThroughputExceededException; "due to other throttling scenarios (such as
+ *   exceeding partition level limits)", ThrottlingException (whose model spells its list
+ *   `throttlingReasons`). Each with the ThrottlingReasons of the tables and partitions that are over.
+ * - TransactWriteItems / TransactGetItems (DYNAMODB_TRANSACT_WRITE): the whole transaction is
+ *   cancelled, TransactionCanceledException with one CancellationReason per item in the request's
+ *   order — `ProvisionedThroughputExceeded` (a provisioned table or index), `ThrottlingError`
+ *   (on-demand, or a partition), `None` for the items that had capacity — with the messages its
+ *   documentation lists. SDKs do not retry it, as against AWS.
+ */
+function multiItemThrottle(operation: string, request: Record<string, unknown>, refused: LimitPart[]): AwsError {
+  const provisioned = (p: LimitPart) => p.reason?.reason.endsWith("ProvisionedThroughputExceeded") === true;
+  const onIndex = (p: LimitPart) => p.reason?.reason.startsWith("Index") === true;
+  if (operation === "TransactWriteItems" || operation === "TransactGetItems") {
+    const count = requestItemsOf(operation, request).length;
+    const reasons: ({ Code: string; Message: string } | { Code: "None" })[] = Array.from({ length: count }, () => ({ Code: "None" }));
+    for (const p of refused) {
+      for (const at of p.items) {
+        const was = reasons[at];
+        if (!was || (was.Code === "ProvisionedThroughputExceeded")) continue;
+        if (provisioned(p)) reasons[at] = { Code: "ProvisionedThroughputExceeded", Message: onIndex(p) ? INDEX_THROUGHPUT_MESSAGE : THROUGHPUT_MESSAGE };
+        else if (was.Code === "None") reasons[at] = { Code: "ThrottlingError", Message: onIndex(p) ? INDEX_SCALING_MESSAGE : SCALING_MESSAGE };
+      }
+    }
+    const codes = reasons.map((r) => r.Code).join(", ");
+    return { status: 400, code: "TransactionCanceledException", message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${codes}]`, fields: { CancellationReasons: reasons } };
+  }
+  const seen = new Set<string>();
+  const reasons = refused.flatMap((p) => {
+    if (!p.reason) return [];
+    const id = `${p.reason.reason} ${p.reason.resource}`;
+    if (seen.has(id)) return [];
+    seen.add(id);
+    return [{ reason: p.reason.reason, resource: p.reason.resource }];
+  });
+  if (refused.every(provisioned)) return { status: 400, code: "ProvisionedThroughputExceededException", message: THROUGHPUT_MESSAGE, fields: { ThrottlingReasons: reasons } };
+  return { status: 400, code: "ThrottlingException", message: SCALING_MESSAGE, fields: { throttlingReasons: reasons } };
 }
 
 const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegion(flow, info)}/${dynamoTable(flow)}`;
@@ -311,6 +392,35 @@ const writeSettle: Settle = (flow, info) => {
   const cost = writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow));
   return cost === null ? null : { cost, reported: true };
 };
+
+/**
+ * What some items of a batch or transaction read cost (their table's, or one partition's): the
+ * table's ConsumedCapacity entry when the client asked for it (a table's whole share, so not for a
+ * partition), else the items found in the answer, each rounded up to 4 KB; an answer that streamed
+ * through unkept, its share (by item count) of its size on the wire.
+ */
+const settleItemReads = (scope: "table" | "partition", items: DynamoRequestItem[], total: number): Settle => (flow, info) => {
+  const r = flow.response;
+  if (!r || r.statusCode !== 200) return null;
+  const operation = info.operation ?? "";
+  if (r.streamed) return { cost: Math.max(1, Math.ceil((readCostOfBytes(operation, jsonBody(flow), r.contentLength) * items.length) / Math.max(1, total))), reported: false };
+  if (scope === "table") {
+    const consumed = tableConsumed(r.text, items[0]!.table, "read");
+    if (consumed !== null) return { cost: consumed, reported: true };
+  }
+  const cost = itemsReadCost(operation, items, r.text);
+  return cost === null ? null : { cost, reported: false };
+};
+
+/** A batch's or transaction's writes to one table: its ConsumedCapacity entry, when the client asked for it. */
+const settleTableWrites = (table: string): Settle => (flow) => {
+  if (!flow.response || flow.response.statusCode !== 200) return null;
+  const cost = tableConsumed(flow.response.text, table, "write");
+  return cost === null ? null : { cost, reported: true };
+};
+
+/** How sluice answers a batch or transaction some of whose items have no capacity, and how that differs from AWS. */
+const MULTI_ITEM_NOTE = "when some of its items' buckets are empty the whole call is refused, since sluice cannot forward part of a signed request: BatchWriteItem and BatchGetItem get ProvisionedThroughputExceededException when every empty bucket is a provisioned table's, else ThrottlingException, with the ThrottlingReasons of the tables and partitions that are over (AWS answers so only when none of the items could be processed; when some could, it writes or reads those and returns the others in UnprocessedItems or UnprocessedKeys with HTTP 200), and nothing is charged for the refused call; a transaction gets TransactionCanceledException with a ThrottlingError (ProvisionedThroughputExceeded on a provisioned table) CancellationReason for each item over and None for the others, as AWS cancels it whole (SDKs do not retry it)";
 
 const THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
 const PARTITION_MESSAGE = "Throughput exceeds the current capacity for one or more partitions of your table.";
@@ -344,22 +454,45 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     return `${tableKey(flow, info)}/p${value === null ? 0 : partitionOf(value, partitions)}`;
   };
   const throttle = (code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string) => dynamoThrottle(code, reason, message, gsiOf);
-  const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; batch and transaction calls count against their table's limits only`;
+  /**
+   * A batch's or transaction's items grouped by the bucket each is charged to — its table's
+   * (`scope` "table") or its table's partition's, keyed as a request of that one item would be —
+   * for the items of the tables `onTable` accepts. Null for requests of one item (key and cost).
+   */
+  const itemParts = (kind: "read" | "write", scope: "table" | "partition", onTable: (table: string) => boolean, reason: string) => (flow: HTTPFlow, info: AwsRequestInfo): LimitPart[] | null => {
+    const operation = info.operation ?? "";
+    if (!DYNAMODB_MULTI_ITEM.has(operation)) return null;
+    const all = requestItemsOf(operation, jsonBody(flow), keys);
+    const groups = new Map<string, DynamoRequestItem[]>();
+    for (const item of all) {
+      if (!onTable(item.table)) continue;
+      const partition = scope === "partition" ? `/p${item.partitionValue === null ? 0 : partitionOf(item.partitionValue, partitions)}` : "";
+      const key = `${accountRegion(flow, info)}/${item.table}${partition}`;
+      const group = groups.get(key);
+      if (group) group.push(item);
+      else groups.set(key, [item]);
+    }
+    return [...groups].map(([key, items]): LimitPart => {
+      const settle = kind === "read" ? settleItemReads(scope, items, all.length) : scope === "table" ? settleTableWrites(items[0]!.table) : undefined;
+      return { key, cost: items.reduce((n, i) => n + i.cost, 0), items: items.map((i) => i.position), reason: { reason, resource: tableArn(info, items[0]!.table) }, ...(settle ? { settle } : {}) };
+    });
+  };
+  const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; each item of a batch or transaction (BatchGetItem, BatchWriteItem, TransactGetItems, TransactWriteItems) is charged to its own table's and partition's buckets; ${MULTI_ITEM_NOTE}`;
   const indexNote = "a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); writes are not charged to their table's global indexes";
   const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
   const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
     {
       service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")} on ${table}`,
-      matches: (o, f) => DYNAMODB_READS.has(o) && onTable(table)(o, f), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
-      per: "table", key: tableKey, cost: readCost, settle: readSettle,
+      matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
+      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("read", "table", (t) => t === table, "TableReadProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}; ${indexNote} (a global index of ${table} gets a bucket of these same numbers: AWS provisions each one separately, and sluice takes no numbers of an index's own)`,
     },
     {
       service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")} on ${table}`,
-      matches: (o, f) => DYNAMODB_WRITES.has(o) && onTable(table)(o, f), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
-      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
+      matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "table", (t) => t === table, "TableWriteProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well`,
@@ -367,33 +500,33 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   ]);
   return [
     {
-      service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value)",
-      matches: (o) => DYNAMODB_READS.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
-      per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle,
+      service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value); each item of BatchGetItem and TransactGetItems",
+      matches: (o) => DYNAMODB_READS.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle, parts: itemParts("read", "partition", () => true, "TableReadKeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
-      source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}`,
+      source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_GET}; ${DYNAMODB_TRANSACT_WRITE}`,
       note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}; ${indexNote} (an index's partition key is the attribute its key condition sets equal to a value)`,
     },
     {
-      service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value)",
-      matches: (o) => DYNAMODB_WRITES.has(o) && DYNAMODB_SINGLE_KEY.has(o), burst: 1000, rate: 1000, unit: "WCU",
-      per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle,
+      service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value); each item of BatchWriteItem and TransactWriteItems",
+      matches: (o) => DYNAMODB_WRITES.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 1000, rate: 1000, unit: "WCU",
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "partition", () => true, "TableWriteKeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
-      source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}`,
+      source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_WRITE}; ${DYNAMODB_TRANSACT_WRITE}`,
       note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket)`,
     },
     ...provisionedLimits,
     {
       service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
-      matches: (o, f) => DYNAMODB_READS.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
-      per: "table", key: tableKey, cost: readCost, settle: readSettle,
+      matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
+      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("read", "table", (t) => !provisionedTables.has(t), "TableReadAccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: `the default per-table quota of an on-demand table (kept for each global secondary index of its own); a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead; ${indexNote}`,
     },
     {
       service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
-      matches: (o, f) => DYNAMODB_WRITES.has(o) && !provisionedTables.has(dynamoTable(f)), burst: 40000, rate: 40000, unit: "WCU (write request units)",
-      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle,
+      matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 40000, rate: 40000, unit: "WCU (write request units)",
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "table", (t) => !provisionedTables.has(t), "TableWriteAccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
     },
@@ -576,9 +709,15 @@ export interface AwsLimitRefusal {
   source: string;
 }
 
-export function refusalOf(limit: AwsLimit, flow?: HTTPFlow): AwsLimitRefusal {
+/** A request `admit` refused: the first limit that refused it, and the parts (of every limit) whose buckets were empty. */
+export interface AwsLimitRefused {
+  limit: AwsLimit;
+  parts: LimitPart[];
+}
+
+export function refusalOf(limit: AwsLimit, flow?: HTTPFlow, refusedParts?: LimitPart[]): AwsLimitRefusal {
   const info = flow ? awsInfoOf(flow) : null;
-  const e = flow && info && limit.errorFor ? limit.errorFor(flow, info) : limit.error;
+  const e = flow && info && limit.errorFor ? limit.errorFor(flow, info, refusedParts) : limit.error;
   return {
     service: limit.service, limit: limit.name, status: e.status, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}),
     ...(limit.failsRecords && flow && info?.operation === "PutRecords" ? { failedRecords: putRecordsOf(flow).count } : {}), source: limit.source,
@@ -593,6 +732,8 @@ export interface ApplicableLimit {
   rate: number;
   burst: number;
   cost: number;
+  /** The part of the request this entry charges, when its items go to several buckets. */
+  part?: LimitPart;
 }
 
 /** A charge to settle when the answer comes: where it was taken and how much. */
@@ -602,6 +743,7 @@ interface Charged {
   rate: number;
   burst: number;
   charged: number;
+  settle: Settle;
 }
 
 /** A concurrency slot a flow holds: in the shared state (fault rules), or in this limiter's own count (shaping's lines). */
@@ -646,20 +788,23 @@ export class AwsLimiter {
       const scale = limit.fixed ? 1 : this.scale;
       // A concurrency limit is a whole number of slots (a reservation of 0 refuses every invocation, as AWS does).
       const burst = limit.kind === "concurrency" ? (limit.fixed ? limit.burst : Math.max(1, Math.round(limit.burst * scale))) : Math.max(1, limit.burst * scale);
-      // A request costing more than the whole bucket could never pass: it costs the bucket.
-      const cost = Math.min(burst, limit.cost ? limit.cost(flow, info) : 1);
-      out.push({ limit, key: `aws-limit/${i}/${limit.key(flow, info)}`, rate: limit.rate * scale, burst, cost });
+      const parts = limit.parts?.(flow, info) ?? null;
+      // A request (or part) costing more than the whole bucket could never pass: it costs the bucket.
+      if (parts) for (const part of parts) out.push({ limit, key: `aws-limit/${i}/${part.key}`, rate: limit.rate * scale, burst, cost: Math.min(burst, part.cost), part });
+      else out.push({ limit, key: `aws-limit/${i}/${limit.key(flow, info)}`, rate: limit.rate * scale, burst, cost: Math.min(burst, limit.cost ? limit.cost(flow, info) : 1) });
     }
     return out;
   }
 
   /**
    * Counts `flow` against every limit it falls under (taking from each bucket that can pay, a slot
-   * of each concurrency limit) and returns the first limit that could not, or null when all admit
-   * it. `at` is in milliseconds. A flow admitted under a concurrency limit holds its slot until
-   * `release(flow)`; one whose cost its answer tells is charged the rest by `settle(flow)`.
+   * of each concurrency limit) and returns the first limit that could not (with the parts whose
+   * buckets were empty), or null when all admit it. `at` is in milliseconds. A flow admitted under
+   * a concurrency limit holds its slot until `release(flow)`; one whose cost its answer tells is
+   * charged the rest by `settle(flow)`. A refused request consumed no capacity: what it took from
+   * the capacity buckets that could pay (DynamoDB's) goes back to them.
    */
-  admit(flow: HTTPFlow, state: Pick<SharedState, "take" | "enterSlot" | "leaveSlot">, at: number, ns = ""): MaybeAsync<AwsLimit | null> {
+  admit(flow: HTTPFlow, state: Pick<SharedState, "take" | "enterSlot" | "leaveSlot" | "charge">, at: number, ns = ""): MaybeAsync<AwsLimitRefused | null> {
     const applicable = this.applicable(flow);
     if (applicable.length === 0) return null;
     const refusedAt: boolean[] = [];
@@ -681,12 +826,22 @@ export class AwsLimiter {
       if (isPromise(grant)) pending.push(grant.then((g) => void (refusedAt[slot] = !g.granted)));
       else refusedAt[slot] = !grant.granted;
     }
-    const first = (): AwsLimit | null => {
-      const refused = applicable.find((_, i) => refusedAt[i])?.limit ?? null;
+    const first = (): MaybeAsync<AwsLimitRefused | null> => {
+      const refusedSlot = applicable.findIndex((_, i) => refusedAt[i]);
+      if (refusedSlot < 0) {
+        for (const a of applicable) this.charged(flow, a, ns);
+        return null;
+      }
       // A refused request is answered at once: it holds no slot, and its answer settles nothing.
-      if (refused) this.release(flow);
-      else for (const a of applicable) if (a.limit.settle) this.charged(flow, a, ns);
-      return refused;
+      this.release(flow);
+      const refused: AwsLimitRefused = { limit: applicable[refusedSlot]!.limit, parts: applicable.flatMap((a, i) => (refusedAt[i] && a.part ? [a.part] : [])) };
+      const refunds: Promise<void>[] = [];
+      applicable.forEach((a, i) => {
+        if (refusedAt[i] || a.limit.kind === "concurrency" || !a.limit.settle) return;
+        const done = state.charge(ns + a.key, { rate: a.rate, burst: a.burst }, -a.cost, at);
+        if (isPromise(done)) refunds.push(done);
+      });
+      return refunds.length ? Promise.all(refunds).then(() => refused) : refused;
     };
     return pending.length ? Promise.all(pending).then(first) : first();
   }
@@ -696,9 +851,10 @@ export class AwsLimiter {
    * Shaping calls it for the limits it waited for (`burst`: the bucket's shape as its queue uses it).
    */
   charged(flow: HTTPFlow, a: ApplicableLimit, ns = "", burst = a.burst): void {
-    if (!a.limit.settle) return;
+    const settle = a.part ? a.part.settle : a.limit.settle;
+    if (!settle) return;
     const list = this.unsettled.get(flow) ?? [];
-    list.push({ limit: a.limit, key: ns + a.key, rate: a.rate, burst, charged: a.cost });
+    list.push({ limit: a.limit, key: ns + a.key, rate: a.rate, burst, charged: a.cost, settle });
     this.unsettled.set(flow, list);
   }
 
@@ -717,7 +873,7 @@ export class AwsLimiter {
     if (!info) return;
     const charges: Promise<void>[] = [];
     for (const c of list) {
-      const settled = c.limit.settle!(flow, info);
+      const settled = c.settle(flow, info);
       if (settled === null) continue;
       // Unlike at admission, not capped at the bucket's size: an answer larger than the bucket
       // leaves it that much in debt, and the requests after it wait until it is paid.
