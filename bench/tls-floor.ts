@@ -2,7 +2,7 @@
  * The floor for `npm run bench -- hostnames`: what any Node TLS server pays per new connection
  * when it makes no certificates. Node's HTTP server reads the CONNECT and answers 200, then a TLS
  * handshake follows with one ready-made context: a wildcard leaf for every name the loaders send,
- * with the key type and chain sluice presents (ECDSA P-256 leaf, then the CA). Prints
+ * with the key type and chain sluice presents (an ECDSA P-256 leaf, alone). Prints
  * `{"port":N}` on stdout.
  *
  *   node dist/bench/tls-floor.js CONFDIR
@@ -14,7 +14,7 @@ import { CertificateAuthority } from "../src/proxy/tls/ca.js";
 
 const ca = CertificateAuthority.loadOrCreate(process.argv[2]!);
 const leaf = await ca.certificateForNames(["*.bench.test", "bench.test"]);
-const context = tls.createSecureContext({ key: leaf.keyPem, cert: leaf.certPem + ca.certPem });
+const context = tls.createSecureContext({ key: leaf.keyPem, cert: leaf.certPem });
 const server = http.createServer((_req, res) => res.end());
 server.on("connect", (_req, socket: import("node:net").Socket, head: Buffer) => {
   socket.on("error", () => socket.destroy());
