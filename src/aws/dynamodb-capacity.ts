@@ -289,22 +289,74 @@ export interface DynamoRequestItem {
 
 const pickPartition = (o: unknown, keyAttribute: string | null): string | null => partitionKeyValueOf({ Key: o }, keyAttribute);
 
-/** An UpdateItem's key and the values it sets, as attributes (SET a = :v → a: value; AttributeUpdates' values). */
-export function updatedAttributes(u: Json): Item {
-  const out: Item = { ...((u.Key ?? {}) as Item) };
-  const names = (u.ExpressionAttributeNames ?? {}) as Record<string, string>;
-  const values = (u.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
-  if (typeof u.UpdateExpression === "string") {
-    const set = /\bSET\b([\s\S]*?)(?=\b(?:REMOVE|ADD|DELETE)\b|$)/i.exec(u.UpdateExpression)?.[1] ?? "";
-    for (const m of set.matchAll(/([#\w.[\]]+)\s*=\s*(:\w+)/g)) {
-      const name = m[1]!.startsWith("#") ? names[m[1]!] ?? m[1]! : m[1]!;
-      if (values[m[2]!] !== undefined) out[name] = values[m[2]!];
+/** The top-level, comma-separated parts of an expression clause (commas inside function calls stay). */
+function splitTopLevel(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (c === "," && depth === 0) {
+      out.push(text.slice(from, i));
+      from = i + 1;
     }
   }
-  if (u.AttributeUpdates && typeof u.AttributeUpdates === "object") {
-    for (const [k, v] of Object.entries(u.AttributeUpdates as Record<string, { Value?: unknown; Action?: string }>)) if (v.Value !== undefined && v.Action !== "DELETE") out[k] = v.Value;
+  out.push(text.slice(from));
+  return out.map((p) => p.trim()).filter(Boolean);
+}
+
+/** The text of one clause (SET, REMOVE, ADD, DELETE) of an UpdateExpression. */
+function clauseOf(expression: string, clause: "SET" | "REMOVE" | "ADD" | "DELETE"): string {
+  const m = new RegExp(`\\b${clause}\\b([\\s\\S]*?)(?=\\b(?:SET|REMOVE|ADD|DELETE)\\b|$)`, "i").exec(expression);
+  return m?.[1] ?? "";
+}
+
+/**
+ * What an UpdateItem (or a transaction's Update) changes, by top-level attribute name: the values
+ * it sets (`SET a = :v`, and the value a function or sum in it names, e.g. `if_not_exists(a, :v)`;
+ * AttributeUpdates' PUT values), the attributes it changes to values the request does not hold
+ * (ADD, a SET of a sum of attributes), and those it removes (REMOVE; AttributeUpdates' DELETE
+ * without a value).
+ */
+export function updateChangesOf(u: Json): { set: Item; changed: Set<string>; removed: Set<string> } {
+  const names = (u.ExpressionAttributeNames ?? {}) as Record<string, string>;
+  const values = (u.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
+  const nameOf = (path: string) => {
+    const top = path.trim().split(/[.[]/)[0] ?? "";
+    return top.startsWith("#") ? names[top] ?? top : top;
+  };
+  const set: Item = {};
+  const changed = new Set<string>();
+  const removed = new Set<string>();
+  if (typeof u.UpdateExpression === "string") {
+    for (const part of splitTopLevel(clauseOf(u.UpdateExpression, "SET"))) {
+      const at = part.indexOf("=");
+      if (at < 0) continue;
+      const name = nameOf(part.slice(0, at));
+      const token = /:\w+/.exec(part.slice(at + 1))?.[0];
+      changed.add(name);
+      if (token && values[token] !== undefined) set[name] = values[token];
+    }
+    for (const part of splitTopLevel(clauseOf(u.UpdateExpression, "REMOVE"))) removed.add(nameOf(part));
+    for (const part of splitTopLevel(clauseOf(u.UpdateExpression, "ADD"))) changed.add(nameOf(part.split(/\s+/)[0] ?? ""));
   }
-  return out;
+  if (u.AttributeUpdates && typeof u.AttributeUpdates === "object") {
+    for (const [k, v] of Object.entries(u.AttributeUpdates as Record<string, { Value?: unknown; Action?: string }>)) {
+      if (v.Action === "DELETE" && v.Value === undefined) removed.add(k);
+      else {
+        changed.add(k);
+        if (v.Value !== undefined && v.Action !== "ADD" && v.Action !== "DELETE") set[k] = v.Value;
+      }
+    }
+  }
+  return { set, changed, removed };
+}
+
+/** An UpdateItem's key and the values it sets, as attributes (what an index entry of it holds, at least). */
+export function updatedAttributes(u: Json): Item {
+  return { ...((u.Key ?? {}) as Item), ...updateChangesOf(u).set };
 }
 
 /**
@@ -398,4 +450,126 @@ export function tableConsumed(responseText: string, table: string, kind: "read" 
   const v = (own && typeof own === "object" ? ((kind === "read" ? own.ReadCapacityUnits : own.WriteCapacityUnits) ?? own.CapacityUnits) : undefined) ?? (kind === "read" ? e.ReadCapacityUnits : e.WriteCapacityUnits) ?? e.CapacityUnits;
   if (typeof v !== "number") return null;
   return kind === "read" ? Math.max(1, Math.round(v * 2)) : Math.max(1, Math.ceil(v));
+}
+
+export const DYNAMODB_GSI = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes";
+
+/** A table's global secondary index, as gsi=TABLE:INDEX:PARTITIONKEY[/SORTKEY][:KEYS_ONLY] describes it. */
+export interface GlobalIndex {
+  name: string;
+  partitionKey: string;
+  sortKey: string | null;
+  /** ALL (the default): the index entry holds the whole item; KEYS_ONLY: its keys only. */
+  projection: "ALL" | "KEYS_ONLY";
+}
+
+/** A write to a global secondary index that a write to its table causes. */
+export interface IndexWrite {
+  /** The table write's place in the request (0 for a request of one item). */
+  position: number;
+  table: string;
+  index: string;
+  /** The index partition key value it goes to; null when the request does not say (the old entry an update deletes). */
+  partitionValue: string | null;
+  /** WCUs: the index entry's size in 1 KB units (a delete of the old entry: one, a lower bound). */
+  cost: number;
+}
+
+/** One write of a request to a table: a put of a whole item, an update, or a delete (ConditionCheck writes nothing). */
+type TableWrite = { position: number; table: string } & ({ put: Item } | { update: Json } | { delete: true });
+
+function tableWritesOf(operation: string, request: Json): TableWrite[] {
+  const table = String(request.TableName ?? "-");
+  switch (operation) {
+    case "PutItem": return [{ position: 0, table, put: (request.Item ?? {}) as Item }];
+    case "UpdateItem": return [{ position: 0, table, update: request }];
+    case "DeleteItem": return [{ position: 0, table, delete: true }];
+    case "BatchWriteItem": {
+      const out: TableWrite[] = [];
+      for (const [t, writes] of Object.entries((request.RequestItems ?? {}) as Record<string, unknown>)) {
+        for (const w of Array.isArray(writes) ? (writes as { PutRequest?: { Item?: Item } }[]) : []) out.push(w.PutRequest ? { position: out.length, table: t, put: w.PutRequest.Item ?? {} } : { position: out.length, table: t, delete: true });
+      }
+      return out;
+    }
+    case "TransactWriteItems": {
+      const out: TableWrite[] = [];
+      const items = Array.isArray(request.TransactItems) ? (request.TransactItems as Record<string, Json>[]) : [];
+      items.forEach((t, position) => {
+        if (t.Put) out.push({ position, table: String(t.Put.TableName ?? "-"), put: (t.Put.Item ?? {}) as Item });
+        else if (t.Update) out.push({ position, table: String(t.Update.TableName ?? "-"), update: t.Update });
+        else if (t.Delete) out.push({ position, table: String(t.Delete.TableName ?? "-"), delete: true });
+      });
+      return out;
+    }
+    default: return [];
+  }
+}
+
+/** The size of an index entry of `attributes`: all of them (ALL), or the index's keys and the table's partition key (KEYS_ONLY). */
+function entryBytes(attributes: Item, index: GlobalIndex, tableKey: string | null): number {
+  if (index.projection === "ALL") return itemBytes(attributes);
+  const keep = new Set([index.partitionKey, ...(index.sortKey ? [index.sortKey] : []), ...(tableKey ? [tableKey] : [])]);
+  return itemBytes(Object.fromEntries(Object.entries(attributes).filter(([k]) => keep.has(k))));
+}
+
+/**
+ * The writes to global secondary indexes that a request's table writes cause, as AWS charges them
+ * (DYNAMODB_GSI): a put of an item that has the index's key attributes puts an entry in the index
+ * (its projected size in 1 KB units); an update that sets or removes an index key attribute
+ * deletes the old entry (one unit: its size is not in the request) and, unless it removed the key,
+ * puts the new one (the key and the values the update sets: a lower bound, as for UpdateItem
+ * itself). What the request cannot tell is not charged: a put that replaces an item whose entry
+ * moves or goes, an update of other attributes of an item in the index (one write to refresh its
+ * projection), a delete of an item in the index (one) — a ConsumedCapacity with INDEXES in the
+ * answer tops those up. `gsis` maps a table to its global indexes (gsi=); `keys` its partition key.
+ */
+export function indexWritesOf(operation: string, request: Json, gsis: Record<string, GlobalIndex[]>, keys: Record<string, string> = {}): IndexWrite[] {
+  const out: IndexWrite[] = [];
+  for (const w of tableWritesOf(operation, request)) {
+    const indexes = gsis[w.table];
+    if (!indexes?.length) continue;
+    const tableKey = keys[w.table] ?? null;
+    for (const index of indexes) {
+      const keyNames = [index.partitionKey, ...(index.sortKey ? [index.sortKey] : [])];
+      if ("put" in w) {
+        if (keyNames.every((k) => w.put[k] !== undefined)) out.push({ position: w.position, table: w.table, index: index.name, partitionValue: JSON.stringify(w.put[index.partitionKey]), cost: units(entryBytes(w.put, index, tableKey ?? Object.keys(w.put)[0] ?? null), WRITE_UNIT) });
+        continue;
+      }
+      if (!("update" in w)) continue;
+      const { set, changed, removed } = updateChangesOf(w.update);
+      if (!keyNames.some((k) => changed.has(k) || removed.has(k))) continue;
+      out.push({ position: w.position, table: w.table, index: index.name, partitionValue: null, cost: 1 });
+      if (keyNames.some((k) => removed.has(k))) continue;
+      const after = updatedAttributes(w.update);
+      const value = set[index.partitionKey] ?? after[index.partitionKey];
+      out.push({ position: w.position, table: w.table, index: index.name, partitionValue: value === undefined ? null : JSON.stringify(value), cost: units(entryBytes(after, index, tableKey ?? Object.keys((w.update.Key ?? {}) as Item)[0] ?? null), WRITE_UNIT) });
+    }
+  }
+  return out;
+}
+
+/**
+ * What a write's answer reports it consumed, for one table or one of its global indexes (WCUs), or
+ * null when it does not say. ConsumedCapacity is one entry (PutItem, UpdateItem, DeleteItem) or
+ * one per table (batches, transactions); with ReturnConsumedCapacity INDEXES an entry splits its
+ * total into `Table` and `GlobalSecondaryIndexes` (an index it does not list consumed nothing).
+ * With TOTAL only the entry's total is known, which includes the indexes' writes: it stands for the
+ * table only when the table has no global index sluice charges (`withIndexes` false).
+ */
+export function writeConsumed(responseText: string, table: string, index: string | null, withIndexes: boolean): number | null {
+  const cc = parse(responseText).ConsumedCapacity;
+  if (!cc || typeof cc !== "object") return null;
+  const entries = (Array.isArray(cc) ? cc : [cc]) as Json[];
+  const e = entries.find((x) => x.TableName === undefined || x.TableName === table);
+  if (!e) return null;
+  const share = (o: unknown): number | null => {
+    if (!o || typeof o !== "object") return null;
+    const v = (o as Json).WriteCapacityUnits ?? (o as Json).CapacityUnits;
+    return typeof v === "number" ? v : null;
+  };
+  const split = e.Table !== undefined || e.GlobalSecondaryIndexes !== undefined;
+  let v: number | null;
+  if (index !== null) v = split ? share((e.GlobalSecondaryIndexes as Json | undefined)?.[index]) ?? 0 : null;
+  else v = split ? share(e.Table) : withIndexes ? null : share(e);
+  return v === null ? null : Math.ceil(v);
 }

@@ -13,7 +13,7 @@ import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-sta
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
-import { DYNAMODB_ITEM_SIZES, DYNAMODB_MULTI_ITEM, DYNAMODB_READ_WRITE_UNITS, itemsReadCost, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, requestItemsOf, tableConsumed, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer, type DynamoRequestItem } from "./dynamodb-capacity.js";
+import { DYNAMODB_GSI, DYNAMODB_ITEM_SIZES, DYNAMODB_MULTI_ITEM, DYNAMODB_READ_WRITE_UNITS, indexWritesOf, itemsReadCost, writeConsumed, type GlobalIndex, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, requestItemsOf, tableConsumed, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer, type DynamoRequestItem } from "./dynamodb-capacity.js";
 
 const EC2_THROTTLING = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html";
 const S3_PERFORMANCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html";
@@ -317,6 +317,8 @@ function dynamoThrottle(code: "ProvisionedThroughputExceededException" | "Reques
     error,
     errorFor: (flow, info, refused) => {
       if (refused?.length && DYNAMODB_MULTI_ITEM.has(info.operation ?? "")) return multiItemThrottle(info.operation!, jsonBody(flow), refused);
+      // A write of one item whose index writes were charged too: the reasons of the table and indexes that are over.
+      if (refused?.length) return { ...error, fields: { ThrottlingReasons: uniqueReasons(refused) } };
       const index = gsiOf(flow, info);
       const [r, resource] = index === null ? [reason, dynamoTableArn(flow, info)] : [reason.replace(/^Table/, "Index"), `${dynamoTableArn(flow, info)}/index/${index}`];
       return { ...error, fields: { ThrottlingReasons: [{ reason: r, resource }] } };
@@ -364,16 +366,21 @@ function multiItemThrottle(operation: string, request: Record<string, unknown>, 
     const codes = reasons.map((r) => r.Code).join(", ");
     return { status: 400, code: "TransactionCanceledException", message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${codes}]`, fields: { CancellationReasons: reasons } };
   }
+  const reasons = uniqueReasons(refused);
+  if (refused.every(provisioned)) return { status: 400, code: "ProvisionedThroughputExceededException", message: THROUGHPUT_MESSAGE, fields: { ThrottlingReasons: reasons } };
+  return { status: 400, code: "ThrottlingException", message: SCALING_MESSAGE, fields: { throttlingReasons: reasons } };
+}
+
+/** The ThrottlingReasons of the parts that were refused, each table (or index) and reason once. */
+function uniqueReasons(refused: LimitPart[]): { reason: string; resource: string }[] {
   const seen = new Set<string>();
-  const reasons = refused.flatMap((p) => {
+  return refused.flatMap((p) => {
     if (!p.reason) return [];
     const id = `${p.reason.reason} ${p.reason.resource}`;
     if (seen.has(id)) return [];
     seen.add(id);
     return [{ reason: p.reason.reason, resource: p.reason.resource }];
   });
-  if (refused.every(provisioned)) return { status: 400, code: "ProvisionedThroughputExceededException", message: THROUGHPUT_MESSAGE, fields: { ThrottlingReasons: reasons } };
-  return { status: 400, code: "ThrottlingException", message: SCALING_MESSAGE, fields: { throttlingReasons: reasons } };
 }
 
 const dynamoTableKey = (flow: HTTPFlow, info: AwsRequestInfo) => `${accountRegion(flow, info)}/${dynamoTable(flow)}`;
@@ -412,12 +419,19 @@ const settleItemReads = (scope: "table" | "partition", items: DynamoRequestItem[
   return cost === null ? null : { cost, reported: false };
 };
 
-/** A batch's or transaction's writes to one table: its ConsumedCapacity entry, when the client asked for it. */
-const settleTableWrites = (table: string): Settle => (flow) => {
+/**
+ * Writes to one table, or to one of its global indexes (`index`): what the answer's
+ * ConsumedCapacity reports for it, when the client asked for it (INDEXES splits the table's share
+ * from each index's; TOTAL's sum stands for the table only when it has no index sluice charges).
+ */
+const settleWrites = (table: string, index: string | null, withIndexes: boolean): Settle => (flow) => {
   if (!flow.response || flow.response.statusCode !== 200) return null;
-  const cost = tableConsumed(flow.response.text, table, "write");
+  const cost = writeConsumed(flow.response.text, table, index, withIndexes);
   return cost === null ? null : { cost, reported: true };
 };
+
+/** What a write costs its table's global secondary indexes (gsi=), and what the request cannot tell. */
+const GSI_WRITES_NOTE = `writes are charged to the table's global indexes that gsi=TABLE:INDEX:PK[/SK][:KEYS_ONLY] names, as AWS charges them (${DYNAMODB_GSI}): a put of an item that has the index's key attributes one index write of its projected size (the whole item, or with KEYS_ONLY its keys), to the index's own budget and the index partition of its key value, and an index without room throttles the write (Index… reasons naming the index); an update that sets or removes an index key attribute a delete of the old entry (one unit, charged to the index's budget only: its size and partition are not in the request) and a put of the new one (its key and the values the update sets, a lower bound); what the request cannot tell is not charged — a put that replaces an item whose index entry moves or goes, an update of other attributes of an item in the index, a delete of an item in the index — unless the answer's ConsumedCapacity (ReturnConsumedCapacity INDEXES) reports it, which sets each index's and the table's charge; transactions charge their index writes once (AWS documents the doubling for the items); without gsi= writes are not charged to any index`;
 
 /** How sluice answers a batch or transaction some of whose items have no capacity, and how that differs from AWS. */
 const MULTI_ITEM_NOTE = "when some of its items' buckets are empty the whole call is refused, since sluice cannot forward part of a signed request: BatchWriteItem and BatchGetItem get ProvisionedThroughputExceededException when every empty bucket is a provisioned table's, else ThrottlingException, with the ThrottlingReasons of the tables and partitions that are over (AWS answers so only when none of the items could be processed; when some could, it writes or reads those and returns the others in UnprocessedItems or UnprocessedKeys with HTTP 200), and nothing is charged for the refused call; a transaction gets TransactionCanceledException with a ThrottlingError (ProvisionedThroughputExceeded on a provisioned table) CancellationReason for each item over and None for the others, as AWS cancels it whole (SDKs do not retry it)";
@@ -433,6 +447,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const provisioned = opts.provisioned ?? {};
   const provisionedTables = new Set(Object.keys(provisioned));
   const local = new Set(Object.entries(opts.lsi ?? {}).flatMap(([table, indexes]) => indexes.map((i) => `${table}/${i}`)));
+  const gsis = opts.gsi ?? {};
   /** The global secondary index a Query or Scan reads (IndexName, unless lsi= says it is local), or null. */
   const gsiOf = (flow: HTTPFlow, info: AwsRequestInfo): string | null => {
     if (info.operation !== "Query" && info.operation !== "Scan") return null;
@@ -449,17 +464,18 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const partitionKey = (flow: HTTPFlow, info: AwsRequestInfo) => {
     const body = jsonBody(flow);
     const table = tableOf(body) ?? "-";
-    // An index's partition key is not the table's: the key condition's equality says it.
-    const value = partitionKeyValueOf(body, gsiOf(flow, info) === null ? keys[table] ?? null : null);
+    // An index's partition key is not the table's: gsi= names it, else the key condition's equality says it.
+    const index = gsiOf(flow, info);
+    const value = partitionKeyValueOf(body, index === null ? keys[table] ?? null : gsis[table]?.find((g) => g.name === index)?.partitionKey ?? null);
     return `${tableKey(flow, info)}/p${value === null ? 0 : partitionOf(value, partitions)}`;
   };
   const throttle = (code: "ProvisionedThroughputExceededException" | "RequestLimitExceeded", reason: string, message: string) => dynamoThrottle(code, reason, message, gsiOf);
   /**
-   * A batch's or transaction's items grouped by the bucket each is charged to — its table's
+   * A batch's or transaction's reads grouped by the bucket each is charged to — its table's
    * (`scope` "table") or its table's partition's, keyed as a request of that one item would be —
    * for the items of the tables `onTable` accepts. Null for requests of one item (key and cost).
    */
-  const itemParts = (kind: "read" | "write", scope: "table" | "partition", onTable: (table: string) => boolean, reason: string) => (flow: HTTPFlow, info: AwsRequestInfo): LimitPart[] | null => {
+  const itemParts = (scope: "table" | "partition", onTable: (table: string) => boolean, reason: string) => (flow: HTTPFlow, info: AwsRequestInfo): LimitPart[] | null => {
     const operation = info.operation ?? "";
     if (!DYNAMODB_MULTI_ITEM.has(operation)) return null;
     const all = requestItemsOf(operation, jsonBody(flow), keys);
@@ -472,19 +488,58 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       if (group) group.push(item);
       else groups.set(key, [item]);
     }
-    return [...groups].map(([key, items]): LimitPart => {
-      const settle = kind === "read" ? settleItemReads(scope, items, all.length) : scope === "table" ? settleTableWrites(items[0]!.table) : undefined;
-      return { key, cost: items.reduce((n, i) => n + i.cost, 0), items: items.map((i) => i.position), reason: { reason, resource: tableArn(info, items[0]!.table) }, ...(settle ? { settle } : {}) };
+    return [...groups].map(([key, items]): LimitPart => ({ key, cost: items.reduce((n, i) => n + i.cost, 0), items: items.map((i) => i.position), reason: { reason, resource: tableArn(info, items[0]!.table) }, settle: settleItemReads(scope, items, all.length) }));
+  };
+  /**
+   * The buckets a write is charged to: each table item's (its table's, or its table's partition's,
+   * as `scope` says, keyed as a request of that one item would be) and, for tables with global
+   * indexes (gsi=), each index write it causes — to the index's own budget, or the index
+   * partition its new key value falls in (an entry whose partition the request does not say, the
+   * old one an update deletes, is charged to the index's budget only). Only the tables `onTable`
+   * accepts. Null for a request of one item that writes no index (key and cost).
+   */
+  const writeParts = (scope: "table" | "partition", onTable: (table: string) => boolean, limitType: string) => (flow: HTTPFlow, info: AwsRequestInfo): LimitPart[] | null => {
+    const operation = info.operation ?? "";
+    const body = jsonBody(flow);
+    const multi = DYNAMODB_MULTI_ITEM.has(operation);
+    const indexWrites = indexWritesOf(operation, body, gsis, keys).filter((w) => onTable(w.table));
+    if (!multi && indexWrites.length === 0) return null;
+    const region = accountRegion(flow, info);
+    const groups = new Map<string, { table: string; index: string | null; cost: number; items: Set<number> }>();
+    const add = (table: string, index: string | null, partitionValue: string | null, position: number, cost: number) => {
+      if (scope === "partition" && index !== null && partitionValue === null) return;
+      const partition = scope === "partition" ? `/p${partitionValue === null ? 0 : partitionOf(partitionValue, partitions)}` : "";
+      const key = `${region}/${table}${index === null ? "" : `/index/${index}`}${partition}`;
+      const group = groups.get(key) ?? { table, index, cost: 0, items: new Set<number>() };
+      group.cost += cost;
+      group.items.add(position);
+      groups.set(key, group);
+    };
+    if (multi) {
+      for (const item of requestItemsOf(operation, body, keys)) if (onTable(item.table)) add(item.table, null, item.partitionValue, item.position, item.cost);
+    } else {
+      const table = tableOf(body) ?? "-";
+      if (onTable(table)) add(table, null, partitionKeyValueOf(body, keys[table] ?? null), 0, writeCost(flow, info));
+    }
+    for (const w of indexWrites) add(w.table, w.index, w.partitionValue, w.position, w.cost);
+    return [...groups].map(([key, g]): LimitPart => {
+      // What the answer reports is per table and index, so it settles a partition's share only for a request of one item.
+      const settles = scope === "table" || (!multi && g.index === null);
+      const resource = g.index === null ? tableArn(info, g.table) : `${tableArn(info, g.table)}/index/${g.index}`;
+      return {
+        key, cost: g.cost, items: [...g.items], reason: { reason: `${g.index === null ? "Table" : "Index"}Write${limitType}`, resource },
+        ...(settles ? { settle: settleWrites(g.table, g.index, (gsis[g.table]?.length ?? 0) > 0) } : {}),
+      };
     });
   };
   const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; each item of a batch or transaction (BatchGetItem, BatchWriteItem, TransactGetItems, TransactWriteItems) is charged to its own table's and partition's buckets; ${MULTI_ITEM_NOTE}`;
-  const indexNote = "a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); writes are not charged to their table's global indexes";
+  const indexNote = `a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); ${GSI_WRITES_NOTE}`;
   const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
   const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
     {
       service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")} on ${table}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
-      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("read", "table", (t) => t === table, "TableReadProvisionedThroughputExceeded"),
+      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("table", (t) => t === table, "TableReadProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}; ${indexNote} (a global index of ${table} gets a bucket of these same numbers: AWS provisions each one separately, and sluice takes no numbers of an index's own)`,
@@ -492,7 +547,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     {
       service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")} on ${table}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
-      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "table", (t) => t === table, "TableWriteProvisionedThroughputExceeded"),
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => t === table, "ProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well`,
@@ -502,7 +557,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     {
       service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value); each item of BatchGetItem and TransactGetItems",
       matches: (o) => DYNAMODB_READS.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
-      per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle, parts: itemParts("read", "partition", () => true, "TableReadKeyRangeThroughputExceeded"),
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle, parts: itemParts("partition", () => true, "TableReadKeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_GET}; ${DYNAMODB_TRANSACT_WRITE}`,
       note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}; ${indexNote} (an index's partition key is the attribute its key condition sets equal to a value)`,
@@ -510,7 +565,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     {
       service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value); each item of BatchWriteItem and TransactWriteItems",
       matches: (o) => DYNAMODB_WRITES.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 1000, rate: 1000, unit: "WCU",
-      per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "partition", () => true, "TableWriteKeyRangeThroughputExceeded"),
+      per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle, parts: writeParts("partition", () => true, "KeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_WRITE}; ${DYNAMODB_TRANSACT_WRITE}`,
       note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket)`,
@@ -519,14 +574,14 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     {
       service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
-      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("read", "table", (t) => !provisionedTables.has(t), "TableReadAccountLimitExceeded"),
+      per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("table", (t) => !provisionedTables.has(t), "TableReadAccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: `the default per-table quota of an on-demand table (kept for each global secondary index of its own); a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead; ${indexNote}`,
     },
     {
       service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 40000, rate: 40000, unit: "WCU (write request units)",
-      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: itemParts("write", "table", (t) => !provisionedTables.has(t), "TableWriteAccountLimitExceeded"),
+      per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => !provisionedTables.has(t), "AccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
     },
@@ -618,11 +673,13 @@ export interface AwsLimitsOptions {
   reserved?: Record<string, number>;
   /** DynamoDB: tables' local secondary indexes (lsi=TABLE:INDEX,…), which share their table's capacity; any other IndexName is a global one. */
   lsi?: Record<string, string[]>;
+  /** DynamoDB: tables' global secondary indexes and their keys (gsi=TABLE:INDEX:PK[/SK][:KEYS_ONLY],…), charged for the writes to their table. */
+  gsi?: Record<string, GlobalIndex[]>;
 }
 
 /** The options an aws-limits rule (and `sluice limits`) takes. */
-export const AWS_LIMITS_OPTIONS = ["scale", "depth", "partitions", "keys", "provisioned", "reserved", "lsi"] as const;
-export const AWS_LIMITS_USAGE = "aws-limits [scale=FACTOR] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…]";
+export const AWS_LIMITS_OPTIONS = ["scale", "depth", "partitions", "keys", "provisioned", "reserved", "lsi", "gsi"] as const;
+export const AWS_LIMITS_USAGE = "aws-limits [scale=FACTOR] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…] [gsi=TABLE:INDEX:PK[/SK][:KEYS_ONLY],…]";
 
 /**
  * Reads an aws-limits rule's options (values as written; a repeated option's values joined by
@@ -658,6 +715,17 @@ export function parseAwsLimitsOptions(o: Record<string, string | undefined>): Aw
     out.lsi = {};
     for (const [table, index] of pairs("lsi", o.lsi, "TABLE:INDEX[,TABLE:INDEX…] (a table's local secondary index, which shares the table's capacity), e.g. lsi=orders:byDate")) (out.lsi[table] ??= []).push(index);
   }
+  if (o.gsi !== undefined) {
+    out.gsi = {};
+    const example = "gsi= expects TABLE:INDEX:PARTITIONKEY[/SORTKEY][:KEYS_ONLY][,…] (a table's global secondary index, its key attributes, and KEYS_ONLY when it projects only its keys), e.g. gsi=orders:byCustomer:customerId/createdAt";
+    for (const part of o.gsi.split(",")) {
+      const [table, name, key, projection, ...rest] = part.split(":");
+      const [partitionKey, sortKey, ...more] = (key ?? "").split("/");
+      if (!table || !name || !partitionKey || sortKey === "" || more.length || rest.length || (projection !== undefined && projection !== "KEYS_ONLY" && projection !== "ALL")) throw new Error(`${example}, got ${JSON.stringify(part)}`);
+      if (out.lsi?.[table]?.includes(name)) throw new Error(`${table}:${name} is given as both lsi= and gsi=: an index is local (it shares its table's capacity) or global (its own), name it once`);
+      (out.gsi[table] ??= []).push({ name, partitionKey, sortKey: sortKey ?? null, projection: projection === "KEYS_ONLY" ? "KEYS_ONLY" : "ALL" });
+    }
+  }
   if (o.reserved !== undefined) {
     out.reserved = {};
     for (const [fn, v] of pairs("reserved", o.reserved, "FUNCTION:N[,FUNCTION:N…] (the function's reserved concurrency), e.g. reserved=resize:10")) {
@@ -682,6 +750,7 @@ export function explainAwsLimitsOptions(o: AwsLimitsOptions): string {
   if (o.keys) parts.push(`partition keys ${Object.entries(o.keys).map(([t, k]) => `${t}.${k}`).join(", ")}`);
   if (o.provisioned) parts.push(`provisioned ${Object.entries(o.provisioned).map(([t, p]) => `${t} ${p.read} RCU/${p.write} WCU`).join(", ")}`);
   if (o.lsi) parts.push(`local secondary indexes ${Object.entries(o.lsi).flatMap(([t, is]) => is.map((i) => `${t}.${i}`)).join(", ")}`);
+  if (o.gsi) parts.push(`global secondary indexes ${Object.entries(o.gsi).flatMap(([t, is]) => is.map((i) => `${t}.${i.name} (${i.partitionKey}${i.sortKey ? `/${i.sortKey}` : ""}${i.projection === "KEYS_ONLY" ? ", keys only" : ""})`)).join(", ")}`);
   if (o.reserved) parts.push(`Lambda reserved concurrency ${Object.entries(o.reserved).map(([f, n]) => `${f} ${n}`).join(", ")}`);
   return parts.join("; ");
 }

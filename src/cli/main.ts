@@ -590,7 +590,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…]
+const LIMITS_HELP = `Usage: sluice limits [SERVICE] [scale=F] [depth=N] [partitions=N] [keys=TABLE:ATTR,…] [provisioned=TABLE:RCU/WCU,…] [reserved=FUNCTION:N,…] [lsi=TABLE:INDEX,…] [gsi=TABLE:INDEX:PK[/SK][:KEYS_ONLY],…]
 
 Prints AWS's documented request limits that \`--fault 'FILTER => aws-limits'\` emulates, with their
 sources: every profile, or one SERVICE's. The options are those of the aws-limits rule: scale=
@@ -598,7 +598,9 @@ multiplies AWS's rates (0.1 for a tenth); depth= sets how many levels of an S3 k
 (default 1); partitions= the DynamoDB partitions per table (default ${DEFAULT_DYNAMODB_PARTITIONS}); keys= tables' partition
 key attributes; provisioned= provisioned tables' capacity (with 300 s of burst capacity);
 reserved= Lambda functions' reserved concurrency; lsi= local secondary indexes (they share their
-table's capacity; a Query or Scan of any other index is charged to that global index's own).
+table's capacity; a Query or Scan of any other index is charged to that global index's own); gsi=
+global secondary indexes and their key attributes (a write to the table is charged to each index
+whose key attributes the item has).
 `;
 
 /** `sluice limits [SERVICE] [OPTION=VALUE …]`: the limit profiles, with their sources. */

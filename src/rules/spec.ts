@@ -21,7 +21,7 @@ export interface RuleSpec {
 export class RuleSpecError extends Error {}
 
 /** Options whose values are comma-separated lists, so they may be repeated (aws-limits' keys=, provisioned=, reserved=, lsi=). */
-const LIST_OPTIONS = new Set(["keys", "provisioned", "reserved", "lsi"]);
+const LIST_OPTIONS = new Set(["keys", "provisioned", "reserved", "lsi", "gsi"]);
 
 export function parseRuleSpec(text: string, example = "'~d s3.amazonaws.com => throttle p=0.3'"): RuleSpec {
   const arrow = text.lastIndexOf("=>");
