@@ -12,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { DynamoDBClient, TransactWriteItemsCommand, PutItemCommand, type TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import { Response, type Request } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
+import { Shaping } from "../src/addons/shaping.js";
 import { AwsLimiter } from "../src/aws/limits.js";
 import { InProcessState } from "../src/core/shared-state.js";
 import { partitionOf, requestItemsOf } from "../src/aws/dynamodb-capacity.js";
@@ -118,6 +119,23 @@ print(json.dumps(out))
         "ThrottlingException TableReadKeyRangeThroughputExceeded@orders",
         "ok",
       ], `the 100 KB item of ${big} cost 25 half-RCUs of its partition's 6 (debt for about 3 s); ${u1}'s small item one of users'`);
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("--shape aws-limits in front of the same --fault: BatchWriteItems whose items share a drained partition wait for it to refill, and none is throttled", { skip: needsPython("boto3", "python3-boto3") }, async () => {
+    const origin = await startScriptedOrigin(dynamoAnswer);
+    const sluice = await startSluice({ set: { map_remote: mapDynamo(origin.url), shape_rules: JSON.stringify([rule]), fault_rules: JSON.stringify([rule]) }, addons: [new Shaping(), new Faults()] });
+    try {
+      const out = await boto3Dynamo<string[]>(sluice, `
+print(json.dumps([call(ddb.batch_write_item, RequestItems={"users": [put("users", ${JSON.stringify(u1)})], "orders": [put("orders", ${JSON.stringify(hot)})]}) for _ in range(3)]))
+`);
+      assert.deepEqual(out, ["ok", "ok", "ok"]);
+      assert.deepEqual(operationsSeen(origin), ["BatchWriteItem", "BatchWriteItem", "BatchWriteItem"]);
+      const waits = sluice.flows.map((f) => Number((f.metadata.shaping as { waitMs?: number } | undefined)?.waitMs ?? -1));
+      // Each item's partition holds 1 WCU, refilled 1/s: the second and third batches wait for it.
+      assert.ok(waits.filter((w) => w >= 500).length >= 2, `waits ${waits.join(", ")} ms`);
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }
