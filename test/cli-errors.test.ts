@@ -158,6 +158,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.sqlite")], says: /cannot write flows to .*no-such-dir\/x\.sqlite: the folder .*no-such-dir does not exist \(ENOENT\); create it/ },
     { args: ["dump", ...p0, "-w", "/proc/sluice-capture.mitm"], says: /cannot write flows to \/proc\/sluice-capture\.mitm: nothing can be created in \/proc \(ENOENT\); choose another path/ },
     { args: ["dump", ...p0, "--allow-hosts", "a\\.example", "--ignore-hosts", "b\\.example"], says: /ignore_hosts and allow_hosts cannot both be set: use --allow-hosts .* or --ignore-hosts/ },
+    { args: ["dump", ...p0, "--set", `ssl_verify_upstream_trusted_ca=${aFile}`], says: /ssl_verify_upstream_trusted_ca: .*a-file holds no PEM certificate .*; give a PEM file of the CA certificates to trust/ },
     { args: ["dump", ...p0, "--set", "ssl_verify_upstream_trusted_ca=" + missing], says: /ssl_verify_upstream_trusted_ca: cannot read .*missing\.mitm: ENOENT.*; give a PEM file of the CA certificates to trust/ },
     // Modes
     { args: ["dump", ...p0, "--mode", "reverse:https://example.com/api"], says: /mode reverse: "https:\/\/example\.com\/api" has a path/ },
@@ -168,6 +169,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--set", "stream_large_bodies=abc"], says: /stream_large_bodies expects a size/ },
     { args: ["dump", ...p0, "--set", "connect_timeout=-5"], says: /connect_timeout expects a whole number of at least 0, got "-5"/ },
     { args: ["dump", ...p0, "--set", "intercept_timeout=0"], says: /intercept_timeout expects a whole number of at least 1/ },
+    // 0 (or -1) read as "no limit" would keep every flow; it was quietly taken as 1.
+    { args: ["dump", ...p0, "--set", "view_max_flows=0"], says: /option view_max_flows expects a whole number of at least 1, got "0"/ },
+    { args: ["web", ...p0, "--set", "view_max_flows=-1"], says: /option view_max_flows expects a whole number of at least 1, got "-1"/ },
     { args: ["dump", ...p0, "--flow-detail", "9"], says: /flow_detail must be 0 to 4/ },
     { args: ["dump", ...p0, "--set", "termlog_verbosity=loud"], says: /termlog_verbosity expects one of error, warn, info/ },
     { args: ["dump", ...p0, "--cut", "nosuchfield"], says: /cut "nosuchfield": a flow has no nosuchfield/ },

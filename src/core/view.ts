@@ -58,7 +58,7 @@ export const VIEW_OPTIONS = declareOptions({
   view_order: { type: "string", default: "time", choices: VIEW_ORDERS, help: "Order of the flow list in the console and web UI: time, method, url or size (request plus response body)" },
   view_order_reversed: { type: "bool", default: false, help: "Reverse the order of the flow list" },
   console_focus_follow: { type: "bool", default: false, help: "The focus follows new flows: each new flow the list shows gets the focus (console and web UI)" },
-  view_max_flows: { type: "int", default: BROWSING_VIEW.maxFlows, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 100000 in the web UI, 50000 in the console, 100 in sluice dump)" },
+  view_max_flows: { type: "int", default: BROWSING_VIEW.maxFlows, min: 1, help: "Flows kept in the view; the oldest finished ones are dropped past this (default 100000 in the web UI, 50000 in the console, 100 in sluice dump)" },
   view_max_bytes: { type: "size", default: BROWSING_VIEW.maxBytes, help: "Body bytes kept in the view (e.g. 256m, 2g); the oldest finished flows are dropped past this (default 256m in the console and web UI, 16m in sluice dump)" },
 });
 export type ViewOptions = TypedOptions<typeof VIEW_OPTIONS>;
@@ -107,7 +107,7 @@ export class FlowView implements Addon {
       this.emit("clear", null);
     }
     if (updated.has("view_order") || updated.has("view_order_reversed")) this.emit("clear", null);
-    if (updated.has("view_max_flows")) this.max = Math.max(1, o.view_max_flows);
+    if (updated.has("view_max_flows")) this.max = o.view_max_flows;
     if (updated.has("view_max_bytes")) this.maxBytes = Math.max(1, o.view_max_bytes);
   }
 

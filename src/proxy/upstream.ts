@@ -70,7 +70,11 @@ export function upstreamTlsSettings(ctx: ProxyContext): UpstreamTlsSettings {
     } catch (err) {
       throw new Error(`ssl_verify_upstream_trusted_ca: cannot read ${extra}: ${(err as Error).message}; give a PEM file of the CA certificates to trust`);
     }
-    ca = [...tls.rootCertificates, pem];
+    // An empty or DER file would add no CA, and the server's certificate would then be refused as
+    // untrusted with advice to set this very option: refused here instead, as OpenSSL refuses it in mitmproxy.
+    const certificates = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+    if (!certificates) throw new Error(`ssl_verify_upstream_trusted_ca: ${extra} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of the CA certificates to trust (DER: openssl x509 -inform der -in FILE -out FILE.pem)`);
+    ca = [...tls.rootCertificates, ...certificates];
   }
   const bounds = tlsVersionBounds(ctx.core, "server");
   const custom = ca || bounds.minVersion || bounds.maxVersion;
