@@ -281,8 +281,6 @@ export interface DynamoRequestItem {
   cost: number;
   /** The item's key (reads: to find the item in the answer; writes: its Key or the Item's attributes). */
   key: Item | null;
-  /** A put's whole item, or an update's key and the values it sets (what an index entry of it holds). */
-  written: Item | null;
   /** BatchGetItem: whether the read is strongly consistent. */
   consistent: boolean;
 }
@@ -368,35 +366,35 @@ export function updatedAttributes(u: Json): Item {
  */
 export function requestItemsOf(operation: string, request: Json, keys: Record<string, string> = {}): DynamoRequestItem[] {
   const out: DynamoRequestItem[] = [];
-  const add = (table: string, key: unknown, cost: number, written: unknown, consistent = false) =>
-    out.push({ position: out.length, table, partitionValue: pickPartition(key, keys[table] ?? null), cost, key: key && typeof key === "object" ? (key as Item) : null, written: written && typeof written === "object" ? (written as Item) : null, consistent });
+  const add = (table: string, key: unknown, cost: number, consistent = false) =>
+    out.push({ position: out.length, table, partitionValue: pickPartition(key, keys[table] ?? null), cost, key: key && typeof key === "object" ? (key as Item) : null, consistent });
   const requestItems = (request.RequestItems ?? {}) as Record<string, unknown>;
   switch (operation) {
     case "BatchGetItem":
       for (const [table, r] of Object.entries(requestItems)) {
         const { Keys, ConsistentRead } = (r ?? {}) as { Keys?: unknown[]; ConsistentRead?: boolean };
-        for (const k of Array.isArray(Keys) ? Keys : []) add(table, k, perUnit(ConsistentRead), null, ConsistentRead === true);
+        for (const k of Array.isArray(Keys) ? Keys : []) add(table, k, perUnit(ConsistentRead), ConsistentRead === true);
       }
       return out;
     case "BatchWriteItem":
       for (const [table, writes] of Object.entries(requestItems)) {
         for (const w of Array.isArray(writes) ? (writes as { PutRequest?: { Item?: unknown }; DeleteRequest?: { Key?: unknown } }[]) : []) {
-          if (w.PutRequest) add(table, w.PutRequest.Item, units(itemBytes(w.PutRequest.Item), WRITE_UNIT), w.PutRequest.Item);
-          else add(table, w.DeleteRequest?.Key, 1, null);
+          if (w.PutRequest) add(table, w.PutRequest.Item, units(itemBytes(w.PutRequest.Item), WRITE_UNIT));
+          else add(table, w.DeleteRequest?.Key, 1);
         }
       }
       return out;
     case "TransactGetItems":
-      for (const t of Array.isArray(request.TransactItems) ? (request.TransactItems as { Get?: Json }[]) : []) add(String(t.Get?.TableName ?? "-"), t.Get?.Key, 4, null, true);
+      for (const t of Array.isArray(request.TransactItems) ? (request.TransactItems as { Get?: Json }[]) : []) add(String(t.Get?.TableName ?? "-"), t.Get?.Key, 4, true);
       return out;
     case "TransactWriteItems":
       for (const t of Array.isArray(request.TransactItems) ? (request.TransactItems as Record<string, Json>[]) : []) {
-        if (t.Put) add(String(t.Put.TableName ?? "-"), t.Put.Item, 2 * units(itemBytes(t.Put.Item), WRITE_UNIT), t.Put.Item);
-        else if (t.Update) add(String(t.Update.TableName ?? "-"), t.Update.Key, 2 * units(itemBytes(updatedAttributes(t.Update)), WRITE_UNIT), updatedAttributes(t.Update));
+        if (t.Put) add(String(t.Put.TableName ?? "-"), t.Put.Item, 2 * units(itemBytes(t.Put.Item), WRITE_UNIT));
+        else if (t.Update) add(String(t.Update.TableName ?? "-"), t.Update.Key, 2 * units(itemBytes(updatedAttributes(t.Update)), WRITE_UNIT));
         else {
           // Delete and ConditionCheck: two WCUs (a transactional write of up to 1 KB).
           const op = (t.Delete ?? t.ConditionCheck ?? {}) as Json;
-          add(String(op.TableName ?? "-"), op.Key, 2, null);
+          add(String(op.TableName ?? "-"), op.Key, 2);
         }
       }
       return out;

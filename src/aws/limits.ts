@@ -533,7 +533,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
     });
   };
   const partitionNote = `the partition is the partition key value's hash modulo ${partitions} (partitions=N; ${DEFAULT_DYNAMODB_PARTITIONS} by default, a new on-demand table's 12,000 RCU and 4,000 WCU); the partition key is the keys=TABLE:ATTRIBUTE attribute of Key or Item, else the first attribute in the request's order, else (Query) the attribute the key condition sets equal to a value; each item of a batch or transaction (BatchGetItem, BatchWriteItem, TransactGetItems, TransactWriteItems) is charged to its own table's and partition's buckets; ${MULTI_ITEM_NOTE}`;
-  const indexNote = `a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); ${GSI_WRITES_NOTE}`;
+  const indexNote = `a Query or Scan with IndexName reads a global secondary index, which has its own partitions and budget (the bucket is kept per table and index), unless lsi=TABLE:INDEX names it a local secondary index, which shares its table's; its ThrottlingReasons say Index… and name the index (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations); for the writes charged to global indexes, see the write limits (gsi=)`;
   const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
   const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
     {
@@ -550,7 +550,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => t === table, "ProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
       source: `${DYNAMODB_BURST} (burst capacity: 300 s of the provisioned rate); ${DYNAMODB_READ_WRITE_UNITS}`,
-      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well`,
+      note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity, refilled at the provisioned rate; the per-partition limits apply as well; a global index of ${table} (gsi=) gets a bucket of these same numbers for its writes`,
     },
   ]);
   return [
@@ -568,7 +568,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle, parts: writeParts("partition", () => true, "KeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_WRITE}; ${DYNAMODB_TRANSACT_WRITE}`,
-      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket)`,
+      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket); ${GSI_WRITES_NOTE}`,
     },
     ...provisionedLimits,
     {
@@ -583,7 +583,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 40000, rate: 40000, unit: "WCU (write request units)",
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => !provisionedTables.has(t), "AccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
-      source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table",
+      source: DYNAMODB_QUOTAS, note: "the default per-table quota of an on-demand table (kept for each global secondary index of its own: gsi=)",
     },
     {
       service: "dynamodb", name: "control plane requests", appliesTo: "every operation that is not a data-plane read or write (CreateTable, DescribeTable, ListTables, UpdateTable, …)",
