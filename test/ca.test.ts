@@ -5,7 +5,7 @@
  */
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -153,6 +153,37 @@ describe("leaf certificates", () => {
     const rsa = new X509Certificate((await ca.certificateFor("example.com", "rsa")).certPem);
     assert.equal(rsa.publicKey.asymmetricKeyType, "rsa");
     assert.ok(rsa.verify(caCert.publicKey));
+  });
+
+  test("leaves (DNS names, IPv4, IPv6) carry what the ASN.1 library reads back: issuer, key identifiers, constraints, usages, names", async () => {
+    const { AsnConvert } = await import("@peculiar/asn1-schema");
+    const x509 = await import("@peculiar/asn1-x509");
+    const ca = CertificateAuthority.loadOrCreate(mkdtempSync(join(tmpdir(), "sluice-leaf-")));
+    const der = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+    const caCert = AsnConvert.parse(der(ca.certPem), x509.Certificate);
+    const extensionOf = <T>(cert: InstanceType<typeof x509.Certificate>, id: string, type: new () => T) => {
+      const ext = cert.tbsCertificate.extensions!.find((e) => e.extnID === id)!;
+      return { critical: ext.critical, value: AsnConvert.parse(ext.extnValue, type) };
+    };
+    const caKeyId = Buffer.from(extensionOf(caCert, x509.id_ce_subjectKeyIdentifier, x509.SubjectKeyIdentifier).value.buffer);
+    for (const [host, name] of [["a.example.test", { dNSName: "a.example.test" }], ["192.0.2.7", { iPAddress: "192.0.2.7" }], ["2001:db8::1", { iPAddress: "2001:db8::1" }]] as const) {
+      const leaf = await ca.certificateFor(host);
+      const cert = AsnConvert.parse(der(leaf.certPem), x509.Certificate);
+      const tbs = cert.tbsCertificate;
+      assert.equal(tbs.version, x509.Version.v3);
+      assert.deepEqual(Buffer.from(AsnConvert.serialize(tbs.issuer)), Buffer.from(AsnConvert.serialize(caCert.tbsCertificate.subject)), host);
+      const basic = extensionOf(cert, x509.id_ce_basicConstraints, x509.BasicConstraints);
+      assert.deepEqual([basic.critical, basic.value.cA], [true, false]);
+      const usage = extensionOf(cert, x509.id_ce_keyUsage, x509.KeyUsage);
+      assert.deepEqual([usage.critical, usage.value.toNumber()], [true, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment]);
+      assert.deepEqual([...extensionOf(cert, x509.id_ce_extKeyUsage, x509.ExtendedKeyUsage).value], [x509.id_kp_serverAuth]);
+      const keyBits = Buffer.from(tbs.subjectPublicKeyInfo.subjectPublicKey);
+      assert.deepEqual(Buffer.from(extensionOf(cert, x509.id_ce_subjectKeyIdentifier, x509.SubjectKeyIdentifier).value.buffer), createHash("sha1").update(keyBits).digest());
+      assert.deepEqual(Buffer.from(extensionOf(cert, x509.id_ce_authorityKeyIdentifier, x509.AuthorityKeyIdentifier).value.keyIdentifier!.buffer), caKeyId);
+      const names = extensionOf(cert, x509.id_ce_subjectAltName, x509.SubjectAlternativeName).value;
+      assert.deepEqual([...names].map((n) => ({ ...(n.dNSName ? { dNSName: n.dNSName } : {}), ...(n.iPAddress ? { iPAddress: n.iPAddress } : {}) })), [name]);
+      assert.ok(new X509Certificate(leaf.certPem).verify(new X509Certificate(ca.certPem).publicKey), `${host}: signed by the CA`);
+    }
   });
 
   test("a burst of new names shares a few multi-name leaves, each valid for exactly the names in it", async () => {

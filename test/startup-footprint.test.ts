@@ -5,8 +5,8 @@
  * once loaded, so a plain `sluice dump` must not load them. Of undici and prom-client it loads only
  * the files it uses (the upstream Client; the registry and metric classes), not their indexes,
  * which pull in fetch, WebSocket, caches and mocks, and the default process metrics with
- * @opentelemetry/api (~14 MB between them). The ASN.1 library that builds certificates
- * (@peculiar/asn1-x509, asn1js; ~9 MB) comes with the first leaf: the CA is checked natively.
+ * @opentelemetry/api (~14 MB between them). The ASN.1 library (@peculiar/asn1-x509, asn1js;
+ * ~9 MB) only creates a new CA: leaves are written in DER by hand and the CA is read natively.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -80,4 +80,23 @@ test("the sluice executable starts Node with V8's young generation capped, and n
   } finally {
     child.kill();
   }
+});
+
+test("intercepting TLS (leaves for DNS names, IPv4 and IPv6 addresses, and their handshake contexts) loads no ASN.1 library", async () => {
+  const confdir = mkdtempSync(join(tmpdir(), "sluice-footprint-"));
+  CertificateAuthority.loadOrCreate(confdir); // created here: creating a CA is what the library is for
+  const caUrl = pathToFileURL(join(SLUICE_BIN, "..", "..", "dist", "src", "proxy", "tls", "ca.js")).href;
+  const script = `
+    import { createRequire } from "node:module";
+    const { CertificateAuthority } = await import(${JSON.stringify(caUrl)});
+    const ca = CertificateAuthority.loadOrCreate(${JSON.stringify(confdir)});
+    for (const host of ["a.example.test", "192.0.2.7", "2001:db8::1"]) {
+      for (const keyType of ["ecdsa", "rsa"]) ca.handshakeContext(await ca.certificateFor(host, keyType));
+    }
+    process.stdout.write(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));
+  `;
+  const r = await run(process.execPath, ["--input-type=module", "-e", script], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const loaded = (JSON.parse(r.stdout) as string[]).filter((p) => /\/node_modules\/(@peculiar|asn1js)\//.test(p));
+  assert.deepEqual(loaded, []);
 });

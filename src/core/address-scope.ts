@@ -50,6 +50,17 @@ export function isLoopbackHost(host: string): boolean {
   return addressScope(host)?.loopback ?? false;
 }
 
+/** The address's bytes in network order (4 for IPv4, 16 for IPv6), as an X.509 iPAddress holds them; null when not an IP address. */
+export function ipAddressBytes(address: string): Buffer | null {
+  const v4 = parseIPv4(address);
+  const v6 = v4 === null ? parseIPv6(address) : null;
+  const [n, size] = v4 !== null ? [v4, 4] : v6 !== null ? [v6, 16] : [null, 0];
+  if (n === null) return null;
+  const bytes = Buffer.alloc(size);
+  for (let i = size - 1, rest = n; i >= 0; i--, rest >>= 8n) bytes[i] = Number(rest & 0xffn);
+  return bytes;
+}
+
 function v4Scope(n: bigint): AddressScope {
   const isPrivate = inAny(n, 32, V4_PRIVATE) && !inAny(n, 32, V4_PRIVATE_EXCEPTIONS);
   return { loopback: inAny(n, 32, V4_LOOPBACK), private: isPrivate, global: !isPrivate && !inAny(n, 32, V4_SHARED) };

@@ -34,6 +34,8 @@ import type * as Asn1X509 from "@peculiar/asn1-x509";
 import type { AlgorithmIdentifier, Extension, Name, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import type forgeTypes from "node-forge";
 import { certificateOnlyPkcs12 } from "./pkcs12.js";
+import { derBitString, derChildren, derExtension, derOid, derRdn, derRead, derSequence, derTlv, derUtcTime } from "./der.js";
+import { ipAddressBytes } from "../../core/address-scope.js";
 import { lazyModule } from "../../core/lazy-module.js";
 
 export const CA_BASENAME = "sluice-ca";
@@ -135,17 +137,24 @@ interface LeafTbsParts {
   extensions: Buffer[];
 }
 
-/** What every leaf takes from the CA certificate, in ASN.1. */
+/** What every leaf takes from the CA certificate, in DER. */
 interface IssuerParts {
-  name: Name;
-  keyId: ArrayBuffer;
+  /** The CA's subject Name, which is each leaf's issuer. */
+  name: Buffer;
+  /** The CA's key identifier, for each leaf's authorityKeyIdentifier. */
+  keyId: Buffer;
   signatureAlgorithmDer: Buffer;
 }
 
 /** DER contents of the OIDs 2.5.4.3 (commonName), 2.5.4.10 (organizationName), 2.5.29.17 (subjectAltName). */
-const OID_CN_DER = Buffer.from([0x55, 0x04, 0x03]);
-const OID_O_DER = Buffer.from([0x55, 0x04, 0x0a]);
-const SAN_OID_DER = Buffer.from([0x55, 0x1d, 0x11]);
+/** Certificate extensions (RFC 5280 section 4.2.1) and the server-authentication purpose. */
+const OID_SUBJECT_KEY_ID = "2.5.29.14";
+const OID_KEY_USAGE = "2.5.29.15";
+const OID_SUBJECT_ALT_NAME = "2.5.29.17";
+const OID_BASIC_CONSTRAINTS = "2.5.29.19";
+const OID_AUTHORITY_KEY_ID = "2.5.29.35";
+const OID_EXT_KEY_USAGE = "2.5.29.37";
+const OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 
 export class CertificateAuthority {
   readonly files: CaFiles;
@@ -189,18 +198,24 @@ export class CertificateAuthority {
 
   private get issuer(): IssuerParts {
     if (this.issuerParts) return this.issuerParts;
-    const { AsnConvert } = asn1Schema();
-    const { Certificate, SubjectKeyIdentifier, id_ce_subjectKeyIdentifier } = asn1X509();
-    const caCert = AsnConvert.parse(pemToDer(this.certPem), Certificate);
-    const ski = caCert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
-    const signatureAlgorithm = signatureAlgorithmFor(this.caKey);
+    // TBSCertificate ::= SEQUENCE { [0] version, serialNumber, signature, issuer, validity,
+    //   subject, subjectPublicKeyInfo, [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions }
+    const tbs = derChildren(derChildren(derRead(pemToDer(this.certPem)))[0]!);
+    const fields = tbs[0]!.tag === 0xa0 ? tbs.slice(1) : tbs;
+    const extensions = tbs.find((e) => e.tag === 0xa3);
+    let keyId: Buffer | null = null;
+    for (const ext of extensions ? derChildren(derChildren(extensions)[0]!) : []) {
+      const parts = derChildren(ext);
+      if (parts[0]!.whole.equals(derOid(OID_SUBJECT_KEY_ID))) keyId = derRead(parts[parts.length - 1]!.content).content;
+    }
     this.issuerParts = {
-      name: caCert.tbsCertificate.subject,
-      keyId: ski ? AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer : keyIdOf(caCert.tbsCertificate.subjectPublicKeyInfo),
-      signatureAlgorithmDer: Buffer.from(AsnConvert.serialize(signatureAlgorithm)),
+      name: fields[4]!.whole,
+      keyId: keyId ?? keyIdOf(fields[5]!.whole),
+      signatureAlgorithmDer: signatureAlgorithmDer(this.caKey),
     };
     return this.issuerParts;
   }
+
 
   /** PEM key of the ECDSA leaf certificates (what `leafCertFor` certificates carry). */
   get leafKeyPem(): string {
@@ -480,11 +495,9 @@ export class CertificateAuthority {
     const notBefore = new Date(Date.now() - 2 * DAY_MS); // tolerate client clock skew
     const notAfter = new Date(notBefore.getTime() + LEAF_VALIDITY_DAYS * DAY_MS);
     const host = names[0]!;
-    const { AsnConvert } = asn1Schema();
-    const { GeneralName, SubjectAlternativeName, id_ce_subjectAltName } = asn1X509();
-    const san = isIP(host)
-      ? Buffer.from(AsnConvert.serialize(extension(id_ce_subjectAltName, false, new SubjectAlternativeName([new GeneralName({ iPAddress: host })]))))
-      : derSequence([derObjectId(SAN_OID_DER), derTlv(0x04, derSequence(names.map((n) => derTlv(0x82, Buffer.from(n, "ascii")))))]);
+    // GeneralName: [2] dNSName IA5String, or [7] iPAddress, the address's bytes.
+    const ip = isIP(host) ? ipAddressBytes(host) : null;
+    const san = derExtension(OID_SUBJECT_ALT_NAME, false, derSequence(ip ? [derTlv(0x87, ip)] : names.map((n) => derTlv(0x82, Buffer.from(n, "ascii")))));
     const extensions = derTlv(0xa3, derSequence([...fixed.extensions, san]));
     const cn = host.length <= 64 ? host : host.slice(0, 64);
     return derSequence([
@@ -493,32 +506,32 @@ export class CertificateAuthority {
       fixed.signature,
       fixed.issuer,
       derSequence([derUtcTime(notBefore), derUtcTime(notAfter)]),
-      derSequence([rdn(OID_CN_DER, cn), fixed.organization]),
+      derSequence([derRdn(OID_CN, cn), fixed.organization]),
       fixed.spki,
       extensions,
     ]);
   }
 
   private fixedLeafParts(key: LeafKey): LeafTbsParts {
-    const { AsnConvert } = asn1Schema();
-    const { AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyIdentifier, KeyUsage, KeyUsageFlags, SubjectKeyIdentifier, SubjectPublicKeyInfo } = asn1X509();
-    const { id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_serverAuth } = asn1X509();
-    const spki = AsnConvert.parse(key.spkiDer, SubjectPublicKeyInfo);
     return {
-      version: Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]),
+      version: Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]), // [0] INTEGER 2: v3
       signature: this.issuer.signatureAlgorithmDer,
-      issuer: Buffer.from(AsnConvert.serialize(this.issuer.name)),
-      organization: rdn(OID_O_DER, "sluice"),
-      spki: Buffer.from(AsnConvert.serialize(spki)),
+      issuer: this.issuer.name,
+      organization: derRdn(OID_O, "sluice"),
+      spki: key.spkiDer,
       extensions: [
-        extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
-        extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment)),
-        extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth])),
-        extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(spki))),
-        extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(this.issuer.keyId) })),
-      ].map((e) => Buffer.from(AsnConvert.serialize(e))),
+        // BasicConstraints: cA FALSE is the default, which DER leaves out: an empty SEQUENCE.
+        derExtension(OID_BASIC_CONSTRAINTS, true, derSequence([])),
+        // KeyUsage BIT STRING: digitalSignature (bit 0) and keyEncipherment (bit 2), 5 unused bits.
+        derExtension(OID_KEY_USAGE, true, Buffer.from([0x03, 0x02, 0x05, 0xa0])),
+        derExtension(OID_EXT_KEY_USAGE, false, derSequence([derOid(OID_SERVER_AUTH)])),
+        derExtension(OID_SUBJECT_KEY_ID, false, derTlv(0x04, keyIdOf(key.spkiDer))),
+        // AuthorityKeyIdentifier ::= SEQUENCE { [0] keyIdentifier }
+        derExtension(OID_AUTHORITY_KEY_ID, false, derSequence([derTlv(0x80, this.issuer.keyId)])),
+      ],
     };
   }
+
 
   /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }. */
   private assemble(tbsDer: Buffer, signature: Buffer): Buffer {
@@ -592,9 +605,16 @@ function signatureAlgorithmFor(key: KeyObject): AlgorithmIdentifier {
   return new (asn1X509().AlgorithmIdentifier)(algorithm === SHA256_WITH_RSA ? { algorithm, parameters: DER_NULL } : { algorithm });
 }
 
-/** RFC 5280's method 1: SHA-1 of the subjectPublicKey bits. */
-function keyIdOf(spki: SubjectPublicKeyInfo): ArrayBuffer {
-  return new Uint8Array(createHash("sha1").update(new Uint8Array(spki.subjectPublicKey)).digest()).buffer;
+/** AlgorithmIdentifier of the CA's signatures, in DER (RSA's carries a NULL parameter). */
+function signatureAlgorithmDer(key: KeyObject): Buffer {
+  const algorithm = signatureAlgorithmOidFor(key);
+  return derSequence(algorithm === SHA256_WITH_RSA ? [derOid(algorithm), Buffer.from([0x05, 0x00])] : [derOid(algorithm)]);
+}
+
+/** RFC 5280's method 1: SHA-1 of the subjectPublicKey bits of a SubjectPublicKeyInfo (DER). */
+function keyIdOf(spkiDer: Buffer): Buffer {
+  const bits = derChildren(derRead(spkiDer))[1]!.content;
+  return createHash("sha1").update(bits.subarray(1)).digest(); // after the unused-bits byte
 }
 
 function extension(id: string, critical: boolean, value: object): Extension {
@@ -620,41 +640,9 @@ function serialNumber(): ArrayBuffer {
   return new Uint8Array(b).buffer;
 }
 
+/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }. */
 function certificateDer(tbs: Buffer, algorithm: Buffer, signature: Buffer): Buffer {
-  const bits = Buffer.concat([derHeader(0x03, signature.length + 1), Buffer.from([0]), signature]);
-  return Buffer.concat([derHeader(0x30, tbs.length + algorithm.length + bits.length), tbs, algorithm, bits]);
-}
-
-function derTlv(tag: number, content: Buffer): Buffer {
-  return Buffer.concat([derHeader(tag, content.length), content]);
-}
-
-function derSequence(parts: Buffer[]): Buffer {
-  const content = Buffer.concat(parts);
-  return Buffer.concat([derHeader(0x30, content.length), content]);
-}
-
-function derObjectId(content: Buffer): Buffer {
-  return derTlv(0x06, content);
-}
-
-/** RelativeDistinguishedName SET { AttributeTypeAndValue { type, UTF8String } }. */
-function rdn(oid: Buffer, value: string): Buffer {
-  return derTlv(0x31, derSequence([derObjectId(oid), derTlv(0x0c, Buffer.from(value, "utf8"))]));
-}
-
-/** UTCTime YYMMDDHHMMSSZ (dates before 2050, as RFC 5280 requires for UTCTime). */
-function derUtcTime(d: Date): Buffer {
-  const two = (n: number) => String(n).padStart(2, "0");
-  const text = `${two(d.getUTCFullYear() % 100)}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`;
-  return derTlv(0x17, Buffer.from(text, "ascii"));
-}
-
-function derHeader(tag: number, length: number): Buffer {
-  if (length < 0x80) return Buffer.from([tag, length]);
-  const bytes: number[] = [];
-  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
-  return Buffer.from([tag, 0x80 | bytes.length, ...bytes]);
+  return derSequence([tbs, algorithm, derBitString(signature)]);
 }
 
 function toPem(der: Buffer): string {
@@ -725,7 +713,8 @@ function createCaFile(path: string): boolean {
   const { AsnConvert } = asn1Schema();
   const { BasicConstraints, ExtendedKeyUsage, Extensions, KeyUsage, KeyUsageFlags, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate, Validity, Version } = asn1X509();
   const { id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_clientAuth, id_kp_serverAuth } = asn1X509();
-  const spki = AsnConvert.parse(createPublicKey(privateKey).export({ type: "spki", format: "der" }), SubjectPublicKeyInfo);
+  const spkiDer = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  const spki = AsnConvert.parse(spkiDer, SubjectPublicKeyInfo);
   const notBefore = new Date(Date.now() - 2 * DAY_MS);
   const notAfter = new Date(notBefore);
   notAfter.setFullYear(notAfter.getFullYear() + CA_VALIDITY_YEARS);
@@ -743,7 +732,7 @@ function createCaFile(path: string): boolean {
       extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: true })),
       extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)),
       extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth, id_kp_clientAuth])),
-      extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdOf(spki))),
+      extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(Uint8Array.from(keyIdOf(spkiDer)).buffer)),
     ]),
   });
   const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
