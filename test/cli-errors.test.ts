@@ -176,7 +176,12 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--set", "termlog_verbosity=loud"], says: /termlog_verbosity expects one of error, warn, info/ },
     { args: ["dump", ...p0, "--cut", "nosuchfield"], says: /cut "nosuchfield": a flow has no nosuchfield/ },
     { args: ["dump", ...p0, "--cut", "requests.method"], says: /a flow has no requests \(did you mean request\?\)/ },
-    { args: ["dump", ...p0, "--cut-format", "xml"], says: /cut_format expects one of csv, json/ },
+    { args: ["dump", ...p0, "--cut", "request.url", "--cut-format", "xml"], says: /cut_format expects one of csv, json/ },
+    // Flags that cancel each other: one was quietly dropped.
+    { args: ["dump", ...p0, "-q", "-v"], says: /-q \(only errors\) and -v \(debug logging\) contradict each other: give one/ },
+    { args: ["dump", ...p0, "-q", "--flow-detail", "3"], says: /-q prints no flows, so --flow-detail 3 would do nothing: give one/ },
+    { args: ["dump", ...p0, "--cut", "request.url", "--set", "flow_detail=2"], says: /--cut prints its fields in place of flow lines, so --set flow_detail=2 would do nothing: give one/ },
+    { args: ["dump", ...p0, "--cut-format", "json"], says: /--cut-format formats the rows of --cut FIELDS, which is not given: add --cut/ },
     { args: ["dump", ...p0, "--fault", "~q => delay 10x"], says: /bad duration "10x"/ },
     { args: ["dump", ...p0, "--fault", "~q => throttle p=2"], says: /p= expects a probability/ },
     { args: ["dump", ...p0, "--shape", "~q => 10/ms"], says: /bad rate "10\/ms"/ },

@@ -98,6 +98,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
     const before = set[name];
     set[name] = before !== undefined && before !== OMITTED_VALUE && value !== OMITTED_VALUE && LIST_OPTIONS.has(name) ? `${before},${value}` : value;
   }
+  refuseContradictions(v, set);
   // The confdir is read before options are parsed (it holds config.yaml), so it is checked here.
   if (set.confdir === OMITTED_VALUE) throw new UsageError("option confdir needs a value: --set confdir=DIR");
   if (v["listen-port"] !== undefined) set.listen_port = v["listen-port"];
@@ -156,6 +157,22 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   }
   if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
+}
+
+/**
+ * Flags on one command line that cancel each other: one of them would be quietly dropped, so the
+ * user is asked to choose (values from config.yaml are preferences and never counted here).
+ */
+function refuseContradictions(v: Partial<Record<keyof typeof PROXY_FLAGS, unknown>>, set: Record<string, string>): void {
+  // flow_detail=0 agrees with both -q and --cut: only a level that prints something contradicts them.
+  const detail = v["flow-detail"] !== undefined ? String(v["flow-detail"]) : set.flow_detail;
+  const flowDetail = detail === undefined || detail.trim() === "0" ? null : v["flow-detail"] !== undefined ? `--flow-detail ${detail}` : `--set flow_detail=${detail}`;
+  if (v.quiet && v.verbose) throw new UsageError("-q (only errors) and -v (debug logging) contradict each other: give one");
+  if (v.quiet && flowDetail) throw new UsageError(`-q prints no flows, so ${flowDetail} would do nothing: give one`);
+  const cut = v.cut !== undefined ? "--cut" : set.cut !== undefined ? "--set cut" : null;
+  if (cut && flowDetail) throw new UsageError(`${cut} prints its fields in place of flow lines, so ${flowDetail} would do nothing: give one`);
+  const cutFormat = v["cut-format"] !== undefined ? "--cut-format" : set.cut_format !== undefined ? "--set cut_format" : null;
+  if (cutFormat && !cut) throw new UsageError(`${cutFormat} formats the rows of --cut FIELDS, which is not given: add --cut, e.g. --cut request.method,response.status_code`);
 }
 
 const LIST_OPTIONS = new Set(["ignore_hosts", "allow_hosts", "map_remote", "map_local", "modify_headers", "modify_body", "certs", "scripts", "fault_rules", "shape_rules", "client_replay", "server_replay"]);
