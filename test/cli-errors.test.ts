@@ -310,6 +310,23 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     }
   });
 
+  test("--faults and --shapes files that hold no rules say so, instead of quietly injecting and shaping nothing", async () => {
+    const empty = join(dir, "no-rules.yaml");
+    writeFileSync(empty, "");
+    const emptyList = join(dir, "empty-faults-key.yaml");
+    writeFileSync(emptyList, "faults:\n");
+    const env = { ...process.env, HOME: home };
+    for (const [args, says] of [
+      [["--faults", empty], /warn: --faults .*no-rules\.yaml holds no rules, so no faults come from it; a rule looks like/],
+      [["--faults", emptyList], /warn: --faults .*empty-faults-key\.yaml holds no rules/],
+      [["--shapes", empty], /warn: --shapes .*no-rules\.yaml holds no rules, so nothing is shaped by it/],
+    ] as [string[], RegExp][]) {
+      const proc = await spawnSluice(["dump", "-p", "0", ...args], { env });
+      await proc.stop();
+      assert.match(proc.stderr(), says);
+    }
+  });
+
   test("-C with a bad file exits like -S with a bad file, before listening", async () => {
     const env = { ...process.env, HOME: home };
     const [client, server] = await Promise.all([

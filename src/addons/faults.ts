@@ -177,7 +177,12 @@ export class Faults implements Addon {
     if (!updated.has("fault_rules") && !updated.has("fault_file")) return;
     const sources: { source: FaultRuleSource; from: "option" | "file" }[] = this.opts.fault_rules.map((s) => ({ source: s, from: "option" }));
     const file = this.opts.fault_file;
-    if (file) for (const s of readFaultFile(file)) sources.push({ source: s, from: "file" });
+    if (file) {
+      const fromFile = readFaultFile(file);
+      // An empty file (or `faults:` with nothing under it) is most likely the wrong file: say so rather than inject nothing.
+      if (!fromFile.length) this.ctx.log.warn(`--faults ${file} holds no rules, so no faults come from it; a rule looks like - "~svc s3 => throttle p=0.3" (see examples/faults.yaml)`);
+      for (const s of fromFile) sources.push({ source: s, from: "file" });
+    }
     const rules = sources.map(({ source, from }, i) => new ActiveRule(parseFaultRule(source, String(i + 1), this.ctx.filter), from, this.ctx.state));
     const ids = new Set<string>();
     for (const a of [...rules, ...this.runtime]) {

@@ -151,7 +151,11 @@ export class Shaping implements Addon {
     if (!updated.has("shape_rules") && !updated.has("shape_file")) return;
     const sources: (string | Record<string, unknown>)[] = [...this.opts.shape_rules];
     const file = this.opts.shape_file;
-    if (file) sources.push(...readShapeFile(file));
+    if (file) {
+      const fromFile = readShapeFile(file);
+      if (!fromFile.length) this.ctx.log.warn(`--shapes ${file} holds no rules, so nothing is shaped by it; a rule looks like - "~svc ec2 => 20/s"`);
+      sources.push(...fromFile);
+    }
     const rules = sources.map((s, i) => parseShapeRule(s, i, this.ctx.filter));
     const ids = new Set<string>();
     for (const r of rules) {
