@@ -92,6 +92,9 @@ export function armDeadline(socket: Duplex, ms: number, onExpire: () => string |
  */
 export function watchRequestBody(req: ClientRequest, res: ClientResponse, ms: number, log: Logger, who: string): void {
   if (!(ms > 0) || req.complete || req.readableEnded) return;
+  // An HTTP/1 request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3), nor
+  // one of Content-Length 0: nothing to time (most requests; arming a timer each was wasted work).
+  if (req.httpVersionMajor === 1 && !req.headers["transfer-encoding"] && (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")) return;
   const onTimeout = () => {
     log.info(`${who}: request body stalled for ${ms / 1000}s (client_body_timeout): answered 408 and closed`);
     if (!res.headersSent) {
