@@ -81,6 +81,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
   const aFile = join(dir, "a-file");
   const corrupt = join(dir, "corrupt.mitm");
   const missing = join(dir, "missing.mitm");
+  const emptyCapture = join(dir, "empty-capture.mitm");
   const folder = join(dir, "folder");
   const badYamlConf = join(dir, "bad-yaml-conf");
   const unknownOptionConf = join(dir, "unknown-option-conf");
@@ -92,6 +93,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     writeFileSync(aFile, "just a file\n");
     closedPort = await freePort();
     writeFileSync(corrupt, "garbage, not a flow file\n");
+    writeFileSync(emptyCapture, "");
     mkdirSync(folder);
     writeFileSync(join(dir, "addon.py"), "def response(flow): pass\n");
     writeFileSync(join(dir, "broken.ts"), "export default { request(flow) { let x: number = ; } };\n");
@@ -206,6 +208,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["report", folder], says: /folder/ },
     { args: ["report", corrupt], says: /not a flow file/ },
     { args: ["report", corrupt, "--bogus"], says: /unknown option --bogus/ },
+    // An empty capture is a valid one: the page would have replaced it.
+    { args: ["report", emptyCapture, "--html", join(dir, ".", "empty-capture.mitm")], says: /--html .*empty-capture\.mitm names the capture .*empty-capture\.mitm: the page would replace it; write the page to another file/ },
     { args: ["report", corrupt, "--html", folder], says: /cannot write the HTML report to .*folder: it is a directory; give a file name, e\.g\. .*folder\/report\.html/ },
     { args: ["dump", "-n", "-r", corrupt, "-r", missing], says: /-r reads one file, got 2 \(.*corrupt\.mitm, .*missing\.mitm\); give one/ },
     { args: ["report", corrupt, "--infer-window", "-5"], says: /option --infer-window is followed by something that looks like another option; .* write --infer-window=VALUE/ },

@@ -14,6 +14,7 @@ import { percent, retrySummaryTable } from "../addons/retries.js";
 import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
 import { UsageError } from "./args.js";
 import { expandCaptures, splitCapturesAndFilter } from "./capture-args.js";
+import { sameFile } from "../core/same-file.js";
 
 export const REPORT_HELP = `Usage: sluice report CAPTURE... [options] [FILTER]
 
@@ -90,6 +91,9 @@ export async function runReport(argv: string[]): Promise<void> {
 
   // Find out before reading a large capture that the page cannot be written.
   if (v.html) await checkWritableDirectory(v.html);
+  // `--html` onto a capture it reads would replace the capture with the page.
+  const clash = v.html ? files.find((f) => sameFile(f, v.html!)) : undefined;
+  if (clash) throw new UsageError(`--html ${v.html} names the capture ${clash}: the page would replace it; write the page to another file, e.g. report.html`);
 
   const tracker = new InvocationTracker({ inferWindow, idleWindow, topInvocations: top });
   const forensics = new RetryForensics();
