@@ -82,10 +82,11 @@ function attachNegativeValues(argv: string[]): string[] {
 export function parseProxyArgs(argv: string[]): ProxyArgs {
   let parsed;
   try {
-    parsed = parseArgs({ args: attachNegativeValues(argv), options: PROXY_FLAGS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: attachNegativeValues(argv), options: PROXY_FLAGS, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError(cleanParseError((err as Error).message));
   }
+  refuseRepeatedFlags(parsed.tokens);
   const v = parsed.values;
   const set: Record<string, string> = {};
   for (const item of v.set ?? []) {
@@ -101,20 +102,28 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   refuseContradictions(v, set);
   // The confdir is read before options are parsed (it holds config.yaml), so it is checked here.
   if (set.confdir === OMITTED_VALUE) throw new UsageError("option confdir needs a value: --set confdir=DIR");
-  if (v["listen-port"] !== undefined) set.listen_port = v["listen-port"];
-  if (v["listen-host"] !== undefined) set.listen_host = v["listen-host"];
-  if (v["ssl-insecure"]) set.ssl_insecure = "true";
-  if (v.confdir !== undefined) set.confdir = v.confdir;
-  if (v["flow-detail"] !== undefined) set.flow_detail = v["flow-detail"];
+  const givenWithSet = { ...set };
+  /** A flag's value for an option; the same option given another value with --set is refused, not overwritten. */
+  const fromFlag = (name: string, value: string, flag: string) => {
+    const other = givenWithSet[name];
+    const same = other === value || (other === OMITTED_VALUE && value === "true");
+    if (other !== undefined && !same) throw new UsageError(`${flag} and --set ${name}${other === OMITTED_VALUE ? "" : `=${other}`} disagree: give one`);
+    set[name] = value;
+  };
+  if (v["listen-port"] !== undefined) fromFlag("listen_port", v["listen-port"], `-p ${v["listen-port"]}`);
+  if (v["listen-host"] !== undefined) fromFlag("listen_host", v["listen-host"], `--listen-host ${v["listen-host"]}`);
+  if (v["ssl-insecure"]) fromFlag("ssl_insecure", "true", "-k");
+  if (v.confdir !== undefined) fromFlag("confdir", v.confdir, `--confdir ${v.confdir}`);
+  if (v["flow-detail"] !== undefined) fromFlag("flow_detail", v["flow-detail"], `--flow-detail ${v["flow-detail"]}`);
   if (v.quiet) set.flow_detail = "0";
   if (v.quiet && set.termlog_verbosity === undefined) set.termlog_verbosity = "error";
   if (v.verbose && set.termlog_verbosity === undefined) set.termlog_verbosity = "debug";
-  if (v["no-http2"]) set.http2 = "false";
+  if (v["no-http2"]) fromFlag("http2", "false", "--no-http2");
   if (v.cut !== undefined) {
-    set.cut = v.cut;
+    fromFlag("cut", v.cut, `--cut ${v.cut}`);
     set.flow_detail = "0"; // the cut rows replace dump's lines
   }
-  if (v["cut-format"] !== undefined) set.cut_format = v["cut-format"];
+  if (v["cut-format"] !== undefined) fromFlag("cut_format", v["cut-format"], `--cut-format ${v["cut-format"]}`);
   // Regexes and specs may contain commas: these lists are passed whole, not split.
   const lists: Record<string, string[]> = {};
   // Several --mode flags run several listeners, as in mitmproxy 10+.
@@ -126,21 +135,26 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v["map-local"]) lists.map_local = v["map-local"];
   if (v["modify-headers"]) lists.modify_headers = v["modify-headers"];
   if (v["modify-body"]) lists.modify_body = v["modify-body"];
-  if (v.anticache) set.anticache = "true";
-  if (v.anticomp) set.anticomp = "true";
-  if (v.showhost) set.showhost = "true";
-  if (v.proxyauth !== undefined) set.proxyauth = v.proxyauth;
+  if (v.anticache) fromFlag("anticache", "true", "--anticache");
+  if (v.anticomp) fromFlag("anticomp", "true", "--anticomp");
+  if (v.showhost) fromFlag("showhost", "true", "--showhost");
+  if (v.proxyauth !== undefined) fromFlag("proxyauth", v.proxyauth, "--proxyauth");
   if (v.scripts) lists.scripts = v.scripts;
   // Feature addons register these options in their `load`; values wait there until then.
   if (v.fault) lists.fault_rules = v.fault;
-  if (v.faults !== undefined) set.fault_file = v.faults;
+  if (v.faults !== undefined) fromFlag("fault_file", v.faults, `--faults ${v.faults}`);
   if (v.shape) lists.shape_rules = v.shape;
-  if (v.shapes !== undefined) set.shape_file = v.shapes;
+  if (v.shapes !== undefined) fromFlag("shape_file", v.shapes, `--shapes ${v.shapes}`);
   if (v["client-replay"]) lists.client_replay = v["client-replay"];
   if (v["server-replay"]) lists.server_replay = v["server-replay"];
-  if (v.intercept !== undefined) set.intercept = v.intercept;
-  if (v["save-stream-file"] !== undefined) set.save_stream_file = v["save-stream-file"];
-  for (const [name, values] of Object.entries(lists)) set[name] = JSON.stringify(values);
+  if (v.intercept !== undefined) fromFlag("intercept", v.intercept, `--intercept ${v.intercept}`);
+  if (v["save-stream-file"] !== undefined) fromFlag("save_stream_file", v["save-stream-file"], `-w ${v["save-stream-file"]}`);
+  // A list given both ways keeps both: `--set scripts=a.js -s b.js` loads a.js and b.js.
+  for (const [name, values] of Object.entries(lists)) {
+    const withSet = givenWithSet[name] === undefined ? [] : setListItems(givenWithSet[name]!);
+    // An unreadable --set value is left alone, so that the option's own parser says what is wrong with it.
+    set[name] = withSet === null ? givenWithSet[name]! : JSON.stringify([...withSet, ...values]);
+  }
   // parseArgs keeps only the last of a repeated string option: a first -r would be dropped unseen.
   const rfiles = v.rfile ?? [];
   if (rfiles.length > 1) throw new UsageError(`-r reads one file, got ${rfiles.length} (${rfiles.join(", ")}); give one (\`sluice report A B\` reads several captures at once)`);
@@ -157,6 +171,36 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   }
   if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
+}
+
+/** The items of a list option's --set value, read as the option parser reads it (a JSON array, or split on commas); null when unreadable. */
+function setListItems(raw: string): string[] | null {
+  if (raw === OMITTED_VALUE || raw === "") return [];
+  if (!raw.trim().startsWith("[")) return raw.split(",").map((item) => item.trim());
+  try {
+    const list: unknown = JSON.parse(raw);
+    return Array.isArray(list) && list.every((item) => typeof item === "string") ? list : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A flag that takes one value, given twice with different values: parseArgs keeps the last, so the
+ * first (`-w a.mitm -w b.mitm`) would be dropped unseen.
+ */
+function refuseRepeatedFlags(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
+  const seen = new Map<string, { flag: string; value: string }>();
+  for (const token of tokens ?? []) {
+    if (token.kind !== "option" || token.value === undefined) continue;
+    const spec = PROXY_FLAGS[token.name as keyof typeof PROXY_FLAGS];
+    if (!spec || spec.type !== "string" || ("multiple" in spec && spec.multiple)) continue;
+    const before = seen.get(token.name);
+    if (before && before.value !== token.value) {
+      throw new UsageError(`${token.rawName} is given twice (${before.flag} ${before.value} and ${token.rawName} ${token.value}) and takes one value: give it once`);
+    }
+    seen.set(token.name, { flag: token.rawName, value: token.value });
+  }
 }
 
 /**
