@@ -105,6 +105,12 @@ export async function runRun(argv: string[]): Promise<number> {
   const attach = takeFlag(options, "--attach");
   const args = parseProxyArgs(options);
   if (args.noServer || args.rfile) throw new UsageError("-n and -r do not apply to sluice run: it runs a live proxy for the command");
+  // With --attach the running sluice does the work: its own options would be ignored here, unseen.
+  if (attach) {
+    const ignored = proxyFlagsBesidesConfdir(options);
+    if (args.positionals.length) ignored.push(`the filter ${JSON.stringify(args.positionals.join(" "))}`);
+    if (ignored.length) throw new UsageError(`--attach uses the sluice already running at ${attach}, so ${ignored.join(", ")} would do nothing here; give ${ignored.length > 1 ? "them" : "it"} to that sluice, or drop --attach to start one for the command`);
+  }
   if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
 
   // A command that cannot run is refused before a proxy starts for it, with the shells' status 127.
@@ -165,6 +171,23 @@ export async function runRun(argv: string[]): Promise<number> {
     dump?.flush();
   }
   return status;
+}
+
+/** The flags among `options` (`--set NAME` for --set), --confdir aside: sluice run --attach reads only the CA from it. */
+function proxyFlagsBesidesConfdir(options: string[]): string[] {
+  const flags: string[] = [];
+  for (let i = 0; i < options.length; i++) {
+    const word = options[i]!;
+    if (!word.startsWith("-") || /^--confdir(=|$)/.test(word)) continue;
+    if (word === "--set" || word.startsWith("--set=")) {
+      const item = word === "--set" ? options[++i] ?? "" : word.slice("--set=".length);
+      const name = item.split("=")[0]!.trim();
+      if (name !== "confdir") flags.push(`--set ${name}`);
+      continue;
+    }
+    flags.push(word.split("=")[0]!);
+  }
+  return flags;
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
