@@ -207,7 +207,13 @@ export class Shaping implements Addon {
     // An adaptive budget keeps what it learned through idle spells; fixed ones are cheap to recreate.
     active.queue = new RateQueue(limits, (key, l, at, reserveMs, reserveTurns) => state.take(ns + key, l, 1, at, reserveMs, reserveTurns), () => performance.now(), onCreate, rule.adaptive ? 600_000 : 10_000);
     active.queue.onForget = (b) => learned.delete(b.key);
+    active.queue.returnTokens = this.tokenReturner(ns);
     return active;
+  }
+
+  /** Gives a queue's unused reserved tokens back to its bucket in the shared state (see RateQueue.returnTokens). */
+  private tokenReturner(ns: string): (key: string, limits: RateQueueLimits, n: number, at: number) => void {
+    return (key, limits, n, at) => settled(this.ctx.state.charge(ns + key, limits, -n, at), noop, this.stateFailed);
   }
 
   private readonly stateFailed = (err: unknown): void => {
@@ -259,25 +265,55 @@ export class Shaping implements Addon {
    * each limit with its own rate, burst and key (the same buckets `--fault aws-limits` counts, so
    * a client shaped here is never refused there). Requests that cost more than one unit (records,
    * bytes, capacity units) wait for their units; Lambda invocations wait for a concurrency slot.
+   * One refused by a later limit (or whose client left meanwhile) gives back what the earlier
+   * limits' buckets gave it.
    */
   private async shapeToLimits(active: ActiveRule, flow: HTTPFlow, applicable: ApplicableLimit[]): Promise<void> {
     const { rule } = active;
     const started = performance.now();
     const record: Record<string, unknown> = { rule: rule.id, key: [...new Set(applicable.map((a) => a.limit.name))].join(" + "), waitMs: 0 };
     flow.metadata.shaping = record;
+    const taken: ApplicableLimit[] = [];
     for (const a of applicable) {
       const admission = await this.waitForLimit(active, flow, a);
-      if (admission.admitted) continue;
+      if (admission.admitted) {
+        taken.push(a);
+        continue;
+      }
       active.limiter!.release(flow);
       record.waitMs = Math.round(performance.now() - started);
       if (admission.reason !== "cancelled") record.limit = admission.limit.name;
-      if (this.notHeld(rule, flow, record, admission.reason)) flow.response = this.limitRejection(active, admission);
+      const answered = this.notHeld(rule, flow, record, admission.reason);
+      // A request that never goes out spent nothing at AWS: what it took from the buckets it had
+      // passed goes back, or they would hold back the requests after it for nothing. One passed
+      // on unshaped (overflow=pass) does reach AWS, so it keeps what it took.
+      if (answered || admission.reason === "cancelled") await this.giveBack(active, taken);
+      if (answered) flow.response = this.limitRejection(active, admission);
       return;
     }
     for (const a of applicable) active.limiter!.charged(flow, a, active.ns, a.cost <= 1 && a.limit.kind !== "concurrency" ? burstInHand(a.burst) : a.burst);
     const waited = performance.now() - started;
     record.waitMs = Math.round(waited);
     this.waitHistogram.observe({ rule: rule.id }, waited / 1000);
+  }
+
+  /**
+   * Returns to their buckets the tokens a request took under `taken` (the limits it had waited
+   * for) before a later limit refused it. Each goes back as it was taken — one token through the
+   * limit's queue (its bucket as the queue shapes it, see burstInHand), or the request's units —
+   * in one atomic step of the shared state, never above the bucket's size. Concurrency slots are
+   * not tokens: `AwsLimiter.release` frees them.
+   */
+  private async giveBack(active: ActiveRule, taken: ApplicableLimit[]): Promise<void> {
+    const at = performance.now();
+    const returns: Promise<void>[] = [];
+    for (const a of taken) {
+      if (a.limit.kind === "concurrency") continue;
+      const queued = a.cost <= 1;
+      const done = this.ctx.state.charge(active.ns + a.key, { rate: a.rate, burst: queued ? burstInHand(a.burst) : a.burst }, queued ? -1 : -a.cost, at);
+      if (isPromise(done)) returns.push(done.catch(this.stateFailed));
+    }
+    if (returns.length) await Promise.all(returns);
   }
 
   private async waitForLimit(active: ActiveRule, flow: HTTPFlow, a: ApplicableLimit): Promise<AwsAdmission> {
@@ -312,6 +348,7 @@ export class Shaping implements Addon {
       if (!queue) {
         const state = this.ctx.state;
         queue = new RateQueue({ rate: a.rate, burst: burstInHand(a.burst), maxQueue: rule.maxQueue, maxWaitMs: rule.maxWaitMs }, (key, l, at, reserveMs, reserveTurns) => state.take(active.ns + key, l, 1, at, reserveMs, reserveTurns));
+        queue.returnTokens = this.tokenReturner(active.ns);
         active.limitQueues.set(a.limit, queue);
       }
       const ticket = queue.enqueue(a.key, keyOf(rule.fair, flow));

@@ -103,6 +103,8 @@ export class Budget {
     private limits: RateQueueLimits,
     private readonly clock: () => number,
     private readonly takeToken: TakeToken,
+    /** Gives `n` reserved tokens nobody used back to the bucket (null: they go unused, under-admitting). */
+    private readonly returnTokens: ((limits: RateQueueLimits, n: number, at: number) => void) | null = null,
   ) {
     if (!(limits.rate > 0)) throw new RangeError(`rate must be positive, got ${limits.rate}`);
     if (!(limits.burst >= 1)) throw new RangeError(`burst must be at least 1, got ${limits.burst}`);
@@ -230,8 +232,10 @@ export class Budget {
   private drop(w: Waiter, reason: RejectReason | "cancelled"): void {
     if (w.done) return;
     if (w.reserved) {
-      // Its reserved token goes unused (the shared budget under-admits by one, never over).
+      // Its reserved token goes back to the bucket (or, with nowhere to return it, unused: the
+      // shared budget under-admits by one, never over).
       this.reserved.delete(w);
+      this.returnTokens?.(this.limits, 1, this.clock());
       if (reason !== "cancelled") this.rejected++;
       const now = this.clock();
       this.settle(w, { admitted: false, reason, waitMs: now - w.enqueuedAt, expectedWaitMs: 0, depth: this.depth });
@@ -301,13 +305,15 @@ export class Budget {
   private onGrant(g: Grant): void {
     this.taking = false;
     if (!g.granted) return this.scheduleIn(this.clock(), g.waitMs);
-    if (this.depth > 0) {
-      if (g.waitMs > 0) {
-        // Reserved turns, one rate interval apart (a turn nobody is left to use goes unused).
-        const turns = g.turns ?? 1;
-        for (let i = 0; i < turns && this.depth > 0; i++) this.reserveOne(g.waitMs + (i * 1000) / this.limits.rate);
-      } else this.releaseOne();
+    // Reserved turns, one rate interval apart; an immediate grant is one turn.
+    const turns = g.waitMs > 0 ? (g.turns ?? 1) : 1;
+    let used = 0;
+    for (; used < turns && this.depth > 0; used++) {
+      if (g.waitMs > 0) this.reserveOne(g.waitMs + (used * 1000) / this.limits.rate);
+      else this.releaseOne();
     }
+    // Turns whose waiters left (or were refused) while the take was in flight go back.
+    if (used < turns) this.returnTokens?.(this.limits, turns - used, this.clock());
     this.pump(this.clock());
   }
 
@@ -388,7 +394,8 @@ export class RateQueue {
   budget(key: string): Budget {
     let b = this.budgets.get(key);
     if (!b) {
-      b = new Budget(key, this.limits, this.clock, (limits, at, reserveMs, reserveTurns) => this.takeToken(key, limits, at, reserveMs, reserveTurns));
+      const returnTokens = this.returnTokens;
+      b = new Budget(key, this.limits, this.clock, (limits, at, reserveMs, reserveTurns) => this.takeToken(key, limits, at, reserveMs, reserveTurns), returnTokens && ((limits, n, at) => returnTokens(key, limits, n, at)));
       this.budgets.set(key, b);
       this.onCreate?.(b);
     }
@@ -425,6 +432,13 @@ export class RateQueue {
   releaseAll(): void {
     for (const b of this.budgets.values()) b.releaseAll();
   }
+
+  /**
+   * Gives `n` tokens of budget `key` back to the shared state: reserved tokens (a store that
+   * reserves, see SharedState.take) whose waiter left before its turn came. Set before the first
+   * enqueue; null leaves them unused.
+   */
+  returnTokens: ((key: string, limits: RateQueueLimits, n: number, at: number) => void) | null = null;
 
   /** Budgets idle for a while are dropped; `onForget` lets the caller drop their metrics too. */
   onForget: ((budget: Budget) => void) | null = null;
