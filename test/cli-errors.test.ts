@@ -333,6 +333,20 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     }
   });
 
+  test("an option that acts only beside another, given without it, is a warning naming what it needs", async () => {
+    const env = { ...process.env, HOME: home };
+    const alone = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", emptyCapture, "--set", "statsd_prefix=team", "--set", "statsd_tags", "--set", "upstream_auth=u:p", "--set", "server_replay_reuse", "--set", "save_stream_filter=~q", "--set", "readfile_filter=~q"], { env, timeoutMs: 30_000 });
+    assert.equal(alone.code, 0, alone.stderr);
+    assert.match(alone.stderr, /warn: --set statsd_prefix, --set statsd_tags do nothing without --set statsd=HOST:PORT; add it, or drop them/);
+    assert.match(alone.stderr, /warn: --set upstream_auth does nothing without --mode upstream:URL or --mode reverse:URL/);
+    assert.match(alone.stderr, /warn: --set server_replay_reuse does nothing without -S FILE/);
+    assert.match(alone.stderr, /warn: --set save_stream_filter does nothing without -w FILE or --set hardump=FILE/);
+    assert.doesNotMatch(alone.stderr, /readfile_filter/, "-r is given");
+    const beside = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", emptyCapture, "--set", "statsd=127.0.0.1:8125", "--set", "statsd_prefix=team", "-S", emptyCapture, "--set", "server_replay_reuse", "-w", join(dir, "beside.mitm"), "--set", "save_stream_filter=~q"], { env, timeoutMs: 30_000 });
+    assert.equal(beside.code, 0, beside.stderr);
+    assert.doesNotMatch(beside.stderr, /does nothing without|do nothing without/);
+  });
+
   test("-C with a bad file exits like -S with a bad file, before listening", async () => {
     const env = { ...process.env, HOME: home };
     const [client, server] = await Promise.all([

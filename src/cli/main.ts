@@ -33,6 +33,7 @@ import { frontEndAddons } from "./wiring.js";
 import type { ReadFile } from "../addons/readfile.js";
 import type { CutOutput } from "../addons/cut-output.js";
 import { ENV_HELP, RUN_HELP, runEnv, runRun } from "./run.js";
+import { inertOptionWarnings } from "./inert-options.js";
 
 const VERSION = "0.1.0";
 
@@ -144,6 +145,7 @@ async function runDump(argv: string[]): Promise<void> {
     process.stdout.write(DUMP_HELP);
     return;
   }
+  const given = Object.keys(args.set);
   // As in mitmdump, FILTER selects what is printed, what is saved (-w) and what is read (-r).
   const filter = args.positionals.length ? args.positionals.join(" ") : undefined;
   if (filter !== undefined) {
@@ -164,6 +166,7 @@ async function runDump(argv: string[]): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
+  for (const line of inertOptionWarnings(master.options, given, !!args.rfile)) log.warn(line);
   // Without a front end or the admin API nothing can resume an intercepted flow: its client
   // would wait intercept_timeout for a 504 with no hint why.
   if (master.options.get<string>("intercept") && master.options.get<number>("admin_port") < 0) {

@@ -15,6 +15,7 @@ import { DEFAULT_CONFDIR } from "../core/builtin-options.js";
 import { Master, listeningLines } from "../proxy/master.js";
 import { CertificateAuthority, caFilesIn } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
+import { inertOptionWarnings } from "./inert-options.js";
 import { frontEndAddons } from "./wiring.js";
 import { clientEnv, formatEnv, writeCaBundle, type Shell } from "./client-env.js";
 
@@ -111,6 +112,7 @@ export async function runRun(argv: string[]): Promise<number> {
     if (args.positionals.length) ignored.push(`the filter ${JSON.stringify(args.positionals.join(" "))}`);
     if (ignored.length) throw new UsageError(`--attach uses the sluice already running at ${attach}, so ${ignored.join(", ")} would do nothing here; give ${ignored.length > 1 ? "them" : "it"} to that sluice, or drop --attach to start one for the command`);
   }
+  const given = Object.keys(args.set);
   if (args.positionals.length) args.set.dumper_filter = args.positionals.join(" ");
 
   // A command that cannot run is refused before a proxy starts for it, with the shells' status 127.
@@ -136,6 +138,7 @@ export async function runRun(argv: string[]): Promise<number> {
     dump = new Dump({ write: (t) => process.stderr.write(t), color: !!process.stderr.isTTY && !process.env.NO_COLOR });
     master = new Master({ set: args.set, addons: frontEndAddons(dump), log });
     await master.configure();
+    for (const line of inertOptionWarnings(master.options, given, false)) log.warn(line);
     await master.start();
     // The variables name an HTTP proxy: a regular or upstream listener, never a SOCKS5 or reverse one.
     const httpProxy = master.servers.find((s) => s.mode.kind === "regular" || s.mode.kind === "upstream");
