@@ -55,6 +55,19 @@ describe("two writers on one file are refused at start", () => {
     assert.equal(readFileSync(join(dir, "read.mitm"), "utf8"), "kept as it was\n");
   });
 
+  test("hardump=- beside dump's flow lines on stdout is refused; with -q stdout is the HAR alone", async () => {
+    const empty = join(dir, "for-har.mitm");
+    writeFileSync(empty, "");
+    for (const extra of [[], ["--cut", "request.url"]]) {
+      const r = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", empty, "--set", "hardump=-", ...extra], { env, timeoutMs: 30_000 });
+      assertOneLineError(r, /^sluice: --set hardump=- prints the HAR on stdout, where sluice dump prints its (flow lines|--cut rows) too, so stdout would not be valid HAR; (add -q|drop --cut) to print only the HAR/, extra.join(" "), 2);
+      assert.equal(r.stdout, "");
+    }
+    const quiet = await run(process.execPath, [SLUICE_BIN, "dump", "-q", "-n", "-r", empty, "--set", "hardump=-"], { env, timeoutMs: 30_000 });
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.deepEqual(JSON.parse(quiet.stdout).log.entries, []);
+  });
+
   test("-w ~/F writes F in the home folder, as mitmproxy's save_stream_file does", async () => {
     const empty = join(dir, "empty.mitm");
     writeFileSync(empty, "");

@@ -167,6 +167,11 @@ async function runDump(argv: string[]): Promise<void> {
     fail((err as Error).message);
   }
   for (const line of inertOptionWarnings(master.options, given, !!args.rfile)) log.warn(line);
+  // The HAR and dump's lines would share stdout: what a user redirects to a file would not be HAR.
+  if (master.options.get<string | null>("hardump") === "-") {
+    const printing = master.options.get<string | null>("cut") ? "--cut rows" : master.options.get<number>("flow_detail") > 0 ? "flow lines" : null;
+    if (printing) fail(`--set hardump=- prints the HAR on stdout, where sluice dump prints its ${printing} too, so stdout would not be valid HAR; ${printing === "flow lines" ? "add -q" : "drop --cut"} to print only the HAR, or give hardump a file`);
+  }
   // Without a front end or the admin API nothing can resume an intercepted flow: its client
   // would wait intercept_timeout for a 504 with no hint why.
   if (master.options.get<string>("intercept") && master.options.get<number>("admin_port") < 0) {
