@@ -154,6 +154,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // Files to write
     { args: ["dump", ...p0, "--set", `hardump=${join(dir, "no-such-dir", "x.har")}`], says: /hardump: cannot write .*x\.har: the directory .*no-such-dir does not exist/ },
     { args: ["dump", ...p0, "-w", join(aFile, "x.mitm")], says: /cannot write flows to .*a-file\/x\.mitm/ },
+    { args: ["dump", ...p0, "-w", "-"], says: /save_stream_file: -w - would write a file named "-", not standard output .*; give a file name, or \.\/- if that file is what you mean/ },
     { args: ["dump", ...p0, "-w", folder], says: /cannot write flows to .*folder.*EISDIR/ },
     { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.mitm")], says: /cannot write flows to .*no-such-dir\/x\.mitm: the folder .*no-such-dir does not exist \(ENOENT\); create it or choose another path/ },
     { args: ["dump", ...p0, "-w", join(dir, "no-such-dir", "x.har")], says: /cannot write flows to .*no-such-dir\/x\.har: the folder .*no-such-dir does not exist \(ENOENT\); create it/ },

@@ -98,6 +98,8 @@ export class Save implements Addon {
     if (spec && spec === this.openSpec && this.sink) return;
     await this.closeSink();
     if (!spec) return;
+    // `-w -` reads as "standard output" (as `tcpdump -w -`), but would make a file named "-" here.
+    if (spec === "-" || spec === "+-") throw new Error(`save_stream_file: -w - would write a file named "-", not standard output (where sluice dump prints its flow lines); give a file name, or ./- if that file is what you mean`);
     const append = spec.startsWith("+");
     // `~/captures/x.mitm` from config.yaml or a quoted argument means the home folder, as in mitmproxy.
     const path = expandHome(append ? spec.slice(1) : spec);
