@@ -212,6 +212,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // An empty capture is a valid one: the page would have replaced it.
     { args: ["report", emptyCapture, "--html", join(dir, ".", "empty-capture.mitm")], says: /--html .*empty-capture\.mitm names the capture .*empty-capture\.mitm: the page would replace it; write the page to another file/ },
     { args: ["report", corrupt, "--html", folder], says: /cannot write the HTML report to .*folder: it is a directory; give a file name, e\.g\. .*folder\/report\.html/ },
+    // Without -r the capture's name was a filter on live traffic, and nothing from it was printed.
+    { args: ["dump", ...p0, emptyCapture], says: /^sluice: .*empty-capture\.mitm is a capture file, but here it is a FILTER \(flows whose URL contains that text\), not a file to read; to read it, give -r .*empty-capture\.mitm; to filter on that text, write ~u / },
+    { args: ["web", ...p0, "~s", "&", emptyCapture], says: /empty-capture\.mitm is a capture file, but here it is a FILTER/ },
     { args: ["dump", "-n", "-r", corrupt, "-r", missing], says: /-r reads one file, got 2 \(.*corrupt\.mitm, .*missing\.mitm\); give one/ },
     { args: ["report", corrupt, "--infer-window", "-5"], says: /option --infer-window is followed by something that looks like another option; .* write --infer-window=VALUE/ },
     { args: ["report", corrupt, "--html"], says: /^sluice: option --html <value> needs a value: see `sluice report --help`/ },

@@ -1,5 +1,6 @@
 /** Command-line parsing for the proxy front ends, with mitmproxy's flag names. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { statSync } from "node:fs";
 import { sameFile } from "../core/same-file.js";
 import { OMITTED_VALUE } from "../core/options.js";
 
@@ -169,8 +170,30 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (rfile && hardump && hardump !== "-" && hardump !== OMITTED_VALUE && sameFile(hardump, rfile)) {
     throw new UsageError(`-r and hardump name the same file ${rfile}: the HAR written on exit would replace the capture read; give hardump another file`);
   }
+  refuseCaptureAsFilter(parsed.positionals, rfile);
   if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
+}
+
+/**
+ * `sluice dump capture.mitm` (without -r) would read the file name as a filter on live traffic and
+ * print nothing from the capture: a FILTER word naming an existing capture file is refused, with the
+ * flag that reads it.
+ */
+function refuseCaptureAsFilter(positionals: string[], rfile: string | null): void {
+  for (const [i, word] of positionals.entries()) {
+    // `~u capture.har` is an operator's argument, written on purpose.
+    if (!/\.(mitm|flows|har|sqlite3?|db)$/i.test(word) || positionals[i - 1]?.startsWith("~")) continue;
+    let isFile = false;
+    try {
+      isFile = statSync(word).isFile();
+    } catch {
+      continue;
+    }
+    if (!isFile) continue;
+    const read = rfile ? "-r reads one file (`sluice report A B` reads several)" : `to read it, give -r ${word}`;
+    throw new UsageError(`${word} is a capture file, but here it is a FILTER (flows whose URL contains that text), not a file to read; ${read}; to filter on that text, write ~u ${word.replace(/[.]/g, "\\.")}`);
+  }
 }
 
 /** The items of a list option's --set value, read as the option parser reads it (a JSON array, or split on commas); null when unreadable. */
