@@ -31,7 +31,7 @@ import { RedisSharedState, SLOT_RECHECK_MS } from "../src/fleet/redis-state.js";
 import { CHARGE_SCRIPT, SLOT_ENTER_SCRIPT, SLOT_RENEW_SCRIPT, TAKE_SCRIPT } from "../src/fleet/scripts.js";
 import { LineLogger } from "../src/core/log.js";
 import { startSluice } from "./support/sluice.js";
-import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { run, awsEnv, pythonWithBoto3, PYTHON_ALPN_RACE_GUARD } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { tflow } from "./support/tflow.js";
 import { needsPython } from "./support/needs.js";
@@ -341,7 +341,7 @@ describe("Lambda reserved concurrency under --fault aws-limits", () => {
 });
 
 /** boto3 invokes `resize` three times at once through each sluice URL given (one attempt per call); prints each outcome, sorted. */
-const BOTO3_INVOKE_THREE_EACH = `
+const BOTO3_INVOKE_THREE_EACH = `${PYTHON_ALPN_RACE_GUARD}
 import boto3, botocore.config, botocore.exceptions, json, sys, threading
 out = []
 def invoke(url):

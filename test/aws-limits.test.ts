@@ -16,7 +16,7 @@ import { tflow } from "./support/tflow.js";
 import { startFakeDynamoDB } from "./support/fake-aws.js";
 import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
-import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { run, awsEnv, pythonWithBoto3, PYTHON_ALPN_RACE_GUARD } from "./support/run.js";
 import { SLUICE_BIN, assertOneLineError } from "./support/cli.js";
 import { readFile } from "node:fs/promises";
 import { EC2Client, DescribeInstancesCommand } from "@aws-sdk/client-ec2";
@@ -194,7 +194,7 @@ describe("--fault aws-limits for DynamoDB and Lambda, with boto3", { skip: needs
     // Writes per partition: 1,000 WCU × 0.002 = a bucket of 2, refilled 2/s.
     const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${dynamo.url}`]), fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.002"]) }, addons: [new Faults()] });
     try {
-      const script = `
+      const script = `${PYTHON_ALPN_RACE_GUARD}
 import boto3, botocore.config, botocore.exceptions, json
 ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
 def put(pk):
@@ -234,7 +234,7 @@ print(json.dumps({"hot": hot, "cold": cold}))
     // 1,000 concurrent executions × 0.002 = 2 in flight.
     const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://lambda\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), fault_rules: JSON.stringify(["aws-limits scale=0.002"]) }, addons: [new Faults()] });
     try {
-      const script = `
+      const script = `${PYTHON_ALPN_RACE_GUARD}
 import boto3, botocore.config, botocore.exceptions, json, threading
 lam = boto3.client("lambda", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=10))
 out = []

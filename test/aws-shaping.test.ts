@@ -12,13 +12,13 @@ import { Shaping } from "../src/addons/shaping.js";
 import { parseShapeRule, ShapeRuleError } from "../src/addons/shaping-rules.js";
 import { startSluice } from "./support/sluice.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
-import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { run, awsEnv, pythonWithBoto3, PYTHON_ALPN_RACE_GUARD } from "./support/run.js";
 import { needsPython } from "./support/needs.js";
 
 const SNAPSHOTS = '<DescribeSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r1</requestId><snapshotSet/></DescribeSnapshotsResponse>';
 
 /** boto3 from 16 threads, one attempt per call (botocore's max_attempts counts retries): every throttle is visible as an error. */
-const SCAN = `
+const SCAN = `${PYTHON_ALPN_RACE_GUARD}
 import boto3, botocore.config, botocore.exceptions, json, sys, threading, collections
 calls = int(sys.argv[1])
 ec2 = boto3.client("ec2", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=16))

@@ -397,7 +397,7 @@ export class ProxyServer {
         }
         socket.pause();
         socket.unshift(buffered);
-        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, hello?.acceptsEcdsa ?? false, disarm);
+        void this.onTlsClient(socket, clientConn, target, upstreams, hello?.sni ?? null, hello?.alpnProtocols ?? [], fallbackSni, hello?.acceptsEcdsa ?? false, disarm, hello?.malformedAlpn ?? null);
         return;
       }
       socket.removeListener("data", onData);
@@ -430,6 +430,7 @@ export class ProxyServer {
     fallbackSni: string,
     acceptsEcdsa: boolean,
     disarmHead: () => void,
+    malformedAlpn: string | null,
   ): Promise<void> {
     const hello = { clientConn, sni, alpnProtocols: alpnOffers, ignoreConnection: false };
     const host = sni ?? target.host;
@@ -473,7 +474,7 @@ export class ProxyServer {
     // No socket.resume() here: the TLS socket reads the bytes we unshifted on its first tick,
     // and resuming the raw socket would flow them away to nobody first.
     tlsSocket.once("error", (err: NodeJS.ErrnoException) => {
-      if (!clientConn.timestampTlsSetup) this.reportClientTlsFailure(err, clientConn, certHost);
+      if (!clientConn.timestampTlsSetup) this.reportClientTlsFailure(err, clientConn, certHost, malformedAlpn);
       else this.ctx.log.debug(`client ${clientConn.peername?.join(":")} TLS error: ${err.message}`);
     });
     tlsSocket.once("secure", () => {
@@ -534,10 +535,20 @@ export class ProxyServer {
     this.ctx.log.debug(`passing ${clientConn.peername?.join(":")} → ${target.host}:${target.port} through untouched`);
   }
 
-  private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string): void {
+  private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string, malformedAlpn: string | null): void {
     const who = clientConn.peername?.join(":") ?? "client";
     const alert = /alert (?:number )?\d*\s*|sslv3 alert |tlsv1 alert /i;
-    const msg = err.message;
+    const msg = err.message.trim();
+    if (malformedAlpn) {
+      // The client's own bytes are broken, and no TLS server would take them: say so, not "failed".
+      const openssl = /SSL routines:([^:]+):([^:]+)/.exec(msg);
+      const refusal = openssl?.[1] === "tls_parse_ctos_alpn" ? "alert decode_error" : `OpenSSL's ${openssl ? `${openssl[1]}: ${openssl[2]}` : msg}`;
+      this.ctx.log.warn(
+        `client ${who} sent a malformed TLS ClientHello for ${host}: its ALPN extension holds ${malformedAlpn}; refused with ${refusal}, as any TLS server refuses it. ` +
+          "The client built a broken hello: Python clients on urllib3 (boto3, requests) that open connections from several threads at once can, rarely, as urllib3 sets ALPN on their shared SSLContext for every connection; retry, or open connections from one thread",
+      );
+      return;
+    }
     const rejectedCert = /unknown ca|bad certificate|certificate unknown|unsupported certificate|access denied|decrypt error/i.test(msg);
     if (rejectedCert) {
       this.ctx.log.warn(

@@ -56,3 +56,26 @@ export async function pythonWithBoto3(): Promise<string> {
   if (!python) throw new Error("no python3 with boto3: install it with `apt-get install -y python3-boto3`");
   return python;
 }
+
+/**
+ * Python to put first in a boto3 script whose threads open connections at once. urllib3 sets ALPN
+ * on the one SSLContext its pool shares for every new connection (ssl_wrap_socket), and OpenSSL's
+ * SSL_CTX_set_alpn_protos frees the old list while another thread's SSL_new, which CPython runs
+ * without the GIL, may be copying it: that thread's ClientHello then carries freed heap bytes as
+ * its ALPN list, and the server (sluice, as any OpenSSL) refuses it with alert decode_error, so the
+ * thread fails with TLSV1_ALERT_DECODE_ERROR (measured here: 1 hello in ~100,000 from five
+ * threads doing what urllib3 does, 1 in ~9,000 with a thread setting ALPN all the time; with this
+ * guard 0 in 200,000; see test/tls-malformed-hello). Setting the same protocols again does nothing here, so
+ * once set the list is never freed. A client bug, not sluice's: sluice logs such hellos as malformed.
+ */
+export const PYTHON_ALPN_RACE_GUARD = `
+import ssl as _ssl, threading as _threading
+_alpn_lock = _threading.Lock()
+_set_alpn = _ssl.SSLContext.set_alpn_protocols
+def _set_alpn_once(self, protocols):
+    with _alpn_lock:
+        if getattr(self, "_alpn_set", None) != list(protocols):
+            _set_alpn(self, protocols)
+            self._alpn_set = list(protocols)
+_ssl.SSLContext.set_alpn_protocols = _set_alpn_once
+`;

@@ -9,7 +9,7 @@ import { ConfiguredRetryStrategy } from "@smithy/core/retry";
 import { Response, type Request } from "../../src/core/flow.js";
 import { tunnelAgent } from "./tunnel-agent.js";
 import { startScriptedOrigin, type FakeAwsOrigin } from "./fake-aws.js";
-import { run, awsEnv, pythonWithBoto3 } from "./run.js";
+import { run, awsEnv, pythonWithBoto3, PYTHON_ALPN_RACE_GUARD } from "./run.js";
 
 export const S3_HOST = "s3.eu-west-1.amazonaws.com";
 /** map_remote value that sends S3 in eu-west-1 to `originUrl`. */
@@ -115,7 +115,7 @@ export interface BotoRun {
  * and are recorded, with `random.seed(seed)` choosing legacy mode's random factors.
  */
 export async function runBoto3(opts: { proxyUrl: string; caCert: string; operations: string[]; threads: number; callsPerThread: number; mode: "legacy" | "standard"; realSleeps?: boolean; seed?: number }): Promise<BotoRun> {
-  const script = `
+  const script = `${PYTHON_ALPN_RACE_GUARD}
 import boto3, botocore.config, botocore.exceptions, collections, json, random, sys, threading, time
 operations, threads, per_thread, mode, real_sleeps, seed = json.loads(sys.argv[1])
 lock = threading.Lock()

@@ -16,6 +16,12 @@ export interface ClientHelloInfo {
    * raw UTF-8: such a hello is refused rather than its name mangled into another one.
    */
   badSni: string | null;
+  /**
+   * What is wrong with an ALPN extension that breaks RFC 7301's framing (an empty list or name, a
+   * length running past the extension), or null. OpenSSL refuses such a hello with alert
+   * decode_error; this says why in sluice's log. Its protocols are then not read.
+   */
+  malformedAlpn: string | null;
 }
 
 /** ecdsa_secp256r1_sha256 … ecdsa_sha1 (RFC 8446 SignatureScheme values). */
@@ -76,7 +82,7 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
   for (let q = p + 2; q + 2 <= suitesEnd; q += 2) if (isEcdsaSuite(b.readUInt16BE(q))) ecdsaSuite = true;
   p = suitesEnd;
   p += 1 + b[p]!; // compression methods
-  const info: ClientHelloInfo = { sni: null, alpnProtocols: [], acceptsEcdsa: false, badSni: null };
+  const info: ClientHelloInfo = { sni: null, alpnProtocols: [], acceptsEcdsa: false, badSni: null, malformedAlpn: null };
   if (p + 2 > b.length) return info;
   let ecdsaSignatures = false;
   let tls13 = false;
@@ -107,14 +113,29 @@ function readHelloBody(b: Buffer): ClientHelloInfo {
       // supported_versions: TLS 1.3 is 0x0304
       for (let q = 1; q + 2 <= ext.length; q += 2) if (ext.readUInt16BE(q) === 0x0304) tls13 = true;
     } else if (type === 0x0010) {
-      let q = 2;
-      while (q < ext.length) {
-        const l = ext[q]!;
-        info.alpnProtocols.push(ext.subarray(q + 1, q + 1 + l).toString("ascii"));
-        q += 1 + l;
-      }
+      info.malformedAlpn = alpnFramingError(ext);
+      if (!info.malformedAlpn) for (let q = 2; q < ext.length; q += 1 + ext[q]!) info.alpnProtocols.push(ext.subarray(q + 1, q + 1 + ext[q]!).toString("ascii"));
     }
   }
   info.acceptsEcdsa = ecdsaSignatures && (tls13 || ecdsaSuite);
   return info;
+}
+
+/**
+ * The first way an ALPN extension's body breaks RFC 7301 §3.1 (ProtocolNameList: a 2-byte length,
+ * then non-empty names, each with a 1-byte length) as OpenSSL's tls_parse_ctos_alpn checks it, or null.
+ */
+function alpnFramingError(ext: Buffer): string | null {
+  if (ext.length < 2) return `an extension of ${ext.length} byte${ext.length === 1 ? "" : "s"}, too short for a protocol list`;
+  const listLength = ext.readUInt16BE(0);
+  if (listLength !== ext.length - 2) return `a protocol list of ${listLength} bytes in an extension of ${ext.length}`;
+  if (listLength < 2) return `a protocol list of ${listLength} byte${listLength === 1 ? "" : "s"}, too short to hold a name`;
+  for (let q = 2; q < ext.length; ) {
+    const nameLength = ext[q]!;
+    const left = ext.length - q - 1;
+    if (nameLength === 0) return "an empty protocol name";
+    if (nameLength > left) return `a protocol name of ${nameLength} bytes where ${left} remain (bytes ${ext.subarray(2, 34).toString("hex")}${ext.length > 34 ? "…" : ""})`;
+    q += 1 + nameLength;
+  }
+  return null;
 }
