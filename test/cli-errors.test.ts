@@ -196,6 +196,15 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // As in mitmproxy, --set NAME alone sets a true/false option to true; other options need their value.
     { args: ["dump", ...p0, "--set", "connect_timeout"], says: /option connect_timeout needs a value: --set connect_timeout=VALUE \(only true\/false options/ },
     { args: ["dump", ...p0, "--set", "confdir"], says: /option confdir needs a value: --set confdir=DIR/ },
+    // An empty value (an unset shell variable) meant "none": no capture, no authentication, the CA in the working directory.
+    { args: ["dump", ...p0, "-w", ""], says: /^sluice: -w was given an empty value \(an unset shell variable\?\); give it a value, or leave -w out/ },
+    { args: ["dump", ...p0, "--proxyauth", ""], says: /^sluice: --proxyauth was given an empty value/ },
+    { args: ["dump", ...p0, "--confdir="], says: /^sluice: --confdir was given an empty value/ },
+    { args: ["dump", ...p0, "--set", "confdir="], says: /option confdir needs a value: --set confdir=DIR/ },
+    { args: ["ca", "--confdir", ""], says: /^sluice: --confdir was given an empty value/ },
+    { args: ["run", "--attach", "", "--", "true"], says: /^sluice: --attach was given an empty value \(an unset shell variable\?\); give it a value, or leave --attach out/ },
+    { args: ["env", "--attach="], says: /^sluice: --attach was given an empty value/ },
+    { args: ["env", "--confdir", " "], says: /^sluice: --confdir was given an empty value/ },
     { args: ["dump", ...p0, "--set", "=1"], says: /--set expects name=value, got "=1"/ },
     { args: ["dump", ...p0, "~s & ~zz"], says: /unknown operator ~zz at position 5/ },
     { args: ["dump", ...p0, "--intercept", "~c ("], says: /~c expects an integer/ },

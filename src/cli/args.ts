@@ -87,6 +87,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   } catch (err) {
     throw new UsageError(cleanParseError((err as Error).message));
   }
+  refuseEmptyFlagValues(parsed.tokens);
   refuseRepeatedFlags(parsed.tokens);
   const v = parsed.values;
   const set: Record<string, string> = {};
@@ -102,7 +103,8 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   }
   refuseContradictions(v, set);
   // The confdir is read before options are parsed (it holds config.yaml), so it is checked here.
-  if (set.confdir === OMITTED_VALUE) throw new UsageError("option confdir needs a value: --set confdir=DIR");
+  // An empty one would put the CA (and its private key) in the working directory.
+  if (set.confdir === OMITTED_VALUE || set.confdir?.trim() === "") throw new UsageError("option confdir needs a value: --set confdir=DIR");
   const givenWithSet = { ...set };
   /** A flag's value for an option; the same option given another value with --set is refused, not overwritten. */
   const fromFlag = (name: string, value: string, flag: string) => {
@@ -205,6 +207,18 @@ function setListItems(raw: string): string[] | null {
     return Array.isArray(list) && list.every((item) => typeof item === "string") ? list : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * `-w "$OUT"` or `--proxyauth "$CREDS"` with the variable unset: an empty value would quietly mean
+ * "none" (no capture, no authentication, the CA made in the working directory), so it is refused.
+ * `--listen-host ""` keeps mitmproxy's meaning, every interface (and sluice warns about it).
+ */
+function refuseEmptyFlagValues(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
+  for (const token of tokens ?? []) {
+    if (token.kind !== "option" || token.value === undefined || token.value.trim() !== "" || token.name === "listen-host" || token.name === "set") continue;
+    throw new UsageError(`${token.rawName} was given an empty value (an unset shell variable?); give it a value, or leave ${token.rawName} out`);
   }
 }
 

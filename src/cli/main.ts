@@ -415,6 +415,8 @@ function runCa(argv: string[]): void {
       return;
     } else fail(`unknown argument ${a} for \`sluice ca\``);
   }
+  // An empty one (an unset shell variable) would put the CA's private key in the working directory.
+  if (!confdir.trim()) fail("--confdir was given an empty value (an unset shell variable?); give a folder, or leave --confdir out");
   let ca: CertificateAuthority;
   try {
     ca = CertificateAuthority.loadOrCreate(confdir, (m) => process.stderr.write(m + "\n"));

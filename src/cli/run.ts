@@ -39,13 +39,11 @@ function takeFlag(argv: string[], name: string): string | undefined {
   const i = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
   if (i < 0) return undefined;
   const a = argv[i]!;
-  if (a.includes("=")) {
-    argv.splice(i, 1);
-    return a.slice(name.length + 1);
-  }
-  const value = argv[i + 1];
+  const value = a.includes("=") ? a.slice(name.length + 1) : argv[i + 1];
   if (value === undefined) throw new UsageError(`${name} needs a value`);
-  argv.splice(i, 2);
+  // `--attach "$PROXY"` with the variable unset was read as no --attach at all.
+  if (!value.trim()) throw new UsageError(`${name} was given an empty value (an unset shell variable?); give it a value, or leave ${name} out`);
+  argv.splice(i, a.includes("=") ? 1 : 2);
   return value;
 }
 
