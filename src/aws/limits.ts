@@ -11,6 +11,7 @@
 import type { HTTPFlow } from "../core/flow.js";
 import { isPromise, type MaybeAsync, type SharedState } from "../core/shared-state.js";
 import { awsInfoOf, keyPrefixOf } from "./recognize.js";
+import { PARTIQL_BATCH, PARTIQL_OPERATIONS, PARTIQL_SELECT, PARTIQL_TRANSACTION, partiqlAnswerAsEquivalent, partiqlEquivalent, type PartiqlEquivalent } from "./partiql.js";
 import type { AwsError } from "./errors.js";
 import type { AwsRequestInfo } from "./types.js";
 import { DYNAMODB_GSI, DYNAMODB_ITEM_SIZES, DYNAMODB_MULTI_ITEM, DYNAMODB_READ_WRITE_UNITS, indexWritesOf, itemsReadCost, writeConsumed, type GlobalIndex, partitionKeyValueOf, partitionOf, readCostBefore, readCostOfBytes, readCostReported, requestItemsOf, tableConsumed, tableOf, writeCostAfter, writeCostBefore, type CostFromAnswer, type DynamoRequestItem } from "./dynamodb-capacity.js";
@@ -117,13 +118,46 @@ function hasFormParamPrefix(flow: HTTPFlow, prefix: string): boolean {
   return flow.request.path.includes(prefix) || text.includes(prefix) || text.includes(`&${prefix}`);
 }
 
-function jsonBody(flow: HTTPFlow): Record<string, unknown> {
+function rawJsonBody(flow: HTTPFlow): Record<string, unknown> {
   try {
     const v = JSON.parse(flow.request.text) as unknown;
     return v && typeof v === "object" ? (v as Record<string, unknown>) : {};
   } catch {
     return {};
   }
+}
+
+/** The item operation each DynamoDB PartiQL flow stands for (partiql.ts), worked out once per flow (with its body). */
+const partiqlViews = new WeakMap<HTTPFlow, PartiqlEquivalent | null>();
+
+function partiqlView(flow: HTTPFlow): PartiqlEquivalent | null {
+  const known = partiqlViews.get(flow);
+  if (known !== undefined) return known;
+  const info = awsInfoOf(flow);
+  if (info?.service !== "dynamodb" || !PARTIQL_OPERATIONS.has(info.operation ?? "")) return null;
+  const view = partiqlEquivalent(info.operation!, rawJsonBody(flow));
+  // A body not here yet (recognised from the headers alone) is read again later.
+  if (flow.request.content?.length) partiqlViews.set(flow, view);
+  return view;
+}
+
+/** The request's JSON body; for a DynamoDB PartiQL call, the body of the item operation it stands for. */
+function jsonBody(flow: HTTPFlow): Record<string, unknown> {
+  return partiqlView(flow)?.body ?? rawJsonBody(flow);
+}
+
+/** What the limits see of a request: a DynamoDB PartiQL call as the item operation it stands for. */
+function limitInfoOf(flow: HTTPFlow): AwsRequestInfo | null {
+  const info = awsInfoOf(flow);
+  const view = info ? partiqlView(flow) : null;
+  return info && view ? { ...info, operation: view.operation } : info;
+}
+
+/** The answer's text; for a PartiQL batch, in the shape of the batch it stands for. */
+function answerText(flow: HTTPFlow): string {
+  const text = flow.response?.text ?? "";
+  const info = awsInfoOf(flow);
+  return info?.service === "dynamodb" && info.operation && PARTIQL_OPERATIONS.has(info.operation) ? partiqlAnswerAsEquivalent(info.operation, text) : text;
 }
 
 const EC2_LIMIT_EXCEEDED: AwsError = { status: 503, code: "RequestLimitExceeded", message: "Request limit exceeded." };
@@ -392,11 +426,11 @@ const readSettle: Settle = (flow, info) => {
   if (!r || r.statusCode !== 200) return null;
   // A streamed answer was not kept: its size on the wire is all there is to go by.
   if (r.streamed) return { cost: readCostOfBytes(info.operation ?? "", jsonBody(flow), r.contentLength), reported: false };
-  return readCostReported(info.operation ?? "", jsonBody(flow), r.text, dynamoTable(flow));
+  return readCostReported(info.operation ?? "", jsonBody(flow), answerText(flow), dynamoTable(flow));
 };
 const writeSettle: Settle = (flow, info) => {
   if (!flow.response || flow.response.statusCode !== 200) return null;
-  const cost = writeCostAfter(info.operation ?? "", flow.response.text, dynamoTable(flow));
+  const cost = writeCostAfter(info.operation ?? "", answerText(flow), dynamoTable(flow));
   return cost === null ? null : { cost, reported: true };
 };
 
@@ -412,10 +446,10 @@ const settleItemReads = (scope: "table" | "partition", items: DynamoRequestItem[
   const operation = info.operation ?? "";
   if (r.streamed) return { cost: Math.max(1, Math.ceil((readCostOfBytes(operation, jsonBody(flow), r.contentLength) * items.length) / Math.max(1, total))), reported: false };
   if (scope === "table") {
-    const consumed = tableConsumed(r.text, items[0]!.table, "read");
+    const consumed = tableConsumed(answerText(flow), items[0]!.table, "read");
     if (consumed !== null) return { cost: consumed, reported: true };
   }
-  const cost = itemsReadCost(operation, items, r.text);
+  const cost = itemsReadCost(operation, items, answerText(flow));
   return cost === null ? null : { cost, reported: false };
 };
 
@@ -426,7 +460,7 @@ const settleItemReads = (scope: "table" | "partition", items: DynamoRequestItem[
  */
 const settleWrites = (table: string, index: string | null, withIndexes: boolean): Settle => (flow) => {
   if (!flow.response || flow.response.statusCode !== 200) return null;
-  const cost = writeConsumed(flow.response.text, table, index, withIndexes);
+  const cost = writeConsumed(answerText(flow), table, index, withIndexes);
   return cost === null ? null : { cost, reported: true };
 };
 
@@ -435,6 +469,9 @@ const GSI_WRITES_NOTE = `writes are charged to the table's global indexes that g
 
 /** How sluice answers a batch or transaction some of whose items have no capacity, and how that differs from AWS. */
 const MULTI_ITEM_NOTE = "when some of its items' buckets are empty the whole call is refused, since sluice cannot forward part of a signed request: BatchWriteItem and BatchGetItem get ProvisionedThroughputExceededException when every empty bucket is a provisioned table's, else ThrottlingException, with the ThrottlingReasons of the tables and partitions that are over (AWS answers so only when none of the items could be processed; when some could, it writes or reads those and returns the others in UnprocessedItems or UnprocessedKeys with HTTP 200), and nothing is charged for the refused call; a transaction gets TransactionCanceledException with a ThrottlingError (ProvisionedThroughputExceeded on a provisioned table) CancellationReason for each item over and None for the others, as AWS cancels it whole (SDKs do not retry it)";
+
+/** How PartiQL calls are charged (partiql.ts), and what is approximated. */
+const PARTIQL_NOTE = `PartiQL (ExecuteStatement, BatchExecuteStatement, ExecuteTransaction) is charged as the item operations AWS runs it as (${PARTIQL_SELECT}; ${PARTIQL_BATCH}; ${PARTIQL_TRANSACTION}): sluice reads the statement's verb, table (and ."index"), the WHERE clause's top-level equalities (literals or ? parameters) and INSERT's VALUE and UPDATE's SET values; a SELECT whose WHERE has an equality and no OR or IN is a Query of the partition of the keys= attribute's value (without keys=, the first equality's), charged by its answer's size; any other SELECT (no WHERE, a range, an OR, an IN) a Scan, charged to the table or index only (an IN's few partitions are not charged); INSERT a PutItem of its item; UPDATE an UpdateItem of its WHERE's equalities (taken as the key: a condition on another attribute is counted in its size) and the values it SETs (a SET of an expression, a + 1, is not counted); DELETE a DeleteItem; BatchExecuteStatement a BatchGetItem or BatchWriteItem of its statements (an UPDATE as a put of its key and values), refused whole when some of its statements have no capacity, where AWS answers the others and gives an error per statement; ExecuteTransaction a TransactGetItems or TransactWriteItems (twice the units); a statement sluice cannot read (another verb, no table) is not charged`;
 
 const THROUGHPUT_MESSAGE = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
 const PARTITION_MESSAGE = "Throughput exceeds the current capacity for one or more partitions of your table.";
@@ -537,7 +574,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   const onTable = (name: string) => (_o: string, f: HTTPFlow) => dynamoTable(f) === name;
   const provisionedLimits = Object.entries(provisioned).flatMap(([table, p]): AwsLimit[] => [
     {
-      service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")} on ${table}`,
+      service: "dynamodb", name: `provisioned reads of ${table}`, appliesTo: `${[...DYNAMODB_READS].join(", ")}, PartiQL SELECT on ${table}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: 2 * p.read * BURST_SECONDS, rate: 2 * p.read, unit: `half-RCUs (${p.read.toLocaleString("en")} RCU provisioned)`, fixed: true,
       per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("table", (t) => t === table, "TableReadProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
@@ -545,7 +582,7 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
       note: `provisioned=${table}:${p.read}/${p.write}; the bucket holds 300 s of unused capacity (burst capacity, best effort at AWS), refilled at the provisioned rate; the per-partition limits apply as well; ${READ_CHARGE_NOTE}; ${indexNote} (a global index of ${table} gets a bucket of these same numbers: AWS provisions each one separately, and sluice takes no numbers of an index's own)`,
     },
     {
-      service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")} on ${table}`,
+      service: "dynamodb", name: `provisioned writes of ${table}`, appliesTo: `${[...DYNAMODB_WRITES].join(", ")}, PartiQL INSERT, UPDATE, DELETE on ${table}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || onTable(table)(o, f)), burst: p.write * BURST_SECONDS, rate: p.write, unit: `WCU (${p.write.toLocaleString("en")} provisioned)`, fixed: true,
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => t === table, "ProvisionedThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteProvisionedThroughputExceeded", THROUGHPUT_MESSAGE),
@@ -555,31 +592,31 @@ function dynamoLimits(opts: AwsLimitsOptions): AwsLimit[] {
   ]);
   return [
     {
-      service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value); each item of BatchGetItem and TransactGetItems",
+      service: "dynamodb", name: "reads per partition", appliesTo: "GetItem, Query (one partition key value); each item of BatchGetItem and TransactGetItems; the PartiQL SELECTs that stand for them",
       matches: (o) => DYNAMODB_READS.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 6000, rate: 6000, unit: "half-RCUs (3,000 RCU)",
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: readCost, settle: readSettle, parts: itemParts("partition", () => true, "TableReadKeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableReadKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (3,000 RCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_READ_WRITE_UNITS}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_GET}; ${DYNAMODB_TRANSACT_WRITE}`,
-      note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}; ${indexNote} (an index's partition key is the attribute its key condition sets equal to a value)`,
+      note: `${partitionNote}; reads cost 1 half-RCU per 4 KB eventually consistent, 2 strongly consistent, 4 transactional; ${READ_CHARGE_NOTE}; ${indexNote} (an index's partition key is the attribute its key condition sets equal to a value); ${PARTIQL_NOTE}`,
     },
     {
-      service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value); each item of BatchWriteItem and TransactWriteItems",
+      service: "dynamodb", name: "writes per partition", appliesTo: "PutItem, UpdateItem, DeleteItem (one partition key value); each item of BatchWriteItem and TransactWriteItems; the PartiQL INSERTs, UPDATEs and DELETEs that stand for them",
       matches: (o) => DYNAMODB_WRITES.has(o) && (DYNAMODB_SINGLE_KEY.has(o) || DYNAMODB_MULTI_ITEM.has(o)), burst: 1000, rate: 1000, unit: "WCU",
       per: `table and partition (of ${partitions})`, key: partitionKey, cost: writeCost, settle: writeSettle, parts: writeParts("partition", () => true, "KeyRangeThroughputExceeded"),
       ...throttle("ProvisionedThroughputExceededException", "TableWriteKeyRangeThroughputExceeded", PARTITION_MESSAGE),
       source: `${DYNAMODB_BURST} (1,000 WCU per partition, a hard limit burst capacity does not lift); ${DYNAMODB_ITEM_SIZES}; ${DYNAMODB_ON_DEMAND}; ${DYNAMODB_BATCH_WRITE}; ${DYNAMODB_TRANSACT_WRITE}`,
-      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket); ${GSI_WRITES_NOTE}`,
+      note: `${partitionNote}; a PutItem costs one WCU per KB of its item (DynamoDB's item size: names and values), UpdateItem its key and the values it sets (a lower bound: the item's size after the update is not in the request), DeleteItem one, transactions twice; a ConsumedCapacity in the answer sets the charge (topped up, or the difference given back to the bucket); ${GSI_WRITES_NOTE}; for PartiQL see the reads per partition`,
     },
     ...provisionedLimits,
     {
-      service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
+      service: "dynamodb", name: "on-demand table reads", appliesTo: `${[...DYNAMODB_READS].join(", ")}, PartiQL SELECT${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_READS.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 80000, rate: 80000, unit: "half-RCUs (40,000 read request units)",
       per: "table", key: tableKey, cost: readCost, settle: readSettle, parts: itemParts("table", (t) => !provisionedTables.has(t), "TableReadAccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableReadAccountLimitExceeded", ACCOUNT_MESSAGE),
       source: DYNAMODB_QUOTAS, note: `the default per-table quota of an on-demand table (kept for each global secondary index of its own); a provisioned table's own capacity (and its burst capacity) applies with provisioned=TABLE:RCU/WCU instead; ${indexNote}`,
     },
     {
-      service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
+      service: "dynamodb", name: "on-demand table writes", appliesTo: `${[...DYNAMODB_WRITES].join(", ")}, PartiQL INSERT, UPDATE, DELETE${provisionedTables.size ? ` (tables not given with provisioned=)` : ""}`,
       matches: (o, f) => DYNAMODB_WRITES.has(o) && (DYNAMODB_MULTI_ITEM.has(o) || !provisionedTables.has(dynamoTable(f))), burst: 40000, rate: 40000, unit: "WCU (write request units)",
       per: "table", key: dynamoTableKey, cost: writeCost, settle: writeSettle, parts: writeParts("table", (t) => !provisionedTables.has(t), "AccountLimitExceeded"),
       ...throttle("RequestLimitExceeded", "TableWriteAccountLimitExceeded", ACCOUNT_MESSAGE),
@@ -785,7 +822,7 @@ export interface AwsLimitRefused {
 }
 
 export function refusalOf(limit: AwsLimit, flow?: HTTPFlow, refusedParts?: LimitPart[]): AwsLimitRefusal {
-  const info = flow ? awsInfoOf(flow) : null;
+  const info = flow ? limitInfoOf(flow) : null;
   const e = flow && info && limit.errorFor ? limit.errorFor(flow, info, refusedParts) : limit.error;
   return {
     service: limit.service, limit: limit.name, status: e.status, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}),
@@ -848,7 +885,7 @@ export class AwsLimiter {
 
   /** The limits `flow` falls under, in profile order, with its keys and costs (empty for non-AWS traffic). */
   applicable(flow: HTTPFlow): ApplicableLimit[] {
-    const info = awsInfoOf(flow);
+    const info = limitInfoOf(flow);
     if (!info?.service || !info.operation) return [];
     const out: ApplicableLimit[] = [];
     for (let i = 0; i < this.limits.length; i++) {
@@ -938,7 +975,7 @@ export class AwsLimiter {
     const list = this.unsettled.get(flow);
     if (!list) return;
     this.unsettled.delete(flow);
-    const info = awsInfoOf(flow);
+    const info = limitInfoOf(flow);
     if (!info) return;
     const charges: Promise<void>[] = [];
     for (const c of list) {
