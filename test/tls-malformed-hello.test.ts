@@ -23,6 +23,8 @@ const GOOD_ALPN = Buffer.from("0009" + "08" + Buffer.from("http/1.1").toString("
 const RACED_ALPN = Buffer.from("00091d122a61d57f0000ec", "hex");
 /** A fatal TLS alert decode_error (50), as OpenSSL sends it to a TLS 1.3 client. */
 const DECODE_ERROR_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]);
+/** A fatal TLS alert no_application_protocol (120). */
+const NO_APPLICATION_PROTOCOL_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x78]);
 
 /** The ClientHello Node's TLS client sends for HOST offering http/1.1, captured by a listener that never answers. */
 async function nodeClientHello(): Promise<Buffer> {
@@ -119,6 +121,23 @@ describe("a ClientHello with a malformed ALPN extension", () => {
     assert.doesNotMatch(line, /\n/);
     const intact = await throughTunnel(sluice.port, hello);
     assert.equal(intact[0], 0x16, `a handshake record, not ${intact.subarray(0, 8).toString("hex")}`);
+  });
+
+  test("framed well but naming no protocol sluice speaks: alert no_application_protocol, and a line listing what was offered", async () => {
+    // The race's other outcome: the freed bytes happen to frame as names (here 8 bytes of control characters and a heap pointer).
+    const garbled = Buffer.from("0009" + "08" + "0102030405d57f00", "hex");
+    const before = sluice.logs.length;
+    assert.deepEqual(await throughTunnel(sluice.port, withAlpn(hello, garbled)), NO_APPLICATION_PROTOCOL_ALERT);
+    await waitFor(() => sluice.logs.slice(before).some((l) => /none of which sluice speaks/.test(l)));
+    const line = sluice.logs.slice(before).find((l) => /none of which sluice speaks/.test(l))!;
+    assert.match(line, new RegExp(`client 127\\.0\\.0\\.1:\\d+ offered the ALPN protocols "\\\\u0001.*" for ${HOST.replace(/\./g, "\\.")}, none of which sluice speaks here \\(http/1\\.1\\): refused with alert no_application_protocol\\. Those are not protocol names: .*urllib3`));
+    // A real protocol sluice does not speak: the same line, without the hint.
+    const spdy = Buffer.from("0009" + "08" + Buffer.from("spdy/3.1").toString("hex"), "hex");
+    const mark = sluice.logs.length;
+    assert.deepEqual(await throughTunnel(sluice.port, withAlpn(hello, spdy)), NO_APPLICATION_PROTOCOL_ALERT);
+    await waitFor(() => sluice.logs.slice(mark).some((l) => /none of which sluice speaks/.test(l)));
+    const plain = sluice.logs.slice(mark).find((l) => /none of which sluice speaks/.test(l))!;
+    assert.match(plain, /offered the ALPN protocols "spdy\/3\.1" for .*: refused with alert no_application_protocol$/);
   });
 
   test("Python's ssl, given that hello's answer, reports what the boto3 thread reported: TLSV1_ALERT_DECODE_ERROR", { skip: needs("python3", "python3") }, async () => {

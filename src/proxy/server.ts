@@ -454,7 +454,7 @@ export class ProxyServer {
       }
       if (socket.destroyed) return;
     }
-    const offerH2 = this.ctx.core.http2 && alpnOffers.includes("h2");
+    const served = this.ctx.core.http2 && alpnOffers.includes("h2") ? ["h2", "http/1.1"] : ["http/1.1"];
     const keyChoice = this.ctx.core.ssl_leaf_key_type;
     const keyType = keyChoice === "rsa" || (keyChoice === "auto" && !acceptsEcdsa) ? "rsa" : "ecdsa";
     let leaf: Awaited<ReturnType<ServingCertificates["certificateFor"]>>;
@@ -469,12 +469,12 @@ export class ProxyServer {
     const tlsSocket = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: leaf.handshakeContext(),
-      ALPNProtocols: offerH2 ? ["h2", "http/1.1"] : ["http/1.1"],
+      ALPNProtocols: served,
     });
     // No socket.resume() here: the TLS socket reads the bytes we unshifted on its first tick,
     // and resuming the raw socket would flow them away to nobody first.
     tlsSocket.once("error", (err: NodeJS.ErrnoException) => {
-      if (!clientConn.timestampTlsSetup) this.reportClientTlsFailure(err, clientConn, certHost, malformedAlpn);
+      if (!clientConn.timestampTlsSetup) this.reportClientTlsFailure(err, clientConn, certHost, { malformedAlpn, offered: alpnOffers, served });
       else this.ctx.log.debug(`client ${clientConn.peername?.join(":")} TLS error: ${err.message}`);
     });
     tlsSocket.once("secure", () => {
@@ -535,17 +535,24 @@ export class ProxyServer {
     this.ctx.log.debug(`passing ${clientConn.peername?.join(":")} → ${target.host}:${target.port} through untouched`);
   }
 
-  private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string, malformedAlpn: string | null): void {
+  private reportClientTlsFailure(err: NodeJS.ErrnoException, clientConn: ClientConnection, host: string, alpn: { malformedAlpn: string | null; offered: string[]; served: string[] }): void {
     const who = clientConn.peername?.join(":") ?? "client";
     const alert = /alert (?:number )?\d*\s*|sslv3 alert |tlsv1 alert /i;
     const msg = err.message.trim();
-    if (malformedAlpn) {
+    // A Python client racing itself (see URLLIB3_ALPN_RACE) sends freed heap bytes as its ALPN list:
+    // mostly badly framed (decode_error), sometimes framed well but naming no protocol.
+    if (alpn.malformedAlpn) {
       // The client's own bytes are broken, and no TLS server would take them: say so, not "failed".
       const openssl = /SSL routines:([^:]+):([^:]+)/.exec(msg);
       const refusal = openssl?.[1] === "tls_parse_ctos_alpn" ? "alert decode_error" : `OpenSSL's ${openssl ? `${openssl[1]}: ${openssl[2]}` : msg}`;
+      this.ctx.log.warn(`client ${who} sent a malformed TLS ClientHello for ${host}: its ALPN extension holds ${alpn.malformedAlpn}; refused with ${refusal}, as any TLS server refuses it. ${URLLIB3_ALPN_RACE}`);
+      return;
+    }
+    if (/no application protocol/i.test(msg)) {
+      const garbled = alpn.offered.some((name) => !/^[\x21-\x7e]+$/.test(name));
       this.ctx.log.warn(
-        `client ${who} sent a malformed TLS ClientHello for ${host}: its ALPN extension holds ${malformedAlpn}; refused with ${refusal}, as any TLS server refuses it. ` +
-          "The client built a broken hello: Python clients on urllib3 (boto3, requests) that open connections from several threads at once can, rarely, as urllib3 sets ALPN on their shared SSLContext for every connection; retry, or open connections from one thread",
+        `client ${who} offered the ALPN protocols ${alpn.offered.map((n) => JSON.stringify(n)).join(", ")} for ${host}, none of which sluice speaks here (${alpn.served.join(", ")}): refused with alert no_application_protocol` +
+          (garbled ? `. Those are not protocol names: ${URLLIB3_ALPN_RACE}` : ""),
       );
       return;
     }
@@ -616,6 +623,10 @@ function streamOver(tlsSocket: tls.TLSSocket): Duplex {
   tlsSocket.on("error", (err) => duplex.destroy(err));
   return duplex;
 }
+
+/** Why a client's ClientHello carries a broken ALPN list, and what to do: the one cause seen so far. */
+const URLLIB3_ALPN_RACE =
+  "The client built a broken hello: Python clients on urllib3 (boto3, requests) that open connections from several threads at once do, rarely, as urllib3 sets ALPN on their shared SSLContext for every connection while another thread copies it; retry, or open connections from one thread";
 
 /** A whole HTTP/1.1 answer that closes the connection, for sockets no response object owns. */
 function plainResponse(status: number, text: string): string {
