@@ -220,6 +220,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["report", corrupt, "--bogus"], says: /unknown option --bogus/ },
     // An empty capture is a valid one: the page would have replaced it.
     { args: ["report", emptyCapture, "--html", join(dir, ".", "empty-capture.mitm")], says: /--html .*empty-capture\.mitm names the capture .*empty-capture\.mitm: the page would replace it; write the page to another file/ },
+    { args: ["report", emptyCapture, "--html", ""], says: /^sluice: --html was given an empty value \(an unset shell variable\?\); give it a value, or leave --html out/ },
+    { args: ["report", emptyCapture, "--html", join(dir, "a.html"), "--html", join(dir, "b.html")], says: /^sluice: --html is given twice \(--html .*a\.html and --html .*b\.html\) and takes one value: give it once/ },
     { args: ["report", corrupt, "--html", folder], says: /cannot write the HTML report to .*folder: it is a directory; give a file name, e\.g\. .*folder\/report\.html/ },
     // Without -r the capture's name was a filter on live traffic, and nothing from it was printed.
     { args: ["dump", ...p0, emptyCapture], says: /^sluice: .*empty-capture\.mitm is a capture file, but here it is a FILTER \(flows whose URL contains that text\), not a file to read; to read it, give -r .*empty-capture\.mitm; to filter on that text, write ~u / },

@@ -215,7 +215,7 @@ function setListItems(raw: string): string[] | null {
  * "none" (no capture, no authentication, the CA made in the working directory), so it is refused.
  * `--listen-host ""` keeps mitmproxy's meaning, every interface (and sluice warns about it).
  */
-function refuseEmptyFlagValues(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
+export function refuseEmptyFlagValues(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
   for (const token of tokens ?? []) {
     if (token.kind !== "option" || token.value === undefined || token.value.trim() !== "" || token.name === "listen-host" || token.name === "set") continue;
     throw new UsageError(`${token.rawName} was given an empty value (an unset shell variable?); give it a value, or leave ${token.rawName} out`);
@@ -226,11 +226,11 @@ function refuseEmptyFlagValues(tokens: ReturnType<typeof parseArgs>["tokens"]): 
  * A flag that takes one value, given twice with different values: parseArgs keeps the last, so the
  * first (`-w a.mitm -w b.mitm`) would be dropped unseen.
  */
-function refuseRepeatedFlags(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
+export function refuseRepeatedFlags(tokens: ReturnType<typeof parseArgs>["tokens"], flags: NonNullable<ParseArgsConfig["options"]> = PROXY_FLAGS): void {
   const seen = new Map<string, { flag: string; value: string }>();
   for (const token of tokens ?? []) {
     if (token.kind !== "option" || token.value === undefined) continue;
-    const spec = PROXY_FLAGS[token.name as keyof typeof PROXY_FLAGS];
+    const spec = flags[token.name];
     if (!spec || spec.type !== "string" || ("multiple" in spec && spec.multiple)) continue;
     const before = seen.get(token.name);
     if (before && before.value !== token.value) {

@@ -12,7 +12,7 @@ import { readMergedCaptures } from "../store/merged-captures.js";
 import { InvocationTracker, RetryForensics, retryForensicsText, type TrackerSnapshot } from "../aws/index.js";
 import { percent, retrySummaryTable } from "../addons/retries.js";
 import { attemptsText, outcomeText, renderReportHtml } from "../ui/report-html.js";
-import { UsageError } from "./args.js";
+import { refuseEmptyFlagValues, refuseRepeatedFlags, UsageError } from "./args.js";
 import { expandCaptures, splitCapturesAndFilter } from "./capture-args.js";
 import { sameFile } from "../core/same-file.js";
 
@@ -58,7 +58,7 @@ const FLAGS = {
 export async function runReport(argv: string[]): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     const m = /Unknown option '([^']+)'/.exec((err as Error).message);
     const missing = /Option '([^']+)' argument missing/.exec((err as Error).message);
@@ -67,6 +67,9 @@ export async function runReport(argv: string[]): Promise<void> {
     if (ambiguous) throw new UsageError(`option ${ambiguous[1]} is followed by something that looks like another option; to give it a value starting with a dash, write ${ambiguous[1]}=VALUE`);
     throw new UsageError(m ? `unknown option ${m[1]} for \`sluice report\`: see \`sluice report --help\`` : (err as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
   }
+  // `--html ""` wrote no page, and `--html a.html --html b.html` only the last, both unseen.
+  refuseEmptyFlagValues(parsed.tokens);
+  refuseRepeatedFlags(parsed.tokens, FLAGS);
   const v = parsed.values;
   if (v.help) return void process.stdout.write(REPORT_HELP);
   const { captures, filterWords } = splitCapturesAndFilter(parsed.positionals);
