@@ -9,6 +9,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Response } from "../src/core/flow.js";
 import { Faults } from "../src/addons/faults.js";
+import { Shaping } from "../src/addons/shaping.js";
 import { parseStatement, partiqlEquivalent, partiqlAnswerAsEquivalent } from "../src/aws/partiql.js";
 import { readCostBefore, writeCostBefore } from "../src/aws/dynamodb-capacity.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
@@ -79,6 +80,23 @@ describe("DynamoDB PartiQL under --fault aws-limits", () => {
       });
       const faulted = sluice.flows.filter((f) => f.metadata.aws_limit).map((f) => (f.metadata.aws_limit as { limit: string }).limit);
       assert.deepEqual(faulted.sort(), ["on-demand table reads", "reads per partition", "writes per partition", "writes per partition", "writes per partition"].sort());
+    } finally {
+      await Promise.all([sluice.close(), origin.close()]);
+    }
+  });
+
+  test("--shape aws-limits in front of the same --fault: each second PartiQL call waits until its bucket has refilled, and none is throttled", { skip: needsPython("boto3", "python3-boto3") }, async () => {
+    const origin = await partiqlOrigin();
+    const rule = "~svc dynamodb => aws-limits scale=0.002 keys=orders:pk";
+    const sluice = await startSluice({ set: { map_remote: JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${origin.url}`]), shape_rules: JSON.stringify([rule]), fault_rules: JSON.stringify([rule]) }, addons: [new Shaping(), new Faults()] });
+    try {
+      const r = await run(await pythonWithBoto3(), ["-c", CALLS], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }), timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as Record<string, string[]>;
+      for (const [call, outcomes] of Object.entries(out)) assert.deepEqual(outcomes, ["ok", "ok"], call);
+      assert.equal(sluice.flows.filter((f) => f.metadata.aws_limit).length, 0, "nothing was throttled");
+      const waited = sluice.flows.filter((f) => ((f.metadata.shaping as { waitMs?: number } | undefined)?.waitMs ?? 0) > 0).length;
+      assert.ok(waited >= 3, `the second calls of the pairs that spend their bucket wait for it (5 when each call follows the last within a second; ${waited} waited)`);
     } finally {
       await Promise.all([sluice.close(), origin.close()]);
     }
