@@ -226,6 +226,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // Without -r the capture's name was a filter on live traffic, and nothing from it was printed.
     { args: ["dump", ...p0, emptyCapture], says: /^sluice: .*empty-capture\.mitm is a capture file, but here it is a FILTER \(flows whose URL contains that text\), not a file to read; to read it, give -r .*empty-capture\.mitm; to filter on that text, write ~u / },
     { args: ["web", ...p0, "~s", "&", emptyCapture], says: /empty-capture\.mitm is a capture file, but here it is a FILTER/ },
+    // Loaded flows go through no proxy: these were quietly not applied to them.
+    { args: ["dump", "-n", "-r", emptyCapture, "--fault", "~q => throttle", "-H", "|~q|x-a|1"], says: /^sluice: -n prints the flows of -r FILE as they were recorded, with no proxy: -H, --fault act on live traffic and would do nothing here; drop them, or leave out -n/ },
+    { args: ["dump", "-n", "-r", emptyCapture, "-p", "8080"], says: /-p acts on live traffic and would do nothing here; drop it, or leave out -n/ },
     { args: ["dump", "-n", "-r", corrupt, "-r", missing], says: /-r reads one file, got 2 \(.*corrupt\.mitm, .*missing\.mitm\); give one/ },
     { args: ["report", corrupt, "--infer-window", "-5"], says: /option --infer-window is followed by something that looks like another option; .* write --infer-window=VALUE/ },
     { args: ["report", corrupt, "--html"], says: /^sluice: option --html <value> needs a value: see `sluice report --help`/ },
@@ -350,16 +353,17 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
 
   test("an option that acts only beside another, given without it, is a warning naming what it needs", async () => {
     const env = { ...process.env, HOME: home };
-    const alone = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", emptyCapture, "--set", "statsd_prefix=team", "--set", "statsd_tags", "--set", "upstream_auth=u:p", "--set", "server_replay_reuse", "--set", "save_stream_filter=~q", "--set", "readfile_filter=~q"], { env, timeoutMs: 30_000 });
-    assert.equal(alone.code, 0, alone.stderr);
+    const proc = await spawnSluice(["dump", "-p", "0", "-r", emptyCapture, "--set", "statsd_prefix=team", "--set", "statsd_tags", "--set", "upstream_auth=u:p", "--set", "server_replay_reuse", "--set", "save_stream_filter=~q", "--set", "readfile_filter=~q"], { env });
+    await proc.stop();
+    const alone = { stderr: proc.stderr() };
     assert.match(alone.stderr, /warn: --set statsd_prefix, --set statsd_tags do nothing without --set statsd=HOST:PORT; add it, or drop them/);
     assert.match(alone.stderr, /warn: --set upstream_auth does nothing without --mode upstream:URL or --mode reverse:URL/);
     assert.match(alone.stderr, /warn: --set server_replay_reuse does nothing without -S FILE/);
     assert.match(alone.stderr, /warn: --set save_stream_filter does nothing without -w FILE or --set hardump=FILE/);
     assert.doesNotMatch(alone.stderr, /readfile_filter/, "-r is given");
-    const beside = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", emptyCapture, "--set", "statsd=127.0.0.1:8125", "--set", "statsd_prefix=team", "-S", emptyCapture, "--set", "server_replay_reuse", "-w", join(dir, "beside.mitm"), "--set", "save_stream_filter=~q"], { env, timeoutMs: 30_000 });
-    assert.equal(beside.code, 0, beside.stderr);
-    assert.doesNotMatch(beside.stderr, /does nothing without|do nothing without/);
+    const beside = await spawnSluice(["dump", "-p", "0", "--set", "statsd=127.0.0.1:8125", "--set", "statsd_prefix=team", "-S", emptyCapture, "--set", "server_replay_reuse", "-w", join(dir, "beside.mitm"), "--set", "save_stream_filter=~q"], { env });
+    await beside.stop();
+    assert.doesNotMatch(beside.stderr(), /does nothing without|do nothing without/);
   });
 
   test("-C with a bad file exits like -S with a bad file, before listening", async () => {

@@ -159,6 +159,10 @@ async function runDump(argv: string[]): Promise<void> {
   const addons: Addon[] = frontEndAddons(dump);
   // -n -C FILE: replay through a private listener on a free port, then exit.
   const replayOnly = args.noServer && !!args.set.client_replay;
+  if (args.noServer && !replayOnly) {
+    const live = given.filter((name) => LIVE_TRAFFIC_FLAGS[name] !== undefined).map((name) => LIVE_TRAFFIC_FLAGS[name]!);
+    if (live.length) fail(`-n prints the flows of -r FILE as they were recorded, with no proxy: ${live.join(", ")} act${live.length === 1 ? "s" : ""} on live traffic and would do nothing here; drop ${live.length === 1 ? "it" : "them"}, or leave out -n`);
+  }
   if (replayOnly) Object.assign(args.set, { listen_host: "127.0.0.1", listen_port: "0" });
   const master = new Master({ set: args.set, addons, log, view: DUMP_VIEW });
   try {
@@ -224,6 +228,14 @@ async function runDump(argv: string[]): Promise<void> {
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
 }
+
+/** Options (by the flag that usually sets them) that act only on traffic through a listening proxy. */
+const LIVE_TRAFFIC_FLAGS: Record<string, string> = {
+  mode: "--mode", listen_port: "-p", listen_host: "--listen-host", ssl_insecure: "-k", certs: "--certs", ignore_hosts: "--ignore-hosts", allow_hosts: "--allow-hosts",
+  map_remote: "-M", map_local: "--map-local", modify_headers: "-H", modify_body: "-B", anticache: "--anticache", anticomp: "--anticomp",
+  stickycookie: "--set stickycookie", stickyauth: "--set stickyauth", upstream_auth: "--set upstream_auth", proxyauth: "--proxyauth",
+  fault_rules: "--fault", fault_file: "--faults", shape_rules: "--shape", shape_file: "--shapes", server_replay: "-S", intercept: "--intercept",
+};
 
 /**
  * `-r FILE`: flows matching `filter` go into the view, through the dump output and to `-w`.
