@@ -18,10 +18,10 @@ import { InProcessState } from "../src/core/shared-state.js";
 import { partitionOf, requestItemsOf } from "../src/aws/dynamodb-capacity.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { startSluice } from "./support/sluice.js";
-import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { tflow } from "./support/tflow.js";
 import { needsPython } from "./support/needs.js";
+import { boto3Dynamo } from "./support/boto3-dynamo.js";
 
 const mapDynamo = (url: string) => JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${url}`]);
 const PARTITIONS = 2;
@@ -43,27 +43,10 @@ function dynamoAnswer(req: Request): Response {
   return Response.make(200, JSON.stringify(out), { "content-type": "application/x-amz-json-1.0" });
 }
 
-/** Runs a boto3 script (one attempt per call) whose `call` prints each outcome: "ok", or the error code and its reasons. */
-async function boto3Dynamo<T>(sluice: { url: string; caCert: string }, body: string): Promise<T> {
-  const script = `
-import boto3, botocore.config, botocore.exceptions, json
-ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
-def call(fn, **kw):
-    try:
-        fn(**kw)
-        return "ok"
-    except botocore.exceptions.ClientError as e:
-        r = e.response
-        reasons = r.get("ThrottlingReasons") or r.get("throttlingReasons") or []
-        cancel = r.get("CancellationReasons") or []
-        return " ".join([r["Error"]["Code"]] + ["%s@%s" % (x["reason"], x["resource"].split("/", 1)[1]) for x in reasons] + [c["Code"] for c in cancel])
-put = lambda t, pk: {"PutRequest": {"Item": {"pk": {"S": pk}, "n": {"N": "1"}}}}
-${body}
-`;
-  const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as T;
-}
+
+/** boto3 (see support/boto3-dynamo) with `put(table, pk)`, a BatchWriteItem PutRequest of a one-attribute item. */
+const boto3Batch = <T>(sluice: { url: string; caCert: string }, body: string) =>
+  boto3Dynamo<T>(sluice, `put = lambda t, pk: {"PutRequest": {"Item": {"pk": {"S": pk}, "n": {"N": "1"}}}}\n${body}`);
 
 const operationsSeen = (origin: { requests: { headers: Record<string, string | string[] | undefined> }[] }) => origin.requests.map((r) => String(r.headers["x-amz-target"]).split(".")[1]);
 
@@ -79,7 +62,7 @@ describe("DynamoDB batches and transactions are charged item by item under --fau
     const origin = await startScriptedOrigin(dynamoAnswer);
     const sluice = await startSluice({ set: { map_remote: mapDynamo(origin.url), fault_rules: JSON.stringify([rule]) }, addons: [new Faults()] });
     try {
-      const out = await boto3Dynamo<string[]>(sluice, `
+      const out = await boto3Batch<string[]>(sluice, `
 out = [call(ddb.put_item, TableName="orders", Item={"pk": {"S": ${JSON.stringify(hot)}}})]
 out.append(call(ddb.batch_write_item, RequestItems={"users": [put("users", ${JSON.stringify(u1)})], "orders": [put("orders", ${JSON.stringify(hot)})]}))
 out.append(call(ddb.batch_write_item, RequestItems={"users": [put("users", ${JSON.stringify(u1)})], "orders": [put("orders", ${JSON.stringify(cool)})]}))
@@ -105,7 +88,7 @@ print(json.dumps(out))
     const sluice = await startSluice({ set: { map_remote: mapDynamo(origin.url), fault_rules: JSON.stringify([rule]) }, addons: [new Faults()] });
     const big = valueIn("big", () => true);
     try {
-      const out = await boto3Dynamo<string[]>(sluice, `
+      const out = await boto3Batch<string[]>(sluice, `
 key = lambda pk: {"pk": {"S": pk}}
 out = [call(ddb.batch_get_item, RequestItems={"users": {"Keys": [key(${JSON.stringify(u1)})]}, "orders": {"Keys": [key(${JSON.stringify(big)})]}})]
 out.append(call(ddb.get_item, TableName="orders", Key=key(${JSON.stringify(big)})))
@@ -128,7 +111,7 @@ print(json.dumps(out))
     const origin = await startScriptedOrigin(dynamoAnswer);
     const sluice = await startSluice({ set: { map_remote: mapDynamo(origin.url), shape_rules: JSON.stringify([rule]), fault_rules: JSON.stringify([rule]) }, addons: [new Shaping(), new Faults()] });
     try {
-      const out = await boto3Dynamo<string[]>(sluice, `
+      const out = await boto3Batch<string[]>(sluice, `
 print(json.dumps([call(ddb.batch_write_item, RequestItems={"users": [put("users", ${JSON.stringify(u1)})], "orders": [put("orders", ${JSON.stringify(hot)})]}) for _ in range(3)]))
 `);
       assert.deepEqual(out, ["ok", "ok", "ok"]);

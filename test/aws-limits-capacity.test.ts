@@ -35,29 +35,13 @@ import { run, awsEnv, pythonWithBoto3, PYTHON_ALPN_RACE_GUARD } from "./support/
 import { tunnelAgent } from "./support/tunnel-agent.js";
 import { tflow } from "./support/tflow.js";
 import { needsPython } from "./support/needs.js";
+import { boto3Dynamo } from "./support/boto3-dynamo.js";
 
 /** A filter compiler for rules whose filter does not matter here. */
 const compile = (expression: string) => Object.assign(() => true, { expression });
 
 const mapDynamo = (url: string) => JSON.stringify([`|https://dynamodb\\.eu-west-1\\.amazonaws\\.com|${url}`]);
 
-/** Runs a boto3 script whose DynamoDB client `ddb` goes through sluice (one attempt per call, no retries); returns its JSON output. */
-async function boto3Dynamo<T>(sluice: { url: string; caCert: string }, body: string): Promise<T> {
-  const script = `
-import boto3, botocore.config, botocore.exceptions, json, time
-ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
-def call(fn, **kw):
-    try:
-        fn(**kw)
-        return "ok"
-    except botocore.exceptions.ClientError as e:
-        return "%s %s" % (e.response["Error"]["Code"], ",".join(r["reason"] for r in e.response.get("ThrottlingReasons", [])))
-${body}
-`;
-  const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as T;
-}
 
 /** boto3: the Query of the ten items, then a GetItem of one; prints each call's outcome. */
 const QUERY_THEN_GET = `
@@ -127,7 +111,7 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
     const sluice = await startSluice({ set: { map_remote: mapDynamo(dynamo.url), stream_large_bodies: "8k", fault_rules: JSON.stringify(["~svc dynamodb => aws-limits scale=0.001"]) }, addons: [new Faults()] });
     try {
       const out = await boto3Dynamo<string[]>(sluice, QUERY_THEN_GET);
-      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableReadKeyRangeThroughputExceeded"]);
+      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableReadKeyRangeThroughputExceeded@orders"]);
       const query = sluice.flows.find((f) => f.request.headers.get("x-amz-target")?.endsWith(".Query"))!;
       assert.equal(query.response!.streamed, true, "the 40 KB answer was not kept");
     } finally {
@@ -150,7 +134,7 @@ describe("DynamoDB capacity under --fault aws-limits", () => {
 put = lambda pk: call(ddb.put_item, TableName="orders", Item={"pk": {"S": pk}, "n": {"N": "1"}})
 print(json.dumps([put(${JSON.stringify(first)}), put(${JSON.stringify(sameAsFirst)}), put(${JSON.stringify(elsewhere)})]))
 `);
-      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableWriteKeyRangeThroughputExceeded", "ok"], `${first} and ${sameAsFirst} in partition ${of(first)}, ${elsewhere} in ${of(elsewhere)}`);
+      assert.deepEqual(out, ["ok", "ProvisionedThroughputExceededException TableWriteKeyRangeThroughputExceeded@orders", "ok"], `${first} and ${sameAsFirst} in partition ${of(first)}, ${elsewhere} in ${of(elsewhere)}`);
     } finally {
       await Promise.all([sluice.close(), dynamo.close()]);
     }
@@ -169,7 +153,7 @@ burst = [put("b"), put("c")]
 print(json.dumps({"drain": drain, "drained": drained, "burst": burst}))
 `);
       assert.equal(out.drain, "ok", "a 310 KB item costs the whole 300-WCU bucket (300 s × 1 WCU/s) and passes when it is full");
-      assert.equal(out.drained, "ProvisionedThroughputExceededException TableWriteProvisionedThroughputExceeded");
+      assert.equal(out.drained, "ProvisionedThroughputExceededException TableWriteProvisionedThroughputExceeded@orders");
       assert.deepEqual(out.burst, ["ok", "ok"], "2.5 s of unused capacity is kept: two writes at once, above the 1 WCU/s rate");
     } finally {
       await Promise.all([sluice.close(), dynamo.close()]);

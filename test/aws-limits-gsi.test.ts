@@ -15,7 +15,7 @@ import { InProcessState } from "../src/core/shared-state.js";
 import { indexWritesOf, partitionOf, type GlobalIndex } from "../src/aws/dynamodb-capacity.js";
 import { startScriptedOrigin } from "./support/fake-aws.js";
 import { startSluice } from "./support/sluice.js";
-import { run, awsEnv, pythonWithBoto3 } from "./support/run.js";
+import { boto3Dynamo } from "./support/boto3-dynamo.js";
 import { tflow } from "./support/tflow.js";
 import { needsPython } from "./support/needs.js";
 
@@ -36,26 +36,15 @@ describe("DynamoDB writes are charged to their table's global secondary indexes 
     const b = valueIn("b", (p) => p !== partition(a));
     const b2 = valueIn("bb", (p) => p === partition(b));
     try {
-      const script = `
-import boto3, botocore.config, botocore.exceptions, json
-ddb = boto3.client("dynamodb", region_name="eu-west-1", config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
-def call(fn, **kw):
-    try:
-        fn(**kw)
-        return "ok"
-    except botocore.exceptions.ClientError as e:
-        r = e.response
-        return " ".join([r["Error"]["Code"]] + ["%s@%s" % (x["reason"], x["resource"].split("/", 1)[1]) for x in r.get("ThrottlingReasons", [])] + [c["Code"] for c in r.get("CancellationReasons", [])])
+      const out = await boto3Dynamo<string[]>(sluice, `
 item = lambda pk, **more: dict({"pk": {"S": pk}}, **{k: {"S": v} for k, v in more.items()})
 out = [call(ddb.put_item, TableName="orders", Item=item(${JSON.stringify(a)}, status="open"))]
 out.append(call(ddb.put_item, TableName="orders", Item=item(${JSON.stringify(b)}, status="open")))
 out.append(call(ddb.transact_write_items, TransactItems=[{"Put": {"TableName": "orders", "Item": item(${JSON.stringify(b2)}, status="open")}}]))
 out.append(call(ddb.put_item, TableName="orders", Item=item(${JSON.stringify(b)}, note="no status")))
 print(json.dumps(out))
-`;
-      const r = await run(await pythonWithBoto3(), ["-c", script], { env: awsEnv({ HTTPS_PROXY: sluice.url, AWS_CA_BUNDLE: sluice.caCert }) });
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout), [
+`);
+      assert.deepEqual(out, [
         "ok",
         "ProvisionedThroughputExceededException IndexWriteKeyRangeThroughputExceeded@orders/index/byStatus",
         "TransactionCanceledException ThrottlingError",
