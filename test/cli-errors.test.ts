@@ -262,6 +262,10 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["web", ...p0, "-r", missing], says: /missing\.mitm: cannot open for reading: ENOENT/, code: 1 },
     { args: ["web", ...p0, "-n", "-r", corrupt], says: /-n does not apply to the web UI/ },
     { args: ["console", ...p0], says: /the console needs a terminal/ },
+    // Dump's output options were dropped unseen by the other front ends (--cut would draw over the console).
+    { args: ["web", ...p0, "--flow-detail", "3"], says: /^sluice: --flow-detail sets what sluice dump prints per flow; the web UI shows every flow in full, so it would do nothing: drop it, or use sluice dump/ },
+    { args: ["console", ...p0, "--flow-detail", "2"], says: /--flow-detail sets what sluice dump prints per flow; the console shows every flow in full/ },
+    { args: ["console", ...p0, "--cut", "request.url"], says: /--cut prints rows on the terminal the console draws on; use `sluice dump --cut FIELDS`/ },
     { args: ["ca", "--bogus"], says: /unknown argument --bogus for `sluice ca`/ },
     { args: ["help", "bogus"], says: /no command "bogus"/ },
     { args: ["--version", "extra"], says: /^sluice: --version takes no arguments, got "extra"/ },

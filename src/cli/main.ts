@@ -284,10 +284,22 @@ options as \`sluice dump\` (see \`sluice dump --help\`); press ? in the console 
 It needs a terminal: without one, use \`sluice dump\`.
 `;
 
+/**
+ * `--flow-detail` sets how much sluice dump prints per flow; the console and the web UI show every
+ * detail and print no flow lines, so it was dropped unseen there (0, which -q and --cut set, is
+ * harmless). `--cut` rows would be drawn over the console's screen.
+ */
+function refuseDumpOutputOptions(args: ReturnType<typeof parseProxyArgs>, frontEnd: string, terminal: boolean): void {
+  const detail = args.set.flow_detail;
+  if (detail !== undefined && detail.trim() !== "0") fail(`--flow-detail sets what sluice dump prints per flow; ${frontEnd} shows every flow in full, so it would do nothing: drop it, or use sluice dump`);
+  if (terminal && args.set.cut !== undefined) fail(`--cut prints rows on the terminal ${frontEnd} draws on; use \`sluice dump --cut FIELDS\` (or sluice web) for them`);
+}
+
 /** `sluice` with no command: the proxy with the console as its front end instead of dump output. */
 async function runConsole(argv: string[]): Promise<void> {
   const args = parseProxyArgs(argv);
   if (args.help) return void process.stdout.write(CONSOLE_HELP);
+  refuseDumpOutputOptions(args, "the console", true);
   if (!process.stdin.isTTY || !process.stdout.isTTY) {
     fail(`the console needs a terminal, but ${process.stdin.isTTY ? "stdout" : "stdin"} is not one; run \`sluice dump\` (same options) to print flows instead`);
   }
@@ -354,6 +366,7 @@ async function runWeb(argv: string[]): Promise<void> {
   const args = parseProxyArgs(argv);
   if (args.help) return void process.stdout.write(WEB_HELP);
   if (args.noServer) fail("-n does not apply to the web UI; use `sluice dump -n -r FILE` to print flows without a proxy");
+  refuseDumpOutputOptions(args, "the web UI", false);
   delete args.set.flow_detail;
   if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
