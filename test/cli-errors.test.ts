@@ -365,6 +365,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     assert.match(alone.stderr, /warn: --set server_replay_reuse does nothing without -S FILE/);
     assert.match(alone.stderr, /warn: --set save_stream_filter does nothing without -w FILE or --set hardump=FILE/);
     assert.doesNotMatch(alone.stderr, /readfile_filter/, "-r is given");
+    const viewInDump = await run(process.execPath, [SLUICE_BIN, "dump", "-n", "-r", emptyCapture, "--set", "view_filter=~s"], { env, timeoutMs: 30_000 });
+    assert.match(viewInDump.stderr, /warn: --set view_filter does nothing without the console or the web UI, which list flows by it \(sluice dump prints by its FILTER argument\)/);
     const beside = await spawnSluice(["dump", "-p", "0", "--set", "statsd=127.0.0.1:8125", "--set", "statsd_prefix=team", "-S", emptyCapture, "--set", "server_replay_reuse", "-w", join(dir, "beside.mitm"), "--set", "save_stream_filter=~q"], { env });
     await beside.stop();
     assert.doesNotMatch(beside.stderr(), /does nothing without|do nothing without/);

@@ -35,6 +35,12 @@ const DEPENDENCIES: readonly Dependency[] = [
   { options: ["fleet", "shared_state_fallback"], present: (o) => nonEmpty(o, "shared_state"), needs: "--set shared_state=redis://HOST:PORT" },
   { options: ["intercept_active", "intercept_timeout"], present: (o) => nonEmpty(o, "intercept"), needs: "--intercept FILTER" },
   { options: ["admin_token"], present: (o) => (value<number>(o, "admin_port") ?? -1) >= 0, needs: "--set admin_port=PORT (the admin API)" },
+  // In sluice dump the view serves only the admin API's commands (@shown, @marked, …); lines are printed by FILTER.
+  {
+    options: ["view_filter", "view_order", "view_order_reversed", "console_focus_follow"],
+    present: (o) => (value<number>(o, "admin_port") ?? -1) >= 0,
+    needs: "the console or the web UI, which list flows by it (sluice dump prints by its FILTER argument)",
+  },
   { options: ["keep_host_header"], present: (o) => modes(o).some((m) => m.startsWith("reverse:")), needs: "--mode reverse:URL" },
   { options: ["upstream_auth"], present: (o) => modes(o).some((m) => m.startsWith("reverse:") || m.startsWith("upstream:")), needs: "--mode upstream:URL or --mode reverse:URL" },
 ];
