@@ -149,6 +149,9 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--proxyauth", `@${join(dir, "missing.htpasswd")}`], says: /proxyauth: cannot read htpasswd file .*missing\.htpasswd: no such file/ },
     { args: ["dump", ...p0, "--proxyauth", `@${corrupt}`], says: /proxyauth: .*corrupt\.mitm line 1: expected user:hash/ },
     { args: ["dump", ...p0, "--mode", "socks5@70000"], says: /invalid listen port "70000" after @/ },
+    // A mode's own @PORT wins: -p (or --listen-host) used by no listener was ignored unseen.
+    { args: ["dump", "-p", "18999", "--mode", "regular@0", "--mode", "socks5@0"], says: /^sluice: -p 18999 is used by no listener: every --mode has its own @PORT \(regular@0, socks5@0\); drop -p/ },
+    { args: ["dump", "--listen-host", "127.0.0.1", "--mode", "regular@127.0.0.1:0"], says: /^sluice: --listen-host 127\.0\.0\.1 is used by no listener: every --mode has its own @HOST:PORT/ },
     { args: ["dump", ...p0, "--confdir", badYamlConf], says: /config file .*config\.yaml is not valid YAML/ },
     { args: ["dump", ...p0, "--confdir", unknownOptionConf], says: /unknown option listen_prot/ },
     // Files to write

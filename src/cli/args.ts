@@ -153,6 +153,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (v.intercept !== undefined) fromFlag("intercept", v.intercept, `--intercept ${v.intercept}`);
   if (v["save-stream-file"] !== undefined) fromFlag("save_stream_file", v["save-stream-file"], `-w ${v["save-stream-file"]}`);
   // A list given both ways keeps both: `--set scripts=a.js -s b.js` loads a.js and b.js.
+  refuseUnusedListenAddress(lists.mode, set);
   for (const [name, values] of Object.entries(lists)) {
     const withSet = givenWithSet[name] === undefined ? [] : setListItems(givenWithSet[name]!);
     // An unreadable --set value is left alone, so that the option's own parser says what is wrong with it.
@@ -195,6 +196,24 @@ function refuseCaptureAsFilter(positionals: string[], rfile: string | null): voi
     if (!isFile) continue;
     const read = rfile ? "-r reads one file (`sluice report A B` reads several)" : `to read it, give -r ${word}`;
     throw new UsageError(`${word} is a capture file, but here it is a FILTER (flows whose URL contains that text), not a file to read; ${read}; to filter on that text, write ~u ${word.replace(/[.]/g, "\\.")}`);
+  }
+}
+
+/**
+ * `-p 9000 --mode regular@8081`: a mode's own @PORT (or @HOST:PORT) wins, so when every mode has
+ * one, -p (or --listen-host) is used by none of them and was ignored unseen.
+ */
+function refuseUnusedListenAddress(modes: string[] | undefined, set: Record<string, string>): void {
+  if (!modes?.length) return;
+  const listenAt = modes.map((spec) => (spec.includes("@") ? spec.slice(spec.lastIndexOf("@") + 1) : null));
+  // A malformed @… is the mode parser's to explain.
+  if (listenAt.some((at) => at !== null && !(/^(?:(\[[^\]]*\]|[^:]+):)?\d{1,5}$/.test(at) && Number(at.split(":").pop()) <= 65535))) return;
+  if (set.listen_port !== undefined && listenAt.every((at) => at !== null)) {
+    throw new UsageError(`-p ${set.listen_port} is used by no listener: every --mode has its own @PORT (${modes.join(", ")}); drop -p, or the @PORT of the mode that should use it`);
+  }
+  // @HOST:PORT (an IPv6 host in brackets) names the address too.
+  if (set.listen_host !== undefined && listenAt.every((at) => at !== null && /^(\[[^\]]*\]|[^:]+):\d+$/.test(at))) {
+    throw new UsageError(`--listen-host ${set.listen_host} is used by no listener: every --mode has its own @HOST:PORT (${modes.join(", ")}); drop --listen-host, or the HOST of the mode that should use it`);
   }
 }
 
