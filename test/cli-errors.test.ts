@@ -259,6 +259,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["run", "--attach", `127.0.0.1:${closedPort}`, "--", "true"], says: new RegExp(`--attach 127\\.0\\.0\\.1:${closedPort}: nothing answers there \\(ECONNREFUSED\\); start sluice there first`) },
     // With --attach the running sluice does the work: -w, --fault or a filter here were ignored unseen.
     { args: ["run", "--attach", `127.0.0.1:${closedPort}`, "-w", join(dir, "never.mitm"), "--fault", "~q => throttle", "~d s3", "--", "true"], says: /--attach uses the sluice already running at 127\.0\.0\.1:\d+, so -w, --fault, the filter "~d s3" would do nothing here; give them to that sluice, or drop --attach/ },
+    { args: ["run", "--set", "hardump=-", "--", "true"], says: /^sluice: --set hardump=- would print the HAR on the command's stdout: sluice run keeps stdout for the command; give hardump a file/ },
     { args: ["env", "--shell", "tcsh"], says: /--shell expects bash, fish or powershell/ },
     { args: ["limits", "nosuchservice"], says: /no limit profile for "nosuchservice"/ },
     { args: ["limits", "scale=abc"], says: /scale= expects a factor above 0/ },

@@ -66,6 +66,13 @@ describe("sluice run and sluice env", { skip: needs("curl", "curl") }, () => {
     assert.match(noCommand.stderr, /needs a command after --/);
   });
 
+  test("--cut rows go to stderr with the flow lines: the command's stdout stays its own", async () => {
+    const r = await run(process.execPath, [SLUICE_BIN, "run", "--confdir", confdir, "--cut", "request.url,response.status_code", "--", "sh", "-c", `curl -sS -o /dev/null ${origin.url}/cut-row && echo command-output`], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "command-output\n");
+    assert.match(r.stderr, new RegExp(`^${origin.url}/cut-row,200$`, "m"));
+  });
+
   test("--attach uses a running proxy; sluice env prints the variables for bash, fish and powershell", async () => {
     const env = await run(process.execPath, [SLUICE_BIN, "env", "--confdir", confdir, "--attach", "127.0.0.1:9999"]);
     assert.equal(env.code, 0, env.stderr);

@@ -16,6 +16,7 @@ import { Master, listeningLines } from "../proxy/master.js";
 import { CertificateAuthority, caFilesIn } from "../proxy/tls/ca.js";
 import { parseProxyArgs, UsageError } from "./args.js";
 import { inertOptionWarnings } from "./inert-options.js";
+import { CutOutput } from "../addons/cut-output.js";
 import { frontEndAddons } from "./wiring.js";
 import { clientEnv, formatEnv, writeCaBundle, type Shell } from "./client-env.js";
 
@@ -134,8 +135,14 @@ export async function runRun(argv: string[]): Promise<number> {
     args.set.listen_port ??= "0";
     const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
     dump = new Dump({ write: (t) => process.stderr.write(t), color: !!process.stderr.isTTY && !process.env.NO_COLOR });
-    master = new Master({ set: args.set, addons: frontEndAddons(dump), log });
+    // The command's stdout stays its own: --cut rows go to stderr with the flow lines.
+    const cut = new CutOutput((t) => void process.stderr.write(t));
+    master = new Master({ set: args.set, addons: frontEndAddons(dump, cut), log });
     await master.configure();
+    // Checked before anything listens, and without stopping the master: its stop would print the HAR.
+    if (master.options.get<string | null>("hardump") === "-") {
+      throw new UsageError("--set hardump=- would print the HAR on the command's stdout: sluice run keeps stdout for the command; give hardump a file");
+    }
     for (const line of inertOptionWarnings(master.options, given, false)) log.warn(line);
     await master.start();
     // The variables name an HTTP proxy: a regular or upstream listener, never a SOCKS5 or reverse one.

@@ -39,14 +39,14 @@ import "../aws/index.js";
  * scripts first, as in mitmproxy, so they see the request the client sent and everything after
  * them acts on what they changed; then the addons that change traffic; then those that only
  * observe it, so what a client receives is what is counted, saved and shown. The output addon
- * (dump, console, …) comes last.
+ * (dump, console, …) comes last; `cut` is given when --cut rows go elsewhere than stdout.
  */
-export function frontEndAddons(output: Addon): Addon[] {
+export function frontEndAddons(output: Addon, cut: CutOutput = new CutOutput()): Addon[] {
   return [
     // Who may use the proxy is settled before any addon (or script) sees a request, as in mitmproxy.
     new TermLog(), new Block(), new ProxyAuth(), new ReadFile(), new CoreCommands(), new ClientReplay(), new Scripts(),
     // Traffic changers first, in mitmproxy's order (anticache … stickycookie), then sluice's own.
     new AntiCache(), new AntiComp(), new MapRemote(), new MapLocal(), new ModifyBody(), new ModifyHeaders(), new StickyAuth(), new StickyCookie(), new UpstreamAuth(),
-    new Shaping(), new Faults(), new AdminApi(), new FleetOps(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), new CutOutput(), output,
+    new Shaping(), new Faults(), new AdminApi(), new FleetOps(), new ServerReplay(), new Intercept(), new Retries(), new Metrics(), new Save(), new HarDump(), new Export(), cut, output,
   ];
 }
