@@ -85,6 +85,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
   const folder = join(dir, "folder");
   const badYamlConf = join(dir, "bad-yaml-conf");
   const unknownOptionConf = join(dir, "unknown-option-conf");
+  const badValueConf = join(dir, "bad-value-conf");
   let closedPort = 0;
   before(async () => {
     // A second run, as most are: the CA exists, so no "created a new CA" line comes before the error.
@@ -103,6 +104,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     writeFileSync(join(badYamlConf, "config.yaml"), "listen_port: [8080\n");
     mkdirSync(unknownOptionConf);
     writeFileSync(join(unknownOptionConf, "config.yaml"), "listen_prot: 8080\n");
+    mkdirSync(badValueConf);
+    writeFileSync(join(badValueConf, "config.yaml"), "connect_timeout: 0.5\n");
   });
 
   const p0 = ["-p", "0"];
@@ -154,6 +157,7 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", "--listen-host", "127.0.0.1", "--mode", "regular@127.0.0.1:0"], says: /^sluice: --listen-host 127\.0\.0\.1 is used by no listener: every --mode has its own @HOST:PORT/ },
     { args: ["dump", ...p0, "--confdir", badYamlConf], says: /config file .*config\.yaml is not valid YAML/ },
     { args: ["dump", ...p0, "--confdir", unknownOptionConf], says: /unknown option listen_prot/ },
+    { args: ["dump", ...p0, "--confdir", badValueConf], says: /^sluice: config file .*bad-value-conf\/config\.yaml: option connect_timeout expects a whole number, got "0\.5"/ },
     // Files to write
     { args: ["dump", ...p0, "--set", `hardump=${join(dir, "no-such-dir", "x.har")}`], says: /hardump: cannot write .*x\.har: the directory .*no-such-dir does not exist/ },
     { args: ["dump", ...p0, "-w", join(aFile, "x.mitm")], says: /cannot write flows to .*a-file\/x\.mitm/ },

@@ -2,6 +2,7 @@
  * Runs a sluice: options, addons, CA and the listener. Which addons make up a front end (dump,
  * console, web) is decided in cli/ (cli/wiring.ts); the master only runs what it is given.
  */
+import { join } from "node:path";
 import { AddonManager, type Addon, type AddonContext, type ProxyListener } from "../core/addons.js";
 import { CORE_OPTIONS, checkCoreValues, type CoreOptions } from "../core/builtin-options.js";
 import { LineLogger } from "../core/log.js";
@@ -13,7 +14,7 @@ import { CLIENT_LIMIT_OPTIONS, type ClientLimitOptions } from "./client-limits.j
 import { InProcessState, type SharedState } from "../core/shared-state.js";
 import { FLEET_OPTIONS, type FleetOptions } from "../fleet/options.js";
 import { joinFleet, type Fleet } from "../fleet/start.js";
-import { loadConfigFile } from "../core/config-file.js";
+import { CONFIG_FILE, loadConfigFile } from "../core/config-file.js";
 import { compileFilter, setFilterNotice } from "../core/filter.js";
 import { Registry } from "../core/prometheus.js";
 import { CertificateAuthority } from "./tls/ca.js";
@@ -86,7 +87,13 @@ export class Master {
     // The config file sets defaults; the command line wins over it.
     const confdir = this.init.set?.confdir ?? (this.init.values?.confdir as string | undefined) ?? this.core.confdir;
     for (const [name, value] of Object.entries(loadConfigFile(confdir))) {
-      if (this.init.set?.[name] === undefined) this.options.set(name, value, true);
+      if (this.init.set?.[name] !== undefined) continue;
+      try {
+        this.options.set(name, value, true);
+      } catch (err) {
+        // Without the file's name a bad value there reads as if it were on the command line.
+        throw new Error(`config file ${join(confdir, CONFIG_FILE)}: ${(err as Error).message}`);
+      }
     }
     for (const [name, value] of Object.entries(this.init.set ?? {})) this.options.set(name, value, true);
     if (this.init.values) this.options.update(this.init.values);
