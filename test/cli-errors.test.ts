@@ -4,7 +4,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./support/run.js";
@@ -96,6 +96,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     writeFileSync(corrupt, "garbage, not a flow file\n");
     writeFileSync(emptyCapture, "");
     mkdirSync(folder);
+    writeFileSync(join(folder, "inside.mitm"), "");
+    symlinkSync(folder, join(dir, "folder-link"));
     writeFileSync(join(dir, "addon.py"), "def response(flow): pass\n");
     writeFileSync(join(dir, "broken.ts"), "export default { request(flow) { let x: number = ; } };\n");
     writeFileSync(join(dir, "misspelt.js"), "export default { respons(flow) { flow.response.status_code = 429; } };\n");
@@ -244,6 +246,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["convert", folder, join(dir, "out.har")], says: /folder: is a directory/ },
     { args: ["convert", corrupt, join(dir, "out.har")], says: /not a flow file/ },
     { args: ["convert", corrupt], says: /convert needs IN and OUT/ },
+    // The same file through a symlinked folder: the output would have replaced the input.
+    { args: ["convert", join(folder, "inside.mitm"), join(dir, "folder-link", "inside.mitm")], says: /cannot convert .*inside\.mitm onto itself; choose a different output file/ },
     { args: ["convert", corrupt, join(dir, "out.har"), "--bogus"], says: /unknown option --bogus for `sluice convert`: it takes IN OUT \[FILTER\]/ },
     { args: ["convert", corrupt, join(dir, "out.har"), "~zz"], says: /unknown operator ~zz/ },
     // convert writes by OUT's extension: another one would be a mitmproxy file under a misleading name.

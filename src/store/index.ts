@@ -3,7 +3,8 @@
  * a reader by a file's first bytes and a writer by its extension.
  */
 import { open, rename, rm, stat } from "node:fs/promises";
-import { extname, resolve } from "node:path";
+import { extname } from "node:path";
+import { sameFile } from "../core/same-file.js";
 import type { HTTPFlow } from "../core/flow.js";
 import { detectFlowFileKind, FlowFileError, FlowWriter, readFlows, type ReadFlowsOptions } from "./flowfile.js";
 import { HarWriter } from "./har.js";
@@ -160,7 +161,8 @@ export interface ConvertOptions {
  * file). The output appears under its name only once complete.
  */
 export async function convertFile(inPath: string, outPath: string, options: ConvertOptions = {}): Promise<{ flows: number }> {
-  if (resolve(inPath) === resolve(outPath)) throw new Error(`cannot convert ${inPath} onto itself; choose a different output file`);
+  // Any spelling of one file (a symlinked folder, a hard link): the converted output would replace the input.
+  if (sameFile(inPath, outPath)) throw new Error(`cannot convert ${inPath} onto itself; choose a different output file`);
   const format = formatForWriting(outPath);
   if (!format.extensions.includes(extname(outPath).toLowerCase())) {
     const known = formats.map((f) => f.extensions.join(" or ")).join(", ");
