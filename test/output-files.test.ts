@@ -15,6 +15,7 @@ import { startSluice, type TestSluice } from "./support/sluice.js";
 import { startOrigin, type Origin } from "./support/origins.js";
 import { Save } from "../src/addons/save.js";
 import { HarDump } from "../src/addons/har-dump.js";
+import { Export } from "../src/addons/export.js";
 import { readFlowFile } from "../src/store/index.js";
 
 describe("two writers on one file are refused at start", () => {
@@ -85,7 +86,7 @@ describe("at run time, a second writer onto the capture is refused and the captu
   const capture = join(dir, "live.mitm");
   before(async () => {
     origin = await startOrigin();
-    sluice = await startSluice({ set: { save_stream_file: capture }, addons: [new Save(), new HarDump()] });
+    sluice = await startSluice({ set: { save_stream_file: capture }, addons: [new Save(), new HarDump(), new Export()] });
   });
   after(async () => {
     await sluice.close();
@@ -120,7 +121,9 @@ describe("at run time, a second writer onto the capture is refused and the captu
     assert.deepEqual(await waitForSaved(1), ["/before"]);
     await assert.rejects(async () => sluice.master.options.set("hardump", join(dir, ".", "live.mitm")), /save_stream_file \(-w\) and hardump name the same file/);
     assert.equal(sluice.master.options.get("hardump"), null, "rolled back");
-    await assert.rejects(sluice.master.commands.execute(`save.file @all ${capture}`), /save\.file: .*live\.mitm is the file -w \(save_stream_file\) is writing flows to; save to another file/);
+    await assert.rejects(sluice.master.commands.execute(`save.file @all ${capture}`), /save\.file: .*live\.mitm is the file -w \(save_stream_file\) is writing flows to; write to another file/);
+    await assert.rejects(sluice.master.commands.execute(`export.file raw @all ${join(dir, ".", "live.mitm")}`), /export\.file: .*live\.mitm is the file -w \(save_stream_file\) is writing flows to/);
+    await assert.rejects(sluice.master.commands.execute(`cut.save @all request.url +${capture}`), /cut\.save: .*live\.mitm is the file -w \(save_stream_file\) is writing flows to/);
     assert.equal(await get("/after"), 200);
     assert.deepEqual(await waitForSaved(2), ["/before", "/after"], "the refusal neither emptied nor closed the capture");
   });

@@ -14,6 +14,7 @@ import type { HTTPFlow } from "../core/flow.js";
 import { curlCommand, EXPORT_FORMATS, ExportError, httpieCommand, rawFlow, rawRequest, rawResponse, type BodyFileWriter, type ExportFormat } from "../core/export.js";
 import { csvRow, CutError, extractCut, parseCuts } from "../core/cut.js";
 import { flowsToHar } from "../store/har.js";
+import { refuseLiveOutput } from "./save.js";
 
 export function exportFlow(format: string, flow: HTTPFlow, bodyFile: BodyFileWriter): Buffer {
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new CommandError(`no such export format: ${format}; formats: ${EXPORT_FORMATS.join(", ")}`);
@@ -84,6 +85,7 @@ export class Export implements Addon {
       help: "Export a flow to a file (a body curl/httpie cannot carry inline goes to PATH.body)",
       params: [{ name: "format", type: "string" }, { name: "flow", type: "flows" }, { name: "path", type: "rest" }],
       run: (format: string, flows: HTTPFlow[], path: string) => {
+        refuseLiveOutput(this.ctx.options, "export.file", path);
         const data = exportFlow(format, oneFlow(flows), (body) => {
           writeFileSync(`${path}.body`, body);
           return `${path}.body`;
@@ -112,6 +114,7 @@ export class Export implements Addon {
       help: "Save cuts to a file: one field of one flow as-is, else CSV; +PATH appends",
       params: [{ name: "flows", type: "flows" }, { name: "cuts", type: "string" }, { name: "path", type: "rest" }],
       run: (flows: HTTPFlow[], cutText: string, path: string) => {
+        refuseLiveOutput(this.ctx.options, "cut.save", path);
         const cuts = checked(cutText);
         const append = path.startsWith("+");
         const file = append ? path.slice(1) : path;

@@ -134,11 +134,7 @@ export class Save implements Addon {
 
   /** `save.file` onto the file -w is streaming to (or hardump's) would leave neither intact. */
   private refuseLiveFile(path: string): void {
-    const target = path.trim();
-    if (!target) return;
-    if (this.sink && sameFile(target, this.path)) throw new CommandError(`save.file: ${target} is the file -w (save_stream_file) is writing flows to; save to another file`);
-    const hardump = this.ctx.options.has("hardump") ? this.ctx.options.get<string | null>("hardump") : null;
-    if (hardump && hardump !== "-" && sameFile(target, hardump)) throw new CommandError(`save.file: ${target} is the file hardump writes on exit, which would overwrite it; save to another file`);
+    refuseLiveOutput(this.ctx.options, "save.file", path);
   }
 
   private syncIntervalMs(): number {
@@ -270,6 +266,19 @@ export class Save implements Addon {
     if (this.failed > 0) this.ctx.log.error(`${this.failed} flow${this.failed === 1 ? " was" : "s were"} not saved to ${this.path} (see the first error above)`);
     if (this.lateFlows > 1) this.ctx.log.warn(`${this.lateFlows} flows finished after ${this.path} was closed at shutdown and are not in it`);
   }
+}
+
+/**
+ * A command writing a file (`save.file`, `export.file`, `cut.save`) onto the file -w is streaming
+ * to, or the one hardump writes on exit, would leave neither intact: refused, naming which.
+ */
+export function refuseLiveOutput(options: AddonContext["options"], command: string, path: string): void {
+  const target = expandHome(path.trim().replace(/^\+/, ""));
+  if (!target) return;
+  const stream = options.has("save_stream_file") ? options.get<string | null>("save_stream_file") : null;
+  if (stream && sameFile(target, stream.replace(/^\+/, ""))) throw new CommandError(`${command}: ${path.trim()} is the file -w (save_stream_file) is writing flows to; write to another file`);
+  const hardump = options.has("hardump") ? options.get<string | null>("hardump") : null;
+  if (hardump && hardump !== "-" && sameFile(target, hardump)) throw new CommandError(`${command}: ${path.trim()} is the file hardump writes on exit, which would overwrite it; write to another file`);
 }
 
 /** `save.file`: writes `flows` to `path` in the format its extension names. */
