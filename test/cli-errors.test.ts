@@ -271,6 +271,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["env", "--shell", "tcsh"], says: /--shell expects bash, fish or powershell/ },
     { args: ["limits", "nosuchservice"], says: /no limit profile for "nosuchservice"/ },
     { args: ["limits", "scale=abc"], says: /scale= expects a factor above 0/ },
+    { args: ["limits", "s3", "partitions=5"], says: /^sluice: limits: partitions= applies to dynamodb, not s3, so it would change nothing here; drop it, or ask for that service/ },
+    { args: ["limits", "dynamodb", "depth=2", "reserved=f:2"], says: /limits: depth= applies to s3, reserved= applies to lambda, not dynamodb/ },
     { args: ["web", ...p0, "-r", missing], says: /missing\.mitm: cannot open for reading: ENOENT/, code: 1 },
     { args: ["web", ...p0, "-n", "-r", corrupt], says: /-n does not apply to the web UI/ },
     { args: ["console", ...p0], says: /the console needs a terminal/ },

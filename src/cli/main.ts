@@ -638,6 +638,9 @@ global secondary indexes and their key attributes (a write to the table is charg
 whose key attributes the item has).
 `;
 
+/** The one service each service-specific aws-limits option tunes (scale= tunes all). */
+const LIMITS_OPTION_SERVICE: Record<string, string> = { depth: "s3", partitions: "dynamodb", keys: "dynamodb", provisioned: "dynamodb", lsi: "dynamodb", gsi: "dynamodb", reserved: "lambda" };
+
 /** `sluice limits [SERVICE] [OPTION=VALUE …]`: the limit profiles, with their sources. */
 function runLimits(args: string[]): void {
   let service: string | null = null;
@@ -653,6 +656,11 @@ function runLimits(args: string[]): void {
     const signing = signingNameOf(a) ?? a.toLowerCase();
     if (!LIMITED_SERVICES.includes(signing)) throw new UsageError(`limits: no limit profile for ${JSON.stringify(a)}; profiles exist for ${LIMITED_SERVICES.join(", ")}`);
     service = signing;
+  }
+  // `sluice limits s3 partitions=5`: an option of another service's profile would change nothing shown.
+  if (service !== null) {
+    const foreign = Object.keys(given).filter((name) => LIMITS_OPTION_SERVICE[name] !== undefined && LIMITS_OPTION_SERVICE[name] !== service);
+    if (foreign.length) throw new UsageError(`limits: ${foreign.map((n) => `${n}= applies to ${LIMITS_OPTION_SERVICE[n]}`).join(", ")}, not ${service}, so it would change nothing here; drop it, or ask for that service`);
   }
   let opts;
   try {
