@@ -196,6 +196,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     { args: ["dump", ...p0, "--cut-format", "json"], says: /--cut-format formats the rows of --cut FIELDS, which is not given: add --cut/ },
     { args: ["dump", ...p0, "--fault", "~q => delay 10x"], says: /bad duration "10x"/ },
     { args: ["dump", ...p0, "--fault", "~q => throttle p=2"], says: /p= expects a probability/ },
+    // from= defaults to when the rule is loaded: a window ending then never opens.
+    { args: ["dump", ...p0, "--fault", "~q => throttle until=0s"], says: /fault rule "~q => throttle until=0s": the window ends \(0ms\) before it starts \(0ms\)/ },
     { args: ["dump", ...p0, "--shape", "~q => 10/ms"], says: /bad rate "10\/ms"/ },
     // Unknown names and bad filters
     { args: ["dump", "--no-such-flag"], says: /unknown option --no-such-flag/ },

@@ -279,7 +279,8 @@ function parseTriggers(o: Record<string, string>, fail: (msg: string) => never):
     if (o.from !== undefined) fromMs = duration("from", o.from);
     if (o.until !== undefined) untilMs = duration("until", o.until);
   }
-  if (fromMs !== null && untilMs !== null && untilMs <= fromMs) fail(`the window ends (${untilMs}ms) before it starts (${fromMs}ms)`);
+  // from= defaults to the moment the rule is loaded: until=0s would be a window that never opens.
+  if (untilMs !== null && untilMs <= (fromMs ?? 0)) fail(`the window ends (${untilMs}ms) before it starts (${fromMs ?? 0}ms)`);
   let rate: FaultTriggers["rate"] = null;
   if (o.rate !== undefined) {
     let perSecond: number;
