@@ -174,6 +174,7 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
     throw new UsageError(`-r and hardump name the same file ${rfile}: the HAR written on exit would replace the capture read; give hardump another file`);
   }
   refuseCaptureAsFilter(parsed.positionals, rfile);
+  refuseTwoFilters(parsed.positionals, set, "dumper_filter");
   if (v["no-server"] && !rfile && !v["client-replay"]) throw new UsageError("-n (no server) needs -r FILE or -C FILE: there is nothing else to do");
   return { set, quiet: !!v.quiet, verbose: !!v.verbose, help: !!v.help, positionals: parsed.positionals, rfile, noServer: !!v["no-server"] };
 }
@@ -214,6 +215,17 @@ function refuseUnusedListenAddress(modes: string[] | undefined, set: Record<stri
   // @HOST:PORT (an IPv6 host in brackets) names the address too.
   if (set.listen_host !== undefined && listenAt.every((at) => at !== null && /^(\[[^\]]*\]|[^:]+):\d+$/.test(at))) {
     throw new UsageError(`--listen-host ${set.listen_host} is used by no listener: every --mode has its own @HOST:PORT (${modes.join(", ")}); drop --listen-host, or the HOST of the mode that should use it`);
+  }
+}
+
+/**
+ * The FILTER argument sets dump's (and run's) dumper_filter, the console's and web UI's view_filter:
+ * the same option given with --set as well would be dropped unseen.
+ */
+export function refuseTwoFilters(positionals: string[], set: Record<string, string>, option: "dumper_filter" | "view_filter"): void {
+  const filter = positionals.join(" ");
+  if (positionals.length && set[option] !== undefined && set[option] !== filter) {
+    throw new UsageError(`the FILTER argument ${JSON.stringify(filter)} and --set ${option}=${set[option]} both choose the flows shown, and one would be dropped: give one`);
   }
 }
 
@@ -268,6 +280,9 @@ function refuseContradictions(v: Partial<Record<keyof typeof PROXY_FLAGS, unknow
   const detail = v["flow-detail"] !== undefined ? String(v["flow-detail"]) : set.flow_detail;
   const flowDetail = detail === undefined || detail.trim() === "0" ? null : v["flow-detail"] !== undefined ? `--flow-detail ${detail}` : `--set flow_detail=${detail}`;
   if (v.quiet && v.verbose) throw new UsageError("-q (only errors) and -v (debug logging) contradict each other: give one");
+  const verbosity = set.termlog_verbosity;
+  if (v.quiet && verbosity !== undefined && verbosity !== "error") throw new UsageError(`-q (only errors) and --set termlog_verbosity=${verbosity} contradict each other: give one`);
+  if (v.verbose && verbosity !== undefined && verbosity !== "debug") throw new UsageError(`-v (debug logging) and --set termlog_verbosity=${verbosity} contradict each other: give one`);
   if (v.quiet && flowDetail) throw new UsageError(`-q prints no flows, so ${flowDetail} would do nothing: give one`);
   const cut = v.cut !== undefined ? "--cut" : set.cut !== undefined ? "--set cut" : null;
   if (cut && flowDetail) throw new UsageError(`${cut} prints its fields in place of flow lines, so ${flowDetail} would do nothing: give one`);

@@ -25,7 +25,7 @@ import { filterHelpText } from "../core/filter.js";
 import { Master, listeningLines } from "../proxy/master.js";
 import { BROWSING_VIEW, DUMP_VIEW } from "../core/view.js";
 import { caFilesIn, CertificateAuthority } from "../proxy/tls/ca.js";
-import { parseProxyArgs, UsageError } from "./args.js";
+import { parseProxyArgs, refuseTwoFilters, UsageError } from "./args.js";
 import { AWS_LIMITS_OPTIONS, DEFAULT_DYNAMODB_PARTITIONS, limitsTable, LIMITED_SERVICES, parseAwsLimitsOptions } from "../aws/index.js";
 import { signingNameOf } from "../aws/services.js";
 import type { Addon } from "../core/addons.js";
@@ -306,6 +306,7 @@ async function runConsole(argv: string[]): Promise<void> {
   if (args.noServer) fail("-n does not apply to the console; use `sluice dump -n -r FILE` to print flows without a proxy");
   // Dump's options mean nothing here (and dump is not loaded to register them).
   delete args.set.flow_detail;
+  refuseTwoFilters(args.positionals, args.set, "view_filter");
   if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
   // Log lines go to the console's event log (E), not over the screen.
   const log = new LineLogger(args.verbose ? "debug" : "info", () => {});
@@ -368,6 +369,7 @@ async function runWeb(argv: string[]): Promise<void> {
   if (args.noServer) fail("-n does not apply to the web UI; use `sluice dump -n -r FILE` to print flows without a proxy");
   refuseDumpOutputOptions(args, "the web UI", false);
   delete args.set.flow_detail;
+  refuseTwoFilters(args.positionals, args.set, "view_filter");
   if (args.positionals.length) args.set.view_filter = args.positionals.join(" ");
   const log = new LineLogger(args.quiet ? "error" : args.verbose ? "debug" : "info");
   const { WebUi } = await import("../ui/web/web-ui.js");
