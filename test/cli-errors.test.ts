@@ -244,6 +244,8 @@ describe("every bad input is one line on stderr and a non-zero exit", () => {
     // Loaded flows go through no proxy: these were quietly not applied to them.
     { args: ["dump", "-n", "-r", emptyCapture, "--fault", "~q => throttle", "-H", "|~q|x-a|1"], says: /^sluice: -n prints the flows of -r FILE as they were recorded, with no proxy: -H, --fault act on live traffic and would do nothing here; drop them, or leave out -n/ },
     { args: ["dump", "-n", "-r", emptyCapture, "-p", "8080"], says: /-p acts on live traffic and would do nothing here; drop it, or leave out -n/ },
+    { args: ["dump", ...p0, "-S", emptyCapture, "-w", join(dir, ".", "empty-capture.mitm")], says: /^sluice: -S and -w name the same file .*empty-capture\.mitm: -w would empty the recording being replayed; write to another file, or append with -w \+/ },
+    { args: ["dump", ...p0, "-C", emptyCapture, "-w", emptyCapture], says: /^sluice: -C and -w name the same file .*empty-capture\.mitm/ },
     { args: ["dump", "-n", "-r", corrupt, "-r", missing], says: /-r reads one file, got 2 \(.*corrupt\.mitm, .*missing\.mitm\); give one/ },
     { args: ["report", corrupt, "--infer-window", "-5"], says: /option --infer-window is followed by something that looks like another option; .* write --infer-window=VALUE/ },
     { args: ["report", corrupt, "--html"], says: /^sluice: option --html <value> needs a value: see `sluice report --help`/ },

@@ -168,6 +168,11 @@ export function parseProxyArgs(argv: string[]): ProxyArgs {
   if (rfile && wfile && !wfile.startsWith("+") && sameFile(wfile, rfile)) {
     throw new UsageError(`-r and -w name the same file ${rfile}: writing would empty it before it is read; write to another file, or append with -w +${rfile}`);
   }
+  // -S/-C read their files at start and -w then empties its own: a recording replayed and re-written in place is lost.
+  for (const [flag, files] of [["-S", v["server-replay"]], ["-C", v["client-replay"]]] as const) {
+    const same = wfile && !wfile.startsWith("+") ? files?.find((f) => sameFile(f, wfile)) : undefined;
+    if (same) throw new UsageError(`${flag} and -w name the same file ${same}: -w would empty the recording being replayed; write to another file, or append with -w +${same}`);
+  }
   // hardump replaces FILE with a HAR file on exit: the capture that was read would be gone.
   const hardump = set.hardump;
   if (rfile && hardump && hardump !== "-" && hardump !== OMITTED_VALUE && sameFile(hardump, rfile)) {
