@@ -20,6 +20,7 @@ import { FlowWriter, formatForWriting, type FlowSink } from "../store/index.js";
 import { declareOptions, type TypedOptions } from "../core/options.js";
 import { expandHome } from "../core/spec.js";
 import { sameFile } from "../core/same-file.js";
+import { HAR_DUMP_OPTIONS } from "./har-dump.js";
 
 /** Above this many bytes waiting for the disk, finishing flows wait for it (back-pressure). */
 const DEFAULT_BACKLOG = 64 * 1024 * 1024;
@@ -124,7 +125,7 @@ export class Save implements Addon {
   /** The -w file and hardump's HAR file written on exit would overwrite each other: one file, one writer. */
   private refuseSharedFile(): void {
     const spec = this.opts.save_stream_file;
-    const hardump = this.ctx.options.has("hardump") ? this.ctx.options.get<string | null>("hardump") : null;
+    const hardump = this.ctx.options.lookup(HAR_DUMP_OPTIONS)?.hardump ?? null;
     if (!spec || !hardump || hardump === "-") return;
     const path = spec.startsWith("+") ? spec.slice(1) : spec;
     if (sameFile(path, hardump)) {
@@ -275,9 +276,9 @@ export class Save implements Addon {
 export function refuseLiveOutput(options: AddonContext["options"], command: string, path: string): void {
   const target = expandHome(path.trim().replace(/^\+/, ""));
   if (!target) return;
-  const stream = options.has("save_stream_file") ? options.get<string | null>("save_stream_file") : null;
+  const stream = options.lookup(SAVE_OPTIONS)?.save_stream_file ?? null;
   if (stream && sameFile(target, stream.replace(/^\+/, ""))) throw new CommandError(`${command}: ${path.trim()} is the file -w (save_stream_file) is writing flows to; write to another file`);
-  const hardump = options.has("hardump") ? options.get<string | null>("hardump") : null;
+  const hardump = options.lookup(HAR_DUMP_OPTIONS)?.hardump ?? null;
   if (hardump && hardump !== "-" && sameFile(target, hardump)) throw new CommandError(`${command}: ${path.trim()} is the file hardump writes on exit, which would overwrite it; write to another file`);
 }
 
