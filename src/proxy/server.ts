@@ -15,6 +15,7 @@ import { completeResponse, sendPlain } from "./client-response.js";
 import { handleExchange, type ConnectionContext } from "./exchange.js";
 import type { ProxyMode } from "./mode.js";
 import { UNRECOGNIZED_NAME_ALERT, looksLikeTls, parseClientHello } from "./tls/client-hello.js";
+import { HandshakeTurns } from "./tls/handshake-turns.js";
 import { refuseLoopedRequest } from "./guards.js";
 import { guardedTcpConnect } from "./guards.js";
 import { ConnectionCapLog, MAX_HEADER_FIELDS, tooManyRequestHeaders, armDeadline, clientLimits, http09RequestLine, watchH2Session, watchRequestBody, type ClientLimits } from "./client-limits.js";
@@ -51,6 +52,8 @@ export class ProxyServer {
   /** The header deadline of the connection whose HTTP/2 session is being created (see pendingH2Context). */
   private pendingH2Deadline: (() => void) | null = null;
   private readonly serving: ServingCertificates;
+  /** New TLS handshakes, one per event-loop turn (see HandshakeTurns). */
+  private readonly handshakeTurns = new HandshakeTurns();
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -464,6 +467,8 @@ export class ProxyServer {
       this.ctx.log.error(`cannot make a certificate for ${certHost}: ${(err as Error).message}`);
       return void socket.destroy();
     }
+    if (socket.destroyed) return;
+    await this.handshakeTurns.next();
     if (socket.destroyed) return;
     // The context is taken as the TLS socket is made, in one turn: a new leaf's may be shared (see handshakeContext).
     const tlsSocket = new tls.TLSSocket(socket, {
