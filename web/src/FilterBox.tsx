@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { FilterProblem } from "./types";
 
 interface Props {
@@ -15,12 +15,19 @@ interface Props {
 export function FilterBox({ label, name, value, error, progress, inputRef, onApply }: Props) {
   const [text, setText] = useState(value);
   const [editing, setEditing] = useState(false);
+  // What this box last applied: Enter applies at once, and the pause after typing must not apply
+  // the same text again (a second "intercepting …" notice would land amid later answers).
+  const applied = useRef<string | null>(null);
+  const apply = (expr: string) => {
+    applied.current = expr;
+    onApply(expr);
+  };
   useEffect(() => {
     if (!editing) setText(value);
   }, [value, editing]);
   useEffect(() => {
     if (!editing || text === value) return;
-    const t = setTimeout(() => onApply(text), 400);
+    const t = setTimeout(() => text !== applied.current && apply(text), 400);
     return () => clearTimeout(t);
   }, [text]);
   const bad = error && editing ? error : error && text !== value ? error : error;
@@ -37,7 +44,7 @@ export function FilterBox({ label, name, value, error, progress, inputRef, onApp
           onBlur={() => setEditing(false)}
           onChange={(e) => setText(e.target.value)}
           onKeyDown={(e) => {
-            if (e.key === "Enter") onApply(text);
+            if (e.key === "Enter") apply(text);
             if (e.key === "Escape") {
               setText(value);
               (e.target as HTMLInputElement).blur();
